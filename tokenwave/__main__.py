@@ -1,0 +1,3 @@
+from tokenwave.cli import main
+
+main()

@@ -1,0 +1,141 @@
+"""The `tokenwave` command. Every subcommand has --help; errors print one line with the fix and exit 2."""
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tokenwave import __version__
+from tokenwave.errors import TokenwaveError
+
+app = typer.Typer(help="tokenwave: audio generation on neural codec tokens.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+data_app = typer.Typer(help="Build, import and inspect datasets (24 kHz mono + manifest.jsonl).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+
+
+class Domain(str, Enum):
+    speech = "speech"
+    music = "music"
+    sfx = "sfx"
+
+
+@app.command()
+def version() -> None:
+    """Print the tokenwave version."""
+    console.print(__version__)
+
+
+@data_app.command("build")
+def data_build(
+    domain: Domain = typer.Argument(..., help="Which corpus to build: speech, music or sfx."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (must be new or empty, or pass --overwrite)."),
+    minutes: float = typer.Option(2.0, help="Total audio to render, in minutes."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same dataset."),
+    workers: int = typer.Option(2, min=1, max=64, help="Parallel render workers."),
+    overwrite: bool = typer.Option(False, help="Replace an existing dataset at --out (only once the new one is complete)."),
+) -> None:
+    """Render an offline corpus: speech (espeak-ng, flite), music (music21 corpus + FluidSynth) or sfx (procedural)."""
+    from tokenwave.data.writer import check_minutes, check_output_dir
+
+    check_minutes(minutes)
+    check_output_dir(out, overwrite)
+    if domain is Domain.speech:
+        from tokenwave.data.speech import build_speech as build
+    elif domain is Domain.music:
+        from tokenwave.data.music import build_music as build
+    else:
+        from tokenwave.data.sfx import build_sfx as build
+    path = build(out, minutes=minutes, seed=seed, overwrite=overwrite, workers=workers)
+    _print_stats(path)
+
+
+@data_app.command("import")
+def data_import(
+    src: Path = typer.Argument(..., help="Folder of audio files (wav, flac, ogg, mp3, ...; any rate, mono or stereo)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output dataset folder."),
+    meta: Optional[Path] = typer.Option(None, help="CSV or JSONL with a `file` column plus caption/text/speaker/tags."),
+    domain: str = typer.Option("custom", help="Domain recorded in the manifest: speech, music, sfx or custom."),
+    clip_seconds: float = typer.Option(10.0, help="Cut long files (without a transcript) into clips of at most this length."),
+    min_seconds: float = typer.Option(1.0, help="Drop clips shorter than this."),
+    valid_fraction: float = typer.Option(0.05, help="Fraction of source files for the valid split."),
+    test_fraction: float = typer.Option(0.05, help="Fraction of source files held out for the test split."),
+    seed: int = typer.Option(0, help="Seed of the split assignment."),
+    overwrite: bool = typer.Option(False, help="Replace an existing dataset at --out."),
+) -> None:
+    """Import your own audio into the dataset format, so you can train and fine-tune on it."""
+    from tokenwave.data.importer import import_audio
+
+    report = import_audio(src, out, meta=meta, domain=domain, clip_seconds=clip_seconds, min_seconds=min_seconds,
+                          valid_fraction=valid_fraction, test_fraction=test_fraction, seed=seed, overwrite=overwrite)
+    for f, reason in report.skipped:
+        console.print(f"[yellow]skipped[/] {f}: {reason}")
+    console.print(f"imported {report.clips} clips ({report.seconds / 60:.1f} min) from {report.files - len(report.skipped)}"
+                  f" of {report.files} files; {len(report.skipped)} skipped")
+    _print_stats(report.out)
+
+
+@data_app.command("stats")
+def data_stats(
+    dataset: Path = typer.Argument(..., help="Dataset folder (holding manifest.jsonl)."),
+    png: Optional[Path] = typer.Option(None, help="Where to write example spectrograms (default: DATASET/stats.png)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
+) -> None:
+    """Print counts, hours per split and speakers/pieces/recipes; write a PNG of example spectrograms."""
+    from tokenwave.data.stats import dataset_stats, example_spectrograms
+
+    stats = dataset_stats(dataset)
+    png_path = example_spectrograms(dataset, png or Path(dataset) / "stats.png")
+    stats["png"] = str(png_path)
+    if as_json:
+        typer.echo(json.dumps(stats, indent=2))
+    else:
+        _print_stats(dataset, stats)
+        console.print(f"spectrograms: {png_path}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo"), "--out", "-o", help="Folder for the page, audio and images."),
+    rebuild: bool = typer.Option(False, help="Rebuild the demo datasets even if present."),
+) -> None:
+    """Render examples of each domain and write OUT/index.html with players and spectrograms."""
+    from tokenwave.demo import render_demo
+
+    index = render_demo(out, rebuild=rebuild)
+    console.print(f"open {index.absolute()} in a browser")
+
+
+def _print_stats(dataset: Path, stats: dict | None = None) -> None:
+    from tokenwave.data.stats import dataset_stats
+
+    stats = stats or dataset_stats(dataset)
+    table = Table(title=f"{dataset} ({', '.join(stats['domains'])})")
+    extra = sorted({k for s in stats["splits"].values() for k in s if k not in ("clips", "hours", "mean_seconds")})
+    for col in ["split", "clips", "hours", "mean s", *extra]:
+        table.add_column(col)
+    for split, s in stats["splits"].items():
+        table.add_row(split, str(s["clips"]), f"{s['hours']:.3f}", f"{s['mean_seconds']:.1f}", *[str(s.get(k, "-")) for k in extra])
+    console.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except TokenwaveError as err:
+        Console(stderr=True).print(f"[bold red]error:[/] {err.one_line()}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted; nothing half-written was kept")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""`make demo`: build a small corpus of each domain and write ``demo/index.html`` with players and spectrograms."""
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+from tokenwave.audio import load_audio
+from tokenwave.data.manifest import atomic_write_text, audio_path, read_manifest
+from tokenwave.plots import spectrogram_grid
+
+DOMAIN_MINUTES = {"speech": 0.5, "music": 0.5, "sfx": 0.5}
+
+
+def _build(domain: str, out: Path, minutes: float, seed: int) -> None:
+    if domain == "speech":
+        from tokenwave.data.speech import build_speech as build
+    elif domain == "music":
+        from tokenwave.data.music import build_music as build
+    else:
+        from tokenwave.data.sfx import build_sfx as build
+    build(out, minutes=minutes, seed=seed, overwrite=True)
+
+
+def _label(row: dict) -> str:
+    if row["domain"] == "speech":
+        return f"{row.get('speaker', '')}: “{row.get('text', '')}”"
+    return row.get("caption") or row["id"]
+
+
+def render_demo(out: str | os.PathLike = "demo", per_domain: int = 4, seed: int = 0, rebuild: bool = False) -> Path:
+    """Build (or reuse) small datasets under ``out/data`` and write ``out/index.html``."""
+    out = Path(out)
+    sections = []
+    for domain, minutes in DOMAIN_MINUTES.items():
+        ds = out / "data" / domain
+        if rebuild or not (ds / "manifest.jsonl").exists():
+            _build(domain, ds, minutes, seed)
+        rows = read_manifest(ds)
+        picked = [r for s in ("train", "test") for r in rows if r["split"] == s][:per_domain - 1]
+        picked += [r for r in rows if r["split"] == "test"][:1] if not any(r["split"] == "test" for r in picked) else []
+        cards = []
+        for r in picked:
+            wav, sr = load_audio(audio_path(ds, r))
+            png = spectrogram_grid([(_label(r), wav, sr)], out / "img" / f"{r['id']}.png", cols=1)
+            rel_audio = os.path.relpath(audio_path(ds, r), out)
+            cards.append(
+                f'<div class="card"><p class="cap">{html.escape(_label(r))} <span class="split">[{r["split"]}, '
+                f'{r["duration"]:.1f} s]</span></p><audio controls preload="none" src="{html.escape(rel_audio)}"></audio>'
+                f'<img src="{html.escape(os.path.relpath(png, out))}" alt="spectrogram"></div>')
+        sections.append(f"<h2>{domain} <small>({len(rows)} clips, data/{domain}/manifest.jsonl)</small></h2>\n" + "\n".join(cards))
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>tokenwave demo</title><style>"
+            "body{font-family:sans-serif;max-width:1100px;margin:2em auto}.card{display:inline-block;width:520px;"
+            "margin:8px;vertical-align:top}.card img{width:100%}.cap{font-size:14px}.split{color:#888}audio{width:100%}"
+            "</style></head><body><h1>tokenwave demo</h1><p>Clips from the project's own offline corpora, "
+            "rendered by <code>tokenwave data build</code>. Spectrograms are log-mel.</p>"
+            + "\n".join(sections) + "</body></html>\n")
+    index = out / "index.html"
+    atomic_write_text(index, page)
+    return index

@@ -1,0 +1,49 @@
+"""Figures people would rather look at than numbers: spectrogram grids and curves, saved as PNG atomically."""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tokenwave.audio.spectrogram import log_mel_spectrogram  # noqa: E402
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def spectrogram_grid(items: Sequence[tuple[str, np.ndarray, int]], path: str | os.PathLike, cols: int = 2) -> Path:
+    """Log-mel spectrograms of ``(title, wav [N], sample_rate)`` items in a grid, written to ``path`` (PNG)."""
+    if not items:
+        raise ValueError("spectrogram_grid needs at least one item")
+    rows = (len(items) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 2.6 * rows), squeeze=False)
+    for ax, (title, wav, sr) in zip(axes.flat, items):
+        mel = log_mel_spectrogram(wav, sr)
+        ax.imshow(mel, origin="lower", aspect="auto", cmap="magma",
+                  extent=(0, len(wav) / sr, 0, mel.shape[0]), vmin=mel.max() - 6, vmax=mel.max())
+        ax.set_title(title if len(title) <= 70 else title[:67] + "...", fontsize=8)
+        ax.set_xlabel("seconds", fontsize=7)
+        ax.set_ylabel("mel bin", fontsize=7)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(items):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return save_figure(fig, path)

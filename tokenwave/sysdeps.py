@@ -1,0 +1,26 @@
+"""Checks for the Debian packages (programs and data files) that some features need."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tokenwave.errors import MissingSystemPackageError
+
+#: Every Debian package the project uses; `make deps` installs these.
+DEBIAN_PACKAGES = ["espeak-ng", "flite", "fluidsynth", "fluid-soundfont-gm", "ffmpeg", "opus-tools", "fortunes", "sox", "libsndfile1"]
+
+
+def require_program(program: str, package: str) -> str:
+    """Path of ``program`` on PATH, or a :class:`MissingSystemPackageError` naming the package to install."""
+    path = shutil.which(program)
+    if path is None:
+        raise MissingSystemPackageError(f"the program `{program}`", package)
+    return path
+
+
+def require_file(candidates: list[str], package: str, what: str) -> Path:
+    """The first existing path of ``candidates``, or a :class:`MissingSystemPackageError`."""
+    for c in candidates:
+        if Path(c).exists():
+            return Path(c)
+    raise MissingSystemPackageError(f"{what} ({candidates[0]})", package)
