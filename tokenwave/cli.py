@@ -18,6 +18,9 @@ app = typer.Typer(help="tokenwave: audio generation on neural codec tokens.", no
                   pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Build, import and inspect datasets (24 kHz mono + manifest.jsonl).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+train_app = typer.Typer(help="Train models on your datasets (safetensors checkpoints, --resume, torchrun for multi-GPU).",
+                        no_args_is_help=True)
+app.add_typer(train_app, name="train")
 console = Console()
 
 
@@ -111,6 +114,43 @@ def demo(
 
     index = render_demo(out, rebuild=rebuild)
     console.print(f"open {index.absolute()} in a browser")
+
+
+@train_app.command("codec")
+def train_codec(
+    data: list[Path] = typer.Option(..., "--data", help="Dataset folder(s); repeat --data for several."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder: log.jsonl, last/ (resumable), model/ (the checkpoint)."),
+    steps: int = typer.Option(20000, min=1, help="Total optimisation steps."),
+    preset: str = typer.Option("default", help="Model size: default or tiny (for tests)."),
+    batch_size: int = typer.Option(8, min=1),
+    segment: float = typer.Option(1.0, help="Training segment length in seconds."),
+    lr: float = typer.Option(5e-4),
+    adv_start: int = typer.Option(10000, help="Step at which the adversarial losses switch on."),
+    val_every: int = typer.Option(500, min=1),
+    ckpt_every: int = typer.Option(500, min=1),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    threads: int = typer.Option(0, help="CPU threads for torch (0: leave torch's default)."),
+    resume: bool = typer.Option(False, help="Continue from OUT/last."),
+) -> None:
+    """Train the neural codec (RVQ, 75 Hz) on one or more datasets."""
+    import torch
+
+    from tokenwave.errors import InvalidArgumentError
+    from tokenwave.train.codec import PRESETS, CodecRecipe, CodecTrainConfig
+    from tokenwave.train.trainer import seed_everything, setup_distributed, train
+
+    if preset not in PRESETS:
+        raise InvalidArgumentError(f"unknown preset {preset!r}", f"use one of {', '.join(PRESETS)}")
+    if threads:
+        torch.set_num_threads(threads)
+    info = setup_distributed(device)
+    seed_everything(seed + info.rank)
+    tcfg = CodecTrainConfig(segment_seconds=segment, batch_size=batch_size, lr=lr, adv_start=adv_start)
+    recipe = CodecRecipe([str(d) for d in data], PRESETS[preset], tcfg, info, seed=seed)
+    metrics = train(recipe, out, steps, info, val_every=val_every, ckpt_every=ckpt_every, resume=resume, name="codec")
+    if info.is_main:
+        console.print_json(json.dumps(metrics))
 
 
 def _print_stats(dataset: Path, stats: dict | None = None) -> None:

@@ -39,7 +39,7 @@ FLITE_HOLDOUT = ("awb", "rms", "slt")
 _ABBREV = {"mr.", "mrs.", "ms.", "dr.", "st.", "jr.", "sr.", "vs.", "etc.", "prof.", "mt.", "no.", "gen.", "col.", "capt.", "sgt."}
 _SPLIT_RE = re.compile(r"(?<=[.!?])\s+(?=[\"'(]*[A-Z])")
 _ALLOWED_RE = re.compile(r"^[A-Za-z ,.;:!?'\"()-]+$")
-_BAD_RE = re.compile(r"--|\b[A-Z][.:]|https?|www|\.com\b|\(\s*\)|\.\.\.\.|[.!?][A-Za-z]|\b[A-HJ-Za-z][.!?]$")
+_BAD_RE = re.compile(r"--|\b[A-Z]:|\b[A-Za-z]\.(?!$)|https?|www|\.com\b|\(\s*\)|\.\.\.\.|[.!?][A-Za-z]|\b[A-HJ-Za-z][.!?]$")
 
 
 def _clean_sentence(s: str) -> str | None:
@@ -125,14 +125,21 @@ def speakers() -> list[str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _speakers() -> tuple[str, ...]:
+def _espeak_accents() -> dict[str, str]:
+    """English accent name -> espeak-ng voice file, for espeak's own voices only."""
     _require_engines()
-    accents = set()
+    accents = {}
     for line in _run(["espeak-ng", "--voices=en"]).splitlines()[1:]:
         cols = line.split()
-        # keep espeak's own voices ("gmw/..."); "mb/..." need mbrola, "!v/..." are variants
+        # "gmw/..." are espeak's own voices; "mb/..." need mbrola, "!v/..." are variants
         if len(cols) >= 5 and cols[4].startswith("gmw/") and cols[1].startswith("en"):
-            accents.add(cols[1])
+            accents.setdefault(cols[1], cols[4])
+    return accents
+
+
+@functools.lru_cache(maxsize=1)
+def _speakers() -> tuple[str, ...]:
+    accents = _espeak_accents()
     variants = {line.split()[4][3:] for line in _run(["espeak-ng", "--voices=variant"]).splitlines()[1:]
                 if len(line.split()) >= 5 and line.split()[4].startswith("!v/")}
     espeak = [f"espeak-ng:{a}+{v}" for a in sorted(accents) for v in ESPEAK_VARIANTS if v in variants]
@@ -232,6 +239,9 @@ def _render(job: _Job, tmp: Path) -> np.ndarray:
     engine, voice = job.speaker.split(":", 1)
     path = tmp / f"{job.index}.wav"
     if engine == "espeak-ng":
+        # by file, not by name: espeak-ng ignores the variant of "en-gb+m3" (the name also matches an mbrola voice)
+        accent, variant = voice.split("+")
+        voice = f"{_espeak_accents()[accent]}+{variant}"
         cmd = ["espeak-ng", "-v", voice, "-s", str(int(job.rate)), "-p", str(int(job.pitch)), "-w", str(path), job.text]
     else:
         cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={job.rate}"]

@@ -1,0 +1,62 @@
+"""Random fixed-length segments from one or more dataset folders, held in memory, for training."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from tokenwave import SAMPLE_RATE
+from tokenwave.audio import load_audio
+from tokenwave.data.manifest import audio_path, read_manifest
+from tokenwave.errors import DatasetError
+from tokenwave.progress import progress_bar
+
+
+class SegmentSampler:
+    """Draws ``[B, 1, segment]`` batches: a domain uniformly, then a clip in proportion to its length, then an offset.
+
+    Clips shorter than a segment are zero-padded. Deterministic under ``seed`` (numpy Generator, state saveable).
+    """
+
+    def __init__(self, datasets: Sequence[str | os.PathLike], split: str, segment: int, seed: int = 0,
+                 max_clips: int | None = None, gain_db: tuple[float, float] = (-6.0, 3.0)) -> None:
+        self.segment, self.gain_db = segment, gain_db
+        self.rng = np.random.default_rng(seed)
+        self.clips: dict[str, list[np.ndarray]] = {}
+        rows = [(d, r) for d in datasets for r in read_manifest(d, split)]
+        if max_clips is not None:
+            rows = rows[:max_clips]
+        if not rows:
+            raise DatasetError(f"no {split!r} clips in {', '.join(map(str, datasets))}", "build or import a dataset first")
+        with progress_bar(f"loading {split} audio", total=len(rows), unit="clips") as bar:
+            for d, r in rows:
+                wav, _ = load_audio(audio_path(d, r), SAMPLE_RATE)
+                self.clips.setdefault(r["domain"], []).append(wav)
+                bar.advance()
+        self.domains = sorted(self.clips)
+        self.weights = {d: np.array([len(w) for w in c], dtype=np.float64) / sum(len(w) for w in c) for d, c in self.clips.items()}
+
+    @property
+    def seconds(self) -> float:
+        return sum(len(w) for c in self.clips.values() for w in c) / SAMPLE_RATE
+
+    def sample(self, batch_size: int) -> torch.Tensor:
+        out = np.zeros((batch_size, 1, self.segment), dtype=np.float32)
+        for b in range(batch_size):
+            domain = self.domains[self.rng.integers(len(self.domains))]
+            wav = self.clips[domain][self.rng.choice(len(self.clips[domain]), p=self.weights[domain])]
+            if len(wav) > self.segment:
+                start = self.rng.integers(len(wav) - self.segment + 1)
+                piece = wav[start: start + self.segment]
+            else:
+                piece = wav
+            gain = 10 ** (self.rng.uniform(*self.gain_db) / 20)
+            out[b, 0, : len(piece)] = np.clip(piece * gain, -1, 1)
+        return torch.from_numpy(out)
+
+    def fixed(self, count: int, seconds: float) -> list[tuple[str, torch.Tensor]]:
+        """Up to ``count`` clips per domain (first ``seconds`` of each), for validation: ``[(domain, [1, 1, N])]``."""
+        n = int(seconds * SAMPLE_RATE)
+        return [(d, torch.from_numpy(w[:n].copy())[None, None]) for d in self.domains for w in self.clips[d][:count]]

@@ -1,0 +1,119 @@
+"""Codec training recipe: multi-scale mel + multi-resolution STFT + waveform L1 + commitment losses, then an
+adversarial multi-scale STFT discriminator with feature matching from ``adv_start`` on."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tokenwave import SAMPLE_RATE
+from tokenwave.codec.config import CodecConfig
+from tokenwave.codec.discriminator import MultiScaleSTFTDiscriminator, discriminator_loss, generator_losses
+from tokenwave.codec.losses import log_mel, mel_loss, si_sdr, stft_loss
+from tokenwave.codec.model import Codec
+from tokenwave.data.loader import SegmentSampler
+from tokenwave.train.state import numpy_rng_state, set_numpy_rng_state
+from tokenwave.train.trainer import DistInfo, wrap_ddp
+
+PRESETS = {
+    "default": CodecConfig(),
+    "tiny": CodecConfig(enc_dim=32, enc_depth=1, dec_dim=32, dec_depth=1, latent_dim=8, codebook_size=64, kmeans_iters=2),
+}
+
+
+@dataclass
+class CodecTrainConfig:
+    segment_seconds: float = 1.0
+    batch_size: int = 8
+    lr: float = 5e-4
+    mel_weight: float = 15.0
+    stft_weight: float = 2.0
+    wave_weight: float = 5.0
+    commit_weight: float = 1.0
+    adv_start: int = 10_000
+    adv_weight: float = 1.0
+    fm_weight: float = 2.0
+    disc_channels: int = 32
+    val_clips: int = 4
+    val_seconds: float = 4.0
+
+
+def mel_distance(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean absolute log10-mel difference (1024-point FFT, 80 mels) of two ``[B, 1, N]`` waveforms."""
+    return float((log_mel(x, SAMPLE_RATE) - log_mel(y, SAMPLE_RATE)).abs().mean())
+
+
+class CodecRecipe:
+    def __init__(self, data: list[str], cfg: CodecConfig, tcfg: CodecTrainConfig, info: DistInfo, seed: int = 0) -> None:
+        self.cfg, self.tcfg, self.info = cfg, tcfg, info
+        self.codec = Codec(cfg).to(info.device)
+        self.model = wrap_ddp(self.codec, info)
+        self.disc = MultiScaleSTFTDiscriminator(channels=tcfg.disc_channels).to(info.device)
+        self.disc_ddp = wrap_ddp(self.disc, info)
+        self.modules = {"codec": self.codec, "disc": self.disc}
+        self.optimizers = {
+            "gen": torch.optim.AdamW(self.codec.parameters(), lr=tcfg.lr, betas=(0.8, 0.99)),
+            "disc": torch.optim.AdamW(self.disc.parameters(), lr=tcfg.lr, betas=(0.8, 0.99)),
+        }
+        segment = int(tcfg.segment_seconds * SAMPLE_RATE) // cfg.hop * cfg.hop + (cfg.n_fft - cfg.hop)
+        self.train_data = SegmentSampler(data, "train", segment, seed=seed + info.rank)
+        self.valid = SegmentSampler(data, "valid", segment, seed=seed).fixed(tcfg.val_clips, tcfg.val_seconds) if info.is_main else []
+        self.tail = cfg.n_fft - cfg.hop
+        self.last_usage: dict = {}
+
+    def train_step(self, step: int) -> dict[str, float]:
+        t = self.tcfg
+        self.model.train()
+        wav = self.train_data.sample(t.batch_size).to(self.info.device)
+        wav_hat, codes, commit = self.model(wav)
+        x, y = wav_hat[..., : -self.tail], wav[..., : -self.tail]  # the ISTFT tail lacks its future frames
+        losses = {"mel": mel_loss(x, y, SAMPLE_RATE), "stft": stft_loss(x, y), "wave": (x - y).abs().mean(), "commit": commit}
+        total = t.mel_weight * losses["mel"] + t.stft_weight * losses["stft"] + t.wave_weight * losses["wave"] \
+            + t.commit_weight * losses["commit"]
+        adversarial = step >= t.adv_start
+        if adversarial:
+            d_loss = discriminator_loss(self.disc_ddp(y), self.disc_ddp(x.detach()))
+            self.optimizers["disc"].zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.optimizers["disc"].step()
+            adv, fm = generator_losses(self.disc_ddp(y), self.disc_ddp(x))
+            losses.update(adv=adv, fm=fm, disc=d_loss)
+            total = total + t.adv_weight * adv + t.fm_weight * fm
+        self.optimizers["gen"].zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(self.codec.parameters(), 1000.0)
+        self.optimizers["gen"].step()
+        if codes.shape[1]:
+            self.last_usage = self.codec.quantizer.usage(codes)
+        return {k: float(v.detach()) for k, v in losses.items()} | {"loss": float(total.detach())}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        self.codec.eval()
+        out: dict[str, float] = {}
+        for n_q in (2, 4, self.cfg.n_q):
+            mels, sdrs = [], []
+            for _, wav in self.valid:
+                wav = wav.to(self.info.device)
+                rec = self.codec.reconstruct(wav, n_q)
+                mels.append(mel_distance(rec, wav))
+                sdrs.append(float(si_sdr(rec, wav).mean()))
+            kbps = self.codec.bitrate(n_q) / 1000
+            out[f"mel_distance_{kbps:g}kbps"] = round(float(np.mean(mels)), 4)
+            out[f"si_sdr_{kbps:g}kbps"] = round(float(np.mean(sdrs)), 3)
+        codes = torch.cat([self.codec.encode(w.to(self.info.device)) for _, w in self.valid], dim=-1)
+        usage = self.codec.quantizer.usage(codes)
+        out["codebook_perplexity_mean"] = round(float(np.mean(usage["perplexity"])), 1)
+        out["codebook_used_mean"] = round(float(np.mean(usage["used"])), 3)
+        return out
+
+    def export(self, folder: Path, metrics: dict) -> None:
+        self.codec.save(folder, extra={"validation": metrics, "train": asdict(self.tcfg)})
+
+    def rng_state(self) -> dict:
+        return {"train_data": numpy_rng_state(self.train_data.rng)}
+
+    def set_rng_state(self, state: dict) -> None:
+        set_numpy_rng_state(self.train_data.rng, state["train_data"])

@@ -1,0 +1,119 @@
+"""One trainer loop for every recipe: seeds, progress, periodic validation and checkpoints, resume, DDP.
+
+A recipe provides ``modules`` and ``optimizers`` (dicts, saved in the training state), ``train_step(step) ->
+dict of floats``, ``validate() -> dict of floats`` and ``export(folder, metrics)`` (the shippable checkpoint).
+Multi-GPU: launch with ``torchrun --nproc_per_node N -m tokenwave train ...``; the trainer joins the process
+group torchrun sets up (torch DDP) and the recipe wraps its model with :func:`wrap_ddp`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from tokenwave.progress import progress_bar
+from tokenwave.train.state import load_train_state, save_train_state
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str = "auto") -> DistInfo:
+    """Join the torchrun process group when launched by torchrun; otherwise a single process."""
+    want_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if want_cuda else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if want_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        dev = torch.device("cuda", local)
+    else:
+        dev = torch.device("cpu")
+    return DistInfo(rank, world, dev)
+
+
+def wrap_ddp(module: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
+    if info.world_size == 1:
+        return module
+    ids = [info.device.index] if info.device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Recipe(Protocol):
+    modules: dict[str, torch.nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+
+    def train_step(self, step: int) -> dict[str, float]: ...
+
+    def validate(self) -> dict[str, float]: ...
+
+    def export(self, folder: Path, metrics: dict) -> None: ...
+
+    def rng_state(self) -> dict: ...
+
+    def set_rng_state(self, state: dict) -> None: ...
+
+
+def train(recipe: Recipe, out: str | os.PathLike, steps: int, info: DistInfo, val_every: int = 500,
+          ckpt_every: int = 500, log_every: int = 25, resume: bool = False, name: str = "train") -> dict:
+    """Run ``recipe`` to ``steps``. Writes ``out/log.jsonl``, ``out/last/`` (resumable state) and ``out/model/``."""
+    out = Path(out)
+    start = 0
+    if resume:
+        if not (out / "last" / "train_state.json").exists():
+            from tokenwave.errors import InvalidArgumentError
+
+            raise InvalidArgumentError(f"--resume given but {out}/last holds no training state", "drop --resume to start afresh")
+        start, rngs = load_train_state(out / "last", recipe.modules, recipe.optimizers)
+        recipe.set_rng_state(rngs)
+    metrics: dict = {}
+    log = out / "log.jsonl"
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    running: dict[str, float] = {}
+    t0 = time.time()
+    with progress_bar(name, total=steps, unit="steps") as bar:
+        bar.update(completed=start)
+        for step in range(start, steps):
+            for k, v in recipe.train_step(step).items():
+                running[k] = running.get(k, 0.0) + v
+            bar.advance(1)
+            done = step + 1
+            if info.is_main and done % log_every == 0:
+                entry = {"step": done, "time": round(time.time() - t0, 1), **{k: round(v / log_every, 5) for k, v in running.items()}}
+                running = {}
+                with open(log, "a") as f:
+                    f.write(json.dumps(entry) + "\n")
+                bar.update(description=f"{name} " + " ".join(f"{k}={entry[k]:.3g}" for k in list(entry)[2:5]))
+            if info.is_main and (done % val_every == 0 or done == steps):
+                metrics = {"step": done, **recipe.validate()}
+                with open(log, "a") as f:
+                    f.write(json.dumps({"validation": metrics}) + "\n")
+            if info.is_main and (done % ckpt_every == 0 or done == steps):
+                save_train_state(out / "last", done, recipe.modules, recipe.optimizers, recipe.rng_state())
+                recipe.export(out / "model", metrics)
+    return metrics
