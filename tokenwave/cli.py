@@ -21,6 +21,9 @@ app.add_typer(data_app, name="data")
 train_app = typer.Typer(help="Train models on your datasets (safetensors checkpoints, --resume, torchrun for multi-GPU).",
                         no_args_is_help=True)
 app.add_typer(train_app, name="train")
+codec_app = typer.Typer(help="Encode audio to codes (.twc), decode them, or measure a round trip.", no_args_is_help=True)
+app.add_typer(codec_app, name="codec")
+MODEL_HELP = "Codec: a tokenwave checkpoint folder or a local HF EnCodec/DAC/Mimi folder (default: checkpoints/codec)."
 console = Console()
 
 
@@ -128,6 +131,7 @@ def train_codec(
     adv_start: int = typer.Option(10000, help="Step at which the adversarial losses switch on."),
     val_every: int = typer.Option(500, min=1),
     ckpt_every: int = typer.Option(500, min=1),
+    log_every: int = typer.Option(25, min=1),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: leave torch's default)."),
@@ -146,11 +150,84 @@ def train_codec(
         torch.set_num_threads(threads)
     info = setup_distributed(device)
     seed_everything(seed + info.rank)
-    tcfg = CodecTrainConfig(segment_seconds=segment, batch_size=batch_size, lr=lr, adv_start=adv_start)
+    tcfg = CodecTrainConfig(segment_seconds=segment, batch_size=batch_size, lr=lr, adv_start=adv_start, total_steps=steps)
     recipe = CodecRecipe([str(d) for d in data], PRESETS[preset], tcfg, info, seed=seed)
-    metrics = train(recipe, out, steps, info, val_every=val_every, ckpt_every=ckpt_every, resume=resume, name="codec")
+    metrics = train(recipe, out, steps, info, val_every=val_every, ckpt_every=ckpt_every,
+                    log_every=log_every, resume=resume, name="codec")
     if info.is_main:
         console.print_json(json.dumps(metrics))
+
+
+def _load_for_codec(model: Optional[Path], path: Path, kbps: Optional[float]):
+    import torch
+
+    from tokenwave.audio import load_audio
+    from tokenwave.codec import load_codec
+
+    codec = load_codec(model)
+    n_q = codec.n_q_for_kbps(kbps) if kbps else codec.n_q
+    wav, sr = load_audio(path, codec.sample_rate)
+    return codec, n_q, torch.from_numpy(wav)[None, None]
+
+
+@codec_app.command("encode")
+def codec_encode(
+    src: Path = typer.Argument(..., help="Audio file (any common format and rate; resampled to the codec's rate)."),
+    dst: Path = typer.Argument(..., help="Output .twc code file."),
+    kbps: Optional[float] = typer.Option(None, help="Bitrate: 1.5, 3 or 6 kbps with the default codec (default: highest)."),
+    model: Optional[Path] = typer.Option(None, help=MODEL_HELP),
+) -> None:
+    """Encode audio into a .twc code file."""
+    from tokenwave.codec.twc import write_twc
+
+    codec, n_q, wav = _load_for_codec(model, src, kbps)
+    codes = codec.encode(wav, n_q)
+    write_twc(dst, codes, codec.sample_rate, codec.hop, wav.shape[-1], codec.codebook_size)
+    console.print(f"{dst}: {codes.shape[1]} codebooks x {codes.shape[2]} frames, {codec.bitrate(n_q) / 1000:g} kbps, "
+                  f"{dst.stat().st_size} bytes")
+
+
+@codec_app.command("decode")
+def codec_decode(
+    src: Path = typer.Argument(..., help="A .twc file written by `tokenwave codec encode`."),
+    dst: Path = typer.Argument(..., help="Output audio file (.wav, .flac or .ogg)."),
+    model: Optional[Path] = typer.Option(None, help=MODEL_HELP),
+) -> None:
+    """Decode a .twc code file back to audio."""
+    from tokenwave.audio import save_audio
+    from tokenwave.codec import load_codec
+    from tokenwave.codec.twc import TwcFormatError, read_twc
+
+    twc = read_twc(src)
+    codec = load_codec(model)
+    if twc.sample_rate != codec.sample_rate or twc.hop != codec.hop:
+        raise TwcFormatError(f"{src} was made by a {twc.sample_rate} Hz / hop {twc.hop} codec; this one is "
+                             f"{codec.sample_rate} Hz / hop {codec.hop}", "decode with the codec that encoded it (--model)")
+    wav = codec.decode(twc.codes[None])[0, 0, : twc.num_samples]
+    save_audio(dst, wav.numpy(), codec.sample_rate)
+    console.print(f"{dst}: {len(wav) / codec.sample_rate:.2f} s at {codec.sample_rate} Hz")
+
+
+@codec_app.command("roundtrip")
+def codec_roundtrip(
+    src: Path = typer.Argument(..., help="Audio file to encode and decode."),
+    kbps: Optional[float] = typer.Option(None, help="Bitrate (default: highest)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the decoded audio here."),
+    model: Optional[Path] = typer.Option(None, help=MODEL_HELP),
+) -> None:
+    """Encode and decode a file; print mel distance and SI-SDR against the original."""
+    from tokenwave.audio import save_audio
+    from tokenwave.codec.losses import mel_distance, si_sdr
+
+    codec, n_q, wav = _load_for_codec(model, src, kbps)
+    rec = codec.reconstruct(wav, n_q)
+    result = {"file": str(src), "kbps": codec.bitrate(n_q) / 1000, "codebooks": n_q,
+              "mel_distance": round(mel_distance(rec, wav, codec.sample_rate), 4),
+              "si_sdr_db": round(float(si_sdr(rec, wav)[0]), 2)}
+    if out:
+        save_audio(out, rec[0, 0].numpy(), codec.sample_rate)
+        result["out"] = str(out)
+    typer.echo(json.dumps(result))
 
 
 def _print_stats(dataset: Path, stats: dict | None = None) -> None:

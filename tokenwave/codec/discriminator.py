@@ -16,7 +16,7 @@ class STFTDiscriminator(nn.Module):
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         c = channels
         self.convs = nn.ModuleList([
-            weight_norm(nn.Conv2d(2, c, (3, 9), padding=(1, 4))),
+            weight_norm(nn.Conv2d(2, c, (3, 9), stride=(1, 2), padding=(1, 4))),
             weight_norm(nn.Conv2d(c, c, (3, 9), stride=(1, 2), dilation=(1, 1), padding=(1, 4))),
             weight_norm(nn.Conv2d(c, c, (3, 9), stride=(1, 2), dilation=(2, 1), padding=(2, 4))),
             weight_norm(nn.Conv2d(c, c, (3, 9), stride=(1, 2), dilation=(4, 1), padding=(4, 4))),
@@ -35,7 +35,7 @@ class STFTDiscriminator(nn.Module):
 
 
 class MultiScaleSTFTDiscriminator(nn.Module):
-    def __init__(self, scales: tuple[int, ...] = (2048, 1024, 512), channels: int = 32) -> None:
+    def __init__(self, scales: tuple[int, ...] = (2048, 1024, 512), channels: int = 16) -> None:
         super().__init__()
         self.discs = nn.ModuleList([STFTDiscriminator(n, channels) for n in scales])
 

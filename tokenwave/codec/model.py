@@ -84,6 +84,10 @@ class Codec(nn.Module):
         return self.cfg.n_q
 
     @property
+    def codebook_size(self) -> int:
+        return self.cfg.codebook_size
+
+    @property
     def latent_dim(self) -> int:
         return self.cfg.latent_dim
 

@@ -59,7 +59,7 @@ class CausalISTFT(StreamingModule):
 
     def _overlap_add(self, spec: torch.Tensor) -> torch.Tensor:
         logmag, phase = spec.chunk(2, dim=1)
-        mag = torch.exp(logmag.clamp(max=8.0))
+        mag = torch.exp(logmag.clamp(max=7.0))  # e^7 ~ 1100 covers a full-scale sine (~320)
         frames = torch.fft.irfft(torch.polar(mag, phase), n=self.n_fft, dim=1) * self.window[None, :, None]
         B, _, T = frames.shape
         out = torch.nn.functional.fold(frames, output_size=(1, (T - 1) * self.hop + self.n_fft),

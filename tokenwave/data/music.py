@@ -61,7 +61,8 @@ BPM: dict[str, tuple[int, int]] = {
     "reel": (92, 124), "hornpipe": (70, 100), "jig": (96, 126), "slip jig": (96, 126), "strathspey": (60, 84),
     "highland fling": (70, 96), "clog": (70, 100), "polka": (100, 130), "march": (88, 120), "waltz": (120, 170),
     "minuet": (90, 130), "tune": (88, 120), "air": (56, 90), "folk song": (72, 120), "ballad": (70, 110),
-    "children's song": (90, 130), "chorale": (56, 84), "string quartet": (60, 140), "madrigal": (56, 90), "mass": (44, 72),
+    "children's song": (90, 130), "chorale": (56, 84), "string quartet": (60, 140), "madrigal": (56, 90),
+    "mass": (44, 72),
 }
 _DANCES = {"reel", "hornpipe", "strathspey", "highland fling", "clog", "polka", "march", "tune"}
 _MAJOR_NAMES = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
@@ -71,7 +72,8 @@ _KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66
 _KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 
 
-def melody_frames(notes: np.ndarray, n_frames: int, transpose: int = 0, frame_rate: int = MELODY_FRAME_RATE) -> np.ndarray:
+def melody_frames(notes: np.ndarray, n_frames: int, transpose: int = 0,
+                  frame_rate: int = MELODY_FRAME_RATE) -> np.ndarray:
     """Top-voice piano roll: the highest MIDI pitch sounding at each frame's centre (0 = rest), int ``[n_frames]``.
 
     ``notes`` is ``[n, 3]`` (pitch, start s, end s); ``transpose`` is added to every pitch (clamped to 1..127).
@@ -85,7 +87,8 @@ def melody_frames(notes: np.ndarray, n_frames: int, transpose: int = 0, frame_ra
     return mel
 
 
-def estimate_key(notes: np.ndarray, sharps: int | None = None, declared: tuple[int, str] | None = None) -> tuple[int, str]:
+def estimate_key(notes: np.ndarray, sharps: int | None = None,
+                 declared: tuple[int, str] | None = None) -> tuple[int, str]:
     """(tonic pitch class, "major"|"minor") of ``notes`` ``[n, 3]`` (pitch, start, end).
 
     A declared key wins; otherwise Krumhansl-Kessler correlation on duration-weighted pitch classes, with
@@ -115,7 +118,10 @@ def key_name(tonic: int, mode: str) -> str:
 
 def tempo_word(notes_per_second: float) -> str:
     """slow / moderate / lively / fast from the melody's note rate."""
-    return "slow" if notes_per_second < 2.0 else "moderate" if notes_per_second < 3.2 else "lively" if notes_per_second < 5.0 else "fast"
+    for word, limit in (("slow", 2.0), ("moderate", 3.2), ("lively", 5.0)):
+        if notes_per_second < limit:
+            return word
+    return "fast"
 
 
 @dataclass(frozen=True)
@@ -190,14 +196,14 @@ def _excerpt(job: _Job) -> dict | None:
         parts = sn.notes[keep, 0].astype(int)
         melody = melody_frames(notes, job.frames)
         if np.count_nonzero(melody) < 0.2 * job.frames:
-            continue  # mostly rests (a tacet top voice): not a useful clip
+            continue  # mostly silence (long rests in every voice): not a useful clip
         onsets = len(np.unique(np.round(notes[parts == parts.min(), 1], 3))) / seconds
         declared = None if sn.key is None else ((sn.key[0] + job.transpose) % 12, sn.key[1])
         sharps = None if sn.sharps is None else sn.sharps + 7 * job.transpose
         tonic, mode = estimate_key(notes, sharps, declared)
-        return {"piece": piece, "notes": notes, "parts": parts, "programs": programs, "octave": octave if len(programs) == 1 else 0,
-                "melody": melody, "bpm": bpm, "beat": beat, "start_ql": start, "key": key_name(tonic, mode), "mode": mode,
-                "tempo": tempo_word(onsets)}
+        return {"piece": piece, "notes": notes, "parts": parts, "programs": programs,
+                "octave": octave if len(programs) == 1 else 0, "melody": melody, "bpm": bpm, "beat": beat,
+                "start_ql": start, "key": key_name(tonic, mode), "mode": mode, "tempo": tempo_word(onsets)}
     return None
 
 
@@ -251,7 +257,8 @@ def _fields(job: _Job, ex: dict) -> dict:
     caption = f"{what} on {job.instrument} in {ex['key']} {ex['mode']}, {ex['bpm']} bpm"
     tags = {"genre": piece.genre, "collection": piece.collection, "style": piece.style, "instrument": job.instrument,
             "tempo": ex["tempo"], "key": ex["key"], "mode": ex["mode"]}
-    return {"caption": caption, "tags": tags, "piece": piece.id, "piece_title": piece.title, "collection": piece.collection,
+    return {"caption": caption, "tags": tags, "piece": piece.id, "piece_title": piece.title,
+            "collection": piece.collection,
             "genre": piece.genre, "instrument": job.instrument, "program": int(ex["programs"][0]),
             "programs": [int(p) for p in ex["programs"]], "bpm": ex["bpm"], "beat": ex["beat"], "key": ex["key"],
             "mode": ex["mode"], "transpose": job.transpose, "octave": ex["octave"], "start_ql": ex["start_ql"],
@@ -274,7 +281,8 @@ def build_music(out: str | Path, minutes: float, seed: int = 0, overwrite: bool 
     jobs = plan_music(minutes, seed)
     pools, splits = mc.split_pools(), mc.piece_splits()
     info = {"builder": "music", "seed": seed, "minutes": minutes,
-            "collections": {c.name: {"family": c.family, "patterns": list(c.patterns), "weight": c.weight} for c in mc.COLLECTIONS},
+            "collections": {c.name: {"family": c.family, "patterns": list(c.patterns), "weight": c.weight}
+                            for c in mc.COLLECTIONS},
             "pieces_per_split": {s: {c: len(v) for c, v in d.items()} for s, d in pools.items()},
             "held_out_pieces": sorted(p for p, s in splits.items() if s == "test"),
             "split_policy": "test: held-out 10% of piece groups; valid: a separate 5%; train: the rest",

@@ -93,7 +93,7 @@ def _norm_title(title: str) -> str:
 
 def _genre(text: str, default: str) -> str:
     text = text.lower()
-    return next((g for key, g in _GENRES if key in text), default)
+    return next((g for key, g in _GENRES if re.search(rf"\b{key}", text)), default)
 
 
 def _abc_tunes(text: str) -> list[dict[str, str]]:
@@ -204,7 +204,10 @@ _PARSE_LOCK = threading.Lock()  # music21 keeps module-level state; parse one sc
 
 
 def cache_dir() -> Path:
-    """Where parsed notes are kept between builds: ``$TOKENWAVE_CACHE/music-notes-v<N>-music21-<version>`` (default ``~/.cache/tokenwave``)."""
+    """Where parsed notes are kept between builds: ``$TOKENWAVE_CACHE/music-notes-v<N>-music21-<version>``.
+
+    ``$TOKENWAVE_CACHE`` defaults to ``~/.cache/tokenwave``.
+    """
     import music21
 
     base = Path(os.environ.get("TOKENWAVE_CACHE") or Path.home() / ".cache" / "tokenwave")
@@ -264,7 +267,9 @@ def _parse_notes(piece: Piece) -> ScoreNotes:
     length = float(notes[:, 3].max()) if len(notes) else 0.0
     declared = None
     if isinstance(ks, key.Key) and piece.path.endswith(".abc"):
-        declared = (ks.tonic.pitchClass, "minor" if ks.mode in ("minor", "aeolian", "dorian", "phrygian", "locrian") else "major")
+        minor = ks.mode in ("minor", "aeolian", "dorian", "phrygian", "locrian")  # modal tunes: nearest of the two
+        declared = (ks.tonic.pitchClass, "minor" if minor else "major")
     beat = float(ts.beatDuration.quarterLength) if ts is not None else 1.0
-    return ScoreNotes(notes, length, tuple(bars) or tuple(np.arange(0.0, length, 4.0)), beat if 0.25 <= beat <= 4 else 1.0,
+    bars = bars or [float(b) for b in np.arange(0.0, length, 4.0)]
+    return ScoreNotes(notes, length, tuple(bars), beat if 0.25 <= beat <= 4 else 1.0,
                       None if ks is None else int(ks.sharps), declared)

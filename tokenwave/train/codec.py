@@ -2,6 +2,7 @@
 adversarial multi-scale STFT discriminator with feature matching from ``adv_start`` on."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 from tokenwave import SAMPLE_RATE
 from tokenwave.codec.config import CodecConfig
 from tokenwave.codec.discriminator import MultiScaleSTFTDiscriminator, discriminator_loss, generator_losses
-from tokenwave.codec.losses import log_mel, mel_loss, si_sdr, stft_loss
+from tokenwave.codec.losses import mel_distance, mel_loss, si_sdr, stft_loss
 from tokenwave.codec.model import Codec
 from tokenwave.data.loader import SegmentSampler
 from tokenwave.train.state import numpy_rng_state, set_numpy_rng_state
@@ -35,14 +36,11 @@ class CodecTrainConfig:
     adv_start: int = 10_000
     adv_weight: float = 1.0
     fm_weight: float = 2.0
-    disc_channels: int = 32
+    disc_channels: int = 16
+    warmup: int = 500
+    total_steps: int = 20_000  # the learning rate decays (cosine) to 10% at this step
     val_clips: int = 4
     val_seconds: float = 4.0
-
-
-def mel_distance(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Mean absolute log10-mel difference (1024-point FFT, 80 mels) of two ``[B, 1, N]`` waveforms."""
-    return float((log_mel(x, SAMPLE_RATE) - log_mel(y, SAMPLE_RATE)).abs().mean())
 
 
 class CodecRecipe:
@@ -65,6 +63,10 @@ class CodecRecipe:
 
     def train_step(self, step: int) -> dict[str, float]:
         t = self.tcfg
+        lr = t.lr * min(1.0, (step + 1) / t.warmup) * (0.55 + 0.45 * math.cos(math.pi * min(step / t.total_steps, 1.0)))
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = lr
         self.model.train()
         wav = self.train_data.sample(t.batch_size).to(self.info.device)
         wav_hat, codes, commit = self.model(wav)
@@ -83,7 +85,7 @@ class CodecRecipe:
             total = total + t.adv_weight * adv + t.fm_weight * fm
         self.optimizers["gen"].zero_grad(set_to_none=True)
         total.backward()
-        torch.nn.utils.clip_grad_norm_(self.codec.parameters(), 1000.0)
+        torch.nn.utils.clip_grad_norm_(self.codec.parameters(), 100.0)
         self.optimizers["gen"].step()
         if codes.shape[1]:
             self.last_usage = self.codec.quantizer.usage(codes)
@@ -98,7 +100,7 @@ class CodecRecipe:
             for _, wav in self.valid:
                 wav = wav.to(self.info.device)
                 rec = self.codec.reconstruct(wav, n_q)
-                mels.append(mel_distance(rec, wav))
+                mels.append(mel_distance(rec, wav, SAMPLE_RATE))
                 sdrs.append(float(si_sdr(rec, wav).mean()))
             kbps = self.codec.bitrate(n_q) / 1000
             out[f"mel_distance_{kbps:g}kbps"] = round(float(np.mean(mels)), 4)

@@ -1,0 +1,14 @@
+"""Where the embedded default checkpoints live (``checkpoints/`` at the repository root, or $TOKENWAVE_CHECKPOINTS)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def checkpoints_dir() -> Path:
+    env = os.environ.get("TOKENWAVE_CHECKPOINTS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def default_checkpoint(name: str) -> Path:
+    return checkpoints_dir() / name
