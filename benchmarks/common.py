@@ -1,0 +1,125 @@
+"""Shared helpers for ``benchmarks/NAME.py`` scripts: one result format (see DESIGN.md, "Benchmark results").
+
+Every script builds its parser with :func:`arg_parser` (which adds ``--quick``), checks its targets with
+:func:`target`, and ends with :func:`write_result`, which writes ``benchmarks/results/NAME.json`` atomically::
+
+    {"benchmark", "command", "quick", "date", "machine": {"cpu", "threads", "torch", "gpu"},
+     "targets": [{"name", "value", "op", "target", "met"}], "figures": {...every measured number...}}
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import operator
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+OPS: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
+
+
+def arg_parser(description: str) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` with the ``--quick`` flag every benchmark accepts."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true",
+                        help="a small subset that finishes in about a minute on 2 cores (same output format)")
+    return parser
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, torch's thread count and version, and the GPU's name (``None`` on CPU-only machines)."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": _cpu_model(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__.split("+")[0], "gpu": gpu}
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe copy: floats to 5 significant digits, NaN/inf to ``None``, numpy scalars to Python numbers."""
+    if hasattr(x, "item") and callable(x.item) and getattr(x, "ndim", 1) == 0:
+        x = x.item()
+    if isinstance(x, bool) or x is None or isinstance(x, (int, str)):
+        return x
+    if isinstance(x, float):
+        return float(f"{x:.5g}") if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return str(x)
+
+
+def target(name: str, value: float | None, op: str, goal: float) -> dict[str, Any]:
+    """A target row: ``met`` is ``value op goal`` (``False`` when the value could not be measured)."""
+    if op not in OPS:
+        raise ValueError(f"unknown comparison {op!r}; use one of {', '.join(OPS)}")
+    ok = value is not None and math.isfinite(float(value)) and OPS[op](float(value), goal)
+    return {"name": name, "value": _clean(None if value is None else float(value)), "op": op, "target": goal,
+            "met": bool(ok)}
+
+
+def ratio(ours: float | None, baseline: float | None) -> float | None:
+    """``ours / baseline``, or ``None`` if either is missing or the baseline is 0."""
+    if ours is None or baseline is None or baseline == 0:
+        return None
+    return ours / baseline
+
+
+def command_line(script: str, argv: list[str] | None = None) -> str:
+    """The command that reproduces this run, e.g. ``python benchmarks/codec.py --quick``."""
+    argv = sys.argv[1:] if argv is None else argv
+    return " ".join(["python", f"benchmarks/{Path(script).name}", *argv])
+
+
+def write_result(name: str, command: str, targets: list[dict], figures: dict, quick: bool,
+                 machine: dict | None = None) -> dict[str, Any]:
+    """Write ``benchmarks/results/NAME.json`` (atomically) and return the result dict."""
+    result = {"benchmark": name, "command": command, "quick": bool(quick), "date": _dt.date.today().isoformat(),
+              "machine": machine or machine_info(), "targets": [_clean(t) for t in targets],
+              "figures": _clean(figures)}
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".json", dir=RESULTS_DIR)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=1, ensure_ascii=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return result
+
+
+def median_time(fn: Callable[[], Any], runs: int, warmup: int = 1) -> float:
+    """Median wall time in seconds of ``fn()`` over ``runs`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)

@@ -1,0 +1,134 @@
+"""Generation with the token LM: offline, streaming (frames as soon as the pattern completes them), batched
+requests of different lengths, continuation of an audio prompt, and long-form by sliding windows."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from tokenwave.conditioning import Conditioning
+from tokenwave.errors import InvalidArgumentError
+from tokenwave.lm.model import KVCache, TokenLM
+from tokenwave.lm.sampling import SamplingParams, sample
+
+
+def _layouts(lm: TokenLM, frames: Sequence[int], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Per-item ``frame, book, mask [B, S, Lmax]`` (padding steps masked out) and Lmax."""
+    p = lm.pattern
+    L = max(p.length(T) for T in frames)
+    out = [torch.zeros(len(frames), p.streams, L, dtype=torch.long) for _ in range(2)] + \
+        [torch.zeros(len(frames), p.streams, L, dtype=torch.bool)]
+    for b, T in enumerate(frames):
+        f, k, m = p.layout(T)
+        n = f.shape[1]
+        out[0][b, :, :n], out[1][b, :, :n], out[2][b, :, :n] = f, k, m
+    return out[0].to(device), out[1].to(device), out[2].to(device), L
+
+
+@torch.no_grad()
+def stream(lm: TokenLM, frames: int | Sequence[int], cond: Conditioning | None = None,
+           params: SamplingParams | None = None, prompt: torch.Tensor | None = None,
+           batch_size: int | None = None) -> Iterator[list[torch.Tensor]]:
+    """Yield, after each step, a list (one per item) of the frames that step completed: ``codes [K, n]``.
+
+    ``frames``: frames per item (an int for all); ``prompt [B, K, Tp]``: codes to continue (their slots are
+    forced, and they are yielded too); ``cond``: the items' conditioning (its batch gives B, else ``batch_size``).
+    """
+    params = params or SamplingParams()
+    cfg, pat = lm.cfg, lm.pattern
+    params.check(cfg.K)
+    cond = cond or Conditioning()
+    B = cond.batch_size or (prompt.shape[0] if prompt is not None else None) or batch_size or 1
+    frames = [frames] * B if isinstance(frames, int) else list(frames)
+    if len(frames) != B or min(frames) < 1:
+        raise InvalidArgumentError(f"need one positive frame count per item ({B}), got {frames}", "check frames")
+    if pat.name == "vall-e" and len(set(frames)) > 1:
+        raise InvalidArgumentError("the vall-e pattern needs equal lengths within a batch", "batch requests by length")
+    device = lm.null_cond.device
+    frame, book, mask, L = _layouts(lm, frames, device)
+    Tp = 0 if prompt is None else prompt.shape[-1]
+    if prompt is not None:
+        if prompt.shape[:2] != (B, cfg.K) or Tp > min(frames):
+            raise InvalidArgumentError(f"prompt must be [B={B}, K={cfg.K}, Tp <= frames], got {tuple(prompt.shape)}",
+                                       "encode the prompt with the same codec and ask for more frames than it holds")
+        prompt = prompt.to(device)
+    guided = params.cfg_scale != 1.0 and cond.batch_size is not None
+    run_cond = Conditioning.cat([cond, cond.null_like(lm.null_cond)]) if guided else cond
+    if params.cfg_scale == 0.0 and not guided:
+        run_cond = cond.null_like(lm.null_cond)
+    R = 2 * B if guided else B
+    P = run_cond.prefix_len
+    if P + L > cfg.max_len:
+        raise InvalidArgumentError(f"{max(frames)} frames need {P + L} positions; this model holds {cfg.max_len}",
+                                   "ask for fewer frames or use generate_long (sliding windows)")
+    gen = torch.Generator(device=device).manual_seed(params.seed)
+    cache = KVCache(cfg, R, device, lm.null_cond.dtype, max_len=P + L)
+    codes = torch.zeros(B, cfg.K, max(frames), dtype=torch.long, device=device)
+    done = [0] * B
+    dup = (lambda t: torch.cat([t, t], 0)) if guided else (lambda t: t)
+
+    start_tok = torch.full((R, pat.streams, 1), cfg.special, dtype=torch.long, device=device)
+    x = lm.embed_steps(start_tok, dup(book[:, :, :1]))
+    valid = None
+    if P:
+        x = torch.cat([run_cond.prefix, x], 1)
+        if run_cond.prefix_mask is not None:
+            valid = torch.cat([run_cond.prefix_mask, torch.ones(R, 1, dtype=torch.bool, device=device)], 1)
+    h = lm.run(x, run_cond, valid, cache)[:, -1:]
+    for step in range(L):
+        logits = lm.logits_for(h, dup(book[:, :, step: step + 1]))[:, :, 0]  # [R, S, V]
+        if guided:
+            c, u = logits[:B], logits[B:]
+            logits = u + params.cfg_scale * (c - u)
+        bk, mk, fr = book[:, :, step], mask[:, :, step], frame[:, :, step]
+        tok = sample(logits, params.slot_temperatures(bk), params.top_k, params.top_p, gen)
+        if prompt is not None:  # continuation: slots holding prompt frames are forced, not sampled
+            rows = torch.arange(B, device=device)[:, None].expand_as(bk)
+            tok = torch.where(mk & (fr < Tp), prompt[rows, bk, fr.clamp(0, Tp - 1)], tok)
+        tok = torch.where(mk, tok, torch.full_like(tok, cfg.special))
+        b_idx, s_idx = mk.nonzero(as_tuple=True)
+        codes[b_idx, bk[b_idx, s_idx], fr[b_idx, s_idx]] = tok[b_idx, s_idx]
+        out = []
+        for b in range(B):
+            now = pat.frames_done(step + 1, frames[b]) if step < pat.length(frames[b]) else frames[b]
+            out.append(codes[b, :, done[b]: now].clone())
+            done[b] = now
+        yield out
+        if step + 1 < L:
+            h = lm.run(lm.embed_steps(dup(tok[:, :, None]), dup(book[:, :, step: step + 1])), run_cond, None, cache)
+
+
+def generate(lm: TokenLM, frames: int | Sequence[int], cond: Conditioning | None = None,
+             params: SamplingParams | None = None, prompt: torch.Tensor | None = None,
+             batch_size: int | None = None) -> list[torch.Tensor]:
+    """All frames at once: a list (one per item) of ``codes LongTensor[K, T_b]`` (prompt included)."""
+    chunks: list[list[torch.Tensor]] = []
+    for step in stream(lm, frames, cond, params, prompt, batch_size):
+        chunks.append(step)
+    return [torch.cat([c[b] for c in chunks], dim=-1) for b in range(len(chunks[0]))]
+
+
+def generate_long(lm: TokenLM, frames: int, cond: Conditioning | None = None, params: SamplingParams | None = None,
+                  window: int | None = None, overlap: int | None = None, prompt: torch.Tensor | None = None) -> torch.Tensor:
+    """Beyond the trained context: windows of ``window`` frames, each continuing the last ``overlap`` frames of the
+    previous one. Returns ``codes [B, K, frames]`` (prompt included)."""
+    params = params or SamplingParams()
+    P = (cond or Conditioning()).prefix_len
+    window = window or (lm.cfg.max_len - P - lm.cfg.K) // (lm.pattern.length(1) or 1)
+    overlap = overlap if overlap is not None else window // 2
+    if not 0 <= overlap < window:
+        raise InvalidArgumentError(f"need 0 <= overlap ({overlap}) < window ({window})", "e.g. overlap = window // 2")
+    out = prompt
+    seed = params.seed
+    while out is None or out.shape[-1] < frames:
+        have = 0 if out is None else out.shape[-1]
+        ctx = None if out is None else out[..., -overlap:] if overlap else None
+        n_ctx = 0 if ctx is None else ctx.shape[-1]
+        n = min(window, n_ctx + frames - have)
+        step_params = SamplingParams(**{**params.__dict__, "seed": seed})
+        got = torch.stack(generate(lm, n, cond, step_params, prompt=ctx,
+                                   batch_size=None if cond and cond.batch_size else 1))
+        new = got[..., n_ctx:]
+        out = new if out is None else torch.cat([out, new], dim=-1)
+        seed += 1
+    return out[..., :frames]
