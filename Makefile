@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[data,test]' $(TORCH)
+	$(PY) -m pip install -q -e '.[data,test,eval]' $(TORCH)
 	touch $(STAMP)
 
 venv: $(STAMP)

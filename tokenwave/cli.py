@@ -136,6 +136,7 @@ def train_codec(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: leave torch's default)."),
     resume: bool = typer.Option(False, help="Continue from OUT/last."),
+    until: Optional[int] = typer.Option(None, help="Stop after this step (checkpointed); the schedule still follows --steps."),
 ) -> None:
     """Train the neural codec (RVQ, 75 Hz) on one or more datasets."""
     import torch
@@ -153,7 +154,7 @@ def train_codec(
     tcfg = CodecTrainConfig(segment_seconds=segment, batch_size=batch_size, lr=lr, adv_start=adv_start, total_steps=steps)
     recipe = CodecRecipe([str(d) for d in data], PRESETS[preset], tcfg, info, seed=seed)
     metrics = train(recipe, out, steps, info, val_every=val_every, ckpt_every=ckpt_every,
-                    log_every=log_every, resume=resume, name="codec")
+                    log_every=log_every, resume=resume, name="codec", until=until)
     if info.is_main:
         console.print_json(json.dumps(metrics))
 
@@ -228,6 +229,61 @@ def codec_roundtrip(
         save_audio(out, rec[0, 0].numpy(), codec.sample_rate)
         result["out"] = str(out)
     typer.echo(json.dumps(result))
+
+
+@codec_app.command("tokenize")
+def codec_tokenize(
+    data: list[Path] = typer.Option(..., "--data", help="Dataset folder(s); repeat --data for several."),
+    out: Path = typer.Option(..., "--out", "-o", help="Tokens folder to write."),
+    kbps: Optional[float] = typer.Option(None, help="Bitrate (default: highest)."),
+    model: Optional[Path] = typer.Option(None, help=MODEL_HELP),
+    overwrite: bool = typer.Option(False, help="Replace an existing tokens folder."),
+) -> None:
+    """Encode every clip of the datasets once, so generators train on codes."""
+    from tokenwave.codec import load_codec
+    from tokenwave.data.tokens import tokenize
+
+    codec = load_codec(model)
+    n_q = codec.n_q_for_kbps(kbps) if kbps else codec.n_q
+    path = tokenize([str(d) for d in data], out, codec, n_q, codec_name=str(model or "checkpoints/codec"), overwrite=overwrite)
+    console.print(f"tokens: {path}")
+
+
+@train_app.command("lm")
+def train_lm(
+    tokens: Path = typer.Option(..., "--tokens", help="Tokens folder from `tokenwave codec tokenize`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder: log.jsonl, last/ (resumable), model/ (the checkpoint)."),
+    pattern: str = typer.Option("delay", help="Codebook pattern: flat, delay, parallel or vall-e."),
+    preset: str = typer.Option("small", help="Model size: tiny, small (256x4) or medium (512x8)."),
+    steps: int = typer.Option(10000, min=1),
+    frames: int = typer.Option(150, min=2, help="Training window in frames (75 per second)."),
+    batch_size: int = typer.Option(16, min=1),
+    lr: float = typer.Option(1e-3),
+    val_every: int = typer.Option(500, min=1),
+    ckpt_every: int = typer.Option(500, min=1),
+    log_every: int = typer.Option(25, min=1),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    resume: bool = typer.Option(False, help="Continue from OUT/last."),
+    until: Optional[int] = typer.Option(None, help="Stop after this step (checkpointed); the schedule still follows --steps."),
+) -> None:
+    """Train the token LM on pre-tokenised codes, conditioned on the manifest's tags."""
+    from tokenwave.errors import InvalidArgumentError
+    from tokenwave.patterns import Pattern
+    from tokenwave.train.lm import PRESETS, LMRecipe, LMTrainConfig
+    from tokenwave.train.trainer import seed_everything, setup_distributed, train
+
+    if preset not in PRESETS:
+        raise InvalidArgumentError(f"unknown preset {preset!r}", f"use one of {', '.join(PRESETS)}")
+    Pattern(pattern, 1)  # validates the name
+    info = setup_distributed(device)
+    seed_everything(seed + info.rank)
+    tcfg = LMTrainConfig(frames=frames, batch_size=batch_size, lr=lr, total_steps=steps)
+    recipe = LMRecipe(str(tokens), pattern, preset, tcfg, info, seed=seed)
+    metrics = train(recipe, out, steps, info, val_every=val_every, ckpt_every=ckpt_every, log_every=log_every,
+                    resume=resume, name="lm", until=until)
+    if info.is_main:
+        console.print_json(json.dumps(metrics))
 
 
 def _print_stats(dataset: Path, stats: dict | None = None) -> None:

@@ -79,7 +79,9 @@ def pesq_wb(ref: np.ndarray, est: np.ndarray, sr: int) -> PesqResult:
         with np.errstate(all="ignore"):
             return PesqResult(float(pesq(PESQ_RATE, r16.astype(np.float64), e16.astype(np.float64), "wb")))
     except Exception as err:  # pesq raises its own NoUtterancesError / BufferTooShortError / cypesq errors
-        return PesqResult(None, f"{type(err).__name__}: {err}".strip())
+        detail = err.args[0] if err.args else ""
+        detail = detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
+        return PesqResult(None, f"{type(err).__name__}: {detail}".strip(": "))
 
 
 def stoi(ref: np.ndarray, est: np.ndarray, sr: int, extended: bool = False) -> float:

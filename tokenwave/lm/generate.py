@@ -62,7 +62,8 @@ def stream(lm: TokenLM, frames: int | Sequence[int], cond: Conditioning | None =
         raise InvalidArgumentError(f"{max(frames)} frames need {P + L} positions; this model holds {cfg.max_len}",
                                    "ask for fewer frames or use generate_long (sliding windows)")
     gen = torch.Generator(device=device).manual_seed(params.seed)
-    cache = KVCache(cfg, R, device, lm.null_cond.dtype, max_len=P + L)
+    new_cache = getattr(lm, "new_cache", None)  # other backends (e.g. hf_musicgen.MusicgenLM) bring their own cache
+    cache = new_cache(R, P + L) if new_cache else KVCache(cfg, R, device, lm.null_cond.dtype, max_len=P + L)
     codes = torch.zeros(B, cfg.K, max(frames), dtype=torch.long, device=device)
     done = [0] * B
     dup = (lambda t: torch.cat([t, t], 0)) if guided else (lambda t: t)

@@ -156,13 +156,15 @@ class TokenLM(nn.Module):
         return x
 
     # --- training ----------------------------------------------------------------------------------------
-    def forward(self, codes: torch.Tensor, cond: Conditioning | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, codes: torch.Tensor, cond: Conditioning | None = None,
+                lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced pass: ``codes [B, K, T] -> (logits [B, S, L, V], targets [B, S, L] with -100 where masked)``.
-        In training, conditioning is replaced by the null vector for a ``cond_dropout`` share of items."""
+        ``lengths [B]``: real frames per item (the rest is padding, left out of the loss). In training, conditioning
+        is replaced by the null vector for a ``cond_dropout`` share of items."""
         cond = cond or Conditioning()
         B, _, T = codes.shape
         seq, mask = self.pattern.build(codes, self.cfg.special)
-        _, book, _ = self.pattern.layout(T)
+        frame, book, _ = self.pattern.layout(T)
         book = book.to(codes.device)[None]
         inp = torch.cat([torch.full_like(seq[..., :1], self.cfg.special), seq[..., :-1]], dim=-1)
         inp_book = torch.cat([book[..., :1], book[..., :-1]], dim=-1)
@@ -178,11 +180,14 @@ class TokenLM(nn.Module):
                 valid = torch.cat([cond.prefix_mask, torch.ones(B, x.shape[1] - P, dtype=torch.bool, device=x.device)], 1)
         h = self.run(x, cond, valid)[:, P:]
         logits = self.logits_for(h, book)
-        targets = seq.masked_fill(~mask.to(seq.device)[None], -100)
+        keep = mask.to(seq.device)[None].expand(B, -1, -1)
+        if lengths is not None:
+            keep = keep & (frame.to(seq.device)[None] < lengths.to(seq.device)[:, None, None])
+        targets = seq.masked_fill(~keep, -100)
         return logits, targets
 
-    def loss(self, codes: torch.Tensor, cond: Conditioning | None = None) -> torch.Tensor:
-        logits, targets = self(codes, cond)
+    def loss(self, codes: torch.Tensor, cond: Conditioning | None = None, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        logits, targets = self(codes, cond, lengths)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
 
     # --- checkpoints -------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import torch
 from tokenwave import SAMPLE_RATE
 from tokenwave.codec.config import CodecConfig
 from tokenwave.codec.discriminator import MultiScaleSTFTDiscriminator, discriminator_loss, generator_losses
-from tokenwave.codec.losses import mel_distance, mel_loss, si_sdr, stft_loss
+from tokenwave.codec.losses import complex_stft_loss, mel_distance, mel_loss, si_sdr, stft_loss
 from tokenwave.codec.model import Codec
 from tokenwave.data.loader import SegmentSampler
 from tokenwave.train.state import numpy_rng_state, set_numpy_rng_state
@@ -32,6 +32,7 @@ class CodecTrainConfig:
     mel_weight: float = 15.0
     stft_weight: float = 2.0
     wave_weight: float = 5.0
+    complex_weight: float = 30.0
     commit_weight: float = 1.0
     adv_start: int = 10_000
     adv_weight: float = 1.0
@@ -71,9 +72,10 @@ class CodecRecipe:
         wav = self.train_data.sample(t.batch_size).to(self.info.device)
         wav_hat, codes, commit = self.model(wav)
         x, y = wav_hat[..., : -self.tail], wav[..., : -self.tail]  # the ISTFT tail lacks its future frames
-        losses = {"mel": mel_loss(x, y, SAMPLE_RATE), "stft": stft_loss(x, y), "wave": (x - y).abs().mean(), "commit": commit}
+        losses = {"mel": mel_loss(x, y, SAMPLE_RATE), "stft": stft_loss(x, y), "wave": (x - y).abs().mean(),
+                  "complex": complex_stft_loss(x, y), "commit": commit}
         total = t.mel_weight * losses["mel"] + t.stft_weight * losses["stft"] + t.wave_weight * losses["wave"] \
-            + t.commit_weight * losses["commit"]
+            + t.complex_weight * losses["complex"] + t.commit_weight * losses["commit"]
         adversarial = step >= t.adv_start
         if adversarial:
             d_loss = discriminator_loss(self.disc_ddp(y), self.disc_ddp(x.detach()))

@@ -79,8 +79,9 @@ class Recipe(Protocol):
 
 
 def train(recipe: Recipe, out: str | os.PathLike, steps: int, info: DistInfo, val_every: int = 500,
-          ckpt_every: int = 500, log_every: int = 25, resume: bool = False, name: str = "train") -> dict:
-    """Run ``recipe`` to ``steps``. Writes ``out/log.jsonl``, ``out/last/`` (resumable state) and ``out/model/``."""
+          ckpt_every: int = 500, log_every: int = 25, resume: bool = False, name: str = "train",
+          until: int | None = None) -> dict:
+    """Run ``recipe`` to ``steps`` (or stop after step ``until``, checkpointed, to be resumed later). Writes ``out/log.jsonl``, ``out/last/`` (resumable state) and ``out/model/``."""
     out = Path(out)
     start = 0
     if resume:
@@ -98,7 +99,8 @@ def train(recipe: Recipe, out: str | os.PathLike, steps: int, info: DistInfo, va
     t0 = time.time()
     with progress_bar(name, total=steps, unit="steps") as bar:
         bar.update(completed=start)
-        for step in range(start, steps):
+        stop = min(steps, until) if until else steps
+        for step in range(start, stop):
             for k, v in recipe.train_step(step).items():
                 running[k] = running.get(k, 0.0) + v
             bar.advance(1)
@@ -109,11 +111,11 @@ def train(recipe: Recipe, out: str | os.PathLike, steps: int, info: DistInfo, va
                 with open(log, "a") as f:
                     f.write(json.dumps(entry) + "\n")
                 bar.update(description=f"{name} " + " ".join(f"{k}={entry[k]:.3g}" for k in list(entry)[2:5]))
-            if info.is_main and (done % val_every == 0 or done == steps):
+            if info.is_main and (done % val_every == 0 or done == stop):
                 metrics = {"step": done, **recipe.validate()}
                 with open(log, "a") as f:
                     f.write(json.dumps({"validation": metrics}) + "\n")
-            if info.is_main and (done % ckpt_every == 0 or done == steps):
+            if info.is_main and (done % ckpt_every == 0 or done == stop):
                 save_train_state(out / "last", done, recipe.modules, recipe.optimizers, recipe.rng_state())
                 recipe.export(out / "model", metrics)
     return metrics

@@ -1,0 +1,105 @@
+"""Token-LM training recipe on a tokens folder (``tokenwave codec tokenize``), conditioned on manifest tags."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from tokenwave.conditioning import TagConditioner, TagVocab, row_tags
+from tokenwave.data.tokens import TokenDataset
+from tokenwave.lm.config import LMConfig
+from tokenwave.lm.model import TokenLM
+from tokenwave.train.state import numpy_rng_state, set_numpy_rng_state
+from tokenwave.train.trainer import DistInfo, wrap_ddp
+
+PRESETS = {
+    "small": dict(dim=256, depth=4, heads=4),
+    "medium": dict(dim=512, depth=8, heads=8),
+    "tiny": dict(dim=32, depth=1, heads=2),
+}
+
+
+@dataclass
+class LMTrainConfig:
+    frames: int = 150        # training window (2 s at 75 Hz)
+    batch_size: int = 16
+    lr: float = 1e-3
+    warmup: int = 200
+    total_steps: int = 10_000
+    val_batches: int = 4
+
+
+class LMModel(torch.nn.Module):
+    """The LM and its tag conditioner, trained and saved together."""
+
+    def __init__(self, cfg: LMConfig, n_tags: int) -> None:
+        super().__init__()
+        self.lm = TokenLM(cfg)
+        self.tags = TagConditioner(n_tags, cfg.dim)
+
+    def forward(self, codes, ids, mask, lengths):
+        return self.lm.loss(codes, self.tags(ids, mask), lengths)
+
+
+class LMRecipe:
+    def __init__(self, tokens: str, pattern: str, preset: str, tcfg: LMTrainConfig, info: DistInfo, seed: int = 0) -> None:
+        self.tcfg, self.info = tcfg, info
+        self.train_data = TokenDataset(tokens, "train", seed=seed + info.rank)
+        self.valid_data = TokenDataset(tokens, "valid", seed=seed)
+        self.vocab = TagVocab.from_rows(self.train_data.rows)
+        k = self.train_data.info
+        cfg = LMConfig(K=k["K"], codebook_size=k["codebook_size"], pattern=pattern, **PRESETS[preset],
+                       max_len=pattern_length(pattern, k["K"], tcfg.frames) + 64)
+        self.model = LMModel(cfg, len(self.vocab)).to(info.device)
+        self.ddp = wrap_ddp(self.model, info)
+        self.modules = {"model": self.model}
+        self.optimizers = {"opt": torch.optim.AdamW(self.model.parameters(), lr=tcfg.lr, weight_decay=0.01, betas=(0.9, 0.95))}
+        self.tokens_info = k
+
+    def _batch(self, data: TokenDataset):
+        codes, lengths, rows = data.sample(self.tcfg.batch_size, self.tcfg.frames)
+        ids, mask = self.vocab.encode([row_tags(r) for r in rows])
+        d = self.info.device
+        return codes.to(d), ids.to(d), mask.to(d), lengths.to(d)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        t = self.tcfg
+        lr = t.lr * min(1.0, (step + 1) / t.warmup) * (0.55 + 0.45 * math.cos(math.pi * min(step / t.total_steps, 1.0)))
+        for group in self.optimizers["opt"].param_groups:
+            group["lr"] = lr
+        self.model.train()
+        loss = self.ddp(*self._batch(self.train_data))
+        self.optimizers["opt"].zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizers["opt"].step()
+        return {"loss": float(loss.detach())}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        self.model.eval()
+        losses = [float(self.model(*self._batch(self.valid_data))) for _ in range(self.tcfg.val_batches)]
+        val = sum(losses) / len(losses)
+        return {"valid_loss": round(val, 4), "valid_perplexity": round(math.exp(val), 2)}
+
+    def export(self, folder: Path, metrics: dict) -> None:
+        self.model.lm.save(folder, extra={"validation": metrics, "train": asdict(self.tcfg), "tags": self.vocab.tags,
+                                          "tokens": self.tokens_info})
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in self.model.tags.state_dict().items()}, str(folder / "tags.safetensors"))
+
+    def rng_state(self) -> dict:
+        return {"train": numpy_rng_state(self.train_data.rng), "valid": numpy_rng_state(self.valid_data.rng)}
+
+    def set_rng_state(self, state: dict) -> None:
+        set_numpy_rng_state(self.train_data.rng, state["train"])
+        set_numpy_rng_state(self.valid_data.rng, state["valid"])
+
+
+def pattern_length(pattern: str, K: int, frames: int) -> int:
+    from tokenwave.patterns import Pattern
+
+    return Pattern(pattern, K).length(frames)
