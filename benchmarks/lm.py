@@ -5,7 +5,8 @@
 Sizes (K = 4 codebooks of 2048, delay pattern, random weights, fp32, 2 threads): ``small`` hidden 256 x 4 layers,
 4 heads, ffn 1024; ``musicgen_small`` hidden 1024 x 24 layers, 16 heads, ffn 4096 (about musicgen-small's decoder;
 full run only). Steady-state decode with a KV cache: a short prefix is prefilled (or the first steps of a stream
-are skipped as warm-up), then N decode steps are timed; median of a few repeats, ours and HF interleaved.
+are skipped as warm-up), then N decode steps are timed. Ours and HF run back to back in each repeat; rates are
+medians over repeats and ratios medians of the per-repeat ratios (robust to load changes on a shared machine).
 
 - ours ``stream``: :func:`tokenwave.lm.generate.stream` (the path users hit: sampling with top-k 250, pattern
   bookkeeping, frames yielded per step); ours ``raw``: ``run`` + ``logits_for`` + argmax with a ``KVCache``.
@@ -125,6 +126,18 @@ def median(fn, repeats: int) -> float | None:
     return statistics.median(vals) if vals else None
 
 
+def paired(ours: TokenLM, hf: torch.nn.Module, batch: int, steps: int, repeats: int) -> dict:
+    """Ours (stream, raw) and HF (loop) measured back to back in each repeat; rates are medians and the ratios
+    medians of the per-repeat ratios, so that a load change during the run hits both sides alike."""
+    runs = [(ours_stream(ours, batch, steps), hf_loop(hf, batch, steps)[0], ours_raw(ours, batch, steps))
+            for _ in range(repeats)]
+    s, h, r = zip(*runs)
+    return {"ours_stream_steps_per_s": statistics.median(s), "hf_loop_steps_per_s": statistics.median(h),
+            "ours_raw_steps_per_s": statistics.median(r),
+            "ratio_ours_stream_over_hf_loop": statistics.median(a / b for a, b, _ in runs),
+            "ratio_ours_raw_over_hf_loop": statistics.median(c / b for _, b, c in runs)}
+
+
 def bench_size(name: str, size: dict, steps: int, repeats: int, batches: tuple[int, ...],
                rt_batches: tuple[int, ...], gen_steps: int) -> dict:
     ours, hf = build(size, max_len=4096)
@@ -133,13 +146,8 @@ def bench_size(name: str, size: dict, steps: int, repeats: int, batches: tuple[i
     ours_stream(ours, 1, 4)  # warm-up both code paths
     hf_loop(hf, 1, 4)
     for B in batches:
-        row: dict = {}
-        row["ours_stream_steps_per_s"] = median(lambda: ours_stream(ours, B, steps), repeats)
-        row["hf_loop_steps_per_s"] = median(lambda: hf_loop(hf, B, steps)[0], repeats)
-        row["ours_raw_steps_per_s"] = median(lambda: ours_raw(ours, B, steps), repeats)
-        row["hf_generate_steps_per_s"] = median(lambda: hf_generate(hf, B, gen_steps), 1) if gen_steps else None
-        row["ratio_ours_stream_over_hf_loop"] = ratio(row["ours_stream_steps_per_s"], row["hf_loop_steps_per_s"])
-        row["ratio_ours_raw_over_hf_loop"] = ratio(row["ours_raw_steps_per_s"], row["hf_loop_steps_per_s"])
+        row = paired(ours, hf, B, steps, repeats)
+        row["hf_generate_steps_per_s"] = hf_generate(hf, B, gen_steps) if gen_steps else None
         row["ratio_ours_stream_over_hf_generate"] = ratio(row["ours_stream_steps_per_s"], row["hf_generate_steps_per_s"])
         fig[f"batch_{B}"] = row
         print(f"[{name}] batch {B}: {json.dumps(row)}", file=sys.stderr, flush=True)
@@ -147,8 +155,8 @@ def bench_size(name: str, size: dict, steps: int, repeats: int, batches: tuple[i
         rt: dict = {}
         for B in rt_batches:
             have = fig.get(f"batch_{B}", {})
-            o = have.get("ours_stream_steps_per_s") or median(lambda: ours_stream(ours, B, steps), repeats)
-            h = have.get("hf_loop_steps_per_s") or median(lambda: hf_loop(hf, B, steps)[0], repeats)
+            o = have.get("ours_stream_steps_per_s") or median(lambda: ours_stream(ours, B, steps // 2), 2)
+            h = have.get("hf_loop_steps_per_s") or median(lambda: hf_loop(hf, B, steps // 2)[0], 2)
             rt[f"batch_{B}"] = {"ours_stream_steps_per_s": o, "ours_capacity_streams": o * B / FRAME_RATE,
                                 "hf_loop_steps_per_s": h, "hf_capacity_streams": h * B / FRAME_RATE}
             print(f"[{name}] realtime batch {B}: {json.dumps(rt[f'batch_{B}'])}", file=sys.stderr, flush=True)
@@ -174,7 +182,10 @@ def main() -> None:
                 "musicgen_small": dict(steps=20, repeats=2, batches=(1, 8), rt_batches=(), gen_steps=10)}
     load = os.getloadavg()[0]
     figures: dict = {"threads": THREADS, "K": K, "codebook_size": V, "frame_rate_hz": FRAME_RATE,
-                     "prefix_steps": PREFIX, "load_avg_1min_at_start": load, "contended": load > THREADS * 0.5}
+                     "prefix_steps": PREFIX, "load_avg_1min_at_start": load, "contended": load > THREADS * 0.5,
+                     "notes": "ours = TokenLM fp32 (oneDNN prepacked GEMMs at inference, fused q/k/v, top-k sampling "
+                              "on the k best only); HF = MusicgenForCausalLM fp32 as shipped (sdpa); random weights; "
+                              "kv bytes exclude cross-attention (no conditioning here)"}
     targets = []
     for name, p in plan.items():
         fig = bench_size(name, SIZES[name], **p)

@@ -75,3 +75,13 @@ def test_lm_training_from_tokens(tmp_path, sfx_data):
     assert "domain=sfx" in cfg["tags"]
     codes = generate(lm, 12, None, SamplingParams(seed=0))[0]
     assert codes.shape == (8, 12)
+
+
+def test_multi_process_training_with_torchrun(tmp_path, sfx_data):
+    """Two CPU processes (gloo) through torchrun: the same recipe runs under torch DDP."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+                "-m", "tokenwave"]
+    run = subprocess.run(torchrun + [str(a) for a in codec_args(sfx_data, tmp_path / "ddp", 2)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert load_codec(tmp_path / "ddp" / "model").n_q == 8

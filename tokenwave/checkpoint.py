@@ -67,3 +67,21 @@ def load_checkpoint(folder: str | os.PathLike, config_cls: type[T], kind: str) -
     except Exception as err:  # safetensors raises its own error types for truncated/corrupt files
         raise CheckpointError(f"cannot read {folder / WEIGHTS}: {err}", "the file is corrupt; re-download or retrain") from err
     return state, config_cls(**raw["config"]), raw
+
+
+class Checkpointable:
+    """Mixin for models with a ``cfg`` dataclass: ``save(folder)`` / ``cls.load(folder)`` through safetensors.
+    Subclasses set ``KIND`` (the checkpoint kind) and ``CONFIG`` (the config dataclass)."""
+
+    KIND: str
+    CONFIG: type
+
+    def save(self, folder: str | os.PathLike, extra: dict[str, Any] | None = None) -> None:
+        save_checkpoint(folder, self.state_dict(), self.cfg, self.KIND, extra)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike):
+        state, cfg, _ = load_checkpoint(folder, cls.CONFIG, cls.KIND)
+        model = cls(cfg)
+        model.load_state_dict(state)
+        return model.eval()

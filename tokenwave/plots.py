@@ -38,7 +38,7 @@ def spectrogram_grid(items: Sequence[tuple[str, np.ndarray, int]], path: str | o
     for ax, (title, wav, sr) in zip(axes.flat, items):
         mel = log_mel_spectrogram(wav, sr)
         ax.imshow(mel, origin="lower", aspect="auto", cmap="magma",
-                  extent=(0, len(wav) / sr, 0, mel.shape[0]), vmin=mel.max() - 6, vmax=mel.max())
+                  extent=(0, len(wav) / sr, 0, mel.shape[0]), vmin=mel.max() - 7, vmax=mel.max())  # 70 dB
         ax.set_title(title if len(title) <= 70 else title[:67] + "...", fontsize=8)
         ax.set_xlabel("seconds", fontsize=7)
         ax.set_ylabel("mel bin", fontsize=7)

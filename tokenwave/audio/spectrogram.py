@@ -29,8 +29,9 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
     return fb.astype(np.float32)
 
 
-def log_mel_spectrogram(wav: np.ndarray, sample_rate: int, n_mels: int = 80, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
-    """``log10(mel power + 1e-5)`` of a mono ``[N]`` signal, shape ``[n_mels, frames]``."""
+def log_mel_spectrogram(wav: np.ndarray, sample_rate: int, n_mels: int = 80, n_fft: int = 1024, hop: int = 256,
+                        eps: float = 1e-10) -> np.ndarray:
+    """``log10(mel power + eps)`` of a mono ``[N]`` signal, shape ``[n_mels, frames]``."""
     _, _, z = stft(np.asarray(wav, dtype=np.float32), nperseg=n_fft, noverlap=n_fft - hop, boundary=None, padded=True)
     power = np.abs(z) ** 2
-    return np.log10(mel_filterbank(sample_rate, n_fft, n_mels) @ power + 1e-5)
+    return np.log10(mel_filterbank(sample_rate, n_fft, n_mels) @ power + eps)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from tokenwave.codec.rates import CodecRates
 from tokenwave.errors import InvalidArgumentError, TokenwaveError
 
 HF_CODECS = ("encodec", "dac", "mimi")
@@ -33,7 +34,7 @@ def hf_model_type(folder: str | os.PathLike) -> str | None:
     return kind if kind in HF_CODECS else None
 
 
-class HFCodec(torch.nn.Module):
+class HFCodec(CodecRates, torch.nn.Module):
     def __init__(self, model: torch.nn.Module, kind: str) -> None:
         super().__init__()
         self.model, self.kind = model.eval(), kind
@@ -69,17 +70,6 @@ class HFCodec(torch.nn.Module):
     @property
     def latency_samples(self) -> int:
         return self.hop
-
-    def bitrate(self, n_q: int | None = None) -> float:
-        return (n_q or self.n_q) * math.log2(self.codebook_size) * self.frame_rate
-
-    def n_q_for_kbps(self, kbps: float) -> int:
-        per = self.bitrate(1) / 1000
-        n = round(kbps / per)
-        if n < 1 or n > self.n_q or abs(n * per - kbps) > 1e-6:
-            ok = ", ".join(f"{k * per:g}" for k in range(1, self.n_q + 1))
-            raise InvalidArgumentError(f"this {self.kind} model has no {kbps:g} kbps operating point", f"use one of {ok} kbps")
-        return n
 
     def _pad(self, wav: torch.Tensor) -> torch.Tensor:
         if wav.dim() != 3 or wav.shape[1] != 1:

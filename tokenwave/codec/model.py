@@ -6,16 +6,15 @@ runs at the sample rate, which is what makes it fast on a CPU; every layer is ca
 """
 from __future__ import annotations
 
-import math
-import os
 import random
 
 import torch
 from torch import nn
 
-from tokenwave.checkpoint import load_checkpoint, save_checkpoint
+from tokenwave.checkpoint import Checkpointable
 from tokenwave.codec.config import CodecConfig
 from tokenwave.codec.quantizer import RVQ
+from tokenwave.codec.rates import CodecRates
 from tokenwave.codec.stft import CausalISTFT, CausalSTFT
 from tokenwave.errors import InvalidArgumentError, SampleRateError
 from tokenwave.nn import ConvNeXtStack
@@ -54,8 +53,11 @@ class Decoder(nn.Module):
         return self.istft(self.head(self.net(z)))
 
 
-class Codec(nn.Module):
+class Codec(CodecRates, Checkpointable, nn.Module):
     """Waveforms are ``FloatTensor[B, 1, N]`` at :attr:`sample_rate`; codes ``LongTensor[B, K, T]`` at :attr:`frame_rate`."""
+
+    KIND = KIND
+    CONFIG = CodecConfig
 
     def __init__(self, cfg: CodecConfig | None = None) -> None:
         super().__init__()
@@ -95,19 +97,6 @@ class Codec(nn.Module):
     def latency_samples(self) -> int:
         """Algorithmic latency of encode+decode in streaming: one frame to fill, plus the ISTFT overlap."""
         return self.cfg.n_fft
-
-    def bitrate(self, n_q: int | None = None) -> float:
-        """Bits per second with ``n_q`` codebooks (default all): ``n_q * log2(codebook_size) * frame_rate``."""
-        return (n_q or self.n_q) * math.log2(self.cfg.codebook_size) * self.frame_rate
-
-    def n_q_for_kbps(self, kbps: float) -> int:
-        """The number of codebooks giving ``kbps`` exactly (1.5 / 3 / 6 kbps -> 2 / 4 / 8 with the defaults)."""
-        per = self.bitrate(1) / 1000
-        n = round(kbps / per)
-        if n < 1 or n > self.n_q or abs(n * per - kbps) > 1e-6:
-            ok = ", ".join(f"{k * per:g}" for k in range(1, self.n_q + 1))
-            raise InvalidArgumentError(f"this codec has no {kbps:g} kbps operating point", f"use one of {ok} kbps")
-        return n
 
     # --- offline API -------------------------------------------------------------------------------
     def _check_wav(self, wav: torch.Tensor) -> torch.Tensor:
@@ -160,17 +149,6 @@ class Codec(nn.Module):
             return self.decoder(z), z.new_zeros(z.shape[0], 0, z.shape[-1], dtype=torch.long), z.new_zeros(())
         zq, codes, commit = self.quantizer(z)
         return self.decoder(zq), codes, commit
-
-    # --- checkpoints -------------------------------------------------------------------------------
-    def save(self, folder: str | os.PathLike, extra: dict | None = None) -> None:
-        save_checkpoint(folder, self.state_dict(), self.cfg, KIND, extra)
-
-    @classmethod
-    def load(cls, folder: str | os.PathLike) -> Codec:
-        state, cfg, _ = load_checkpoint(folder, CodecConfig, KIND)
-        model = cls(cfg)
-        model.load_state_dict(state)
-        return model.eval()
 
     def check_sample_rate(self, sr: int) -> None:
         if sr != self.sample_rate:

@@ -12,6 +12,36 @@ from tokenwave.lm.model import KVCache, TokenLM
 from tokenwave.lm.sampling import SamplingParams, sample
 
 
+def _draw(logits: torch.Tensor, temperature: torch.Tensor, params: SamplingParams,
+          generator: torch.Generator) -> torch.Tensor:
+    """:func:`~tokenwave.lm.sampling.sample` for the decoding loop, faster with top-k: temperature, top-p and the
+    draw work on the k best logits only instead of the whole vocabulary (the same distribution, except that a tie
+    at the k-th value keeps exactly k); greedy rows take the argmax as ``sample`` does."""
+    V = logits.shape[-1]
+    if not params.top_k or params.top_k >= V:
+        return sample(logits, temperature, params.top_k, params.top_p, generator)
+    flat = logits.reshape(-1, V).float()
+    temp = temperature.reshape(-1).to(flat.device)
+    hot = temp > 0
+    all_hot = bool(hot.all())
+    greedy = None if all_hot else flat.argmax(-1)
+    if not all_hot and not bool(hot.any()):
+        return greedy.reshape(logits.shape[:-1])
+    top_p = params.top_p if 0 < params.top_p < 1 else 0.0
+    vals, idx = torch.topk(flat, params.top_k, dim=-1, sorted=bool(top_p))
+    scaled = vals / temp.clamp_min(1e-5)[:, None]
+    if top_p:  # vals are sorted: keep the smallest prefix whose mass reaches top_p
+        probs = scaled.softmax(-1)
+        scaled = scaled.masked_fill(probs.cumsum(-1) - probs > top_p, float("-inf"))
+    # Gumbel-max: argmax(logit / T + Gumbel noise) is a draw from softmax(logit / T) (uniforms are cheaper to
+    # draw than multinomial's exponentials)
+    uniform = torch.rand(scaled.shape, generator=generator, device=scaled.device).clamp_min(1e-20)
+    gumbel = -(-uniform.log()).log()
+    drawn = idx.gather(-1, (scaled + gumbel).argmax(-1, keepdim=True))[:, 0]
+    tok = drawn if greedy is None else torch.where(hot, drawn, greedy)
+    return tok.reshape(logits.shape[:-1])
+
+
 def _layouts(lm: TokenLM, frames: Sequence[int], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Per-item ``frame, book, mask [B, S, Lmax]`` (padding steps masked out) and Lmax."""
     p = lm.pattern
@@ -46,6 +76,7 @@ def stream(lm: TokenLM, frames: int | Sequence[int], cond: Conditioning | None =
         raise InvalidArgumentError("the vall-e pattern needs equal lengths within a batch", "batch requests by length")
     device = lm.null_cond.device
     frame, book, mask, L = _layouts(lm, frames, device)
+    temps = params.slot_temperatures(book)  # [B, S, L]
     Tp = 0 if prompt is None else prompt.shape[-1]
     if prompt is not None:
         if prompt.shape[:2] != (B, cfg.K) or Tp > min(frames):
@@ -64,7 +95,11 @@ def stream(lm: TokenLM, frames: int | Sequence[int], cond: Conditioning | None =
     gen = torch.Generator(device=device).manual_seed(params.seed)
     new_cache = getattr(lm, "new_cache", None)  # other backends (e.g. hf_musicgen.MusicgenLM) bring their own cache
     cache = new_cache(R, P + L) if new_cache else KVCache(cfg, R, device, lm.null_cond.dtype, max_len=P + L)
-    codes = torch.zeros(B, cfg.K, max(frames), dtype=torch.long, device=device)
+    Tmax = max(frames)
+    codes = torch.zeros(B * cfg.K * Tmax + 1, dtype=torch.long, device=device)  # + 1: where unused slots write
+    rows = torch.arange(B, device=device)[:, None, None]
+    dest = torch.where(mask, (rows * cfg.K + book) * Tmax + frame, B * cfg.K * Tmax)  # [B, S, L] flat index per slot
+    same = len(set(frames)) == 1
     done = [0] * B
     dup = (lambda t: torch.cat([t, t], 0)) if guided else (lambda t: t)
 
@@ -82,18 +117,23 @@ def stream(lm: TokenLM, frames: int | Sequence[int], cond: Conditioning | None =
             c, u = logits[:B], logits[B:]
             logits = u + params.cfg_scale * (c - u)
         bk, mk, fr = book[:, :, step], mask[:, :, step], frame[:, :, step]
-        tok = sample(logits, params.slot_temperatures(bk), params.top_k, params.top_p, gen)
+        tok = _draw(logits, temps[:, :, step], params, gen)
         if prompt is not None:  # continuation: slots holding prompt frames are forced, not sampled
             rows = torch.arange(B, device=device)[:, None].expand_as(bk)
             tok = torch.where(mk & (fr < Tp), prompt[rows, bk, fr.clamp(0, Tp - 1)], tok)
         tok = torch.where(mk, tok, torch.full_like(tok, cfg.special))
-        b_idx, s_idx = mk.nonzero(as_tuple=True)
-        codes[b_idx, bk[b_idx, s_idx], fr[b_idx, s_idx]] = tok[b_idx, s_idx]
-        out = []
-        for b in range(B):
-            now = pat.frames_done(step + 1, frames[b]) if step < pat.length(frames[b]) else frames[b]
-            out.append(codes[b, :, done[b]: now].clone())
-            done[b] = now
+        codes[dest[:, :, step].reshape(-1)] = tok.reshape(-1)
+        grid = codes[:-1].view(B, cfg.K, Tmax)
+        if same:  # one copy for the whole batch
+            now = pat.frames_done(step + 1, frames[0]) if step < pat.length(frames[0]) else frames[0]
+            out = list(grid[:, :, done[0]: now].clone().unbind(0))
+            done = [now] * B
+        else:
+            out = []
+            for b in range(B):
+                now = pat.frames_done(step + 1, frames[b]) if step < pat.length(frames[b]) else frames[b]
+                out.append(grid[b, :, done[b]: now].clone())
+                done[b] = now
         yield out
         if step + 1 < L:
             h = lm.run(lm.embed_steps(dup(tok[:, :, None]), dup(book[:, :, step: step + 1])), run_cond, None, cache)
