@@ -52,7 +52,7 @@ class Pattern:
 
     def layout(self, T: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(frame [S, L], codebook [S, L], mask [S, L])``: which frame and codebook each slot holds."""
-        S, L, K = self.streams, self.length(T), self.K
+        L, K = self.length(T), self.K
         steps = torch.arange(L)
         if self.name == "flat":
             frame, book = (steps // K)[None], (steps % K)[None]

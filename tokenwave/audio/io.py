@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from tokenwave.audio.resample import resample
+from tokenwave.fileio import atomic_path
 from tokenwave.errors import (
     AudioNotFoundError,
     CorruptAudioError,
@@ -107,20 +107,13 @@ def save_audio(path: str | os.PathLike, wav: np.ndarray, sample_rate: int, subty
     if wav.shape[0] == 0:
         raise EmptyAudioError(f"refusing to write an empty audio file: {path}", "check the generation step")
     wav = np.clip(wav, -1.0, 1.0)
+    if subtype is None:
+        subtype = "VORBIS" if fmt == "OGG" else "PCM_16"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    except OSError as err:
+        with atomic_path(path) as tmp:
+            sf.write(str(tmp), wav, sample_rate, format=fmt, subtype=subtype)
+    except PermissionError as err:
         raise OutputPathError(f"cannot write to {path.parent}: {err.strerror}", "choose a writable output folder") from err
-    os.close(fd)
-    try:
-        if subtype is None:
-            subtype = "VORBIS" if fmt == "OGG" else "PCM_16"
-        sf.write(tmp, wav, sample_rate, format=fmt, subtype=subtype)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

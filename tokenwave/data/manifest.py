@@ -9,34 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from tokenwave.errors import DatasetError
+from tokenwave.fileio import atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
 
 MANIFEST = "manifest.jsonl"
 INFO = "dataset.json"
 SPLITS = ("train", "valid", "test")
 REQUIRED_FIELDS = ("id", "path", "duration", "domain", "split")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file and a rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_manifest(rows: Iterable[dict], path: Path) -> None:
