@@ -182,3 +182,24 @@ def test_fast_top_k_draw_matches_top_k_distribution():
     toks = _draw(rows, temps, SamplingParams(top_k=4), torch.Generator().manual_seed(0))
     assert toks[0] == rows[0].argmax() and toks[2] == rows[2].argmax()
     assert rows[1, toks[1]] >= rows[1].topk(4).values[-1]
+
+
+def test_packed_linear_follows_weight_updates_and_copies():
+    """TokenLM's inference GEMM (oneDNN packed copy) tracks in-place weight updates and survives deepcopy."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from tokenwave.lm.model import Linear
+
+    torch.manual_seed(0)
+    layer = Linear(16, 24)
+    x = torch.randn(3, 5, 16)
+    with torch.no_grad():
+        assert torch.allclose(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-5)
+        layer.weight.add_(1.0)  # what an optimizer step or load_state_dict does
+        assert torch.allclose(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-5)
+    twin = copy.deepcopy(layer)
+    with torch.no_grad():
+        assert torch.allclose(twin(x), layer(x), atol=1e-5)
+    assert layer(x).requires_grad  # training path untouched
