@@ -21,7 +21,7 @@ app.add_typer(data_app, name="data")
 train_app = typer.Typer(help="Train models on your datasets (safetensors checkpoints, --resume, torchrun for multi-GPU).",
                         no_args_is_help=True)
 app.add_typer(train_app, name="train")
-codec_app = typer.Typer(help="Encode audio to codes (.twc), decode them, or measure a round trip.", no_args_is_help=True)
+codec_app = typer.Typer(help="Encode audio to codes (.twc) or latents, decode them, or measure a round trip.", no_args_is_help=True)
 app.add_typer(codec_app, name="codec")
 MODEL_HELP = "Codec: a tokenwave checkpoint folder or a local HF EnCodec/DAC/Mimi folder (default: checkpoints/codec)."
 console = Console()
@@ -249,6 +249,22 @@ def codec_tokenize(
     console.print(f"tokens: {path}")
 
 
+@codec_app.command("latents")
+def codec_latents(
+    data: list[Path] = typer.Option(..., "--data", help="Dataset folder(s); repeat --data for several."),
+    out: Path = typer.Option(..., "--out", "-o", help="Latents folder to write."),
+    model: Optional[Path] = typer.Option(None, help=MODEL_HELP),
+    overwrite: bool = typer.Option(False, help="Replace an existing latents folder."),
+) -> None:
+    """Encode every clip of the datasets once to continuous latents (75 Hz), so the flow generator trains on them."""
+    from tokenwave.codec import load_codec
+    from tokenwave.data.tokens import extract_latents
+
+    codec = load_codec(model)
+    path = extract_latents([str(d) for d in data], out, codec, codec_name=str(model or "checkpoints/codec"), overwrite=overwrite)
+    console.print(f"latents: {path}")
+
+
 @train_app.command("lm")
 def train_lm(
     tokens: Path = typer.Option(..., "--tokens", help="Tokens folder from `tokenwave codec tokenize`."),
@@ -282,6 +298,41 @@ def train_lm(
     recipe = LMRecipe(str(tokens), pattern, preset, tcfg, info, seed=seed)
     metrics = train(recipe, out, steps, info, val_every=val_every, ckpt_every=ckpt_every, log_every=log_every,
                     resume=resume, name="lm", until=until)
+    if info.is_main:
+        console.print_json(json.dumps(metrics))
+
+
+@train_app.command("flow")
+def train_flow(
+    latents: Path = typer.Option(..., "--latents", help="Latents folder from `tokenwave codec latents`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder: log.jsonl, last/ (resumable), model/ (the checkpoint)."),
+    preset: str = typer.Option("small", help="Model size: tiny, small (256x6) or medium (512x12)."),
+    steps: int = typer.Option(20000, min=1),
+    frames: int = typer.Option(300, min=2, help="Training window in frames (75 per second)."),
+    batch_size: int = typer.Option(16, min=1),
+    lr: float = typer.Option(5e-4),
+    prompt_share: float = typer.Option(0.3, min=0.0, max=1.0, help="Share of items trained with a given prefix."),
+    val_every: int = typer.Option(500, min=1),
+    ckpt_every: int = typer.Option(500, min=1),
+    log_every: int = typer.Option(25, min=1),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    resume: bool = typer.Option(False, help="Continue from OUT/last."),
+    until: Optional[int] = typer.Option(None, help="Stop after this step (checkpointed); the schedule still follows --steps."),
+) -> None:
+    """Train the flow-matching generator (DiT) on codec latents, conditioned on the manifest's tags."""
+    from tokenwave.errors import InvalidArgumentError
+    from tokenwave.train.flow import PRESETS, FlowRecipe, FlowTrainConfig
+    from tokenwave.train.trainer import seed_everything, setup_distributed, train
+
+    if preset not in PRESETS:
+        raise InvalidArgumentError(f"unknown preset {preset!r}", f"use one of {', '.join(PRESETS)}")
+    info = setup_distributed(device)
+    seed_everything(seed + info.rank)
+    tcfg = FlowTrainConfig(frames=frames, batch_size=batch_size, lr=lr, total_steps=steps, prompt_share=prompt_share)
+    recipe = FlowRecipe(str(latents), preset, tcfg, info, seed=seed)
+    metrics = train(recipe, out, steps, info, val_every=val_every, ckpt_every=ckpt_every, log_every=log_every,
+                    resume=resume, name="flow", until=until)
     if info.is_main:
         console.print_json(json.dumps(metrics))
 

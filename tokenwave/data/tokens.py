@@ -2,7 +2,9 @@
 
 A tokens folder holds ``codes.safetensors`` (one ``int16 [K, frames]`` tensor per split, clips end to end),
 ``index.jsonl`` (one row per clip: its manifest fields plus ``offset`` and ``frames`` into its split's tensor)
-and ``tokens.json`` (codec, rates, K, codebook size).
+and ``tokens.json`` (codec, rates, K, codebook size). A latents folder (for the flow generator) is laid out the
+same way: ``latents.safetensors`` (float16 ``[D, frames]`` per split), ``index.jsonl`` and ``latents.json``
+(rates, D and the latents' mean/std).
 """
 from __future__ import annotations
 
@@ -22,44 +24,99 @@ from tokenwave.errors import DatasetError
 from tokenwave.progress import progress_bar
 
 
-@torch.no_grad()
-def tokenize(datasets: list[str | os.PathLike], out: str | os.PathLike, codec, n_q: int | None = None,
-             codec_name: str = "", overwrite: bool = False) -> Path:
-    """Encode every clip of ``datasets`` with ``codec`` (``n_q`` codebooks) into a tokens folder at ``out``."""
-    out = check_output_dir(Path(out), overwrite)
+def _encode_clips(datasets: list[str | os.PathLike], encode, sample_rate: int, what: str
+                  ) -> tuple[dict[str, list[np.ndarray]], list[dict], dict[str, int]]:
+    """Run ``encode(wav [1, 1, N]) -> array [C, frames]`` on every clip of ``datasets``: per-split arrays, the
+    index rows (manifest fields + ``offset``/``frames`` into the split) and the frames per split."""
     rows = [(d, r) for d in datasets for r in read_manifest(d)]
     if not rows:
         raise DatasetError("the datasets hold no clips", "build or import a dataset first")
-    n_q = n_q or codec.n_q
     per_split: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
     offsets = {s: 0 for s in SPLITS}
     index = []
-    with progress_bar("tokenize", total=len(rows), unit="clips") as bar:
+    with progress_bar(what, total=len(rows), unit="clips") as bar:
         for d, r in rows:
-            wav, _ = load_audio(audio_path(d, r), codec.sample_rate)
-            codes = codec.encode(torch.from_numpy(wav)[None, None], n_q)[0].numpy().astype(np.int16)
+            wav, _ = load_audio(audio_path(d, r), sample_rate)
+            arr = encode(torch.from_numpy(wav)[None, None])
             s = r["split"]
-            per_split[s].append(codes)
-            index.append({**r, "dataset": str(Path(d).absolute()), "offset": offsets[s], "frames": codes.shape[1]})
-            offsets[s] += codes.shape[1]
+            per_split[s].append(arr)
+            index.append({**r, "dataset": str(Path(d).absolute()), "offset": offsets[s], "frames": arr.shape[1]})
+            offsets[s] += arr.shape[1]
             bar.advance()
+    return per_split, index, offsets
+
+
+def _write_folder(out: Path, tensors_file: str, per_split: dict[str, list[np.ndarray]], index: list[dict],
+                  info_file: str, info: dict) -> None:
+    """Write ``tensors_file`` (one ``[C, frames]`` tensor per split), ``index.jsonl`` and ``info_file`` into ``out``,
+    atomically (a partial folder beside it, swapped in at the end)."""
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         tensors = {s: torch.from_numpy(np.concatenate(v, axis=1)) for s, v in per_split.items() if v}
-        save_file(tensors, str(tmp / "codes.safetensors"))
+        save_file(tensors, str(tmp / tensors_file))
         write_manifest(index, tmp / "index.jsonl")
-        info = {"codec": codec_name, "sample_rate": codec.sample_rate, "frame_rate": codec.frame_rate, "K": n_q,
-                "codebook_size": codec.codebook_size, "clips": len(index), "frames": offsets}
-        (tmp / "tokens.json").write_text(json.dumps(info, indent=2) + "\n")
+        (tmp / info_file).write_text(json.dumps(info, indent=2) + "\n")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@torch.no_grad()
+def tokenize(datasets: list[str | os.PathLike], out: str | os.PathLike, codec, n_q: int | None = None,
+             codec_name: str = "", overwrite: bool = False) -> Path:
+    """Encode every clip of ``datasets`` with ``codec`` (``n_q`` codebooks) into a tokens folder at ``out``."""
+    out = check_output_dir(Path(out), overwrite)
+    n_q = n_q or codec.n_q
+    per_split, index, offsets = _encode_clips(
+        datasets, lambda wav: codec.encode(wav, n_q)[0].numpy().astype(np.int16), codec.sample_rate, "tokenize")
+    info = {"codec": codec_name, "sample_rate": codec.sample_rate, "frame_rate": codec.frame_rate, "K": n_q,
+            "codebook_size": codec.codebook_size, "clips": len(index), "frames": offsets}
+    _write_folder(out, "codes.safetensors", per_split, index, "tokens.json", info)
     return out
+
+
+@torch.no_grad()
+def extract_latents(datasets: list[str | os.PathLike], out: str | os.PathLike, codec, codec_name: str = "",
+                    overwrite: bool = False) -> Path:
+    """Encode every clip of ``datasets`` to continuous latents (``codec.encode_latents``, 75 Hz) into a latents
+    folder at ``out``: ``latents.safetensors`` (float16 ``[D, frames]`` per split), ``index.jsonl`` and
+    ``latents.json`` (rates, D, and the train split's per-channel ``mean``/``std`` and overall ``std``)."""
+    if not hasattr(codec, "encode_latents"):
+        raise DatasetError(f"{type(codec).__name__} has no continuous latents", "use a tokenwave codec checkpoint")
+    out = check_output_dir(Path(out), overwrite)
+    per_split, index, offsets = _encode_clips(
+        datasets, lambda wav: codec.encode_latents(wav)[0].float().numpy().astype(np.float16), codec.sample_rate,
+        "latents")
+    stats_split = next(s for s in SPLITS if per_split[s])  # train when there is one
+    z = np.concatenate(per_split[stats_split], axis=1).astype(np.float64)
+    info = {"codec": codec_name, "sample_rate": codec.sample_rate, "frame_rate": codec.frame_rate,
+            "latent_dim": int(z.shape[0]), "clips": len(index), "frames": offsets,
+            "stats": {"split": stats_split, "mean": z.mean(1).round(6).tolist(), "std": z.std(1).round(6).tolist(),
+                      "overall_mean": round(float(z.mean()), 6), "overall_std": round(float(z.std()), 6)}}
+    _write_folder(out, "latents.safetensors", per_split, index, "latents.json", info)
+    return out
+
+
+def _sample_windows(data: torch.Tensor, rows: list[dict], rng: np.random.Generator, batch: int, frames: int
+                    ) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+    """Random windows ``[B, C, frames]`` of clips (``rows``) laid end to end in ``data [C, N]``, zero-padded, with
+    their lengths ``[B]`` and rows."""
+    out = torch.zeros(batch, data.shape[0], frames, dtype=data.dtype)
+    lengths = torch.zeros(batch, dtype=torch.long)
+    picked = []
+    for b in range(batch):
+        r = rows[rng.integers(len(rows))]
+        start = r["offset"] + (rng.integers(r["frames"] - frames + 1) if r["frames"] > frames else 0)
+        n = min(frames, r["frames"])
+        out[b, :, :n] = data[:, start: start + n]
+        lengths[b] = n
+        picked.append(r)
+    return out, lengths, picked
 
 
 class TokenDataset:
@@ -79,15 +136,24 @@ class TokenDataset:
 
     def sample(self, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
         """``(codes [B, K, frames], lengths [B], rows)``; frames past a clip's end are zeros (mask them by length)."""
-        K = self.codes.shape[0]
-        out = torch.zeros(batch, K, frames, dtype=torch.long)
-        lengths = torch.zeros(batch, dtype=torch.long)
-        picked = []
-        for b in range(batch):
-            r = self.rows[self.rng.integers(len(self.rows))]
-            start = r["offset"] + (self.rng.integers(r["frames"] - frames + 1) if r["frames"] > frames else 0)
-            n = min(frames, r["frames"])
-            out[b, :, :n] = self.codes[:, start: start + n]
-            lengths[b] = n
-            picked.append(r)
-        return out, lengths, picked
+        return _sample_windows(self.codes, self.rows, self.rng, batch, frames)
+
+
+class LatentDataset:
+    """Random windows of ``frames`` frames from one split of a latents folder (``tokenwave codec latents``)."""
+
+    def __init__(self, folder: str | os.PathLike, split: str, seed: int = 0) -> None:
+        folder = Path(folder)
+        if not (folder / "latents.json").exists():
+            raise DatasetError(f"no latents folder at {folder}", "make one with `tokenwave codec latents --data DIR --out LATENTS`")
+        self.info = json.loads((folder / "latents.json").read_text())
+        latents = load_file(str(folder / "latents.safetensors"))
+        if split not in latents:
+            raise DatasetError(f"{folder} has no {split!r} clips", "encode a dataset that has that split")
+        self.latents = latents[split].float()
+        self.rows = [r for r in read_manifest(folder / "index.jsonl") if r["split"] == split]
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+        """``(latents [B, D, frames], lengths [B], rows)``; frames past a clip's end are zeros (mask them by length)."""
+        return _sample_windows(self.latents, self.rows, self.rng, batch, frames)

@@ -1,0 +1,130 @@
+"""Flow-matching recipe on a latents folder (``tokenwave codec latents``), conditioned on manifest tags."""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from tokenwave.conditioning import TagConditioner, TagVocab, row_tags
+from tokenwave.data.tokens import LatentDataset
+from tokenwave.errors import DatasetError
+from tokenwave.flow.config import FlowConfig
+from tokenwave.flow.loss import flow_loss
+from tokenwave.flow.model import FlowDiT
+from tokenwave.train.state import numpy_rng_state, set_numpy_rng_state
+from tokenwave.train.trainer import DistInfo, wrap_ddp
+
+PRESETS = {
+    "small": dict(dim=256, depth=6, heads=4),
+    "medium": dict(dim=512, depth=12, heads=8),
+    "tiny": dict(dim=32, depth=1, heads=2),
+}
+
+
+@dataclass
+class FlowTrainConfig:
+    frames: int = 300          # training window (4 s at 75 Hz)
+    batch_size: int = 16
+    lr: float = 5e-4
+    warmup: int = 200
+    total_steps: int = 20_000
+    prompt_share: float = 0.3  # items trained with a given prefix (continuation / long-form windows)
+    times: str = "logit_normal"
+    val_batches: int = 4
+
+
+class FlowModel(torch.nn.Module):
+    """The velocity model and its tag conditioner, trained and saved together."""
+
+    def __init__(self, cfg: FlowConfig, n_tags: int) -> None:
+        super().__init__()
+        self.flow = FlowDiT(cfg)
+        self.tags = TagConditioner(n_tags, cfg.dim)
+
+    def forward(self, latents: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor,
+                prompt_share: float = 0.3, times: str = "logit_normal",
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        x1 = latents / self.flow.cfg.latent_scale
+        return flow_loss(self.flow, x1, lengths, self.tags(ids, mask), prompt_share, times, generator)
+
+
+class FlowRecipe:
+    def __init__(self, latents: str, preset: str, tcfg: FlowTrainConfig, info: DistInfo, seed: int = 0) -> None:
+        self.tcfg, self.info, self.seed = tcfg, info, seed
+        self.train_data = LatentDataset(latents, "train", seed=seed + info.rank)
+        self.valid_split = "valid"
+        try:
+            self.valid_data = LatentDataset(latents, "valid", seed=seed)
+        except DatasetError:  # tiny datasets (a few clips) may have no valid clip: say so, and record it
+            warnings.warn(f"{latents} has no valid clips; validating on train windows (valid_split=train)", stacklevel=2)
+            self.valid_split = "train"
+            self.valid_data = LatentDataset(latents, "train", seed=seed)
+        self.vocab = TagVocab.from_rows(self.train_data.rows)
+        k = self.train_data.info
+        cfg = FlowConfig(latent_dim=k["latent_dim"], latent_scale=float(k["stats"]["overall_std"]) or 1.0,
+                         max_frames=max(FlowConfig.max_frames, tcfg.frames), **PRESETS[preset])
+        self.model = FlowModel(cfg, len(self.vocab)).to(info.device)
+        self.ddp = wrap_ddp(self.model, info)
+        self.modules = {"model": self.model}
+        self.optimizers = {"opt": torch.optim.AdamW(self.model.parameters(), lr=tcfg.lr, weight_decay=0.01, betas=(0.9, 0.95))}
+        self.latents_info = {key: v for key, v in k.items() if key != "stats"}
+
+    def _batch(self, data: LatentDataset):
+        latents, lengths, rows = data.sample(self.tcfg.batch_size, self.tcfg.frames)
+        ids, mask = self.vocab.encode([row_tags(r) for r in rows])
+        d = self.info.device
+        return latents.to(d), ids.to(d), mask.to(d), lengths.to(d)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        t = self.tcfg
+        lr = t.lr * min(1.0, (step + 1) / t.warmup) * (0.55 + 0.45 * math.cos(math.pi * min(step / t.total_steps, 1.0)))
+        for group in self.optimizers["opt"].param_groups:
+            group["lr"] = lr
+        self.model.train()
+        loss = self.ddp(*self._batch(self.train_data), t.prompt_share, t.times)
+        self.optimizers["opt"].zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizers["opt"].step()
+        return {"loss": float(loss.detach())}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean flow-matching loss on valid windows, with fixed noise and times (comparable across steps)."""
+        self.model.eval()
+        gen = torch.Generator(device=self.info.device).manual_seed(self.seed)
+        losses = [float(self.model(*self._batch(self.valid_data), 0.0, "uniform", gen)) for _ in range(self.tcfg.val_batches)]
+        out: dict = {"valid_loss": round(sum(losses) / len(losses), 5)}
+        return out if self.valid_split == "valid" else {**out, "valid_split": self.valid_split}
+
+    def export(self, folder: Path, metrics: dict) -> None:
+        from safetensors.torch import save_file
+
+        self.model.flow.save(folder, extra={"validation": metrics, "train": asdict(self.tcfg), "tags": self.vocab.tags,
+                                            "latents": self.latents_info})
+        save_file({k: v.contiguous() for k, v in self.model.tags.state_dict().items()}, str(folder / "tags.safetensors"))
+
+    def rng_state(self) -> dict:
+        return {"train": numpy_rng_state(self.train_data.rng), "valid": numpy_rng_state(self.valid_data.rng)}
+
+    def set_rng_state(self, state: dict) -> None:
+        set_numpy_rng_state(self.train_data.rng, state["train"])
+        set_numpy_rng_state(self.valid_data.rng, state["valid"])
+
+
+def load_flow(folder: str | Path) -> tuple[FlowDiT, TagVocab, TagConditioner]:
+    """A trained flow checkpoint: ``(model, tag vocab, tag conditioner)`` (the last two from config extra and
+    ``tags.safetensors``), in eval mode."""
+    import json
+
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    model = FlowDiT.load(folder)
+    vocab = TagVocab(json.loads((folder / "config.json").read_text())["tags"])
+    tags = TagConditioner(len(vocab), model.cfg.dim)
+    tags.load_state_dict(load_file(str(folder / "tags.safetensors")))
+    return model, vocab, tags.eval()
