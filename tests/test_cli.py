@@ -4,7 +4,9 @@ import sys
 
 import pytest
 
-SUBCOMMANDS = [[], ["version"], ["demo"], ["data"], ["data", "build"], ["data", "import"], ["data", "stats"]]
+SUBCOMMANDS = [[], ["version"], ["demo"], ["data"], ["data", "build"], ["data", "import"], ["data", "stats"],
+               ["codec"], ["codec", "encode"], ["codec", "decode"], ["codec", "roundtrip"], ["codec", "tokenize"],
+               ["codec", "latents"], ["train"], ["train", "codec"], ["train", "lm"], ["train", "flow"]]
 
 
 def tw(*args, env=None):

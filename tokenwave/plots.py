@@ -43,3 +43,4 @@ def spectrogram_grid(items: Sequence[tuple[str, np.ndarray, int]], path: str | o
         ax.axis("off")
     fig.tight_layout()
     return save_figure(fig, path)
+
