@@ -28,6 +28,34 @@ def _label(row: dict) -> str:
     return row.get("caption") or row["id"]
 
 
+def _codec_section(out: Path, seed: int) -> str:
+    """One held-out clip per domain through the default codec at 6 / 3 / 1.5 kbps, beside the original."""
+    import torch
+
+    from tokenwave.audio import save_audio
+    from tokenwave.codec import load_codec
+    from tokenwave.codec.losses import mel_distance
+
+    codec = load_codec()
+    cards = []
+    for domain in DOMAIN_MINUTES:
+        ds = out / "data" / domain
+        rows = read_manifest(ds)
+        row = next((r for r in rows if r["split"] == "test"), rows[-1])  # a tiny build may hold no test clip
+        wav, sr = load_audio(audio_path(ds, row), codec.sample_rate)
+        x = torch.from_numpy(wav[: 6 * sr])[None, None]
+        versions = [("original", x)] + [(f"{k:g} kbps", codec.reconstruct(x, codec.n_q_for_kbps(k))) for k in (6, 3, 1.5)]
+        for name, y in versions:
+            slug = f"codec-{domain}-{name.replace(' ', '').replace('.', '_')}"
+            audio = save_audio(out / "audio" / f"{slug}.wav", y[0, 0].numpy(), sr)
+            png = spectrogram_grid([(f"{domain} {name}: {_label(row)}", y[0, 0].numpy(), sr)], out / "img" / f"{slug}.png", cols=1)
+            dist = "" if name == "original" else f" — mel distance {mel_distance(y, x, sr):.3f}"
+            cards.append(f'<div class="card"><p class="cap">{html.escape(domain)} [{row["split"]}], {html.escape(name)}{dist}</p>'
+                         f'<audio controls preload="none" src="{os.path.relpath(audio, out)}"></audio>'
+                         f'<img src="{os.path.relpath(png, out)}" alt="spectrogram"></div>')
+    return "<h2>codec round trips <small>(test clips where the demo build has one; checkpoints/codec)</small></h2>\n" + "\n".join(cards)
+
+
 def render_demo(out: str | os.PathLike = "demo", per_domain: int = 4, seed: int = 0, rebuild: bool = False) -> Path:
     """Build (or reuse) small datasets under ``out/data`` and write ``out/index.html``."""
     out = Path(out)
@@ -49,11 +77,13 @@ def render_demo(out: str | os.PathLike = "demo", per_domain: int = 4, seed: int 
                 f'{r["duration"]:.1f} s]</span></p><audio controls preload="none" src="{html.escape(rel_audio)}"></audio>'
                 f'<img src="{html.escape(os.path.relpath(png, out))}" alt="spectrogram"></div>')
         sections.append(f"<h2>{domain} <small>({len(rows)} clips, data/{domain}/manifest.jsonl)</small></h2>\n" + "\n".join(cards))
+    sections.append(_codec_section(out, seed))
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>tokenwave demo</title><style>"
             "body{font-family:sans-serif;max-width:1100px;margin:2em auto}.card{display:inline-block;width:520px;"
             "margin:8px;vertical-align:top}.card img{width:100%}.cap{font-size:14px}.split{color:#888}audio{width:100%}"
             "</style></head><body><h1>tokenwave demo</h1><p>Clips from the project's own offline corpora, "
-            "rendered by <code>tokenwave data build</code>. Spectrograms are log-mel.</p>"
+            "rendered by <code>tokenwave data build</code>, and held-out clips through the embedded default codec "
+            "(<code>checkpoints/codec</code>). Spectrograms are log-mel.</p>"
             + "\n".join(sections) + "</body></html>\n")
     index = out / "index.html"
     atomic_write_text(index, page)
