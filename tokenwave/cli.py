@@ -119,6 +119,22 @@ def demo(
     console.print(f"open {index.absolute()} in a browser")
 
 
+def _run_training(name: str, presets: dict, preset: str, device: str, seed: int, make_recipe, out: Path, steps: int,
+                  val_every: int, ckpt_every: int, log_every: int, resume: bool, until: Optional[int]) -> None:
+    """Check the preset, join torchrun's process group if any, seed, run the shared trainer, print the last figures."""
+    from tokenwave.errors import InvalidArgumentError
+    from tokenwave.train.trainer import seed_everything, setup_distributed, train
+
+    if preset not in presets:
+        raise InvalidArgumentError(f"unknown preset {preset!r}", f"use one of {', '.join(presets)}")
+    info = setup_distributed(device)
+    seed_everything(seed + info.rank)
+    metrics = train(make_recipe(info), out, steps, info, val_every=val_every, ckpt_every=ckpt_every,
+                    log_every=log_every, resume=resume, name=name, until=until)
+    if info.is_main:
+        console.print_json(json.dumps(metrics))
+
+
 @train_app.command("codec")
 def train_codec(
     data: list[Path] = typer.Option(..., "--data", help="Dataset folder(s); repeat --data for several."),
@@ -141,22 +157,14 @@ def train_codec(
     """Train the neural codec (RVQ, 75 Hz) on one or more datasets."""
     import torch
 
-    from tokenwave.errors import InvalidArgumentError
     from tokenwave.train.codec import PRESETS, CodecRecipe, CodecTrainConfig
-    from tokenwave.train.trainer import seed_everything, setup_distributed, train
 
-    if preset not in PRESETS:
-        raise InvalidArgumentError(f"unknown preset {preset!r}", f"use one of {', '.join(PRESETS)}")
     if threads:
         torch.set_num_threads(threads)
-    info = setup_distributed(device)
-    seed_everything(seed + info.rank)
     tcfg = CodecTrainConfig(segment_seconds=segment, batch_size=batch_size, lr=lr, adv_start=adv_start, total_steps=steps)
-    recipe = CodecRecipe([str(d) for d in data], PRESETS[preset], tcfg, info, seed=seed)
-    metrics = train(recipe, out, steps, info, val_every=val_every, ckpt_every=ckpt_every,
-                    log_every=log_every, resume=resume, name="codec", until=until)
-    if info.is_main:
-        console.print_json(json.dumps(metrics))
+    _run_training("codec", PRESETS, preset, device, seed,
+                  lambda info: CodecRecipe([str(d) for d in data], PRESETS[preset], tcfg, info, seed=seed),
+                  out, steps, val_every, ckpt_every, log_every, resume, until)
 
 
 def _load_for_codec(model: Optional[Path], path: Path, kbps: Optional[float]):
@@ -284,22 +292,14 @@ def train_lm(
     until: Optional[int] = typer.Option(None, help="Stop after this step (checkpointed); the schedule still follows --steps."),
 ) -> None:
     """Train the token LM on pre-tokenised codes, conditioned on the manifest's tags."""
-    from tokenwave.errors import InvalidArgumentError
     from tokenwave.patterns import Pattern
     from tokenwave.train.lm import PRESETS, LMRecipe, LMTrainConfig
-    from tokenwave.train.trainer import seed_everything, setup_distributed, train
 
-    if preset not in PRESETS:
-        raise InvalidArgumentError(f"unknown preset {preset!r}", f"use one of {', '.join(PRESETS)}")
     Pattern(pattern, 1)  # validates the name
-    info = setup_distributed(device)
-    seed_everything(seed + info.rank)
     tcfg = LMTrainConfig(frames=frames, batch_size=batch_size, lr=lr, total_steps=steps)
-    recipe = LMRecipe(str(tokens), pattern, preset, tcfg, info, seed=seed)
-    metrics = train(recipe, out, steps, info, val_every=val_every, ckpt_every=ckpt_every, log_every=log_every,
-                    resume=resume, name="lm", until=until)
-    if info.is_main:
-        console.print_json(json.dumps(metrics))
+    _run_training("lm", PRESETS, preset, device, seed,
+                  lambda info: LMRecipe(str(tokens), pattern, preset, tcfg, info, seed=seed),
+                  out, steps, val_every, ckpt_every, log_every, resume, until)
 
 
 @train_app.command("flow")
@@ -321,20 +321,11 @@ def train_flow(
     until: Optional[int] = typer.Option(None, help="Stop after this step (checkpointed); the schedule still follows --steps."),
 ) -> None:
     """Train the flow-matching generator (DiT) on codec latents, conditioned on the manifest's tags."""
-    from tokenwave.errors import InvalidArgumentError
     from tokenwave.train.flow import PRESETS, FlowRecipe, FlowTrainConfig
-    from tokenwave.train.trainer import seed_everything, setup_distributed, train
 
-    if preset not in PRESETS:
-        raise InvalidArgumentError(f"unknown preset {preset!r}", f"use one of {', '.join(PRESETS)}")
-    info = setup_distributed(device)
-    seed_everything(seed + info.rank)
     tcfg = FlowTrainConfig(frames=frames, batch_size=batch_size, lr=lr, total_steps=steps, prompt_share=prompt_share)
-    recipe = FlowRecipe(str(latents), preset, tcfg, info, seed=seed)
-    metrics = train(recipe, out, steps, info, val_every=val_every, ckpt_every=ckpt_every, log_every=log_every,
-                    resume=resume, name="flow", until=until)
-    if info.is_main:
-        console.print_json(json.dumps(metrics))
+    _run_training("flow", PRESETS, preset, device, seed, lambda info: FlowRecipe(str(latents), preset, tcfg, info, seed=seed),
+                  out, steps, val_every, ckpt_every, log_every, resume, until)
 
 
 def _print_stats(dataset: Path, stats: dict | None = None) -> None:

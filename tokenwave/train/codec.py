@@ -2,7 +2,6 @@
 adversarial multi-scale STFT discriminator with feature matching from ``adv_start`` on."""
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from tokenwave.codec.losses import complex_stft_loss, mel_distance, mel_loss, si
 from tokenwave.codec.model import Codec
 from tokenwave.data.loader import SegmentSampler
 from tokenwave.train.state import numpy_rng_state, set_numpy_rng_state
-from tokenwave.train.trainer import DistInfo, wrap_ddp
+from tokenwave.train.trainer import DistInfo, set_schedule_lr, wrap_ddp
 
 PRESETS = {
     "default": CodecConfig(),
@@ -64,10 +63,7 @@ class CodecRecipe:
 
     def train_step(self, step: int) -> dict[str, float]:
         t = self.tcfg
-        lr = t.lr * min(1.0, (step + 1) / t.warmup) * (0.55 + 0.45 * math.cos(math.pi * min(step / t.total_steps, 1.0)))
-        for opt in self.optimizers.values():
-            for group in opt.param_groups:
-                group["lr"] = lr
+        set_schedule_lr(self.optimizers, t.lr, step, t.warmup, t.total_steps)
         self.model.train()
         wav = self.train_data.sample(t.batch_size).to(self.info.device)
         wav_hat, codes, commit = self.model(wav)

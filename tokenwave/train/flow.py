@@ -1,7 +1,6 @@
 """Flow-matching recipe on a latents folder (``tokenwave codec latents``), conditioned on manifest tags."""
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from tokenwave.flow.config import FlowConfig
 from tokenwave.flow.loss import flow_loss
 from tokenwave.flow.model import FlowDiT
 from tokenwave.train.state import numpy_rng_state, set_numpy_rng_state
-from tokenwave.train.trainer import DistInfo, wrap_ddp
+from tokenwave.train.trainer import DistInfo, set_schedule_lr, wrap_ddp
 
 PRESETS = {
     "small": dict(dim=256, depth=6, heads=4),
@@ -80,9 +79,7 @@ class FlowRecipe:
 
     def train_step(self, step: int) -> dict[str, float]:
         t = self.tcfg
-        lr = t.lr * min(1.0, (step + 1) / t.warmup) * (0.55 + 0.45 * math.cos(math.pi * min(step / t.total_steps, 1.0)))
-        for group in self.optimizers["opt"].param_groups:
-            group["lr"] = lr
+        set_schedule_lr(self.optimizers, t.lr, step, t.warmup, t.total_steps)
         self.model.train()
         loss = self.ddp(*self._batch(self.train_data), t.prompt_share, t.times)
         self.optimizers["opt"].zero_grad(set_to_none=True)

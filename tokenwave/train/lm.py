@@ -12,7 +12,7 @@ from tokenwave.data.tokens import TokenDataset
 from tokenwave.lm.config import LMConfig
 from tokenwave.lm.model import TokenLM
 from tokenwave.train.state import numpy_rng_state, set_numpy_rng_state
-from tokenwave.train.trainer import DistInfo, wrap_ddp
+from tokenwave.train.trainer import DistInfo, set_schedule_lr, wrap_ddp
 
 PRESETS = {
     "small": dict(dim=256, depth=4, heads=4),
@@ -66,9 +66,7 @@ class LMRecipe:
 
     def train_step(self, step: int) -> dict[str, float]:
         t = self.tcfg
-        lr = t.lr * min(1.0, (step + 1) / t.warmup) * (0.55 + 0.45 * math.cos(math.pi * min(step / t.total_steps, 1.0)))
-        for group in self.optimizers["opt"].param_groups:
-            group["lr"] = lr
+        set_schedule_lr(self.optimizers, t.lr, step, t.warmup, t.total_steps)
         self.model.train()
         loss = self.ddp(*self._batch(self.train_data))
         self.optimizers["opt"].zero_grad(set_to_none=True)

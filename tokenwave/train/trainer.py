@@ -8,6 +8,7 @@ group torchrun sets up (torch DDP) and the recipe wraps its model with :func:`wr
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import time
@@ -55,6 +56,17 @@ def wrap_ddp(module: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
         return module
     ids = [info.device.index] if info.device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+
+
+def set_schedule_lr(optimizers: dict[str, torch.optim.Optimizer], base_lr: float, step: int, warmup: int,
+                    total: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then a cosine decay to 10% of ``base_lr`` at ``total``; applied to
+    every optimizer. Derived from the step alone, so a resumed run needs no scheduler state."""
+    lr = base_lr * min(1.0, (step + 1) / warmup) * (0.55 + 0.45 * math.cos(math.pi * min(step / total, 1.0)))
+    for opt in optimizers.values():
+        for group in opt.param_groups:
+            group["lr"] = lr
+    return lr
 
 
 def seed_everything(seed: int) -> None:
