@@ -119,19 +119,26 @@ def _sample_windows(data: torch.Tensor, rows: list[dict], rng: np.random.Generat
     return out, lengths, picked
 
 
+def _open_split(folder: str | os.PathLike, kind: str, split: str) -> tuple[dict, torch.Tensor, list[dict]]:
+    """``(info, tensor [C, frames], rows)`` of one split of a ``kind`` ("tokens" or "latents") folder."""
+    folder = Path(folder)
+    tensors_file = {"tokens": "codes.safetensors", "latents": "latents.safetensors"}[kind]
+    if not (folder / f"{kind}.json").exists():
+        raise DatasetError(f"no {kind} folder at {folder}",
+                           f"make one with `tokenwave codec {'tokenize' if kind == 'tokens' else 'latents'} --data DIR --out {kind.upper()}`")
+    tensors = load_file(str(folder / tensors_file))
+    if split not in tensors:
+        raise DatasetError(f"{folder} has no {split!r} clips", "encode a dataset that has that split")
+    rows = [r for r in read_manifest(folder / "index.jsonl") if r["split"] == split]
+    return json.loads((folder / f"{kind}.json").read_text()), tensors[split], rows
+
+
 class TokenDataset:
     """Random windows of ``frames`` frames from one split of a tokens folder (shorter clips come padded, with lengths)."""
 
     def __init__(self, folder: str | os.PathLike, split: str, seed: int = 0) -> None:
-        folder = Path(folder)
-        if not (folder / "tokens.json").exists():
-            raise DatasetError(f"no tokens folder at {folder}", "make one with `tokenwave codec tokenize --data DIR --out TOKENS`")
-        self.info = json.loads((folder / "tokens.json").read_text())
-        codes = load_file(str(folder / "codes.safetensors"))
-        if split not in codes:
-            raise DatasetError(f"{folder} has no {split!r} clips", "tokenize a dataset that has that split")
-        self.codes = codes[split].long()
-        self.rows = [r for r in read_manifest(folder / "index.jsonl") if r["split"] == split]
+        self.info, codes, self.rows = _open_split(folder, "tokens", split)
+        self.codes = codes.long()
         self.rng = np.random.default_rng(seed)
 
     def sample(self, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
@@ -143,15 +150,8 @@ class LatentDataset:
     """Random windows of ``frames`` frames from one split of a latents folder (``tokenwave codec latents``)."""
 
     def __init__(self, folder: str | os.PathLike, split: str, seed: int = 0) -> None:
-        folder = Path(folder)
-        if not (folder / "latents.json").exists():
-            raise DatasetError(f"no latents folder at {folder}", "make one with `tokenwave codec latents --data DIR --out LATENTS`")
-        self.info = json.loads((folder / "latents.json").read_text())
-        latents = load_file(str(folder / "latents.safetensors"))
-        if split not in latents:
-            raise DatasetError(f"{folder} has no {split!r} clips", "encode a dataset that has that split")
-        self.latents = latents[split].float()
-        self.rows = [r for r in read_manifest(folder / "index.jsonl") if r["split"] == split]
+        self.info, latents, self.rows = _open_split(folder, "latents", split)
+        self.latents = latents.float()
         self.rng = np.random.default_rng(seed)
 
     def sample(self, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import torch
 
-from tokenwave.conditioning import TagConditioner, TagVocab, row_tags
+from tokenwave.conditioning import TagConditioner, TagVocab
 from tokenwave.data.tokens import LatentDataset
 from tokenwave.errors import DatasetError
 from tokenwave.flow.config import FlowConfig
 from tokenwave.flow.loss import flow_loss
 from tokenwave.flow.model import FlowDiT
-from tokenwave.train.state import numpy_rng_state, set_numpy_rng_state
-from tokenwave.train.trainer import DistInfo, set_schedule_lr, wrap_ddp
+from tokenwave.train.tagged import TaggedRecipe
+from tokenwave.train.trainer import DistInfo
 
 PRESETS = {
     "small": dict(dim=256, depth=6, heads=4),
@@ -50,7 +50,7 @@ class FlowModel(torch.nn.Module):
         return flow_loss(self.flow, x1, lengths, self.tags(ids, mask), prompt_share, times, generator)
 
 
-class FlowRecipe:
+class FlowRecipe(TaggedRecipe):
     def __init__(self, latents: str, preset: str, tcfg: FlowTrainConfig, info: DistInfo, seed: int = 0) -> None:
         self.tcfg, self.info, self.seed = tcfg, info, seed
         self.train_data = LatentDataset(latents, "train", seed=seed + info.rank)
@@ -61,32 +61,15 @@ class FlowRecipe:
             warnings.warn(f"{latents} has no valid clips; validating on train windows (valid_split=train)", stacklevel=2)
             self.valid_split = "train"
             self.valid_data = LatentDataset(latents, "train", seed=seed)
-        self.vocab = TagVocab.from_rows(self.train_data.rows)
+        vocab = TagVocab.from_rows(self.train_data.rows)
         k = self.train_data.info
         cfg = FlowConfig(latent_dim=k["latent_dim"], latent_scale=float(k["stats"]["overall_std"]) or 1.0,
                          max_frames=max(FlowConfig.max_frames, tcfg.frames), **PRESETS[preset])
-        self.model = FlowModel(cfg, len(self.vocab)).to(info.device)
-        self.ddp = wrap_ddp(self.model, info)
-        self.modules = {"model": self.model}
-        self.optimizers = {"opt": torch.optim.AdamW(self.model.parameters(), lr=tcfg.lr, weight_decay=0.01, betas=(0.9, 0.95))}
+        self.setup(FlowModel(cfg, len(vocab)), vocab)
         self.latents_info = {key: v for key, v in k.items() if key != "stats"}
 
-    def _batch(self, data: LatentDataset):
-        latents, lengths, rows = data.sample(self.tcfg.batch_size, self.tcfg.frames)
-        ids, mask = self.vocab.encode([row_tags(r) for r in rows])
-        d = self.info.device
-        return latents.to(d), ids.to(d), mask.to(d), lengths.to(d)
-
-    def train_step(self, step: int) -> dict[str, float]:
-        t = self.tcfg
-        set_schedule_lr(self.optimizers, t.lr, step, t.warmup, t.total_steps)
-        self.model.train()
-        loss = self.ddp(*self._batch(self.train_data), t.prompt_share, t.times)
-        self.optimizers["opt"].zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.optimizers["opt"].step()
-        return {"loss": float(loss.detach())}
+    def loss_args(self) -> tuple:
+        return (self.tcfg.prompt_share, self.tcfg.times)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -98,18 +81,10 @@ class FlowRecipe:
         return out if self.valid_split == "valid" else {**out, "valid_split": self.valid_split}
 
     def export(self, folder: Path, metrics: dict) -> None:
-        from safetensors.torch import save_file
-
         self.model.flow.save(folder, extra={"validation": metrics, "train": asdict(self.tcfg), "tags": self.vocab.tags,
                                             "latents": self.latents_info})
-        save_file({k: v.contiguous() for k, v in self.model.tags.state_dict().items()}, str(folder / "tags.safetensors"))
+        self.export_tags(folder)
 
-    def rng_state(self) -> dict:
-        return {"train": numpy_rng_state(self.train_data.rng), "valid": numpy_rng_state(self.valid_data.rng)}
-
-    def set_rng_state(self, state: dict) -> None:
-        set_numpy_rng_state(self.train_data.rng, state["train"])
-        set_numpy_rng_state(self.valid_data.rng, state["valid"])
 
 
 def load_flow(folder: str | Path) -> tuple[FlowDiT, TagVocab, TagConditioner]:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import torch
 
-from tokenwave.conditioning import TagConditioner, TagVocab, row_tags
+from tokenwave.conditioning import TagConditioner, TagVocab
 from tokenwave.data.tokens import TokenDataset
 from tokenwave.lm.config import LMConfig
 from tokenwave.lm.model import TokenLM
-from tokenwave.train.state import numpy_rng_state, set_numpy_rng_state
-from tokenwave.train.trainer import DistInfo, set_schedule_lr, wrap_ddp
+from tokenwave.train.tagged import TaggedRecipe
+from tokenwave.train.trainer import DistInfo
 
 PRESETS = {
     "small": dict(dim=256, depth=4, heads=4),
@@ -43,37 +43,17 @@ class LMModel(torch.nn.Module):
         return self.lm.loss(codes, self.tags(ids, mask), lengths)
 
 
-class LMRecipe:
+class LMRecipe(TaggedRecipe):
     def __init__(self, tokens: str, pattern: str, preset: str, tcfg: LMTrainConfig, info: DistInfo, seed: int = 0) -> None:
         self.tcfg, self.info = tcfg, info
         self.train_data = TokenDataset(tokens, "train", seed=seed + info.rank)
         self.valid_data = TokenDataset(tokens, "valid", seed=seed)
-        self.vocab = TagVocab.from_rows(self.train_data.rows)
+        vocab = TagVocab.from_rows(self.train_data.rows)
         k = self.train_data.info
         cfg = LMConfig(K=k["K"], codebook_size=k["codebook_size"], pattern=pattern, **PRESETS[preset],
                        max_len=pattern_length(pattern, k["K"], tcfg.frames) + 64)
-        self.model = LMModel(cfg, len(self.vocab)).to(info.device)
-        self.ddp = wrap_ddp(self.model, info)
-        self.modules = {"model": self.model}
-        self.optimizers = {"opt": torch.optim.AdamW(self.model.parameters(), lr=tcfg.lr, weight_decay=0.01, betas=(0.9, 0.95))}
+        self.setup(LMModel(cfg, len(vocab)), vocab)
         self.tokens_info = k
-
-    def _batch(self, data: TokenDataset):
-        codes, lengths, rows = data.sample(self.tcfg.batch_size, self.tcfg.frames)
-        ids, mask = self.vocab.encode([row_tags(r) for r in rows])
-        d = self.info.device
-        return codes.to(d), ids.to(d), mask.to(d), lengths.to(d)
-
-    def train_step(self, step: int) -> dict[str, float]:
-        t = self.tcfg
-        set_schedule_lr(self.optimizers, t.lr, step, t.warmup, t.total_steps)
-        self.model.train()
-        loss = self.ddp(*self._batch(self.train_data))
-        self.optimizers["opt"].zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.optimizers["opt"].step()
-        return {"loss": float(loss.detach())}
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -85,16 +65,8 @@ class LMRecipe:
     def export(self, folder: Path, metrics: dict) -> None:
         self.model.lm.save(folder, extra={"validation": metrics, "train": asdict(self.tcfg), "tags": self.vocab.tags,
                                           "tokens": self.tokens_info})
-        from safetensors.torch import save_file
+        self.export_tags(folder)
 
-        save_file({k: v.contiguous() for k, v in self.model.tags.state_dict().items()}, str(folder / "tags.safetensors"))
-
-    def rng_state(self) -> dict:
-        return {"train": numpy_rng_state(self.train_data.rng), "valid": numpy_rng_state(self.valid_data.rng)}
-
-    def set_rng_state(self, state: dict) -> None:
-        set_numpy_rng_state(self.train_data.rng, state["train"])
-        set_numpy_rng_state(self.valid_data.rng, state["valid"])
 
 
 def pattern_length(pattern: str, K: int, frames: int) -> int:

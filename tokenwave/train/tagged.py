@@ -1,0 +1,60 @@
+"""What the tag-conditioned generator recipes (token LM, flow) share: windows + tag ids per batch, one AdamW step
+with the shared schedule, the tag conditioner exported beside the model, and the samplers' RNG states."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from tokenwave.conditioning import TagVocab, row_tags
+from tokenwave.train.state import numpy_rng_state, set_numpy_rng_state
+from tokenwave.train.trainer import DistInfo, set_schedule_lr, wrap_ddp
+
+
+class TaggedRecipe:
+    """Subclasses set ``train_data``/``valid_data`` (``.sample(batch, frames) -> (x, lengths, rows)``, ``.rng``) and
+    call :meth:`setup` with a model holding ``.tags`` (a TagConditioner) whose forward returns the loss."""
+
+    tcfg: object
+    info: DistInfo
+
+    def setup(self, model: torch.nn.Module, vocab: TagVocab) -> None:
+        self.vocab = vocab
+        self.model = model.to(self.info.device)
+        self.ddp = wrap_ddp(self.model, self.info)
+        self.modules = {"model": self.model}
+        self.optimizers = {"opt": torch.optim.AdamW(self.model.parameters(), lr=self.tcfg.lr, weight_decay=0.01,
+                                                    betas=(0.9, 0.95))}
+
+    def _batch(self, data) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(windows, tag ids, tag mask, lengths)`` on the training device."""
+        x, lengths, rows = data.sample(self.tcfg.batch_size, self.tcfg.frames)
+        ids, mask = self.vocab.encode([row_tags(r) for r in rows])
+        d = self.info.device
+        return x.to(d), ids.to(d), mask.to(d), lengths.to(d)
+
+    def loss_args(self) -> tuple:
+        """Extra arguments of the model's training forward after the batch."""
+        return ()
+
+    def train_step(self, step: int) -> dict[str, float]:
+        t = self.tcfg
+        set_schedule_lr(self.optimizers, t.lr, step, t.warmup, t.total_steps)
+        self.model.train()
+        loss = self.ddp(*self._batch(self.train_data), *self.loss_args())
+        self.optimizers["opt"].zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizers["opt"].step()
+        return {"loss": float(loss.detach())}
+
+    def export_tags(self, folder: Path) -> None:
+        save_file({k: v.contiguous() for k, v in self.model.tags.state_dict().items()}, str(Path(folder) / "tags.safetensors"))
+
+    def rng_state(self) -> dict:
+        return {"train": numpy_rng_state(self.train_data.rng), "valid": numpy_rng_state(self.valid_data.rng)}
+
+    def set_rng_state(self, state: dict) -> None:
+        set_numpy_rng_state(self.train_data.rng, state["train"])
+        set_numpy_rng_state(self.valid_data.rng, state["valid"])
