@@ -328,6 +328,11 @@ def train_flow(
                   out, steps, val_every, ckpt_every, log_every, resume, until)
 
 
+from tokenwave.eval.commands import register as _register_eval_commands  # noqa: E402
+
+_register_eval_commands(app, train_app)  # eval codec|tts|music|sfx, listen, train speaker|tagger|clap
+
+
 def _print_stats(dataset: Path, stats: dict | None = None) -> None:
     from tokenwave.data.stats import dataset_stats
 

@@ -1,0 +1,138 @@
+"""The evaluation commands: ``tokenwave eval codec|tts|music|sfx``, ``tokenwave listen`` and the eval models'
+training commands ``tokenwave train speaker|tagger|clap`` (registered on the main app by :func:`register`)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+eval_app = typer.Typer(help="Score a model on a dataset split: metrics.json, report.md and PNG plots (offline eval models).",
+                       no_args_is_help=True)
+
+DATA_HELP = "Dataset folder (manifest.jsonl); its --split clips are evaluated."
+OUT_HELP = "Report folder: metrics.json, report.md, metrics.png, spectrograms.png, audio/<system>/."
+
+
+def _echo(result: dict, out: Path) -> None:
+    typer.echo(json.dumps({"report": str(out / "report.md"), **result}, indent=2, default=float))
+
+
+@eval_app.command("codec")
+def eval_codec(
+    data: Path = typer.Option(..., "--data", help=DATA_HELP),
+    out: Path = typer.Option(..., "--out", "-o", help=OUT_HELP),
+    model: Optional[Path] = typer.Option(None, help="Codec checkpoint folder (default: checkpoints/codec)."),
+    kbps: Optional[float] = typer.Option(None, help="Bitrate (default: the codec's highest)."),
+    split: str = typer.Option("test", help="train, valid or test."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N clips."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Codec fidelity (mel/STFT distance, SI-SDR, PESQ, STOI) with CER or tag accuracy of original vs resynthesis."""
+    from tokenwave.eval.suite import evaluate_codec
+
+    _echo(evaluate_codec(model, data, out, kbps, split, limit, seed), out)
+
+
+@eval_app.command("tts")
+def eval_tts(
+    data: Path = typer.Option(Path("data/speech"), "--data", help=DATA_HELP),
+    out: Path = typer.Option(..., "--out", "-o", help=OUT_HELP),
+    model: Optional[Path] = typer.Option(None, help="TTS checkpoint folder (default: checkpoints/tts)."),
+    split: str = typer.Option("test", help="train, valid or test."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N clips."),
+    seed: int = typer.Option(0, help="Random seed (item i uses seed + i)."),
+) -> None:
+    """CER/WER (PocketSphinx), DNSMOS and speaker similarity of generated speech; the engine's own speech as floor."""
+    from tokenwave.eval.suite import evaluate_tts
+
+    _echo(evaluate_tts(model, data, out, split, limit, seed), out)
+
+
+def _audio_task_command(name: str, default_data: str) -> None:
+    def command(
+        data: Path = typer.Option(Path(default_data), "--data", help=DATA_HELP),
+        out: Path = typer.Option(..., "--out", "-o", help=OUT_HELP),
+        model: Optional[Path] = typer.Option(None, help=f"{name} checkpoint folder (default: checkpoints/{name})."),
+        split: str = typer.Option("test", help="train, valid or test."),
+        limit: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N clips."),
+        seed: int = typer.Option(0, help="Random seed (item i uses seed + i)."),
+    ) -> None:
+        from tokenwave.eval.suite import evaluate_audio_task
+
+        _echo(evaluate_audio_task(name, model, data, out, split, limit, seed), out)
+
+    command.__doc__ = (f"Tag accuracy, KL, FAD (project tagger), CLAP score{' and melody chroma cosine' if name == 'music' else ''}"
+                       f" of generated {name}; the codec resynthesis of the references as floor.")
+    eval_app.command(name)(command)
+
+
+_audio_task_command("music", "data/music")
+_audio_task_command("sfx", "data/sfx")
+
+
+def listen(
+    pairs: Path = typer.Option(..., "--pairs", help="Folder of systems: PAIRS/<system>/<item>.wav (e.g. an eval report's audio/)."),
+    db: Optional[Path] = typer.Option(None, help="SQLite file for the answers (default: PAIRS/listening.sqlite)."),
+    host: str = typer.Option("127.0.0.1", help="Address to serve on."),
+    port: int = typer.Option(8765, help="Port to serve on."),
+    seed: int = typer.Option(0, help="Seed of the trial order and the A/B sides."),
+    summary: bool = typer.Option(False, help="Print the preference rates and MOS (95% CIs) collected so far and exit."),
+) -> None:
+    """A/B listening page: blinded, randomised pairs (or single items) -> preferences and 1-5 MOS in SQLite."""
+    from tokenwave.eval.listen import ListeningTest, serve
+
+    test = ListeningTest(pairs, db or pairs / "listening.sqlite", seed=seed)
+    if summary:
+        typer.echo(json.dumps(test.results(), indent=2))
+        return
+    typer.echo(f"listening page: http://{host}:{port}/  ({len(test.trials)} trials; Ctrl-C to stop)")
+    serve(test, host, port)
+
+
+def _train_command(train_app: typer.Typer, name: str, what: str, default_data: str) -> None:
+    """Register ``tokenwave train NAME`` for one of the eval models (speaker, tagger, clap)."""
+
+    def command(
+        data: list[Path] = typer.Option(..., "--data", help=f"Dataset folder(s), e.g. {default_data}; repeat --data for several."),
+        out: Path = typer.Option(..., "--out", "-o", help="Run folder: log.jsonl, last/ (resumable), model/ (the checkpoint)."),
+        steps: int = typer.Option(2000, min=1, help="Total optimisation steps."),
+        preset: str = typer.Option("default", help="Model size: default (128x4 ConvNeXt) or tiny (for tests)."),
+        batch_size: int = typer.Option(32, min=1),
+        lr: float = typer.Option(2e-3),
+        val_every: int = typer.Option(500, min=1),
+        ckpt_every: int = typer.Option(500, min=1),
+        log_every: int = typer.Option(25, min=1),
+        seed: int = typer.Option(0),
+        device: str = typer.Option("cpu", help="auto, cpu or cuda."),
+        threads: int = typer.Option(0, help="CPU threads for torch (0: leave torch's default)."),
+        resume: bool = typer.Option(False, help="Continue from OUT/last."),
+        until: Optional[int] = typer.Option(None, help="Stop after this step (checkpointed); the schedule still follows --steps."),
+    ) -> None:
+        import torch
+
+        from tokenwave.cli import _run_training
+        from tokenwave.train.eval_models import PRESETS, RECIPES, EvalTrainConfig, preset_config
+
+        if threads:
+            torch.set_num_threads(threads)
+        tcfg = EvalTrainConfig(batch_size=batch_size, lr=lr, total_steps=steps)
+        _run_training(name, PRESETS, preset, device, seed,
+                      lambda info: RECIPES[name]([str(d) for d in data], preset_config(preset), tcfg, info, seed=seed),
+                      out, steps, val_every, ckpt_every, log_every, resume, until)
+
+    command.__doc__ = what
+    train_app.command(name)(command)
+
+
+def register(app: typer.Typer, train_app: typer.Typer) -> None:
+    """Add ``eval``, ``listen`` and ``train speaker|tagger|clap`` to the ``tokenwave`` command."""
+    app.add_typer(eval_app, name="eval")
+    app.command("listen")(listen)
+    _train_command(train_app, "speaker", "Train the eval speaker encoder (speaker similarity; EER on held-out speakers).",
+                   "data/speech")
+    _train_command(train_app, "tagger", "Train the eval audio tagger (music tags, sfx family -> tag accuracy, KL, FAD).",
+                   "data/music --data data/sfx")
+    _train_command(train_app, "clap", "Train the eval CLAP-style audio tower against the frozen MiniLM text tower.",
+                   "data/music --data data/sfx")
