@@ -78,12 +78,13 @@ def listen(
     host: str = typer.Option("127.0.0.1", help="Address to serve on."),
     port: int = typer.Option(8765, help="Port to serve on."),
     seed: int = typer.Option(0, help="Seed of the trial order and the A/B sides."),
+    mode: Optional[str] = typer.Option(None, help="ab (pairs; default with 2+ systems) or mos (rate single items)."),
     summary: bool = typer.Option(False, help="Print the preference rates and MOS (95% CIs) collected so far and exit."),
 ) -> None:
     """A/B listening page: blinded, randomised pairs (or single items) -> preferences and 1-5 MOS in SQLite."""
     from tokenwave.eval.listen import ListeningTest, serve
 
-    test = ListeningTest(pairs, db or pairs / "listening.sqlite", seed=seed)
+    test = ListeningTest(pairs, db or pairs / "listening.sqlite", seed=seed, mode=mode)
     if summary:
         typer.echo(json.dumps(test.results(), indent=2))
         return

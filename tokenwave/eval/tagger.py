@@ -149,6 +149,5 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
         raise ValueError("a Fréchet distance needs at least 2 embeddings per set")
     mu_a, mu_b = a.mean(0), b.mean(0)
     ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(ca @ cb, disp=False)
-    covmean = covmean.real
+    covmean = np.real(linalg.sqrtm(ca @ cb))
     return float(max(0.0, np.sum((mu_a - mu_b) ** 2) + np.trace(ca + cb - 2 * covmean)))
