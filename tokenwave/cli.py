@@ -333,6 +333,15 @@ from tokenwave.eval.commands import register as _register_eval_commands  # noqa:
 _register_eval_commands(app, train_app)  # eval codec|tts|music|sfx, listen, train speaker|tagger|clap
 
 
+from tokenwave.brief.cli import brief as _brief_command  # noqa: E402
+from tokenwave.safety.cli import detect as _detect_command  # noqa: E402
+from tokenwave.safety.cli import voices_app  # noqa: E402
+
+app.command("brief")(_brief_command)
+app.command("detect")(_detect_command)
+app.add_typer(voices_app, name="voices")
+
+
 def _print_stats(dataset: Path, stats: dict | None = None) -> None:
     from tokenwave.data.stats import dataset_stats
 
