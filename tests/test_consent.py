@@ -150,3 +150,27 @@ def test_real_encoder_with_held_out_speakers(tmp_path):
             assert reg.match(load_audio(root / by_spk[s][1]["path"], SR)[0], SR).voice == s
         for s in refused:
             assert not reg.match(load_audio(root / by_spk[s][0]["path"], SR)[0], SR).allowed
+
+
+def test_cli_voices(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import tokenwave.safety.cli as safety_cli
+    from tokenwave.audio import save_audio
+    from tokenwave.cli import app
+
+    monkeypatch.setattr(safety_cli, "_registry", lambda registry, encoder: VoiceRegistry(registry, BandEnvelopeEncoder()))
+    save_audio(tmp_path / "a.wav", voice(0, 0), SR)
+    save_audio(tmp_path / "b.wav", voice(1, 0), SR)
+    reg = str(tmp_path / "v.sqlite")
+    runner = CliRunner()
+    res = runner.invoke(app, ["voices", "add", "alice", str(tmp_path / "a.wav"), "--consent", CONSENT,
+                              "--recorded-by", "Bob", "--registry", reg])
+    assert res.exit_code == 0, res.output
+    assert runner.invoke(app, ["voices", "optout", "carol", str(tmp_path / "b.wav"), "--registry", reg]).exit_code == 0
+    res = runner.invoke(app, ["voices", "add", "carol2", str(tmp_path / "b.wav"), "--consent", CONSENT,
+                              "--recorded-by", "Bob", "--registry", reg])
+    assert isinstance(res.exception, OptedOutVoiceError)
+    assert runner.invoke(app, ["voices", "revoke", "alice", "--registry", reg]).exit_code == 0
+    listed = json.loads(runner.invoke(app, ["voices", "list", "--json", "--registry", reg]).output)
+    assert listed["voices"][0]["status"] == "revoked" and listed["optouts"][0]["name"] == "carol"

@@ -94,3 +94,20 @@ def test_bad_inputs_are_refused():
     with pytest.raises(InvalidArgumentError, match="rate"):
         embed_watermark(np.zeros(8000, np.float32), 8000)
     assert not detect_watermark(np.zeros(2 * SR, np.float32), SR).present
+
+
+def test_cli_detect(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from tokenwave.audio import save_audio
+    from tokenwave.cli import app
+
+    x = program(7, 4.0)
+    save_audio(tmp_path / "marked.wav", embed_watermark(x, SR), SR)
+    save_audio(tmp_path / "clean.wav", x, SR)
+    runner = CliRunner()
+    marked = json.loads(runner.invoke(app, ["detect", str(tmp_path / "marked.wav")]).output)
+    clean = json.loads(runner.invoke(app, ["detect", str(tmp_path / "clean.wav")]).output)
+    assert marked["present"] and marked["p_value"] < 1e-3 and not clean["present"]

@@ -68,6 +68,16 @@ def _catalog_table() -> list[str]:
     return lines
 
 
+def _schema_example() -> list[str]:
+    """The annotated example brief of ``schema.py``'s docstring."""
+    import textwrap
+
+    from tokenwave.brief import schema
+
+    body = schema.__doc__.split("\n\n", 1)[1]
+    return [ln for ln in textwrap.dedent(body).splitlines() if ln.strip()]
+
+
 def examples() -> list[Path]:
     return sorted(EXAMPLES_DIR.glob("*.yaml"))
 
@@ -85,7 +95,7 @@ def skill_markdown() -> str:
         "one fits, scores them and keeps the winner.", "",
         "## 1. Write the brief", "",
         f"Tasks: {', '.join(f'`{t}`' for t in TASKS)}. Fields (all but `task` and `duration` optional):", "", "```yaml",
-        *[ln for ln in (Path(__file__).with_name("schema.py").read_text().split('"""')[1].splitlines()[2:]) if ln.strip()],
+        *_schema_example(),
         "```", "",
         "## 2. Pick the model", "",
         "Keep every catalog model of the task that passes every rule below; prefer this project's own models, then",
