@@ -169,18 +169,24 @@ def mean_interval(values: list[float]) -> dict:
     return {"mean": m, "n": len(x), "ci95": [m - half, m + half]}
 
 
-def make_app(test: ListeningTest):
-    from fastapi import FastAPI, HTTPException
-    from fastapi.responses import FileResponse, HTMLResponse
+def _answer_model():
     from pydantic import BaseModel
-
-    app = FastAPI(title="tokenwave listening test", docs_url=None, redoc_url=None, openapi_url=None)
 
     class Answer(BaseModel):
         listener: str
         trial: str
         preferred: str | None = None
         rating: int | None = None
+
+    return Answer
+
+
+def make_app(test: ListeningTest):
+    from fastapi import FastAPI, HTTPException
+    from fastapi.responses import FileResponse, HTMLResponse
+
+    Answer = _answer_model()
+    app = FastAPI(title="tokenwave listening test", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
@@ -190,13 +196,15 @@ def make_app(test: ListeningTest):
     def next_trial(listener: str) -> dict:
         return test.next_trial(listener)
 
-    @app.post("/api/answer")
-    def answer(a: Answer) -> dict:
+    def answer(a) -> dict:
         try:
             test.answer(a.listener, a.trial, a.preferred, a.rating)
         except InvalidArgumentError as err:
             raise HTTPException(400, err.one_line()) from err
         return {"ok": True}
+
+    answer.__annotations__["a"] = Answer  # a local class: FastAPI must see the type itself, not its name
+    app.post("/api/answer")(answer)
 
     @app.get("/audio/{token}")
     def audio(token: str):
