@@ -16,6 +16,8 @@ def brief(
                              "with the stated seeds, score them, write the winner and a report."),
     consent_check: bool = typer.Option(True, "--consent-check/--no-consent-check",
                                        help="Operator only: skip the voice-consent check (recorded in the metadata)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="With --run: the task's checkpoint folder "
+                                         "(default: checkpoints/tts, music or sfx)."),
 ) -> None:
     """Validate an audio brief and print its production plan (model, hosting, prompt, chain, seeds, eval plan)."""
     from tokenwave.brief.plan import make_plan
@@ -28,7 +30,7 @@ def brief(
         from tokenwave.brief.run import run_brief
 
         folder = out or Path("brief-runs") / path.stem
-        report = run_brief(b, folder, consent_check=consent_check)
+        report = run_brief(b, folder, consent_check=consent_check, model_dir=model)
         typer.echo((folder / "report.md").read_text() if not as_json else json.dumps(report, indent=2))
         return
     plan = make_plan(b)

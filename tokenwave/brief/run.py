@@ -90,8 +90,9 @@ def _render(pipe, brief: Brief, plan: dict, seed: int, voice):
 
 
 def run_brief(brief: Brief, out: str | Path, pipeline=None, scorer: Scorer | None = None,
-              consent_check: bool = True, registry=None) -> dict:
-    """Render, score and pick; returns the report dict. ``pipeline`` defaults to ``tokenwave.tasks.Pipeline.load()``."""
+              consent_check: bool = True, registry=None, model_dir: str | Path | None = None) -> dict:
+    """Render, score and pick; returns the report dict. ``pipeline`` defaults to ``tokenwave.tasks.Pipeline.load()``
+    (with ``model_dir`` as the task's checkpoint folder when given, else the shipped ``checkpoints/<task>``)."""
     plan = make_plan(brief)
     if not plan["runnable_locally"]:
         raise BriefError(f"the plan's model {plan['model']['id']} is not one of this project's, so --run cannot render it",
@@ -114,7 +115,8 @@ def run_brief(brief: Brief, out: str | Path, pipeline=None, scorer: Scorer | Non
     if pipeline is None:
         from tokenwave.tasks import Pipeline
 
-        pipeline = Pipeline.load()
+        task_key = "tts" if brief.task in ("tts", "voice_clone") else brief.task
+        pipeline = Pipeline.load(**({task_key: model_dir} if model_dir else {}))
     scorer = scorer or default_scorer
     primary = plan["eval_plan"]["primary"]
     prompt_for_score = brief.text if brief.task in ("tts", "voice_clone") else plan["prompt"]["text"]
