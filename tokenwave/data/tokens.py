@@ -105,17 +105,18 @@ def extract_latents(datasets: list[str | os.PathLike], out: str | os.PathLike, c
 def _sample_windows(data: torch.Tensor, rows: list[dict], rng: np.random.Generator, batch: int, frames: int
                     ) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
     """Random windows ``[B, C, frames]`` of clips (``rows``) laid end to end in ``data [C, N]``, zero-padded, with
-    their lengths ``[B]`` and rows."""
+    their lengths ``[B]`` and rows (each with ``window_start``: the window's first frame within its clip)."""
     out = torch.zeros(batch, data.shape[0], frames, dtype=data.dtype)
     lengths = torch.zeros(batch, dtype=torch.long)
     picked = []
     for b in range(batch):
         r = rows[rng.integers(len(rows))]
-        start = r["offset"] + (rng.integers(r["frames"] - frames + 1) if r["frames"] > frames else 0)
+        within = int(rng.integers(r["frames"] - frames + 1)) if r["frames"] > frames else 0
+        start = r["offset"] + within
         n = min(frames, r["frames"])
         out[b, :, :n] = data[:, start: start + n]
         lengths[b] = n
-        picked.append(r)
+        picked.append({**r, "window_start": within})
     return out, lengths, picked
 
 

@@ -103,8 +103,20 @@ def stream(lm: TokenLM, frames: int | Sequence[int], cond: Conditioning | None =
     done = [0] * B
     dup = (lambda t: torch.cat([t, t], 0)) if guided else (lambda t: t)
 
+    if run_cond.frames is not None:  # per-frame conditioning (melody): added at the step predicting each frame
+        if run_cond.frames.shape[1] < Tmax:
+            raise InvalidArgumentError(f"per-frame conditioning holds {run_cond.frames.shape[1]} frames, fewer than the "
+                                       f"{Tmax} asked for", "give the melody for the whole duration")
+        run_rows = torch.arange(R, device=device)
+
+        def frame_in(step: int) -> torch.Tensor | int:
+            return run_cond.frames[run_rows, dup(frame[:, 0, step]).clamp(0, run_cond.frames.shape[1] - 1)][:, None]
+    else:
+        def frame_in(step: int) -> torch.Tensor | int:
+            return 0
+
     start_tok = torch.full((R, pat.streams, 1), cfg.special, dtype=torch.long, device=device)
-    x = lm.embed_steps(start_tok, dup(book[:, :, :1]))
+    x = lm.embed_steps(start_tok, dup(book[:, :, :1])) + frame_in(0)
     valid = None
     if P:
         x = torch.cat([run_cond.prefix, x], 1)
@@ -136,7 +148,8 @@ def stream(lm: TokenLM, frames: int | Sequence[int], cond: Conditioning | None =
                 done[b] = now
         yield out
         if step + 1 < L:
-            h = lm.run(lm.embed_steps(dup(tok[:, :, None]), dup(book[:, :, step: step + 1])), run_cond, None, cache)
+            x = lm.embed_steps(dup(tok[:, :, None]), dup(book[:, :, step: step + 1])) + frame_in(step + 1)
+            h = lm.run(x, run_cond, None, cache)
 
 
 def generate(lm: TokenLM, frames: int | Sequence[int], cond: Conditioning | None = None,
@@ -167,7 +180,8 @@ def generate_long(lm: TokenLM, frames: int, cond: Conditioning | None = None, pa
         n_ctx = 0 if ctx is None else ctx.shape[-1]
         n = min(window, n_ctx + frames - have)
         step_params = SamplingParams(**{**params.__dict__, "seed": seed})
-        got = torch.stack(generate(lm, n, cond, step_params, prompt=ctx,
+        window_cond = None if cond is None else cond.frame_slice(have - n_ctx, have - n_ctx + n)
+        got = torch.stack(generate(lm, n, window_cond, step_params, prompt=ctx,
                                    batch_size=None if cond and cond.batch_size else 1))
         new = got[..., n_ctx:]
         out = new if out is None else torch.cat([out, new], dim=-1)

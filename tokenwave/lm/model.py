@@ -234,6 +234,9 @@ class TokenLM(nn.Module):
             keep = torch.rand(B, device=codes.device) >= self.cfg.cond_dropout
             cond = cond.drop(keep, self.null_cond)
         x = self.embed_steps(inp, inp_book)
+        per_frame = cond.frame_inputs(frame[0].to(codes.device))  # e.g. melody, at the step predicting its frame
+        if per_frame is not None:
+            x = x + per_frame
         P = cond.prefix_len
         valid = None
         if P:

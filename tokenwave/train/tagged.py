@@ -29,10 +29,25 @@ class TaggedRecipe:
 
     def _batch(self, data) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(windows, tag ids, tag mask, lengths)`` on the training device."""
-        x, lengths, rows = data.sample(self.tcfg.batch_size, self.tcfg.frames)
-        ids, mask = self.vocab.encode([row_tags(r) for r in rows])
+        x, lengths, rows = self._windows(data)
+        ids, mask = self.vocab.encode([self._tags(r, data.rng, data is self.train_data) for r in rows])
         d = self.info.device
         return x.to(d), ids.to(d), mask.to(d), lengths.to(d)
+
+    def _windows(self, data) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+        x, lengths, rows = data.sample(self.tcfg.batch_size, self.tcfg.frames)
+        self.last_rows = rows
+        return x, lengths, rows
+
+    def _tags(self, row: dict, rng, training: bool) -> list[str]:
+        """The row's tags; in training each tag but the domain is left out with ``tag_dropout`` probability, so the
+        model also renders prompts that name only some tags."""
+        tags = row_tags(row)
+        p = getattr(self.tcfg, "tag_dropout", 0.0)
+        if not training or p <= 0:
+            return tags
+        keep = rng.random(len(tags)) >= p
+        return [t for t, k in zip(tags, keep) if k or t.startswith("domain=")]
 
     def loss_args(self) -> tuple:
         """Extra arguments of the model's training forward after the batch."""

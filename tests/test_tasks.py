@@ -1,0 +1,337 @@
+"""Task pipelines (TTS, music, sfx) on tiny random models: shapes, determinism, prompts and melodies change the
+output, streaming equals offline, and bad requests fail with typed errors."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import save_file
+
+from tokenwave.checkpoint import save_checkpoint
+from tokenwave.codec import Codec
+from tokenwave.conditioning import TagConditioner, TagVocab
+from tokenwave.conditioning.melody import MelodyConditioner, load_melody, melody_from_audio, pitch_classes
+from tokenwave.errors import AudioFileError, InvalidArgumentError, TokenwaveError
+from tokenwave.lm.config import LMConfig
+from tokenwave.lm.model import KIND as LM_KIND
+from tokenwave.lm.model import TokenLM
+from tokenwave.tasks import Sampling, load_task, read_prompt, split_sentences
+from tokenwave.tasks.base import MissingModelError
+from tokenwave.tasks.tagged import tag_cooccurrence
+from tokenwave.tasks.tts import TTS, UnknownVoiceError, trim_silence
+from tokenwave.train.codec import PRESETS as CODEC_PRESETS
+from tokenwave.train.tts import TTSModel
+
+SR = 24000
+ROWS = [
+    {"tags": {"family": "rain", "intensity": "heavy", "reverb": "yes"}},
+    {"tags": {"family": "rain", "intensity": "light", "reverb": "no"}},
+    {"tags": {"family": "footsteps", "surface": "gravel", "pace": "slow", "reverb": "no"}},
+    {"tags": {"family": "bell", "pitch": "high", "reverb": "yes"}},
+]
+
+
+def _randomise(module: torch.nn.Module, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+
+
+@pytest.fixture(scope="module")
+def codec(tmp_path_factory):
+    torch.manual_seed(0)
+    c = Codec(CODEC_PRESETS["tiny"]).train()
+    with torch.no_grad():  # one training pass initialises the codebooks (k-means), so codes change the audio
+        c(torch.randn(2, 1, SR) * 0.3)
+    return c.eval()
+
+
+@pytest.fixture(scope="module")
+def tts_model(tmp_path_factory, codec):
+    folder = tmp_path_factory.mktemp("tts")
+    cfg = LMConfig(K=2, codebook_size=codec.codebook_size, dim=32, depth=1, heads=2, max_len=512)
+    symbols = sorted(set("abcdefghijklmnopqrstuvwxyzæðŋɐɑɔəɛɜɪɹʃʊʌʒθˈˌː "))
+    model = TTSModel(cfg, len(symbols) + 2)
+    _randomise(model, 0)
+    save_checkpoint(folder, model.state_dict(), cfg, "tts",
+                    {"phonemes": symbols, "duration": [1.0, 4.0], "train": {"max_frames": 60}, "voices": ["alice", "bob"]})
+    g = torch.Generator().manual_seed(1)
+    voices = {n: torch.randint(0, codec.codebook_size, (2, 40), generator=g).to(torch.int16) for n in ("alice", "bob")}
+    save_file(voices, str(folder / "voices.safetensors"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sfx_model(tmp_path_factory, codec):
+    return _tagged_model(tmp_path_factory.mktemp("sfx"), codec, melody=False)
+
+
+@pytest.fixture(scope="module")
+def music_model(tmp_path_factory, codec):
+    return _tagged_model(tmp_path_factory.mktemp("music"), codec, melody=True, domain="music")
+
+
+def _tagged_model(folder, codec, melody: bool, domain: str = "sfx"):
+    rows = [{**r, "domain": domain} for r in ROWS]
+    vocab = TagVocab.from_rows(rows)
+    cfg = LMConfig(K=2, codebook_size=codec.codebook_size, dim=32, depth=1, heads=2, max_len=80)
+    lm = TokenLM(cfg)
+    _randomise(lm, 2)
+    tags = TagConditioner(len(vocab), 32)
+    _randomise(tags, 3)
+    lm.save(folder, extra={"tags": vocab.tags, "train": {"frames": 40}, "cooccur": tag_cooccurrence(rows)})
+    save_file(tags.state_dict(), str(folder / "tags.safetensors"))
+    if melody:
+        mel = MelodyConditioner(32)
+        _randomise(mel, 4)
+        save_file(mel.state_dict(), str(folder / "melody.safetensors"))
+    return folder
+
+
+def _voice_file(path, seconds=3.0, freq=180.0):
+    t = np.arange(int(seconds * SR)) / SR
+    wav = (0.3 * np.sin(2 * np.pi * freq * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    sf.write(path, wav, SR)
+    return path
+
+
+# --- TTS -------------------------------------------------------------------------------------------------------
+def test_tts_shapes_determinism_and_voice_changes_output(tts_model, codec, tmp_path):
+    tts = TTS(tts_model, codec)
+    assert tts.voices == ["alice", "bob"]
+    a = tts.synthesize("Hello there. How are you?", "alice", Sampling(seed=3), watermark=False)
+    b = tts.synthesize("Hello there. How are you?", "alice", Sampling(seed=3), watermark=False)
+    c = tts.synthesize("Hello there. How are you?", "bob", Sampling(seed=3), watermark=False)
+    d = tts.synthesize("Hello there. How are you?", _voice_file(tmp_path / "v.wav"), Sampling(seed=3), watermark=False,
+                       consent_check=False)
+    assert a.sample_rate == SR and a.wav.dtype == np.float32
+    # two sentences, each frames(phonemes) * hop samples, and one pause between them
+    phon = tts.phoneme_ids(split_sentences("Hello there. How are you?"))
+    expect = sum(tts.frames_for(p, 1.0) * codec.hop for p in phon) + int(0.15 * SR)
+    assert len(a.wav) == expect
+    assert np.array_equal(a.wav, b.wav)
+    assert not np.array_equal(a.wav, c.wav) and not np.array_equal(a.wav, d.wav)
+    assert np.abs(a.wav).max() <= 1.0
+
+
+def test_tts_stream_equals_offline_and_text_changes_output(tts_model, codec):
+    tts = TTS(tts_model, codec)
+    chunks = list(tts.stream("One sentence. And another one!", "bob", Sampling(seed=5)))
+    assert len(chunks) > 4  # audio arrives in pieces, not at the end
+    offline = tts.synthesize("One sentence. And another one!", "bob", Sampling(seed=5), watermark=False)
+    assert np.array_equal(np.concatenate(chunks), offline.wav)
+    other = tts.synthesize("Something else entirely.", "bob", Sampling(seed=5), watermark=False)
+    assert len(other.wav) != len(offline.wav) or not np.array_equal(other.wav, offline.wav)
+
+
+def test_tts_speed_changes_length(tts_model, codec):
+    tts = TTS(tts_model, codec)
+    slow = tts.synthesize("A short line.", "alice", Sampling(seed=0), speed=0.5, watermark=False)
+    fast = tts.synthesize("A short line.", "alice", Sampling(seed=0), speed=2.0, watermark=False)
+    assert len(slow.wav) > len(fast.wav)
+
+
+def test_tts_bad_requests(tts_model, codec, tmp_path):
+    tts = TTS(tts_model, codec)
+    with pytest.raises(InvalidArgumentError, match="empty"):
+        tts.synthesize("   ", "alice")
+    with pytest.raises(InvalidArgumentError, match="empty"):
+        tts.synthesize("?!", "alice")
+    with pytest.raises(UnknownVoiceError, match="unknown voice 'carol'"):
+        tts.synthesize("Hi.", "carol")
+    with pytest.raises(AudioFileError, match="under 1.5 s"):
+        tts.synthesize("Hi.", _voice_file(tmp_path / "short.wav", seconds=0.8), consent_check=False)
+    bad = tmp_path / "corrupt.wav"
+    bad.write_bytes(b"RIFF....WAVEfmt garbage")
+    with pytest.raises(AudioFileError):
+        tts.synthesize("Hi.", str(bad), consent_check=False)
+    with pytest.raises(InvalidArgumentError, match="speed"):
+        tts.synthesize("Hi.", "alice", speed=5.0)
+    with pytest.raises(InvalidArgumentError, match="over the 2000 limit"):
+        tts.synthesize("word " * 500, "alice")
+    with pytest.raises(MissingModelError, match="no tts model"):
+        TTS(tmp_path / "nothing", codec)
+
+
+class _PitchEmbedder:
+    """A stand-in speaker encoder: the spectrum's shape below 1 kHz (tones of different pitch differ)."""
+
+    def embed(self, wav, sr):
+        spec = np.abs(np.fft.rfft(wav[:sr], n=sr))[:1000]
+        bands = spec.reshape(50, 20).sum(1)
+        return (bands / np.linalg.norm(bands)).astype(np.float32)
+
+
+def test_tts_voice_recordings_need_consent_and_opt_outs_win(tts_model, codec, tmp_path):
+    from tokenwave.audio import load_audio
+    from tokenwave.safety.consent import NoConsentError, OptedOutVoiceError, VoiceRegistry
+
+    tts = TTS(tts_model, codec)
+    alice, bob = _voice_file(tmp_path / "alice.wav", freq=180), _voice_file(tmp_path / "bob.wav", freq=320)
+    registry = VoiceRegistry(tmp_path / "voices.sqlite", encoder=_PitchEmbedder())
+    with pytest.raises(NoConsentError, match="no consented voice"):
+        tts.synthesize("Hi.", str(alice), registry=registry)
+    registry.add("alice", *load_audio(alice), consent="I agree to my voice being cloned.", recorded_by="test")
+    out = tts.synthesize("Hi.", str(alice), registry=registry, watermark=False)
+    assert out.metadata["consent"]["consent_voice"] == "alice" and out.metadata["voice_kind"] == "recording"
+    with pytest.raises(NoConsentError):
+        tts.synthesize("Hi.", str(bob), registry=registry)
+    registry.optout("alice-optout", *load_audio(alice), reason="asked to be removed")
+    with pytest.raises(OptedOutVoiceError):
+        tts.synthesize("Hi.", str(alice), registry=registry)
+    unchecked = tts.synthesize("Hi.", str(bob), registry=registry, consent_check=False, watermark=False)
+    assert unchecked.metadata["consent"]["consent_checked"] is False
+    assert tts.synthesize("Hi.", "alice", watermark=False).metadata["voice_kind"] == "built-in"
+
+
+def test_sentence_split_and_silence_trim():
+    assert split_sentences("Hi there. Second one!  Third?\nFourth") == ["Hi there.", "Second one!", "Third?", "Fourth"]
+    long = ", ".join(["a clause of words"] * 20) + "."
+    parts = split_sentences(long, max_chars=80)
+    assert all(len(p) <= 80 for p in parts) and " ".join(parts).replace(" ", "") == long.replace(" ", "")
+    wav = np.concatenate([np.zeros(SR), 0.5 * np.ones(SR // 2), np.zeros(SR)]).astype(np.float32)
+    trimmed = trim_silence(wav, SR)
+    assert abs(len(trimmed) - SR // 2) <= int(0.02 * SR)
+
+
+# --- music / sfx -----------------------------------------------------------------------------------------------
+def test_read_prompt_reads_tags_and_keeps_fields_of_the_anchor():
+    rows = [{**r, "domain": "sfx"} for r in ROWS]
+    vocab = TagVocab.from_rows(rows).tags
+    co = tag_cooccurrence(rows)
+    assert read_prompt("heavy rain, with an echo", vocab, "sfx", co) == \
+        ["domain=sfx", "family=rain", "intensity=heavy", "reverb=yes"]
+    # "slow" names footsteps' pace; rain has no pace field, so it is dropped once rain is the anchor
+    assert read_prompt("slow rain without reverb", vocab, "sfx", co) == ["domain=sfx", "family=rain", "reverb=no"]
+    assert read_prompt("slow steps on gravel", vocab, "sfx", co) == \
+        ["domain=sfx", "family=footsteps", "pace=slow", "surface=gravel"]
+    music = ["domain=music", "key=D", "key=A", "mode=major", "mode=minor", "genre=reel", "instrument=violin"]
+    assert read_prompt("a reel in D major on fiddle", music, "music") == \
+        ["domain=music", "genre=reel", "instrument=violin", "key=D", "mode=major"]
+    assert "key=A" not in read_prompt("a lively air", music, "music")  # the article "a" is not the key A
+
+
+def test_sfx_duration_determinism_and_prompt_changes_output(sfx_model, codec):
+    sfx = load_task("sfx", sfx_model, codec)
+    a = sfx.generate("heavy rain", 1.0, Sampling(seed=1), watermark=False)
+    b = sfx.generate("heavy rain", 1.0, Sampling(seed=1), watermark=False)
+    c = sfx.generate("a high bell", 1.0, Sampling(seed=1), watermark=False)
+    assert len(a.wav) == 75 * codec.hop and np.array_equal(a.wav, b.wav)
+    assert not np.array_equal(a.wav, c.wav)
+    assert a.metadata["tags"] == ["domain=sfx", "family=rain", "intensity=heavy"]
+    long = sfx.generate("heavy rain", 2.5, Sampling(seed=1), watermark=False)  # past the 40-frame window
+    assert len(long.wav) == round(2.5 * 75) * codec.hop
+
+
+def test_music_melody_changes_output_and_continuation(music_model, codec, tmp_path):
+    music = load_task("music", music_model, codec)
+    assert music.supports_melody
+    plain = music.generate("a reel", 1.0, Sampling(seed=2), watermark=False)
+    up = music.generate("a reel", 1.0, Sampling(seed=2), melody=[60, 62, 64, 65, 67] * 15, watermark=False)
+    down = music.generate("a reel", 1.0, Sampling(seed=2), melody=[67, 65, 64, 62, 60] * 15, watermark=False)
+    assert not np.array_equal(plain.wav, up.wav) and not np.array_equal(up.wav, down.wav)
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, plain.wav, SR)
+    cont = music.generate("a reel", 1.0, Sampling(seed=2), continue_from=str(clip), watermark=False)
+    assert len(cont.wav) == 75 * codec.hop and cont.metadata["continued"]
+
+
+def test_melody_readers(tmp_path):
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(0)
+    for i, p in enumerate([60, 64, 67]):
+        inst.notes.append(pretty_midi.Note(100, p, i * 0.5, i * 0.5 + 0.5))
+    pm.instruments.append(inst)
+    pm.write(str(tmp_path / "t.mid"))
+    mel = load_melody(tmp_path / "t.mid")
+    assert mel[10] == 0 and mel[40] == 4 and mel[80] == 7
+    t = np.arange(SR) / SR
+    a4 = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    assert (melody_from_audio(a4, SR)[5:-5] == 9).all()  # A
+    assert pitch_classes([0, 61, -1]).tolist() == [12, 1, 12]
+
+
+def test_tagged_bad_requests(sfx_model, music_model, codec):
+    sfx = load_task("sfx", sfx_model, codec)
+    for d in (0, -1, 61):
+        with pytest.raises(InvalidArgumentError, match="duration"):
+            sfx.generate("rain", d)
+    with pytest.raises(InvalidArgumentError, match="empty"):
+        sfx.generate("  ", 1.0)
+    with pytest.raises(InvalidArgumentError, match="melody"):
+        sfx.generate("rain", 1.0, melody=[60] * 75)
+    with pytest.raises(InvalidArgumentError, match="temperature"):
+        sfx.generate("rain", 1.0, Sampling(temperature=-1))
+    with pytest.raises(InvalidArgumentError, match="unknown task"):
+        load_task("karaoke")
+
+
+def test_watermark_is_on_by_default_and_recorded(sfx_model, codec):
+    from tokenwave.safety.watermark import detect_watermark
+
+    sfx = load_task("sfx", sfx_model, codec)
+    marked = sfx.generate("heavy rain", 3.0, Sampling(seed=1))
+    plain = sfx.generate("heavy rain", 3.0, Sampling(seed=1), watermark=False)
+    assert marked.metadata["watermark"] is True and plain.metadata["watermark"] is False
+    assert not np.array_equal(marked.wav, plain.wav)
+    assert detect_watermark(marked.wav, SR).p_value < detect_watermark(plain.wav, SR).p_value
+
+
+# --- CLI -------------------------------------------------------------------------------------------------------
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "tokenwave", *map(str, args)], capture_output=True, text=True, env=env)
+
+
+@pytest.fixture(scope="module")
+def cli_env(tmp_path_factory, tts_model, sfx_model, music_model, codec):
+    """A checkpoints folder holding the tiny models, so the CLI's defaults find them."""
+    import os
+    import shutil
+
+    root = tmp_path_factory.mktemp("ckpt")
+    codec.save(root / "codec")
+    for name, src in (("tts", tts_model), ("sfx", sfx_model), ("music", music_model)):
+        shutil.copytree(src, root / name)
+    return {**os.environ, "TOKENWAVE_CHECKPOINTS": str(root), "OMP_NUM_THREADS": "1"}
+
+
+def test_cli_tasks_write_audio_and_metadata(cli_env, tmp_path):
+    out = tmp_path / "rain.wav"
+    run = _cli("sfx", "heavy rain on a tin roof", "--duration", 1, "-o", out, "--seed", 4, env=cli_env)
+    assert run.returncode == 0, run.stderr
+    wav, sr = sf.read(out)
+    meta = json.loads((tmp_path / "rain.wav.json").read_text())
+    assert sr == SR and len(wav) == 75 * 320 // 320 * CODEC_PRESETS["tiny"].hop and meta["watermark"] is True
+    assert meta["seed"] == 4 and "family=rain" in meta["tags"]
+    run = _cli("tts", "Hello world.", "--voice", "bob", "-o", tmp_path / "hi.wav", "--no-watermark", env=cli_env)
+    assert run.returncode == 0, run.stderr
+    assert json.loads((tmp_path / "hi.wav.json").read_text())["watermark"] is False
+    run = _cli("tts", "--list-voices", env=cli_env)
+    assert run.stdout.split() == ["alice", "bob"]
+    run = _cli("music", "a reel", "--duration", 0.5, "-o", tmp_path / "m.wav", env=cli_env)
+    assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (("tts", ""), "the text is empty"),
+    (("tts", "Hi.", "--voice", "nobody"), "unknown voice 'nobody'"),
+    (("tts", "Hi.", "--voice", "missing.wav"), "unknown voice 'missing.wav'"),
+    (("sfx", "rain", "--duration", "0"), "duration must be positive"),
+    (("sfx", "rain", "--duration", "600"), "over the 60 s limit"),
+    (("music", "a reel", "--generator", "flow"), "no flow-matching music model"),
+])
+def test_cli_errors_are_one_line_with_a_fix(cli_env, tmp_path, args, message):
+    run = _cli(*args, "-o", tmp_path / "x.wav", env=cli_env)
+    assert run.returncode == 2
+    assert message in run.stderr and len(run.stderr.strip().splitlines()) <= 2
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_errors_are_tokenwave_errors():
+    assert issubclass(UnknownVoiceError, TokenwaveError) and issubclass(MissingModelError, TokenwaveError)

@@ -1,0 +1,91 @@
+"""Speech conditioning for TTS: phonemes, a voice prompt's codes and the target length, as one prefix.
+
+The prefix of one item is ``[voice prompt (codes pooled by 4 frames) | phonemes | length]``, each segment tagged by
+a learned segment embedding; items of a batch are left-padded as a whole so every item's prefix ends right before
+its first audio step (the relative positions the model learns are the same for every item). The target length is
+given (predicted from the phoneme count at inference), so the model paces the sentence and no stop token is needed.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tokenwave.conditioning.base import Conditioning
+
+PAD = 0  # phoneme id 0 is padding; id 1 is an unknown character
+UNK = 1
+POOL = 4  # voice-prompt frames per prefix position
+LENGTH_BUCKET = 4  # frames per length bucket
+N_LENGTHS = 256
+
+
+class PhonemeVocab:
+    """IPA characters -> ids (``0`` padding, ``1`` unknown)."""
+
+    def __init__(self, symbols: list[str]) -> None:
+        self.symbols = ["<pad>", "<unk>"] + sorted(set(symbols) - {"<pad>", "<unk>"})
+        self.index = {s: i for i, s in enumerate(self.symbols)}
+
+    @classmethod
+    def from_texts(cls, texts: list[str]) -> PhonemeVocab:
+        return cls(sorted({c for t in texts for c in t}))
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def encode(self, phonemes: str) -> list[int]:
+        return [self.index.get(c, UNK) for c in phonemes]
+
+
+class SpeechConditioner(nn.Module):
+    """``(phoneme ids, voice-prompt codes, target frames) -> Conditioning(prefix, prefix_mask)``."""
+
+    def __init__(self, dim: int, n_phonemes: int, K: int, codebook_size: int) -> None:
+        super().__init__()
+        self.K, self.V = K, codebook_size
+        self.phonemes = nn.Embedding(n_phonemes, dim)
+        self.codes = nn.Embedding(K * codebook_size, dim)
+        self.prompt_proj = nn.Linear(dim * POOL, dim)
+        self.segments = nn.Embedding(3, dim)  # prompt, phonemes, length
+        self.lengths = nn.Embedding(N_LENGTHS, dim)
+        for m in (self.phonemes, self.codes, self.segments, self.lengths):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def prompt_tokens(self, prompt: torch.Tensor) -> torch.Tensor:
+        """Voice prompt ``codes [K, Tp]`` -> ``[ceil(Tp / POOL), D]`` (frame embeddings, POOL frames per position)."""
+        K, Tp = prompt.shape
+        e = self.codes(prompt + torch.arange(K, device=prompt.device)[:, None] * self.V).sum(0)  # [Tp, D]
+        pad = (-Tp) % POOL
+        if pad:
+            e = F.pad(e, (0, 0, 0, pad))
+        return self.prompt_proj(e.reshape(-1, POOL * e.shape[-1]))
+
+    def forward(self, phonemes: list[torch.Tensor], prompts: list[torch.Tensor], frames: list[int]) -> Conditioning:
+        """One item per list entry: ``phonemes LongTensor[n]``, ``prompts LongTensor[K, Tp]`` (Tp may be 0), target
+        ``frames``."""
+        device = self.segments.weight.device
+        seg = self.segments.weight
+        items = []
+        for ph, pr, T in zip(phonemes, prompts, frames):
+            parts = []
+            if pr.shape[-1]:
+                parts.append(self.prompt_tokens(pr.to(device)) + seg[0])
+            parts.append(self.phonemes(ph.to(device)) + seg[1])
+            bucket = min(N_LENGTHS - 1, int(T) // LENGTH_BUCKET)
+            parts.append(self.lengths.weight[bucket][None] + seg[2])
+            items.append(torch.cat(parts, 0))
+        P = max(x.shape[0] for x in items)
+        prefix = torch.zeros(len(items), P, seg.shape[-1], device=device, dtype=seg.dtype)
+        mask = torch.zeros(len(items), P, dtype=torch.bool, device=device)
+        for b, x in enumerate(items):
+            prefix[b, P - x.shape[0]:] = x
+            mask[b, P - x.shape[0]:] = True
+        return Conditioning(prefix=prefix, prefix_mask=mask)
+
+
+def prefix_positions(n_phonemes: int, prompt_frames: int) -> int:
+    """Prefix length of one item (for sizing the model's context)."""
+    return math.ceil(prompt_frames / POOL) + n_phonemes + 1

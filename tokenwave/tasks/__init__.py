@@ -1,0 +1,76 @@
+"""The three tasks users come for, on the embedded default models (``checkpoints/{tts,music,sfx}``):
+
+>>> from tokenwave.tasks import Pipeline
+>>> pipe = Pipeline.load()
+>>> pipe.tts("Hello there.", voice="en-us+m3").save("hello.wav")
+>>> pipe.music("lively irish fiddle reel in D major", duration=10).save("reel.wav")
+>>> pipe.sfx("heavy rain on a tin roof", duration=5).save("rain.wav")
+
+Every output carries a watermark (``watermark=False`` to leave it out; recorded in ``metadata``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tokenwave.errors import InvalidArgumentError
+from tokenwave.tasks.base import MAX_DURATION, GeneratedAudio, MissingModelError, Sampling, check_duration
+from tokenwave.tasks.tagged import TaggedTask, read_prompt
+from tokenwave.tasks.tts import TTS, UnknownVoiceError, split_sentences
+
+TASKS = ("tts", "music", "sfx")
+
+
+def load_task(task: str, model: str | os.PathLike | None = None, codec=None):
+    """One task's model: ``TTS`` for "tts", ``TaggedTask`` for "music" / "sfx" (``model``: its checkpoint folder,
+    default ``checkpoints/<task>``). Each has ``.sample_rate`` and ``.generate_row(row, dataset, seed)``."""
+    if task == "tts":
+        return TTS(model, codec)
+    if task in ("music", "sfx"):
+        return TaggedTask(task, model, codec)
+    raise InvalidArgumentError(f"unknown task {task!r}", f"use one of {', '.join(TASKS)}")
+
+
+class Pipeline:
+    """All tasks on one codec; each task's model loads on first use."""
+
+    def __init__(self, models: dict[str, str | os.PathLike | None] | None = None, codec=None) -> None:
+        from tokenwave.codec import load_codec
+
+        self.models = dict(models or {})
+        self.codec = codec if codec is not None else load_codec(None)
+        self._loaded: dict[str, object] = {}
+
+    @classmethod
+    def load(cls, tts: str | os.PathLike | None = None, music: str | os.PathLike | None = None,
+             sfx: str | os.PathLike | None = None, codec: str | os.PathLike | None = None) -> Pipeline:
+        from tokenwave.codec import load_codec
+
+        return cls({"tts": tts, "music": music, "sfx": sfx}, load_codec(codec))
+
+    def task(self, name: str):
+        if name not in self._loaded:
+            self._loaded[name] = load_task(name, self.models.get(name), self.codec)
+        return self._loaded[name]
+
+    @property
+    def sample_rate(self) -> int:
+        return self.codec.sample_rate
+
+    def tts(self, text: str, voice=None, seed: int = 0, speed: float = 1.0, watermark: bool = True,
+            consent_check: bool = True, **sampling) -> GeneratedAudio:
+        return self.task("tts").synthesize(text, voice, Sampling(seed=seed, **sampling), speed, watermark, consent_check)
+
+    def music(self, prompt: str, duration: float = 10.0, seed: int = 0, melody=None, continue_from=None,
+              watermark: bool = True, **sampling) -> GeneratedAudio:
+        return self.task("music").generate(prompt, duration, Sampling(seed=seed, **sampling), melody, continue_from,
+                                           watermark)
+
+    def sfx(self, prompt: str, duration: float = 5.0, seed: int = 0, watermark: bool = True,
+            **sampling) -> GeneratedAudio:
+        return self.task("sfx").generate(prompt, duration, Sampling(seed=seed, **sampling), None, None, watermark)
+
+
+__all__ = ["TASKS", "MAX_DURATION", "GeneratedAudio", "MissingModelError", "Pipeline", "Sampling", "TTS",
+           "TaggedTask", "UnknownVoiceError", "check_duration", "load_task", "read_prompt", "split_sentences",
+           "Path"]

@@ -1,0 +1,96 @@
+"""What every task shares: the result type, sampling options, limits, and the finishing step (watermark)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tokenwave.errors import InvalidArgumentError, TokenwaveError
+from tokenwave.lm.sampling import SamplingParams
+
+MAX_DURATION = 60.0   # seconds a music / sfx request may ask for
+MAX_TEXT_CHARS = 2000  # characters a TTS request may hold
+
+
+class MissingModelError(TokenwaveError):
+    """A task's checkpoint folder is missing or is not that task's model."""
+
+
+@dataclass
+class GeneratedAudio:
+    """A task's output: ``wav`` float32 mono in [-1, 1] at ``sample_rate``, and what produced it."""
+
+    wav: np.ndarray
+    sample_rate: int
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float:
+        return len(self.wav) / self.sample_rate
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the audio (format from the suffix) atomically, and the metadata beside it as ``PATH.json``."""
+        import json
+
+        from tokenwave.audio import save_audio
+        from tokenwave.fileio import atomic_write_text
+
+        path = Path(path)
+        save_audio(path, self.wav, self.sample_rate)
+        atomic_write_text(path.with_name(path.name + ".json"), json.dumps(self.metadata, indent=2) + "\n")
+        return path
+
+
+@dataclass
+class Sampling:
+    """The sampling controls every task exposes (token LM: temperature, top-k/p, CFG; flow: steps, CFG)."""
+
+    seed: int = 0
+    temperature: float = 0.9
+    top_k: int = 100
+    top_p: float = 0.0
+    cfg_scale: float = 2.0
+    steps: int = 16  # flow generator only
+
+    def lm_params(self, seed: int | None = None) -> SamplingParams:
+        p = SamplingParams(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, cfg_scale=self.cfg_scale,
+                           seed=self.seed if seed is None else seed)
+        p.check(1)
+        return p
+
+    def check(self) -> None:
+        self.lm_params()
+        if not 1 <= self.steps <= 256:
+            raise InvalidArgumentError(f"steps must be within 1..256, got {self.steps}", "use 8-32 steps")
+
+
+def check_duration(duration: float, limit: float = MAX_DURATION) -> float:
+    if not duration > 0:
+        raise InvalidArgumentError(f"duration must be positive, got {duration} s", "ask for e.g. --duration 5")
+    if duration > limit:
+        raise InvalidArgumentError(f"duration {duration} s is over the {limit:g} s limit",
+                                   f"ask for at most {limit:g} s (longer pieces: render parts and --continue them)")
+    return float(duration)
+
+
+def finish(wav: np.ndarray, sample_rate: int, metadata: dict, watermark: bool) -> GeneratedAudio:
+    """Clip to [-1, 1], embed the watermark unless disabled, and record both in the metadata."""
+    wav = np.clip(np.asarray(wav, dtype=np.float32), -1.0, 1.0)
+    if watermark:
+        from tokenwave.safety.watermark import embed_watermark
+
+        wav = np.clip(embed_watermark(wav, sample_rate), -1.0, 1.0).astype(np.float32)
+    return GeneratedAudio(wav, sample_rate, {**metadata, "watermark": bool(watermark)})
+
+
+def default_model_dir(task: str, model: str | os.PathLike | None) -> Path:
+    from tokenwave.paths import default_checkpoint
+
+    path = Path(model) if model is not None else default_checkpoint(task)
+    if not (path / "config.json").exists():
+        raise MissingModelError(f"no {task} model at {path}",
+                                f"pass --model with a folder from `tokenwave train {'tts' if task == 'tts' else 'lm'}`"
+                                " (its model/ subfolder), or restore checkpoints/ from the repository")
+    return path

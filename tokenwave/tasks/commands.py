@@ -1,0 +1,115 @@
+"""``tokenwave tts|music|sfx``: the task commands, registered on the main CLI app."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+def _sampling(seed: int, temperature: float, top_k: int, top_p: float, cfg: float, steps: int):
+    from tokenwave.tasks import Sampling
+
+    return Sampling(seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, cfg_scale=cfg, steps=steps)
+
+
+def _check_generator(task: str, generator: str) -> None:
+    from tokenwave.errors import InvalidArgumentError
+
+    if generator == "lm":
+        return
+    if generator == "flow" and task != "tts":
+        raise InvalidArgumentError(f"no flow-matching {task} model is shipped yet (see checkpoints/{task}/MODEL.md)",
+                                   "use --generator lm (the default)")
+    raise InvalidArgumentError(f"unknown generator {generator!r} for {task}", "use --generator lm")
+
+
+def _write_output(result, out: Path) -> None:
+    result.save(out)
+    meta = result.metadata
+    console.print(f"wrote {out} ({result.duration:.2f} s, {result.sample_rate} Hz"
+                  f"{', watermarked' if meta.get('watermark') else ''})"
+                  + (f"; tags: {', '.join(meta['tags'])}" if meta.get("tags") else ""))
+
+
+_SEED = typer.Option(0, help="Random seed: the same seed and inputs give the same audio.")
+_TEMP = typer.Option(0.9, min=0.0, help="Sampling temperature (0 = greedy).")
+_TOPK = typer.Option(100, min=0, help="Sample from the k most likely tokens (0 = all).")
+_TOPP = typer.Option(0.0, min=0.0, max=1.0, help="Nucleus sampling mass (0 = off).")
+_CFG = typer.Option(2.0, min=0.0, help="Classifier-free guidance scale (1 = off, 0 = unconditional).")
+_STEPS = typer.Option(16, min=1, max=256, help="Sampling steps (flow generator).")
+_WM = typer.Option(True, "--watermark/--no-watermark", help="Embed the inaudible watermark (recorded in OUT.json).")
+
+
+def tts(
+    text: str = typer.Argument("", help="The text to speak."),
+    out: Path = typer.Option(Path("tts.wav"), "--out", "-o", help="Audio file to write (.wav, .flac, .ogg)."),
+    voice: Optional[str] = typer.Option(None, help="A built-in voice name or a recording (>= 3 s) of the voice."),
+    list_voices: bool = typer.Option(False, "--list-voices", help="Print the built-in voices and exit."),
+    model: Optional[Path] = typer.Option(None, help="TTS checkpoint folder (default: checkpoints/tts)."),
+    speed: float = typer.Option(1.0, help="Speaking rate (0.5-2)."),
+    generator: str = typer.Option("lm", help="Generator: lm (token-AR)."),
+    seed: int = _SEED, temperature: float = _TEMP, top_k: int = _TOPK, top_p: float = _TOPP, cfg: float = _CFG,
+    steps: int = _STEPS, watermark: bool = _WM,
+    consent_check: bool = typer.Option(True, "--consent-check/--no-consent-check",
+                                       help="Refuse a recording that matches no consented voice (operator only: disable)."),
+) -> None:
+    """Speak TEXT in a voice (a built-in one or a 3-second recording of a consented voice)."""
+    from tokenwave.tasks import load_task
+
+    _check_generator("tts", generator)
+    task = load_task("tts", model)
+    if list_voices:
+        console.print("\n".join(task.voices))
+        return
+    result = task.synthesize(text, voice, _sampling(seed, temperature, top_k, top_p, cfg, steps), speed, watermark,
+                             consent_check)
+    _write_output(result, out)
+
+
+def music(
+    prompt: str = typer.Argument("", help='What to play, e.g. "lively irish fiddle reel in D major".'),
+    out: Path = typer.Option(Path("music.wav"), "--out", "-o", help="Audio file to write (.wav, .flac, .ogg)."),
+    duration: float = typer.Option(10.0, help="Seconds to render (up to 60)."),
+    melody: Optional[Path] = typer.Option(None, help="A tune to follow: a MIDI file or a recording."),
+    continue_from: Optional[Path] = typer.Option(None, "--continue", help="A clip to continue from its end."),
+    model: Optional[Path] = typer.Option(None, help="Music checkpoint folder (default: checkpoints/music)."),
+    generator: str = typer.Option("lm", help="Generator: lm (token-AR) or flow."),
+    seed: int = _SEED, temperature: float = _TEMP, top_k: int = _TOPK, top_p: float = _TOPP, cfg: float = _CFG,
+    steps: int = _STEPS, watermark: bool = _WM,
+) -> None:
+    """Render music from a text prompt (genre, instrument, tempo, key), optionally following a melody."""
+    from tokenwave.tasks import load_task
+
+    _check_generator("music", generator)
+    result = load_task("music", model).generate(prompt, duration, _sampling(seed, temperature, top_k, top_p, cfg, steps),
+                                                melody=str(melody) if melody else None,
+                                                continue_from=str(continue_from) if continue_from else None,
+                                                watermark=watermark)
+    _write_output(result, out)
+
+
+def sfx(
+    prompt: str = typer.Argument("", help='The sound, e.g. "heavy rain on a tin roof with distant thunder".'),
+    out: Path = typer.Option(Path("sfx.wav"), "--out", "-o", help="Audio file to write (.wav, .flac, .ogg)."),
+    duration: float = typer.Option(5.0, help="Seconds to render (up to 60)."),
+    model: Optional[Path] = typer.Option(None, help="Sound-effects checkpoint folder (default: checkpoints/sfx)."),
+    generator: str = typer.Option("lm", help="Generator: lm (token-AR) or flow."),
+    seed: int = _SEED, temperature: float = _TEMP, top_k: int = _TOPK, top_p: float = _TOPP, cfg: float = _CFG,
+    steps: int = _STEPS, watermark: bool = _WM,
+) -> None:
+    """Render a sound effect from a text prompt."""
+    from tokenwave.tasks import load_task
+
+    _check_generator("sfx", generator)
+    result = load_task("sfx", model).generate(prompt, duration, _sampling(seed, temperature, top_k, top_p, cfg, steps),
+                                              watermark=watermark)
+    _write_output(result, out)
+
+
+def register(app: typer.Typer) -> None:
+    for fn in (tts, music, sfx):
+        app.command()(fn)

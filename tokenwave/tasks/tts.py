@@ -1,0 +1,222 @@
+"""Text-to-speech with a voice prompt: text -> sentences -> phonemes (espeak-ng via phonemizer) -> the TTS token
+LM (conditioned on phonemes, 3 s of the voice's codes and the length) -> codec decode.
+
+Offline output is the concatenation of the streamed chunks, so a stream and a file of the same request and seed
+are the same audio.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from tokenwave.conditioning.speech import PhonemeVocab
+from tokenwave.errors import AudioFileError, InvalidArgumentError, TokenwaveError
+from tokenwave.lm.generate import stream as lm_stream
+from tokenwave.tasks.base import MAX_TEXT_CHARS, GeneratedAudio, Sampling, default_model_dir, finish
+
+PROMPT_SECONDS = 3.0
+MIN_PROMPT_SECONDS = 1.5
+PAUSE_SECONDS = 0.15   # silence between sentences
+EDGE_SECONDS = 0.01    # fade at each sentence's edges
+
+
+class UnknownVoiceError(TokenwaveError):
+    pass
+
+
+def split_sentences(text: str, max_chars: int = 160) -> list[str]:
+    """Sentences (ending at . ! ? ; or a line break); a sentence longer than ``max_chars`` is split at commas,
+    then at spaces."""
+    parts = [p.strip() for p in re.split(r"(?<=[.!?;])\s+|\n+", text) if p.strip()]
+    out: list[str] = []
+    for p in parts:
+        while len(p) > max_chars:
+            cut = p.rfind(",", 0, max_chars)
+            cut = cut if cut > max_chars // 3 else p.rfind(" ", 0, max_chars)
+            cut = cut if cut > 0 else max_chars
+            out.append(p[: cut + 1].strip())
+            p = p[cut + 1:].strip()
+        if p:
+            out.append(p)
+    return out
+
+
+def check_text(text: str) -> str:
+    text = (text or "").strip()
+    if not text or not re.search(r"\w", text):
+        raise InvalidArgumentError("the text is empty", 'give the words to speak, e.g. tokenwave tts "Hello there."')
+    if len(text) > MAX_TEXT_CHARS:
+        raise InvalidArgumentError(f"the text has {len(text)} characters, over the {MAX_TEXT_CHARS} limit",
+                                   "split it into several requests")
+    return text
+
+
+class TTS:
+    """A trained TTS model (``tokenwave train tts``) with its codec and built-in voices."""
+
+    task = "tts"
+
+    def __init__(self, folder: str | os.PathLike | None = None, codec=None) -> None:
+        from tokenwave.codec import load_codec
+        from tokenwave.train.tts import TTSModel
+
+        self.folder = default_model_dir("tts", folder)
+        self.model, self.extra = TTSModel.load(self.folder)
+        self.lm = self.model.lm
+        self.vocab = PhonemeVocab(self.extra["phonemes"])
+        self.codec = codec if codec is not None else load_codec(None)
+        self.sample_rate = self.codec.sample_rate
+        self.frame_rate = self.codec.frame_rate
+        self.K = self.lm.cfg.K
+        vfile = self.folder / "voices.safetensors"
+        self.builtin = {k: v.long() for k, v in load_file(str(vfile)).items()} if vfile.exists() else {}
+        self.max_frames = int(self.extra.get("train", {}).get("max_frames", 450))
+
+    @property
+    def voices(self) -> list[str]:
+        return sorted(self.builtin)
+
+    # --- inputs ------------------------------------------------------------------------------------------------
+    def prompt_codes(self, voice, consent_check: bool = True, registry=None) -> tuple[torch.Tensor, dict]:
+        """A voice -> (codes ``[K, <=225]``, consent metadata): a built-in voice name (the project's own engine
+        voices), or a recording (an audio file or ``(wav, sample_rate)``), which must match a consented voice of the
+        registry (:mod:`tokenwave.safety.consent`) unless the operator disables the check."""
+        if voice is None:
+            voice = self.voices[0] if self.voices else None
+            if voice is None:
+                raise UnknownVoiceError("this model has no built-in voices", "pass --voice with a 3-second recording")
+        if isinstance(voice, str) and voice in self.builtin:
+            return self.builtin[voice], {"voice_kind": "built-in"}
+        if isinstance(voice, tuple):
+            wav, sr = voice
+        else:
+            path = Path(voice)
+            if not path.exists():
+                near = ", ".join(self.voices[:8])
+                raise UnknownVoiceError(f"unknown voice {voice!r}: neither a built-in voice nor an audio file",
+                                        f"use one of the built-in voices ({near}, … see `tokenwave tts --list-voices`)"
+                                        " or the path of a 3-second recording")
+            from tokenwave.audio import load_audio
+
+            wav, sr = load_audio(path)
+        from tokenwave.audio import resample
+
+        wav = np.asarray(wav, dtype=np.float32)
+        if sr != self.sample_rate:
+            wav = resample(wav, sr, self.sample_rate)
+        wav = trim_silence(wav, self.sample_rate)
+        seconds = len(wav) / self.sample_rate
+        if seconds < MIN_PROMPT_SECONDS:
+            raise AudioFileError(f"the voice prompt holds {seconds:.2f} s of sound, under {MIN_PROMPT_SECONDS} s",
+                                 f"record at least {PROMPT_SECONDS:g} s of the voice speaking")
+        wav = wav[: int(PROMPT_SECONDS * self.sample_rate)]
+        from tokenwave.safety.consent import check_voice_prompt
+
+        consent = check_voice_prompt(wav, self.sample_rate, registry, enabled=consent_check)
+        with torch.no_grad():
+            return self.codec.encode(torch.from_numpy(wav)[None, None], self.K)[0], \
+                {"voice_kind": "recording", "consent": consent.as_metadata()}
+
+    def phoneme_ids(self, sentences: list[str]) -> list[torch.Tensor]:
+        from tokenwave.data.speech import phonemize
+
+        return [torch.tensor(self.vocab.encode(p) or [1]) for p in phonemize(sentences)]
+
+    def frames_for(self, phonemes: torch.Tensor, speed: float) -> int:
+        a, b = self.extra["duration"]
+        return int(np.clip(round((a * len(phonemes) + b) / speed), 8, self.max_frames))
+
+    # --- generation --------------------------------------------------------------------------------------------
+    def stream(self, text: str, voice=None, sampling: Sampling | None = None, speed: float = 1.0,
+               consent_check: bool = True, registry=None, info: dict | None = None) -> Iterator[np.ndarray]:
+        """Yield float32 audio chunks as the model makes them (one per few frames), sentence after sentence.
+        ``info`` (a dict), if given, receives the voice's consent metadata before the first chunk."""
+        from tokenwave.codec.streaming import StreamingDecoder
+
+        sampling = sampling or Sampling()
+        sampling.check()
+        if not 0.5 <= speed <= 2.0:
+            raise InvalidArgumentError(f"speed must be within 0.5..2, got {speed}", "use 1.0 for the natural pace")
+        sentences = split_sentences(check_text(text))
+        prompt, voice_info = self.prompt_codes(voice, consent_check, registry)
+        if info is not None:
+            info.update(voice_info)
+        phonemes = self.phoneme_ids(sentences)
+        pause = np.zeros(int(PAUSE_SECONDS * self.sample_rate), dtype=np.float32)
+        for i, ph in enumerate(phonemes):
+            frames = self.frames_for(ph, speed)
+            cond = self.model.cond([ph], [prompt], [frames])
+            params = sampling.lm_params(seed=sampling.seed + i)
+            edge = _Edges(int(EDGE_SECONDS * self.sample_rate), frames * self.codec.hop)
+            with StreamingDecoder(self.codec) as dec, torch.no_grad():
+                for step in lm_stream(self.lm, frames, cond, params):
+                    if step[0].shape[-1]:
+                        yield edge(dec.push(step[0][None])[0, 0].numpy())
+                yield edge(dec.flush()[0, 0].numpy())
+            if i + 1 < len(phonemes):
+                yield pause
+
+    def synthesize(self, text: str, voice=None, sampling: Sampling | None = None, speed: float = 1.0,
+                   watermark: bool = True, consent_check: bool = True, registry=None) -> GeneratedAudio:
+        sampling = sampling or Sampling()
+        info: dict = {}
+        wav = np.concatenate(list(self.stream(text, voice, sampling, speed, consent_check, registry, info)))
+        meta = {"task": "tts", "text": text, "voice": voice if isinstance(voice, str) or voice is None else "<audio>",
+                **info, "model": str(self.folder), "generator": "lm", "speed": speed, **sampling.__dict__}
+        return finish(wav, self.sample_rate, meta, watermark)
+
+    def generate_row(self, row: dict, dataset: str | os.PathLike, seed: int = 0) -> np.ndarray:
+        """Evaluation: speak ``row["text"]`` in the voice of another clip of ``row["speaker"]`` in ``dataset``."""
+        # the evaluation data's own speakers: the operator's data, so no consent lookup
+        return self.synthesize(row["text"], voice=voice_prompt_for(row, dataset), sampling=Sampling(seed=seed),
+                               watermark=False, consent_check=False).wav
+
+
+def voice_prompt_for(row: dict, dataset: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Another clip of the same speaker (the next one by id, deterministic) as ``(wav, sample_rate)``."""
+    from tokenwave.audio import load_audio
+    from tokenwave.data.manifest import audio_path, read_manifest
+
+    rows = [r for r in read_manifest(dataset) if r.get("speaker") == row.get("speaker") and r["id"] != row["id"]]
+    if not rows:
+        raise InvalidArgumentError(f"speaker {row.get('speaker')!r} has no other clip in {dataset}",
+                                   "evaluate on a dataset with several clips per speaker")
+    rows.sort(key=lambda r: (r["duration"] < PROMPT_SECONDS, r["id"] <= row["id"], r["id"]))
+    return load_audio(audio_path(dataset, rows[0]))
+
+
+def trim_silence(wav: np.ndarray, sample_rate: int, threshold_db: float = -40.0) -> np.ndarray:
+    """Cut leading and trailing stretches quieter than ``threshold_db`` below the peak (20 ms frames)."""
+    n = max(1, int(0.02 * sample_rate))
+    frames = len(wav) // n
+    if frames == 0:
+        return wav
+    rms = np.sqrt(np.mean(wav[: frames * n].reshape(frames, n) ** 2, axis=1) + 1e-12)
+    loud = np.nonzero(20 * np.log10(rms / (rms.max() + 1e-12)) > threshold_db)[0]
+    if loud.size == 0:
+        return wav[:0]
+    return wav[loud[0] * n: (loud[-1] + 1) * n]
+
+
+class _Edges:
+    """Short fades at a sentence's first and last samples (``total`` samples long), applied chunk by chunk."""
+
+    def __init__(self, n: int, total: int) -> None:
+        self.n, self.total, self.pos = n, total, 0
+        self.ramp = np.sin(0.5 * np.pi * (np.arange(n) + 0.5) / n).astype(np.float32) ** 2
+
+    def __call__(self, chunk: np.ndarray) -> np.ndarray:
+        chunk = chunk.astype(np.float32, copy=True)
+        idx = self.pos + np.arange(len(chunk))
+        head = idx < self.n
+        chunk[head] *= self.ramp[idx[head]]
+        tail = idx >= self.total - self.n
+        chunk[tail] *= self.ramp[np.clip(self.total - 1 - idx[tail], 0, self.n - 1)]
+        self.pos += len(chunk)
+        return chunk

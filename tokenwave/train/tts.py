@@ -1,0 +1,185 @@
+"""TTS recipe: a token LM over the codec's codes (delay pattern), conditioned on phonemes, a 3-second voice prompt
+from another clip of the same speaker, and the target length (see :mod:`tokenwave.conditioning.speech`).
+
+Training items are whole utterances (up to ``max_frames``); the prompt is a random window of 1.5-3 s from another
+utterance of the same speaker, so at inference any 3-second recording of a voice works as the prompt, with no
+transcript. The length is predicted from the phoneme count by a least-squares line fitted on the training split.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from tokenwave.checkpoint import load_checkpoint, save_checkpoint
+from tokenwave.conditioning.speech import PhonemeVocab, SpeechConditioner, prefix_positions
+from tokenwave.data.tokens import _open_split
+from tokenwave.errors import DatasetError
+from tokenwave.lm.config import LMConfig
+from tokenwave.lm.model import TokenLM
+from tokenwave.train.state import numpy_rng_state, set_numpy_rng_state
+from tokenwave.train.trainer import DistInfo, set_schedule_lr, wrap_ddp
+
+KIND = "tts"
+PROMPT_FRAMES = 225  # 3 s at 75 Hz
+PRESETS = {
+    "small": dict(dim=256, depth=4, heads=4),
+    "medium": dict(dim=512, depth=8, heads=8),
+    "tiny": dict(dim=32, depth=1, heads=2),
+}
+
+
+@dataclass
+class TTSTrainConfig:
+    batch_size: int = 8
+    lr: float = 1e-3
+    warmup: int = 200
+    total_steps: int = 10_000
+    max_frames: int = 450       # longest utterance trained on (6 s)
+    min_prompt: int = 112       # prompt windows of 1.5-3 s
+    val_batches: int = 4
+
+
+class TTSModel(torch.nn.Module):
+    """The token LM and its speech conditioner, trained and saved together."""
+
+    def __init__(self, cfg: LMConfig, n_phonemes: int) -> None:
+        super().__init__()
+        self.lm = TokenLM(cfg)
+        self.cond = SpeechConditioner(cfg.dim, n_phonemes, cfg.K, cfg.codebook_size)
+
+    def forward(self, codes, lengths, phonemes, prompts):
+        return self.lm.loss(codes, self.cond(phonemes, prompts, lengths.tolist()), lengths)
+
+    def save(self, folder: str | os.PathLike, extra: dict) -> None:
+        save_checkpoint(folder, self.state_dict(), self.lm.cfg, KIND, extra)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> tuple[TTSModel, dict]:
+        state, cfg, extra = load_checkpoint(folder, LMConfig, KIND)
+        model = cls(cfg, len(extra["phonemes"]) + 2)
+        model.load_state_dict(state)
+        return model.eval(), extra
+
+
+class UtteranceDataset:
+    """Whole utterances of one split of a speech tokens folder, each with a voice prompt from another utterance of
+    the same speaker."""
+
+    def __init__(self, folder: str | os.PathLike, split: str, vocab: PhonemeVocab | None, max_frames: int,
+                 seed: int = 0) -> None:
+        self.info, codes, rows = _open_split(folder, "tokens", split)
+        self.codes = codes.long()
+        self.rows = [r for r in rows if r.get("phonemes") and 2 <= r["frames"] <= max_frames]
+        if not self.rows:
+            raise DatasetError(f"{folder} has no {split} utterances with phonemes of at most {max_frames} frames",
+                               "tokenize a speech dataset (`tokenwave data build speech`)")
+        self.vocab = vocab or PhonemeVocab.from_texts([r["phonemes"] for r in self.rows])
+        self.by_speaker: dict[str, list[dict]] = {}
+        for r in self.rows:
+            self.by_speaker.setdefault(r.get("speaker", ""), []).append(r)
+        self.rng = np.random.default_rng(seed)
+
+    def clip(self, r: dict) -> torch.Tensor:
+        return self.codes[:, r["offset"]: r["offset"] + r["frames"]]
+
+    def prompt_for(self, r: dict, frames: int) -> torch.Tensor:
+        """A window of ``frames`` frames from another utterance of ``r``'s speaker (the same one if it has none)."""
+        pool = self.by_speaker[r.get("speaker", "")]
+        other = [o for o in pool if o["id"] != r["id"]] or pool
+        o = other[self.rng.integers(len(other))]
+        n = min(frames, o["frames"])
+        start = int(self.rng.integers(o["frames"] - n + 1))
+        return self.clip(o)[:, start: start + n]
+
+    def sample(self, batch: int, min_prompt: int) -> tuple[torch.Tensor, torch.Tensor, list, list]:
+        """``(codes [B, K, Tmax] zero-padded, lengths [B], phoneme id tensors, prompt code tensors)``."""
+        rows = [self.rows[i] for i in self.rng.integers(len(self.rows), size=batch)]
+        T = max(r["frames"] for r in rows)
+        codes = torch.zeros(batch, self.codes.shape[0], T, dtype=torch.long)
+        for b, r in enumerate(rows):
+            codes[b, :, : r["frames"]] = self.clip(r)
+        lengths = torch.tensor([r["frames"] for r in rows])
+        phonemes = [torch.tensor(self.vocab.encode(r["phonemes"])) for r in rows]
+        prompts = [self.prompt_for(r, int(self.rng.integers(min_prompt, PROMPT_FRAMES + 1))) for r in rows]
+        return codes, lengths, phonemes, prompts
+
+
+def fit_duration(rows: list[dict]) -> tuple[float, float]:
+    """Least-squares ``frames ~ a * len(phonemes) + b`` over utterances."""
+    n = np.array([len(r["phonemes"]) for r in rows], dtype=np.float64)
+    f = np.array([r["frames"] for r in rows], dtype=np.float64)
+    a, b = np.polyfit(n, f, 1)
+    return float(a), float(b)
+
+
+class TTSRecipe:
+    def __init__(self, tokens: str, preset: str, tcfg: TTSTrainConfig, info: DistInfo, seed: int = 0) -> None:
+        self.tcfg, self.info, self.seed = tcfg, info, seed
+        self.train_data = UtteranceDataset(tokens, "train", None, tcfg.max_frames, seed=seed + info.rank)
+        self.vocab = self.train_data.vocab
+        self.valid_data = UtteranceDataset(tokens, "valid", self.vocab, tcfg.max_frames, seed=seed)
+        k = self.train_data.info
+        longest_phonemes = max(len(r["phonemes"]) for r in self.train_data.rows)
+        max_len = prefix_positions(2 * longest_phonemes, PROMPT_FRAMES) + 2 * tcfg.max_frames + k["K"]
+        cfg = LMConfig(K=k["K"], codebook_size=k["codebook_size"], pattern="delay", **PRESETS[preset],
+                       max_len=int(math.ceil(max_len / 64) * 64))
+        self.model = TTSModel(cfg, len(self.vocab)).to(info.device)
+        self.ddp = wrap_ddp(self.model, info)
+        self.modules = {"model": self.model}
+        self.optimizers = {"opt": torch.optim.AdamW(self.model.parameters(), lr=tcfg.lr, weight_decay=0.01,
+                                                    betas=(0.9, 0.95))}
+        self.duration = fit_duration(self.train_data.rows)
+        self.tokens_info = k
+
+    def _batch(self, data: UtteranceDataset):
+        codes, lengths, phonemes, prompts = data.sample(self.tcfg.batch_size, self.tcfg.min_prompt)
+        return codes.to(self.info.device), lengths.to(self.info.device), phonemes, prompts
+
+    def train_step(self, step: int) -> dict[str, float]:
+        t = self.tcfg
+        set_schedule_lr(self.optimizers, t.lr, step, t.warmup, t.total_steps)
+        self.model.train()
+        loss = self.ddp(*self._batch(self.train_data))
+        self.optimizers["opt"].zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizers["opt"].step()
+        return {"loss": float(loss.detach())}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        self.model.eval()
+        losses = [float(self.model(*self._batch(self.valid_data))) for _ in range(self.tcfg.val_batches)]
+        val = sum(losses) / len(losses)
+        return {"valid_loss": round(val, 4), "valid_perplexity": round(math.exp(val), 2)}
+
+    def export(self, folder: Path, metrics: dict) -> None:
+        voices = builtin_voices(self.train_data)
+        self.model.save(folder, extra={"validation": metrics, "train": asdict(self.tcfg), "tokens": self.tokens_info,
+                                       "phonemes": self.vocab.symbols[2:], "duration": list(self.duration),
+                                       "voices": sorted(voices)})
+        save_file({k: v.to(torch.int16).contiguous() for k, v in voices.items()}, str(Path(folder) / "voices.safetensors"))
+
+    def rng_state(self) -> dict:
+        return {"train": numpy_rng_state(self.train_data.rng), "valid": numpy_rng_state(self.valid_data.rng)}
+
+    def set_rng_state(self, state: dict) -> None:
+        set_numpy_rng_state(self.train_data.rng, state["train"])
+        set_numpy_rng_state(self.valid_data.rng, state["valid"])
+
+
+def builtin_voices(data: UtteranceDataset) -> dict[str, torch.Tensor]:
+    """One 3-second prompt (codes ``[K, <=225]``) per training speaker, named by its voice (the longest clip's
+    first 3 s, so the choice is deterministic)."""
+    out = {}
+    for speaker, rows in sorted(data.by_speaker.items()):
+        r = max(rows, key=lambda r: (r["frames"], r["id"]))
+        name = r.get("voice") or speaker
+        out[name] = data.clip(r)[:, :PROMPT_FRAMES].clone()
+    return out
