@@ -290,15 +290,43 @@ def train_lm(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     resume: bool = typer.Option(False, help="Continue from OUT/last."),
     until: Optional[int] = typer.Option(None, help="Stop after this step (checkpointed); the schedule still follows --steps."),
+    tag_dropout: float = typer.Option(0.0, min=0.0, max=0.9, help="Share of tags left out per training item, so prompts naming only some tags work."),
+    melody: bool = typer.Option(False, help="Condition on the manifest's melody (pitch class per frame), hidden for half the items."),
 ) -> None:
-    """Train the token LM on pre-tokenised codes, conditioned on the manifest's tags."""
+    """Train the token LM on pre-tokenised codes, conditioned on the manifest's tags (and melody)."""
     from tokenwave.patterns import Pattern
     from tokenwave.train.lm import PRESETS, LMRecipe, LMTrainConfig
 
     Pattern(pattern, 1)  # validates the name
-    tcfg = LMTrainConfig(frames=frames, batch_size=batch_size, lr=lr, total_steps=steps)
+    tcfg = LMTrainConfig(frames=frames, batch_size=batch_size, lr=lr, total_steps=steps, tag_dropout=tag_dropout,
+                         melody=melody)
     _run_training("lm", PRESETS, preset, device, seed,
                   lambda info: LMRecipe(str(tokens), pattern, preset, tcfg, info, seed=seed),
+                  out, steps, val_every, ckpt_every, log_every, resume, until)
+
+
+@train_app.command("tts")
+def train_tts(
+    tokens: Path = typer.Option(..., "--tokens", help="Tokens folder of a speech dataset (`tokenwave codec tokenize`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder: log.jsonl, last/ (resumable), model/ (the checkpoint)."),
+    preset: str = typer.Option("small", help="Model size: tiny, small (256x4) or medium (512x8)."),
+    steps: int = typer.Option(10000, min=1),
+    batch_size: int = typer.Option(8, min=1),
+    max_frames: int = typer.Option(450, min=8, help="Longest utterance trained on, in frames (75 per second)."),
+    lr: float = typer.Option(1e-3),
+    val_every: int = typer.Option(500, min=1),
+    ckpt_every: int = typer.Option(500, min=1),
+    log_every: int = typer.Option(25, min=1),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    resume: bool = typer.Option(False, help="Continue from OUT/last."),
+    until: Optional[int] = typer.Option(None, help="Stop after this step (checkpointed); the schedule still follows --steps."),
+) -> None:
+    """Train the TTS model: a token LM conditioned on phonemes, a voice prompt and the length."""
+    from tokenwave.train.tts import PRESETS, TTSRecipe, TTSTrainConfig
+
+    tcfg = TTSTrainConfig(batch_size=batch_size, lr=lr, total_steps=steps, max_frames=max_frames)
+    _run_training("tts", PRESETS, preset, device, seed, lambda info: TTSRecipe(str(tokens), preset, tcfg, info, seed=seed),
                   out, steps, val_every, ckpt_every, log_every, resume, until)
 
 
@@ -331,6 +359,10 @@ def train_flow(
 from tokenwave.eval.commands import register as _register_eval_commands  # noqa: E402
 
 _register_eval_commands(app, train_app)  # eval codec|tts|music|sfx, listen, train speaker|tagger|clap
+
+from tokenwave.tasks.commands import register as _register_task_commands  # noqa: E402
+
+_register_task_commands(app)  # tts, music, sfx
 
 
 from tokenwave.brief.cli import brief as _brief_command  # noqa: E402
