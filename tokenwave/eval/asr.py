@@ -10,8 +10,6 @@ badly, so a CER means something only beside the engine's own speech under the sa
 from __future__ import annotations
 
 import re
-import threading
-from functools import lru_cache
 
 import numpy as np
 
@@ -100,16 +98,14 @@ class MissingRecognizerError(TokenwaveError):
                          "run `pip install pocketsphinx` (or `pip install -e .[eval]`)")
 
 
-_lock = threading.Lock()
-
-
-@lru_cache(maxsize=1)
 def _decoder():
+    """A fresh decoder per utterance: PocketSphinx carries state from one utterance into the next (even with
+    per-utterance CMN), so a reused decoder would make a transcript depend on what was decoded before it."""
     try:
         from pocketsphinx import Decoder
     except ImportError as err:
         raise MissingRecognizerError() from err
-    return Decoder(loglevel="ERROR")
+    return Decoder(loglevel="ERROR", cmn="batch")
 
 
 def transcribe(wav: np.ndarray, sr: int) -> str:
@@ -119,10 +115,9 @@ def transcribe(wav: np.ndarray, sr: int) -> str:
     x = _squeeze(wav)
     x = resample(x, sr, ASR_RATE) if sr != ASR_RATE else x
     pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
-    with _lock:  # one decoder, one utterance at a time
-        dec = _decoder()
-        dec.start_utt()
-        dec.process_raw(pcm, full_utt=True)
-        dec.end_utt()
-        hyp = dec.hyp()
+    dec = _decoder()
+    dec.start_utt()
+    dec.process_raw(pcm, full_utt=True)
+    dec.end_utt()
+    hyp = dec.hyp()
     return hyp.hypstr if hyp is not None else ""

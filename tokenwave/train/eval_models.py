@@ -136,8 +136,9 @@ class SpeakerRecipe(EvalRecipe):
         self.model.eval()
         out = {}
         for name, bank in (("valid", self.valid), ("heldout", self.heldout)):
-            if len({r["speaker"] for r in bank.rows}) < 2:
-                continue
+            speakers = [r["speaker"] for r in bank.rows]
+            if len(set(speakers)) < 2 or len(set(speakers)) == len(speakers):
+                continue  # an EER needs same-speaker and other-speaker pairs
             emb = np.stack([self.model.embed_mel(m).cpu().numpy() for m in bank.mels])
             res = equal_error_rate(emb, [r["speaker"] for r in bank.rows])
             out.update({f"{name}_{k}": round(v, 4) for k, v in res.items()})
