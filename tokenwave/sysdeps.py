@@ -7,7 +7,7 @@ from pathlib import Path
 from tokenwave.errors import MissingSystemPackageError
 
 #: Every Debian package the project uses; `make deps` installs these.
-DEBIAN_PACKAGES = ["espeak-ng", "flite", "fluidsynth", "fluid-soundfont-gm", "ffmpeg", "opus-tools", "fortunes", "sox", "libsndfile1"]
+DEBIAN_PACKAGES = ["espeak-ng", "flite", "fluidsynth", "fluid-soundfont-gm", "ffmpeg", "opus-tools", "fortunes", "sox", "libsndfile1", "chromium"]
 
 
 def require_program(program: str, package: str) -> str:
