@@ -80,3 +80,23 @@ def write_report(out: str | os.PathLike, title: str, summary: dict[str, dict[str
         md += ["## Per item", "", _md_table(cols, [[it.get(c, "") for c in cols] for it in items]), ""]
     atomic_write_text(out / "report.md", "\n".join(md))
     return out
+
+
+def training_figure(run: str | os.PathLike, path: str | os.PathLike, keys: Sequence[str]) -> Path:
+    """Training loss and the validation figures ``keys`` over steps, from a run folder's ``log.jsonl`` (PNG)."""
+    from tokenwave.plots import plt, save_figure
+
+    lines = [json.loads(x) for x in (Path(run) / "log.jsonl").read_text().splitlines() if x.strip()]
+    train = [x for x in lines if "loss" in x]
+    val = [x["validation"] for x in lines if "validation" in x]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.2))
+    a.plot([x["step"] for x in train], [x["loss"] for x in train])
+    a.set_title("training loss", fontsize=9)
+    a.set_xlabel("step")
+    for k in keys:
+        b.plot([v["step"] for v in val if k in v], [v[k] for v in val if k in v], marker="o", label=k)
+    b.set_title("validation", fontsize=9)
+    b.set_xlabel("step")
+    b.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
