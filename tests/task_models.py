@@ -1,0 +1,84 @@
+"""Tiny random task models (TTS, music, sfx) on a tiny codec, for tests that need whole pipelines (the same recipe
+as tests/test_tasks.py's fixtures)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from tokenwave.checkpoint import save_checkpoint
+from tokenwave.codec import Codec
+from tokenwave.conditioning import TagConditioner, TagVocab
+from tokenwave.conditioning.melody import MelodyConditioner
+from tokenwave.lm.config import LMConfig
+from tokenwave.lm.model import TokenLM
+from tokenwave.tasks.tagged import tag_cooccurrence
+from tokenwave.train.codec import PRESETS as CODEC_PRESETS
+from tokenwave.train.tts import TTSModel
+
+SR = 24000
+ROWS = [
+    {"tags": {"family": "rain", "intensity": "heavy", "reverb": "yes"}},
+    {"tags": {"family": "rain", "intensity": "light", "reverb": "no"}},
+    {"tags": {"family": "footsteps", "surface": "gravel", "pace": "slow", "reverb": "no"}},
+    {"tags": {"family": "bell", "pitch": "high", "reverb": "yes"}},
+]
+
+
+def randomise(module: torch.nn.Module, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+
+
+def tiny_codec() -> Codec:
+    torch.manual_seed(0)
+    c = Codec(CODEC_PRESETS["tiny"]).train()
+    with torch.no_grad():  # one training pass initialises the codebooks (k-means), so codes change the audio
+        c(torch.randn(2, 1, SR) * 0.3)
+    return c.eval()
+
+
+def tts_model(folder, codec, preset: dict | None = None, K: int = 2, max_frames: int = 60) -> None:
+    preset = preset or dict(dim=32, depth=1, heads=2)
+    cfg = LMConfig(K=K, codebook_size=codec.codebook_size, max_len=512 if max_frames <= 60 else 1280, **preset)
+    symbols = sorted(set("abcdefghijklmnopqrstuvwxyzæðŋɐɑɔəɛɜɪɹʃʊʌʒθˈˌː "))
+    model = TTSModel(cfg, len(symbols) + 2)
+    randomise(model, 0)
+    if preset.get("dim", 32) > 32:  # realistic widths: small weights keep activations sane
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(0.1)
+    save_checkpoint(folder, model.state_dict(), cfg, "tts",
+                    {"phonemes": symbols, "duration": [1.0, 4.0], "train": {"max_frames": max_frames},
+                     "voices": ["alice", "bob"]})
+    g = torch.Generator().manual_seed(1)
+    voices = {n: torch.randint(0, codec.codebook_size, (K, 225 if max_frames > 60 else 40), generator=g).to(torch.int16)
+              for n in ("alice", "bob")}
+    save_file(voices, str(folder / "voices.safetensors"))
+
+
+def tagged_model(folder, codec, melody: bool, domain: str = "sfx") -> None:
+    rows = [{**r, "domain": domain} for r in ROWS]
+    vocab = TagVocab.from_rows(rows)
+    cfg = LMConfig(K=2, codebook_size=codec.codebook_size, dim=32, depth=1, heads=2, max_len=80)
+    lm = TokenLM(cfg)
+    randomise(lm, 2)
+    tags = TagConditioner(len(vocab), 32)
+    randomise(tags, 3)
+    lm.save(folder, extra={"tags": vocab.tags, "train": {"frames": 40}, "cooccur": tag_cooccurrence(rows)})
+    save_file(tags.state_dict(), str(folder / "tags.safetensors"))
+    if melody:
+        mel = MelodyConditioner(32)
+        randomise(mel, 4)
+        save_file(mel.state_dict(), str(folder / "melody.safetensors"))
+
+
+def voice_file(path, seconds: float = 3.0, freq: float = 180.0):
+    import soundfile as sf
+
+    t = np.arange(int(seconds * SR)) / SR
+    wav = (0.3 * np.sin(2 * np.pi * freq * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    sf.write(path, wav, SR)
+    return path

@@ -1,0 +1,133 @@
+"""Per-stream audio state for the server: codec decoding whose streaming state travels with the stream (so many
+streams interleave on one codec), the finishing chain (clip, chunk-wise watermark, clip) and the wire formats
+(PCM16, Ogg/Opus).
+
+Chunk sizes: the codec's streaming decoder gives the same audio for any chunking up to float rounding (~1e-7);
+``decode_frames=1`` pushes every step's frames on their own exactly as :meth:`tokenwave.tasks.TTS.stream` does, so
+the stream is bit-identical to the offline file; the default grows the chunk from 2 to 16 frames (27 -> 213 ms),
+which keeps the first audio early and costs a third of the decoder time per frame.
+"""
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+import torch
+
+from tokenwave.nn.streaming import StreamingModule
+
+_DECODE_LOCK = threading.Lock()  # codec modules hold the state of whichever stream is decoding
+
+
+class DecoderState:
+    """:class:`tokenwave.codec.streaming.StreamingDecoder` with the state kept here between pushes."""
+
+    def __init__(self, codec) -> None:
+        self.codec = codec
+        self.mods = [m for m in codec.decoder.modules() if isinstance(m, StreamingModule)]
+        self.states: list = [None] * len(self.mods)
+
+    def _run(self, fn) -> np.ndarray:
+        with _DECODE_LOCK, torch.no_grad():
+            for m, s in zip(self.mods, self.states):
+                m.is_streaming, m.stream_state = True, s
+            try:
+                out = fn()
+            finally:
+                self.states = [m.stream_state for m in self.mods]
+                for m in self.mods:
+                    m.is_streaming, m.stream_state = False, None
+        return out[0, 0].numpy()
+
+    def push(self, codes: torch.Tensor) -> np.ndarray:
+        """``codes [K, n]`` -> float32 samples that no later frame can change."""
+        return self._run(lambda: self.codec.decoder(self.codec.quantizer.decode(codes[None])))
+
+    def flush(self) -> np.ndarray:
+        return self._run(lambda: self.codec.decoder.istft.flush())
+
+
+class Chunker:
+    """Gathers frames into decode chunks: ``fixed`` frames each, or (``fixed=0``) 2, 4, 8 then 16."""
+
+    def __init__(self, fixed: int = 0) -> None:
+        self.fixed, self.size, self.parts, self.n = fixed, fixed or 2, [], 0
+
+    def add(self, codes: torch.Tensor) -> torch.Tensor | None:
+        self.parts.append(codes)
+        self.n += codes.shape[-1]
+        if self.n < self.size:
+            return None
+        return self.take()
+
+    def take(self) -> torch.Tensor | None:
+        if not self.n:
+            return None
+        out = self.parts[0] if len(self.parts) == 1 else torch.cat(self.parts, -1)
+        self.parts, self.n = [], 0
+        if not self.fixed:
+            self.size = min(16, self.size * 2)
+        return out
+
+
+class Finisher:
+    """What :func:`tokenwave.tasks.base.finish` does to a whole file, chunk by chunk: clip to [-1, 1], embed the
+    watermark (:class:`~tokenwave.safety.watermark.WatermarkStream`, 20 ms latency), clip again."""
+
+    def __init__(self, sample_rate: int, watermark: bool = True) -> None:
+        from tokenwave.safety.watermark import WatermarkStream
+
+        self.wm = WatermarkStream(sample_rate) if watermark else None
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        x = np.clip(np.asarray(x, dtype=np.float32), -1.0, 1.0)
+        return x if self.wm is None else np.clip(self.wm.push(x), -1.0, 1.0).astype(np.float32)
+
+    def flush(self) -> np.ndarray:
+        if self.wm is None:
+            return np.zeros(0, dtype=np.float32)
+        return np.clip(self.wm.flush(), -1.0, 1.0).astype(np.float32)
+
+
+def pcm16(x: np.ndarray) -> bytes:
+    """float32 [-1, 1] -> little-endian int16 bytes (round to nearest)."""
+    return np.round(np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+def encode_file(wav: np.ndarray, sample_rate: int, fmt: str) -> tuple[bytes, str]:
+    """A whole file: ``fmt`` "wav" (PCM16) or "ogg" (Opus) -> (bytes, media type)."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    if fmt == "ogg":
+        sf.write(buf, wav, sample_rate, format="OGG", subtype="OPUS")
+        return buf.getvalue(), "audio/ogg"
+    sf.write(buf, wav, sample_rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue(), "audio/wav"
+
+
+class OpusStream:
+    """Incremental Ogg/Opus: ``push(float32 chunk) -> bytes`` of the Ogg pages completed so far; the concatenation
+    of every returned piece (and ``close()``) is one valid .ogg file."""
+
+    def __init__(self, sample_rate: int) -> None:
+        import soundfile as sf
+
+        self.buf = io.BytesIO()
+        self.file = sf.SoundFile(self.buf, "w", samplerate=sample_rate, channels=1, format="OGG", subtype="OPUS")
+        self.sent = 0
+
+    def _new(self) -> bytes:
+        data = self.buf.getvalue()
+        out, self.sent = data[self.sent:], len(data)
+        return out
+
+    def push(self, x: np.ndarray) -> bytes:
+        if len(x):
+            self.file.write(np.asarray(x, dtype=np.float32))
+        return self._new()
+
+    def close(self) -> bytes:
+        self.file.close()
+        return self._new()

@@ -1,0 +1,404 @@
+"""Continuous batching of token-LM decode steps: every active stream of one model advances one pattern step per
+tick, in one batched transformer call; streams join and leave between ticks.
+
+One :class:`KVCache` of ``max_rows`` rows holds every active stream (two rows with classifier-free guidance: the
+conditional and the null one), packed at the front; all rows share one write position ``pos``. Rotary attention
+depends only on relative positions, so a stream that joins at ``pos`` has its prefix (conditioning + start token)
+prefilled at positions ``pos - P - 1 .. pos - 1`` of its own row, with every other slot of the row marked invalid:
+it then sees exactly the relative positions of an offline run. When the shared window would leave the cache
+(``pos`` past ``max_len``, or a newcomer's prefix longer than ``pos``), the whole cache is shifted along the slot
+axis and every cached key is re-rotated by the shift (rotations compose: R(a) R(d) = R(a + d)), which keeps all
+relative positions. A stream whose client reads slowly is *parked*: its rows' keys/values leave the batch and come
+back later, re-rotated to the new position (backpressure without stalling the others). A cancelled stream's rows
+are freed at the next tick.
+
+Each stream samples with its own ``torch.Generator`` seeded like :func:`tokenwave.lm.generate.stream`, so a lone
+stream reproduces the offline tokens exactly; in a batch, batched matmuls may differ from batch 1 in the last float
+bits (and shifted keys by a rotation's rounding), so batched streams agree with offline in distribution and almost
+always token for token, not bit for bit.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import torch
+
+from tokenwave.conditioning import Conditioning
+from tokenwave.errors import InvalidArgumentError
+from tokenwave.lm.generate import _draw
+from tokenwave.lm.model import KVCache, TokenLM, rotary
+from tokenwave.lm.sampling import SamplingParams
+
+
+class Cancelled(Exception):
+    """The job was cancelled (its client went away)."""
+
+
+class Job:
+    """One generation of ``frames`` frames for one conditioning item (batch 1), as ``lm.generate.stream`` would
+    run it. ``prompt [K, Tp]``: codes forced at the first frames (continuation). Read the frames with
+    :meth:`codes` (blocking); call :meth:`consumed` as they are used (backpressure) and :meth:`cancel` to stop."""
+
+    def __init__(self, cond: Conditioning, frames: int, params: SamplingParams,
+                 prompt: torch.Tensor | None = None) -> None:
+        self.cond, self.frames, self.params, self.prompt = cond, int(frames), params, prompt
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.cancelled = False
+        self.emitted = 0     # frames produced
+        self.taken = 0       # frames the consumer has taken
+        self.submitted = time.perf_counter()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def codes(self, timeout: float = 60.0):
+        """Yield ``codes LongTensor[K, n]`` as the engine produces them; raises the engine's error, if any."""
+        while True:
+            kind, value = self.events.get(timeout=timeout)
+            if kind == "codes":
+                self.taken += value.shape[-1]
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+
+
+@dataclass
+class _Active:
+    job: Job
+    rows: list[int]            # [cond] or [cond, null]
+    guided: bool
+    P: int
+    L: int
+    frame: torch.Tensor        # [S, L]
+    book: torch.Tensor         # [S, L]
+    mask: torch.Tensor         # [S, L]
+    temps: torch.Tensor        # [S, L]
+    gen: torch.Generator
+    grid: torch.Tensor         # [K, T]
+    frames_in: torch.Tensor | None  # [R, T, D] per-frame conditioning of the rows
+    start: int = 0             # first cache slot of the rows
+    step: int = 0              # next step to sample
+    done: int = 0              # frames emitted
+    tok: torch.Tensor | None = None
+    parked: dict | None = field(default=None)
+
+    @property
+    def end(self) -> int:      # one past the last slot the rows will write
+        return self.start + self.P + self.L
+
+
+class BatchEngine:
+    """A thread that runs all jobs of one token LM in one continuously batched decode loop.
+
+    ``max_rows``: cache rows (a guided stream takes two); ``ahead_frames``: frames a job may run ahead of its
+    consumer before it is parked."""
+
+    def __init__(self, lm: TokenLM, max_rows: int = 32, ahead_frames: int = 225, name: str = "lm") -> None:
+        self.lm, self.cfg, self.pattern, self.name = lm, lm.cfg, lm.pattern, name
+        self.device, self.dtype = lm.null_cond.device, lm.null_cond.dtype
+        self.max_rows, self.ahead = max_rows, ahead_frames
+        self.C = self.cfg.max_len
+        self.cache = KVCache(self.cfg, max_rows, self.device, self.dtype)
+        self.hidden = torch.zeros(max_rows, 1, self.cfg.dim, device=self.device, dtype=self.dtype)
+        hd = self.cfg.dim // self.cfg.heads
+        self._inv = 1.0 / self.cfg.rope_base ** (torch.arange(0, hd // 2, dtype=torch.float64) / (hd // 2))
+        self.n = 0
+        self.pos = 0
+        self.active: list[_Active] = []
+        self.parked: list[_Active] = []
+        self.waiting: deque[Job] = deque()
+        self._cv = threading.Condition()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self.stats = {"steps": 0, "row_steps": 0, "frames": 0, "shifts": 0, "parks": 0, "busy_s": 0.0}
+
+    # --- public ------------------------------------------------------------------------------------------------
+    def start(self) -> BatchEngine:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name=f"engine-{self.name}", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def submit(self, job: Job) -> Job:
+        P = job.cond.prefix_len
+        L = self.pattern.length(job.frames)
+        if job.frames < 1 or P + L > self.C:
+            raise InvalidArgumentError(f"{job.frames} frames need {P + L} positions; this model holds {self.C}",
+                                       "ask for fewer frames")
+        job.params.check(self.cfg.K)
+        with self._cv:
+            self.waiting.append(job)
+            self._cv.notify_all()
+        return job
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self.waiting)
+
+    @property
+    def streams(self) -> int:
+        return len(self.active) + len(self.parked)
+
+    # --- loop --------------------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._stop and not self.active and not self.waiting and not self.parked:
+                    self._cv.wait(0.5)
+                if self._stop:
+                    return
+            t0 = time.perf_counter()
+            try:
+                self._schedule()
+                if self.active:
+                    self._tick()
+                elif self.parked or self.waiting:
+                    time.sleep(0.002)
+            except Exception as err:  # noqa: BLE001 - every job hears about it; the engine starts afresh
+                for a in self.active + self.parked:
+                    a.job.events.put(("error", err))
+                self.active, self.parked, self.n, self.pos = [], [], 0, 0
+            self.stats["busy_s"] += time.perf_counter() - t0
+
+    def _schedule(self) -> None:
+        """Between ticks: drop cancelled jobs, park jobs too far ahead of their consumer, resume parked jobs whose
+        consumer caught up, admit waiting jobs (in order) while rows and cache room allow."""
+        for a in [a for a in self.active if a.job.cancelled]:
+            self._remove(a)
+        self.parked = [a for a in self.parked if not a.job.cancelled]
+        with self._cv:
+            while self.waiting and self.waiting[0].cancelled:
+                self.waiting.popleft()
+        for a in [a for a in self.active if a.job.emitted - a.job.taken > self.ahead]:
+            self._park(a)
+        for a in [a for a in self.parked if a.job.emitted - a.job.taken <= self.ahead // 2]:
+            if not self._resume(a):
+                break
+        while self.waiting:
+            job = self.waiting[0]
+            try:
+                if not self._admit(job):
+                    break
+            except Exception as err:  # noqa: BLE001 - this job's own failure (e.g. a bad conditioning)
+                job.events.put(("error", err))
+            with self._cv:
+                self.waiting.popleft()
+
+    # --- rows and slots ----------------------------------------------------------------------------------------
+    def _room(self, rows: int, span: int, writes: int) -> int | None:
+        """Make room for ``rows`` rows using ``span`` slots before ``pos`` and ``writes`` after it (shifting the
+        cache if needed); returns the new rows' first slot, or None if it does not fit now."""
+        if self.n + rows > self.max_rows:
+            return None
+        if self.n == 0:
+            self.pos = span
+            return 0
+        if self.pos - span >= 0 and self.pos + writes <= self.C:
+            return self.pos - span
+        lo = min([self.pos - span] + [a.start for a in self.active])
+        hi = max([self.pos + writes] + [a.end for a in self.active])
+        if hi - lo > self.C:
+            return None
+        self._shift(-lo)
+        return self.pos - span
+
+    def _shift(self, d: int) -> None:
+        """Move every row's slots by ``d`` and re-rotate the cached keys by ``d`` positions."""
+        if d == 0:
+            return
+        n, pos = self.n, self.pos
+        src = max(0, -d)
+        ang = (d * self._inv).to(self.dtype)
+        cos, sin = ang.cos().to(self.device), ang.sin().to(self.device)
+        for k, v in zip(self.cache.k, self.cache.v):
+            moved_k = rotary(k[:n, :, src:pos].clone(), cos, sin)
+            moved_v = v[:n, :, src:pos].clone()
+            k[:n, :, src + d: pos + d] = moved_k
+            v[:n, :, src + d: pos + d] = moved_v
+        valid = self.cache.valid[:n, src:pos].clone()
+        self.cache.valid[:n] = False
+        self.cache.valid[:n, src + d: pos + d] = valid
+        self.pos += d
+        for a in self.active:
+            a.start += d
+        self.stats["shifts"] += 1
+
+    def _new_rows(self, count: int) -> list[int]:
+        rows = list(range(self.n, self.n + count))
+        self.cache.valid[rows] = False
+        self.n += count
+        return rows
+
+    def _remove(self, a: _Active) -> None:
+        """Free ``a``'s rows: the last active rows move into them, so rows stay packed."""
+        self.active.remove(a)
+        for r in sorted(a.rows, reverse=True):
+            last = self.n - 1
+            if r != last:
+                owner = next(o for o in self.active if last in o.rows)
+                for k, v in zip(self.cache.k, self.cache.v):
+                    k[r, :, : self.pos] = k[last, :, : self.pos]
+                    v[r, :, : self.pos] = v[last, :, : self.pos]
+                self.cache.valid[r] = self.cache.valid[last]
+                self.hidden[r] = self.hidden[last]
+                owner.rows[owner.rows.index(last)] = r
+            self.n -= 1
+        if self.n == 0:
+            self.pos = 0
+        self._update_all_valid()
+
+    def _update_all_valid(self) -> None:
+        self.cache.all_valid = bool(self.cache.valid[: self.n, : self.pos].all()) if self.n else True
+
+    # --- joining -----------------------------------------------------------------------------------------------
+    def _admit(self, job: Job) -> bool:
+        cond, params = job.cond, job.params
+        guided = params.cfg_scale != 1.0 and cond.batch_size is not None
+        run_cond = Conditioning.cat([cond, cond.null_like(self.lm.null_cond)]) if guided else cond
+        if params.cfg_scale == 0.0 and not guided:
+            run_cond = cond.null_like(self.lm.null_cond)
+        R, P = (2 if guided else 1), run_cond.prefix_len
+        L = self.pattern.length(job.frames)
+        start = self._room(R, P + 1, L - 1)
+        if start is None:
+            return False
+        f, k, m = (t.to(self.device) for t in self.pattern.layout(job.frames))
+        frames_in = run_cond.frames
+        a = _Active(job, [], guided, P, L, f, k, m, params.slot_temperatures(k),
+                    torch.Generator(device=self.device).manual_seed(params.seed),
+                    torch.zeros(self.cfg.K, job.frames, dtype=torch.long, device=self.device),
+                    frames_in, start=start)
+        # prefill [prefix | start token] at slots start .. pos - 1, as lm.generate.stream does at 0 .. P
+        start_tok = torch.full((R, k.shape[0], 1), self.cfg.special, dtype=torch.long, device=self.device)
+        x = self.lm.embed_steps(start_tok, k[None, :, :1].expand(R, -1, -1)) + self._frame_in(a, 0, R)
+        valid = None
+        if P:
+            x = torch.cat([run_cond.prefix, x], 1)
+            if run_cond.prefix_mask is not None:
+                valid = torch.cat([run_cond.prefix_mask, torch.ones(R, 1, dtype=torch.bool, device=self.device)], 1)
+        tmp = KVCache(self.cfg, R, self.device, self.dtype, max_len=self.pos)
+        tmp.pos, tmp.all_valid = start, start == 0
+        h = self.lm.run(x, run_cond, valid, tmp)[:, -1:]
+        a.rows = self._new_rows(R)
+        rows = slice(a.rows[0], a.rows[-1] + 1)
+        for big_k, big_v, k_, v_ in zip(self.cache.k, self.cache.v, tmp.k, tmp.v):
+            big_k[rows, :, start: self.pos] = k_[:, :, start:]
+            big_v[rows, :, start: self.pos] = v_[:, :, start:]
+        self.cache.valid[rows, start: self.pos] = tmp.valid[:, start:]
+        self.hidden[rows] = h
+        self.active.append(a)
+        self._update_all_valid()
+        return True
+
+    def _frame_in(self, a: _Active, step: int, R: int) -> torch.Tensor | int:
+        if a.frames_in is None:
+            return 0
+        fr = int(a.frame[0, step].clamp(0, a.frames_in.shape[1] - 1))
+        return a.frames_in[:, fr][:, None]  # [R, 1, D]
+
+    def _park(self, a: _Active) -> None:
+        """Take ``a``'s rows out of the batch (keys, values, validity, hidden state kept aside)."""
+        sl = slice(a.start, self.pos)
+        a.parked = {"k": [k[a.rows, :, sl].clone() for k in self.cache.k],
+                    "v": [v[a.rows, :, sl].clone() for v in self.cache.v],
+                    "valid": self.cache.valid[a.rows, sl].clone(), "h": self.hidden[a.rows].clone(),
+                    "pos": self.pos, "span": self.pos - a.start}
+        self._remove(a)
+        self.parked.append(a)
+        self.stats["parks"] += 1
+
+    def _resume(self, a: _Active) -> bool:
+        st = a.parked
+        start = self._room(len(a.rows), st["span"], a.L - 1 - a.step)
+        if start is None:
+            return False
+        d = self.pos - st["pos"]
+        ang = (d * self._inv).to(self.dtype)
+        cos, sin = ang.cos().to(self.device), ang.sin().to(self.device)
+        a.rows = self._new_rows(len(a.rows))
+        rows = slice(a.rows[0], a.rows[-1] + 1)
+        for k, v, pk, pv in zip(self.cache.k, self.cache.v, st["k"], st["v"]):
+            k[rows, :, start: self.pos] = rotary(pk, cos, sin) if d else pk
+            v[rows, :, start: self.pos] = pv
+        self.cache.valid[rows, start: self.pos] = st["valid"]
+        self.hidden[rows] = st["h"]
+        a.start, a.parked = start, None
+        self.parked.remove(a)
+        self.active.append(a)
+        self._update_all_valid()
+        return True
+
+    # --- one batched step --------------------------------------------------------------------------------------
+    def _tick(self) -> None:
+        n, S = self.n, self.pattern.streams
+        book = torch.empty(n, S, 1, dtype=torch.long, device=self.device)
+        for a in self.active:
+            book[a.rows] = a.book[:, a.step: a.step + 1]
+        logits = self.lm.logits_for(self.hidden[:n], book)[:, :, 0]  # [n, S, V]
+        finished = []
+        for a in self.active:
+            if a.guided:
+                c, u = logits[a.rows[0]: a.rows[0] + 1], logits[a.rows[1]: a.rows[1] + 1]
+                lg = u + a.job.params.cfg_scale * (c - u)
+            else:
+                lg = logits[a.rows[0]: a.rows[0] + 1]
+            a.tok = self._sample(a, lg)
+            a.step += 1
+            if a.step >= a.L:
+                finished.append(a)
+        self.stats["steps"] += 1
+        self.stats["row_steps"] += n
+        for a in finished:
+            a.job.events.put(("end", None))
+            self._remove(a)
+        if not self.active:
+            return
+        n = self.n
+        tok = torch.empty(n, S, 1, dtype=torch.long, device=self.device)
+        book = torch.empty(n, S, 1, dtype=torch.long, device=self.device)
+        for a in self.active:
+            tok[a.rows] = a.tok[:, :, None]
+            book[a.rows] = a.book[:, a.step - 1: a.step]
+        x = self.lm.embed_steps(tok, book)
+        for a in self.active:
+            if a.frames_in is not None:
+                x[a.rows] = x[a.rows] + self._frame_in(a, a.step, len(a.rows))
+        view = KVCache.__new__(KVCache)
+        view.k, view.v = [k[:n] for k in self.cache.k], [v[:n] for v in self.cache.v]
+        view.valid, view.pos, view.max_len = self.cache.valid[:n], self.pos, self.C
+        view.all_valid, view.cross_src, view.cross_kv = self.cache.all_valid, None, {}
+        self.hidden[:n] = self.lm.run(x, Conditioning(), None, view)
+        self.pos = view.pos
+
+    def _sample(self, a: _Active, logits: torch.Tensor) -> torch.Tensor:
+        """Draw step ``a.step`` of ``a`` from ``logits [1, S, V]``, record and emit the frames it completes."""
+        s, job = a.step, a.job
+        bk, mk, fr = a.book[None, :, s], a.mask[None, :, s], a.frame[None, :, s]
+        tok = _draw(logits, a.temps[None, :, s], job.params, a.gen)
+        if job.prompt is not None:
+            Tp = job.prompt.shape[-1]
+            tok = torch.where(mk & (fr < Tp), job.prompt[bk, fr.clamp(0, Tp - 1)], tok)
+        tok = torch.where(mk, tok, torch.full_like(tok, self.cfg.special))
+        sel = mk[0]
+        a.grid[bk[0][sel], fr[0][sel]] = tok[0][sel]
+        T = job.frames
+        now = self.pattern.frames_done(s + 1, T) if s < self.pattern.length(T) else T
+        if now > a.done:
+            job.events.put(("codes", a.grid[:, a.done: now].clone()))
+            job.emitted += now - a.done
+            self.stats["frames"] += now - a.done
+            a.done = now
+        return tok

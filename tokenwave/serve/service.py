@@ -1,0 +1,233 @@
+"""The server's state without HTTP: the loaded tasks, one batching engine per task model, stream slots (admission
+control), and each request turned into a stream of finished audio chunks.
+
+A request's audio is produced exactly as the offline task produces it — TTS sentence by sentence
+(:meth:`tokenwave.tasks.TTS.stream`), music and effects window by window (:func:`tokenwave.lm.generate.generate_long`)
+— except that every LM run is a :class:`~tokenwave.serve.engine.Job` of the task's shared engine, so the decode steps
+of all concurrent requests of a task run as one batch.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from tokenwave.errors import TokenwaveError
+from tokenwave.lm.sampling import SamplingParams
+from tokenwave.serve.audio import Chunker, DecoderState, Finisher
+from tokenwave.serve.engine import BatchEngine, Job
+from tokenwave.tasks.base import MissingModelError, Sampling, check_duration
+
+log = logging.getLogger("tokenwave.serve")
+
+
+class BusyError(TokenwaveError):
+    """Every stream slot is taken."""
+
+
+@dataclass
+class ServeConfig:
+    max_streams: int = 16          # concurrent requests (HTTP and WebSocket together); beyond: 503 / close 1013
+    max_duration: float = 30.0     # seconds a music / sfx request may ask for
+    max_text_chars: int = 1000
+    max_body_bytes: int = 2_000_000
+    max_prompt_audio_seconds: float = 30.0
+    decode_frames: int = 0         # frames per decode chunk; 0 = 2, 4, 8 then 16; 1 = bit-identical to offline
+    ahead_seconds: float = 3.0     # audio a stream may run ahead of its client before it is parked
+    api_keys: tuple[str, ...] = ()
+    rate_limit: float = 0.0        # requests per minute per key (0 = none)
+    consent_check: bool = True
+
+
+@dataclass
+class Metrics:
+    started: int = 0
+    finished: int = 0
+    failed: int = 0
+    rejected: int = 0
+    cancelled: int = 0
+    ttfa: list = field(default_factory=list)   # seconds, last 1000
+    audio_seconds: float = 0.0
+
+
+class Service:
+    """Loads the tasks it can (``models``: task -> checkpoint folder or None for the default) and serves them."""
+
+    def __init__(self, models: dict[str, str | os.PathLike | None], codec=None, config: ServeConfig | None = None,
+                 registry=None) -> None:
+        from tokenwave.codec import load_codec
+        from tokenwave.tasks import load_task
+
+        self.config = config or ServeConfig()
+        self.codec = codec if codec is not None else load_codec(None)
+        self.sample_rate = self.codec.sample_rate
+        self.registry = registry
+        self.tasks: dict[str, object] = {}
+        self.missing: dict[str, str] = {}
+        self.engines: dict[str, BatchEngine] = {}
+        for name, folder in models.items():
+            try:
+                task = load_task(name, folder, self.codec)
+            except MissingModelError as err:
+                self.missing[name] = err.one_line()
+                log.warning("not serving %s: %s", name, err.one_line())
+                continue
+            self.tasks[name] = task
+            ahead = int(self.config.ahead_seconds * task.frame_rate)
+            self.engines[name] = BatchEngine(task.lm, max_rows=2 * self.config.max_streams, ahead_frames=ahead,
+                                             name=name).start()
+        if not self.tasks:
+            raise MissingModelError("no task model could be loaded: " + "; ".join(self.missing.values()),
+                                    "train one (`tokenwave train tts|lm`) or pass --tts/--music/--sfx with a folder")
+        self._slots = threading.BoundedSemaphore(self.config.max_streams)
+        self.active = 0
+        self._lock = threading.Lock()
+        self.metrics = Metrics()
+        self.t0 = time.time()
+
+    def close(self) -> None:
+        for e in self.engines.values():
+            e.stop()
+
+    # --- models -------------------------------------------------------------------------------------------------
+    def models(self) -> dict:
+        out = {}
+        for name, task in self.tasks.items():
+            entry = {"available": True, "sample_rate": self.sample_rate, "model": str(task.folder),
+                     "frame_rate": task.frame_rate}
+            if name == "tts":
+                entry["voices"] = task.voices
+            else:
+                entry["tags"] = [t for t in task.vocab.tags if "=" in t]
+                entry["max_duration"] = self.config.max_duration
+            out[name] = entry
+        for name, why in self.missing.items():
+            out[name] = {"available": False, "reason": why}
+        return out
+
+    # --- slots --------------------------------------------------------------------------------------------------
+    def acquire(self) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.metrics.rejected += 1
+            raise BusyError(f"the server is at its limit of {self.config.max_streams} concurrent streams",
+                            "retry in a few seconds")
+        with self._lock:
+            self.active += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self.active -= 1
+        self._slots.release()
+
+    # --- streams ------------------------------------------------------------------------------------------------
+    def stream(self, task: str, req: dict, info: dict | None = None) -> Iterator[np.ndarray]:
+        """Finished (clipped, watermarked) float32 chunks of ``req`` for ``task``; ``info`` receives the metadata.
+        Closing the iterator cancels the work."""
+        info = {} if info is None else info
+        fin = Finisher(self.sample_rate, watermark=True)
+        raw = self._tts(req, info) if task == "tts" else self._tagged(task, req, info)
+        for chunk in raw:
+            out = fin.push(chunk)
+            if len(out):
+                yield out
+        tail = fin.flush()
+        if len(tail):
+            yield tail
+        info["watermark"] = True
+
+    def _sampling(self, req: dict) -> Sampling:
+        s = Sampling(seed=req.get("seed", 0), temperature=req.get("temperature", 0.9), top_k=req.get("top_k", 100),
+                     top_p=req.get("top_p", 0.0), cfg_scale=req.get("cfg_scale", 2.0))
+        s.check()
+        return s
+
+    @staticmethod
+    def _codes(engine: BatchEngine, job: Job) -> Iterator[torch.Tensor]:
+        """Run ``job`` on ``engine``, yielding its frames ``[K, n]``; closing the iterator cancels the job."""
+        engine.submit(job)
+        try:
+            yield from job.codes()
+        finally:
+            job.cancel()
+
+    def _decode(self, frames: Iterator[torch.Tensor]) -> Iterator[np.ndarray]:
+        """One continuous code sequence -> audio chunks (streaming decoder, chunked by ``decode_frames``)."""
+        dec, chunker = DecoderState(self.codec), Chunker(self.config.decode_frames)
+        for codes in frames:
+            if codes.shape[-1] and (c := chunker.add(codes)) is not None:
+                yield dec.push(c)
+        if (c := chunker.take()) is not None:
+            yield dec.push(c)
+        yield dec.flush()
+
+    def _tts(self, req: dict, info: dict) -> Iterator[np.ndarray]:
+        from tokenwave.errors import InvalidArgumentError
+        from tokenwave.tasks.tts import EDGE_SECONDS, PAUSE_SECONDS, _Edges, check_text, split_sentences
+
+        tts, engine = self.tasks["tts"], self.engines["tts"]
+        sampling, speed = self._sampling(req), float(req.get("speed", 1.0))
+        if not 0.5 <= speed <= 2.0:
+            raise InvalidArgumentError(f"speed must be within 0.5..2, got {speed}", "use 1.0 for the natural pace")
+        sentences = split_sentences(check_text(req["text"]))
+        prompt, voice_info = tts.prompt_codes(req.get("voice"), self.config.consent_check, self.registry)
+        info.update(voice_info)
+        phonemes = tts.phoneme_ids(sentences)
+        pause = np.zeros(int(PAUSE_SECONDS * self.sample_rate), dtype=np.float32)
+        info["sentences"] = len(sentences)
+        for i, ph in enumerate(phonemes):
+            frames = tts.frames_for(ph, speed)
+            with torch.no_grad():
+                cond = tts.model.cond([ph], [prompt], [frames])
+            edge = _Edges(int(EDGE_SECONDS * self.sample_rate), frames * self.codec.hop)
+            job = Job(cond, frames, sampling.lm_params(seed=sampling.seed + i))
+            for chunk in self._decode(self._codes(engine, job)):
+                yield edge(chunk)
+            if i + 1 < len(phonemes):
+                yield pause
+
+    def _tagged(self, name: str, req: dict, info: dict) -> Iterator[np.ndarray]:
+        from tokenwave.conditioning.melody import NO_PITCH
+
+        task, engine = self.tasks[name], self.engines[name]
+        sampling = self._sampling(req)
+        duration = check_duration(float(req.get("duration", 5.0)), self.config.max_duration)
+        tags = task.read_prompt(req["prompt"])
+        info["tags"] = tags
+        frames = int(round(duration * task.frame_rate))
+        with torch.no_grad():
+            ids, mask = task.vocab.encode([tags])
+            cond = task.tags(ids, mask)
+            if task.melody is not None:
+                cond.frames = task.melody(torch.full((1, frames), NO_PITCH, dtype=torch.long))
+        lm = task.lm
+        window = min(task.window, lm.cfg.max_len - cond.prefix_len - lm.cfg.K - 1)
+        overlap = window // 2  # as TaggedTask.generate -> generate_long
+        params = sampling.lm_params()
+
+        def windows() -> Iterator[torch.Tensor]:
+            out: torch.Tensor | None = None
+            seed = params.seed
+            while out is None or out.shape[-1] < frames:
+                have = 0 if out is None else out.shape[-1]
+                ctx = None if out is None or not overlap else out[:, -overlap:]
+                n_ctx = 0 if ctx is None else ctx.shape[-1]
+                n = min(window, n_ctx + frames - have)
+                job = Job(cond.frame_slice(have - n_ctx, have - n_ctx + n), n,
+                          SamplingParams(**{**params.__dict__, "seed": seed}), prompt=ctx)
+                seen = 0
+                for codes in self._codes(engine, job):
+                    drop = min(max(n_ctx - seen, 0), codes.shape[-1])  # the forced context frames come back first
+                    seen += codes.shape[-1]
+                    new = codes[:, drop:]
+                    if new.shape[-1]:
+                        out = new if out is None else torch.cat([out, new], -1)
+                        yield new
+                seed += 1
+
+        yield from self._decode(windows())
