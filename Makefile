@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[data,test,eval]' $(TORCH)
+	$(PY) -m pip install -q -e '.[data,test,eval,serve]' $(TORCH)
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -364,6 +364,10 @@ from tokenwave.tasks.commands import register as _register_task_commands  # noqa
 
 _register_task_commands(app)  # tts, music, sfx
 
+from tokenwave.serve.commands import register as _register_serve_command  # noqa: E402
+
+_register_serve_command(app)  # serve
+
 
 from tokenwave.brief.cli import brief as _brief_command  # noqa: E402
 from tokenwave.safety.cli import detect as _detect_command  # noqa: E402

@@ -103,7 +103,7 @@ def encode_file(wav: np.ndarray, sample_rate: int, fmt: str) -> tuple[bytes, str
     if fmt == "ogg":
         sf.write(buf, wav, sample_rate, format="OGG", subtype="OPUS")
         return buf.getvalue(), "audio/ogg"
-    sf.write(buf, wav, sample_rate, format="WAV", subtype="PCM_16")
+    sf.write(buf, np.frombuffer(pcm16(wav), dtype="<i2"), sample_rate, format="WAV", subtype="PCM_16")  # as streamed
     return buf.getvalue(), "audio/wav"
 
 

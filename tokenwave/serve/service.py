@@ -127,11 +127,16 @@ class Service:
 
     # --- streams ------------------------------------------------------------------------------------------------
     def stream(self, task: str, req: dict, info: dict | None = None) -> Iterator[np.ndarray]:
-        """Finished (clipped, watermarked) float32 chunks of ``req`` for ``task``; ``info`` receives the metadata.
-        Closing the iterator cancels the work."""
+        """Check ``req`` for ``task`` (raising a :class:`TokenwaveError` now if it is bad), then return an iterator
+        of finished (clipped, watermarked) float32 chunks; ``info`` receives the metadata. Closing the iterator
+        cancels the work."""
         info = {} if info is None else info
-        fin = Finisher(self.sample_rate, watermark=True)
         raw = self._tts(req, info) if task == "tts" else self._tagged(task, req, info)
+        next(raw)  # the request's checks (text, voice, consent, limits) run now, before any audio
+        return self._finish(raw, info)
+
+    def _finish(self, raw: Iterator[np.ndarray], info: dict) -> Iterator[np.ndarray]:
+        fin = Finisher(self.sample_rate, watermark=True)
         for chunk in raw:
             out = fin.push(chunk)
             if len(out):
@@ -175,11 +180,18 @@ class Service:
         if not 0.5 <= speed <= 2.0:
             raise InvalidArgumentError(f"speed must be within 0.5..2, got {speed}", "use 1.0 for the natural pace")
         sentences = split_sentences(check_text(req["text"]))
-        prompt, voice_info = tts.prompt_codes(req.get("voice"), self.config.consent_check, self.registry)
+        voice = req.get("voice")
+        if isinstance(voice, str) and voice not in tts.voices:  # never a path on the server
+            from tokenwave.tasks.tts import UnknownVoiceError
+
+            raise UnknownVoiceError(f"unknown voice {voice!r}", f"use one of {', '.join(tts.voices[:12])}"
+                                    " (GET /v1/models), or send a recording as voice_audio")
+        prompt, voice_info = tts.prompt_codes(voice, self.config.consent_check, self.registry)
         info.update(voice_info)
         phonemes = tts.phoneme_ids(sentences)
         pause = np.zeros(int(PAUSE_SECONDS * self.sample_rate), dtype=np.float32)
         info["sentences"] = len(sentences)
+        yield None  # checked
         for i, ph in enumerate(phonemes):
             frames = tts.frames_for(ph, speed)
             with torch.no_grad():
@@ -209,6 +221,7 @@ class Service:
         window = min(task.window, lm.cfg.max_len - cond.prefix_len - lm.cfg.K - 1)
         overlap = window // 2  # as TaggedTask.generate -> generate_long
         params = sampling.lm_params()
+        yield None  # checked
 
         def windows() -> Iterator[torch.Tensor]:
             out: torch.Tensor | None = None

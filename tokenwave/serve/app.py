@@ -1,0 +1,382 @@
+"""HTTP and WebSocket endpoints (FastAPI) over a :class:`~tokenwave.serve.service.Service`.
+
+- ``POST /v1/tts``, ``/v1/music``, ``/v1/sfx``: a finished file (``format``: wav or ogg/opus)
+- ``WS /v1/stream``: one JSON request in; JSON events (``started``, ``progress``, ``done``, ``error``) and binary audio
+  chunks (PCM16 LE mono or Ogg/Opus pages) out; a client that goes away cancels its work
+- ``GET /v1/models``, ``/healthz``, ``/metrics`` (Prometheus text), ``/`` (the player page)
+
+Every request is admitted against ``max_streams`` slots: beyond them HTTP answers 503 (with ``Retry-After``) and a
+WebSocket closes with code 1013 and the reason, at once, rather than queueing into a slow collapse.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+
+import numpy as np
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from pydantic import ValidationError
+from starlette.websockets import WebSocketDisconnect
+
+from tokenwave.errors import AudioFileError, TokenwaveError
+from tokenwave.serve.audio import OpusStream, encode_file, pcm16
+from tokenwave.serve.schema import ErrorBody, StreamRequest, TaggedFileRequest, TTSFileRequest
+from tokenwave.serve.service import BusyError, Service
+from tokenwave.tasks.base import MissingModelError
+
+_END = object()
+
+
+class RateLimiter:
+    """A token bucket per key: ``per_minute`` requests a minute, bursts up to that many."""
+
+    def __init__(self, per_minute: float) -> None:
+        self.rate, self.buckets = per_minute / 60.0, {}
+
+    def retry_after(self, key: str) -> float:
+        """0 if ``key`` may go now (and charges it), else seconds to wait."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        tokens, last = self.buckets.get(key, (self.rate * 60.0, now))
+        tokens = min(self.rate * 60.0, tokens + (now - last) * self.rate)
+        if tokens >= 1.0:
+            self.buckets[key] = (tokens - 1.0, now)
+            return 0.0
+        self.buckets[key] = (tokens, now)
+        return (1.0 - tokens) / self.rate
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str, headers: dict | None = None) -> None:
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+def _status_of(err: Exception) -> int:
+    if isinstance(err, BusyError):
+        return 503
+    if isinstance(err, MissingModelError):
+        return 404
+    return 400 if isinstance(err, TokenwaveError) else 500
+
+
+class BodyLimit:
+    """ASGI middleware: HTTP bodies over ``limit`` bytes get 413 before they are read whole."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        size = dict(scope.get("headers") or []).get(b"content-length")
+        if size is not None and size.isdigit() and int(size) > self.limit:
+            return await _too_large(self.limit, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            msg = await receive()
+            seen += len(msg.get("body", b""))
+            if seen > self.limit:
+                raise _BodyTooLarge()
+            return msg
+
+        try:
+            await self.app(scope, limited, send)
+        except _BodyTooLarge:
+            await _too_large(self.limit, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(limit: int, send) -> None:
+    body = json.dumps({"error": f"the request body is over the {limit}-byte limit", "status": 413}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def decode_voice_audio(data: str, max_seconds: float) -> tuple[np.ndarray, int]:
+    """base64 of an audio file -> (mono float32, sample rate), with the format and length checked."""
+    import soundfile as sf
+
+    try:
+        raw = base64.b64decode(data, validate=True)
+        wav, sr = sf.read(io.BytesIO(raw), dtype="float32", always_2d=True)
+    except (binascii.Error, ValueError):
+        raise AudioFileError("voice_audio is not valid base64", "send the file's bytes base64-encoded") from None
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        raise AudioFileError("voice_audio is not a readable WAV, FLAC or OGG file", "send a WAV recording") from None
+    if len(wav) > max_seconds * sr:
+        raise AudioFileError(f"voice_audio holds {len(wav) / sr:.1f} s, over {max_seconds:g} s", "send 3-10 s")
+    return wav.mean(axis=1), int(sr)
+
+
+def make_app(service: Service) -> FastAPI:
+    cfg = service.config
+    app = FastAPI(title="tokenwave", version="0.1.0",
+                  description="Speech, music and sound effects from neural-codec tokens, as files or streams.")
+    app.state.service = service
+    app.add_middleware(BodyLimit, limit=cfg.max_body_bytes)
+    pool = ThreadPoolExecutor(max_workers=cfg.max_streams + 4, thread_name_prefix="serve")
+    limiter = RateLimiter(cfg.rate_limit)
+    scrape = {"t": time.monotonic(), "steps": {}}
+
+    def auth(headers, query, client: str) -> None:
+        key = client
+        if cfg.api_keys:
+            given = headers.get("x-api-key") or query.get("api_key") or ""
+            bearer = headers.get("authorization", "")
+            if bearer.lower().startswith("bearer "):
+                given = bearer[7:].strip()
+            if given not in cfg.api_keys:
+                raise HTTPError(401, "missing or wrong API key (send `Authorization: Bearer KEY` or `X-API-Key`)")
+            key = given
+        wait = limiter.retry_after(key)
+        if wait:
+            raise HTTPError(429, f"rate limit of {cfg.rate_limit:g} requests a minute reached; retry in {wait:.1f} s",
+                            {"Retry-After": str(int(wait) + 1)})
+
+    def request_dict(task: str, body) -> dict:
+        req = body.model_dump()
+        if task not in service.tasks:
+            raise MissingModelError(f"this server has no {task} model: {service.missing.get(task, 'not loaded')}",
+                                    "ask the operator, or use GET /v1/models to see what is served")
+        if req.get("voice_audio"):
+            req["voice"] = decode_voice_audio(req.pop("voice_audio"), cfg.max_prompt_audio_seconds)
+        if task == "tts" and len(req.get("text") or "") > cfg.max_text_chars:
+            raise HTTPError(400, f"the text is over this server's {cfg.max_text_chars}-character limit")
+        return req
+
+    @app.exception_handler(HTTPError)
+    async def _http_error(request: Request, err: HTTPError):
+        return JSONResponse({"error": err.message, "status": err.status}, err.status, headers=err.headers)
+
+    @app.exception_handler(TokenwaveError)
+    async def _tw_error(request: Request, err: TokenwaveError):
+        status = _status_of(err)
+        headers = {"Retry-After": "2"} if status == 503 else None
+        return JSONResponse({"error": err.one_line(), "status": status}, status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, err: RequestValidationError):
+        parts = []
+        for e in err.errors()[:5]:
+            where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+            parts.append(f"{where or 'body'}: {e.get('msg')}")
+        return JSONResponse({"error": "invalid request: " + "; ".join(parts), "status": 422}, 422)
+
+    def render(task: str, req: dict) -> tuple[np.ndarray, dict]:
+        info: dict = {}
+        chunks = list(service.stream(task, req, info))
+        return (np.concatenate(chunks) if chunks else np.zeros(0, np.float32)), info
+
+    async def file_endpoint(task: str, body, request: Request) -> Response:
+        auth(request.headers, request.query_params, request.client.host if request.client else "-")
+        req = request_dict(task, body)
+        service.acquire()
+        t0 = time.perf_counter()
+        try:
+            service.metrics.started += 1
+            wav, info = await asyncio.get_running_loop().run_in_executor(pool, render, task, req)
+        except Exception:
+            service.metrics.failed += 1
+            raise
+        finally:
+            service.release()
+        service.metrics.finished += 1
+        service.metrics.audio_seconds += len(wav) / service.sample_rate
+        data, media = encode_file(wav, service.sample_rate, body.format)
+        return Response(data, media_type=media, headers={
+            "X-Audio-Seconds": f"{len(wav) / service.sample_rate:.3f}", "X-Watermark": "1",
+            "X-Render-Seconds": f"{time.perf_counter() - t0:.3f}"})
+
+    errors = {400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 404: {"model": ErrorBody},
+              413: {"model": ErrorBody}, 422: {"model": ErrorBody}, 429: {"model": ErrorBody}, 503: {"model": ErrorBody}}
+    audio = {200: {"content": {"audio/wav": {}, "audio/ogg": {}}, "description": "The audio file (watermarked)."}}
+
+    @app.post("/v1/tts", responses={**audio, **errors}, response_class=Response)
+    async def tts(body: TTSFileRequest, request: Request):
+        """Speak `text` in a built-in voice (or a consented recording) and return the file."""
+        return await file_endpoint("tts", body, request)
+
+    @app.post("/v1/music", responses={**audio, **errors}, response_class=Response)
+    async def music(body: TaggedFileRequest, request: Request):
+        """Render `duration` seconds of music for `prompt`."""
+        return await file_endpoint("music", body, request)
+
+    @app.post("/v1/sfx", responses={**audio, **errors}, response_class=Response)
+    async def sfx(body: TaggedFileRequest, request: Request):
+        """Render a sound effect for `prompt`."""
+        return await file_endpoint("sfx", body, request)
+
+    @app.get("/v1/models")
+    async def models() -> dict:
+        """The tasks this server has (voices, tags, limits) and those it lacks, with why."""
+        return {"tasks": service.models(), "max_streams": cfg.max_streams, "formats": ["wav", "ogg"],
+                "stream_formats": ["pcm16", "opus"], "auth": bool(cfg.api_keys)}
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"ok": True, "tasks": sorted(service.tasks), "active_streams": service.active}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics() -> str:
+        return prometheus(service, scrape)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> str:
+        return resources.files("tokenwave.serve").joinpath("page.html").read_text()
+
+    @app.websocket("/v1/stream")
+    async def stream(ws: WebSocket):
+        await ws.accept()
+        loop = asyncio.get_running_loop()
+
+        async def fail(status: int, message: str, code: int) -> None:
+            try:
+                await ws.send_json({"type": "error", "status": status, "error": message})
+                await ws.close(code, message[:120])
+            except Exception:  # noqa: BLE001 - the client may already be gone
+                pass
+
+        try:
+            auth(ws.headers, ws.query_params, ws.client.host if ws.client else "-")
+            text = await asyncio.wait_for(ws.receive_text(), 30)
+            if len(text) > cfg.max_body_bytes:
+                raise HTTPError(413, f"the request is over the {cfg.max_body_bytes}-byte limit")
+            try:
+                body = StreamRequest.model_validate(json.loads(text))
+            except json.JSONDecodeError as err:
+                raise HTTPError(400, f"the request is not JSON: {err.msg} at character {err.pos}") from None
+            except ValidationError as err:
+                e = err.errors()[0]
+                raise HTTPError(422, f"invalid request: {'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}") from None
+            field = "text" if body.task == "tts" else "prompt"
+            if not getattr(body, field):
+                raise HTTPError(422, f"invalid request: {field}: a {body.task} request needs `{field}`")
+            req = request_dict(body.task, body)
+            service.acquire()
+        except HTTPError as err:
+            return await fail(err.status, err.message, 1008 if err.status != 413 else 1009)
+        except (asyncio.TimeoutError, WebSocketDisconnect, KeyError, RuntimeError):
+            return await fail(408, "no request received", 1008)
+        except TokenwaveError as err:
+            status = _status_of(err)
+            return await fail(status, err.one_line(), 1013 if status == 503 else 1008)
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            try:
+                while True:
+                    msg = await ws.receive()
+                    if msg["type"] == "websocket.disconnect" or "cancel" in (msg.get("text") or ""):
+                        break
+            except Exception:  # noqa: BLE001
+                pass
+            gone.set()
+
+        info: dict = {}
+        try:
+            it = await loop.run_in_executor(pool, service.stream, body.task, req, info)
+        except Exception as err:  # noqa: BLE001 - a bad request (or a broken model): say so, free the slot
+            service.release()
+            service.metrics.failed += 1
+            status = _status_of(err)
+            msg = err.one_line() if isinstance(err, TokenwaveError) else f"internal error: {type(err).__name__}: {err}"
+            return await fail(status, msg, 1008 if status < 500 else 1011)
+        watcher = asyncio.create_task(watch())
+        opus = OpusStream(service.sample_rate) if body.format == "opus" else None
+        t0, samples, last_progress, ttfa = time.perf_counter(), 0, 0.0, None
+        service.metrics.started += 1
+        outcome = "failed"
+        try:
+            await ws.send_json({"type": "started", "task": body.task, "sample_rate": service.sample_rate,
+                                "channels": 1, "format": body.format})
+            while not gone.is_set():
+                chunk = await loop.run_in_executor(pool, next, it, _END)
+                if chunk is _END or gone.is_set():
+                    break
+                data = opus.push(chunk) if opus else pcm16(chunk)
+                if data:
+                    await ws.send_bytes(data)
+                if ttfa is None:
+                    ttfa = time.perf_counter() - t0
+                    service.metrics.ttfa = service.metrics.ttfa[-999:] + [ttfa]
+                samples += len(chunk)
+                if samples / service.sample_rate - last_progress >= 0.5:
+                    last_progress = samples / service.sample_rate
+                    await ws.send_json({"type": "progress", "audio_seconds": round(last_progress, 3)})
+            if gone.is_set():
+                outcome = "cancelled"
+            else:
+                if opus:
+                    await ws.send_bytes(opus.close())
+                seconds = samples / service.sample_rate
+                await ws.send_json({"type": "done", "audio_seconds": round(seconds, 3), "samples": samples,
+                                    "time_to_first_audio_ms": round(1000 * (ttfa or 0), 1),
+                                    "seconds": round(time.perf_counter() - t0, 3),
+                                    **{k: v for k, v in info.items() if k in ("tags", "voice_kind", "watermark")}})
+                service.metrics.audio_seconds += seconds
+                outcome = "finished"
+                await ws.close(1000)
+        except TokenwaveError as err:
+            await fail(_status_of(err), err.one_line(), 1008)
+        except (WebSocketDisconnect, RuntimeError, ConnectionError):
+            outcome = "cancelled"
+        except Exception as err:  # noqa: BLE001 - report, keep serving
+            await fail(500, f"internal error: {type(err).__name__}: {err}", 1011)
+        finally:
+            watcher.cancel()
+            await loop.run_in_executor(pool, it.close)  # cancels the engine job of the stream
+            service.release()
+            setattr(service.metrics, outcome, getattr(service.metrics, outcome) + 1)
+
+    return app
+
+
+def prometheus(service: Service, scrape: dict) -> str:
+    """The metrics in Prometheus' text format."""
+    m, now = service.metrics, time.monotonic()
+    dt = max(now - scrape["t"], 1e-6)
+    lines = ["# HELP tokenwave_active_streams Streams being generated now (HTTP and WebSocket).",
+             "# TYPE tokenwave_active_streams gauge", f"tokenwave_active_streams {service.active}",
+             "# HELP tokenwave_max_streams Admission limit.", "# TYPE tokenwave_max_streams gauge",
+             f"tokenwave_max_streams {service.config.max_streams}",
+             "# HELP tokenwave_streams_total Streams by outcome.", "# TYPE tokenwave_streams_total counter"]
+    for k in ("started", "finished", "failed", "rejected", "cancelled"):
+        lines.append(f'tokenwave_streams_total{{outcome="{k}"}} {getattr(m, k)}')
+    lines += ["# HELP tokenwave_audio_seconds_total Audio delivered.", "# TYPE tokenwave_audio_seconds_total counter",
+              f"tokenwave_audio_seconds_total {m.audio_seconds:.3f}",
+              "# HELP tokenwave_time_to_first_audio_seconds Time from request to first audio chunk (last 1000).",
+              "# TYPE tokenwave_time_to_first_audio_seconds summary"]
+    if m.ttfa:
+        for q in (0.5, 0.95):
+            lines.append(f'tokenwave_time_to_first_audio_seconds{{quantile="{q}"}} {np.quantile(m.ttfa, q):.4f}')
+    lines += [f"tokenwave_time_to_first_audio_seconds_sum {sum(m.ttfa):.4f}",
+              f"tokenwave_time_to_first_audio_seconds_count {len(m.ttfa)}"]
+    gauges = {"queue_depth": "Jobs waiting for a batch row.", "batch_rows": "Cache rows in the running batch.",
+              "steps_per_second": "Batched decode steps per second since the last scrape.",
+              "decode_steps_total": "Batched decode steps.", "parked_streams": "Streams parked by backpressure."}
+    for name, help_ in gauges.items():
+        kind = "counter" if name.endswith("_total") else "gauge"
+        lines += [f"# HELP tokenwave_{name} {help_}", f"# TYPE tokenwave_{name} {kind}"]
+        for task, e in service.engines.items():
+            value = {"queue_depth": e.queue_depth, "batch_rows": e.n, "parked_streams": len(e.parked),
+                     "decode_steps_total": e.stats["steps"],
+                     "steps_per_second": (e.stats["steps"] - scrape["steps"].get(task, 0)) / dt}[name]
+            lines.append(f'tokenwave_{name}{{task="{task}"}} {value:.3f}' if isinstance(value, float)
+                         else f'tokenwave_{name}{{task="{task}"}} {value}')
+    scrape["t"], scrape["steps"] = now, {t: e.stats["steps"] for t, e in service.engines.items()}
+    return "\n".join(lines) + "\n"

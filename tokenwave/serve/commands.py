@@ -1,0 +1,59 @@
+"""``tokenwave serve``: the streaming server, registered on the main CLI app."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port."),
+    tts: Optional[Path] = typer.Option(None, help="TTS checkpoint folder (default: checkpoints/tts)."),
+    music: Optional[Path] = typer.Option(None, help="Music checkpoint folder (default: checkpoints/music)."),
+    sfx: Optional[Path] = typer.Option(None, help="Sound-effects checkpoint folder (default: checkpoints/sfx)."),
+    codec: Optional[Path] = typer.Option(None, help="Codec checkpoint folder (default: checkpoints/codec)."),
+    tasks: str = typer.Option("tts,music,sfx", help="Tasks to serve (comma-separated)."),
+    max_streams: int = typer.Option(16, min=1, max=256, help="Concurrent streams; beyond: 503 / close 1013."),
+    max_duration: float = typer.Option(30.0, min=0.5, max=60.0, help="Longest music/sfx request (s)."),
+    decode_frames: int = typer.Option(0, min=0, max=64, help="Frames per decode chunk (0 = 2..16 growing; "
+                                      "1 = bit-identical to the offline files)."),
+    api_key: Optional[str] = typer.Option(None, envvar="TOKENWAVE_API_KEY",
+                                          help="Require this key (comma-separated for several; env TOKENWAVE_API_KEY)."),
+    rate_limit: float = typer.Option(0.0, min=0.0, help="Requests a minute per key or client (0 = unlimited)."),
+    consent_check: bool = typer.Option(True, "--consent-check/--no-consent-check",
+                                       help="Refuse voice recordings that match no consented voice."),
+    log_level: str = typer.Option("info", help="uvicorn log level."),
+) -> None:
+    """Serve TTS, music and sound effects over HTTP and WebSocket, with a player page at /."""
+    import torch
+    import uvicorn
+
+    from tokenwave.codec import load_codec
+    from tokenwave.errors import InvalidArgumentError
+    from tokenwave.serve.app import make_app
+    from tokenwave.serve.service import ServeConfig, Service
+
+    names = [t.strip() for t in tasks.split(",") if t.strip()]
+    bad = [t for t in names if t not in ("tts", "music", "sfx")]
+    if bad or not names:
+        raise InvalidArgumentError(f"unknown task(s) {', '.join(bad) or '(none)'}", "use --tasks tts,music,sfx")
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+    folders = {"tts": tts, "music": music, "sfx": sfx}
+    config = ServeConfig(max_streams=max_streams, max_duration=max_duration, decode_frames=decode_frames,
+                         api_keys=tuple(k.strip() for k in (api_key or "").split(",") if k.strip()),
+                         rate_limit=rate_limit, consent_check=consent_check)
+    service = Service({t: folders[t] for t in names}, load_codec(codec), config)
+    for task, why in service.missing.items():
+        typer.secho(f"not serving {task}: {why}", fg="yellow", err=True)
+    typer.echo(f"serving {', '.join(sorted(service.tasks))} on http://{host}:{port}/ (max {max_streams} streams)")
+    try:
+        uvicorn.run(make_app(service), host=host, port=port, log_level=log_level, ws_max_size=config.max_body_bytes)
+    finally:
+        service.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)

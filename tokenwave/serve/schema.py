@@ -1,0 +1,72 @@
+"""Request bodies of the server, with a limit on every field (they also make the OpenAPI schema)."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tokenwave.tasks.base import MAX_DURATION, MAX_TEXT_CHARS
+
+VOICE_NAME = r"^[A-Za-z0-9_.+\-]{1,64}$"
+MAX_PROMPT_AUDIO_B64 = 2_000_000  # characters of base64 (about 1.5 MB of audio file)
+
+
+class SamplingFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="The same seed and inputs give the same audio.")
+    temperature: float = Field(0.9, ge=0.0, le=2.0, description="0 = greedy.")
+    top_k: int = Field(100, ge=0, le=4096, description="Sample from the k most likely tokens (0 = all).")
+    top_p: float = Field(0.0, ge=0.0, le=1.0, description="Nucleus mass (0 = off).")
+    cfg_scale: float = Field(2.0, ge=0.0, le=10.0, description="Classifier-free guidance (1 = off).")
+
+
+class TTSRequest(SamplingFields):
+    text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS, description="The words to speak.")
+    voice: Optional[str] = Field(None, pattern=VOICE_NAME, description="A built-in voice (GET /v1/models).")
+    voice_audio: Optional[str] = Field(
+        None, max_length=MAX_PROMPT_AUDIO_B64,
+        description="Instead of `voice`: base64 of a WAV/FLAC/OGG recording (1.5-30 s) of a consented voice.")
+    speed: float = Field(1.0, ge=0.5, le=2.0, description="Speaking rate.")
+
+
+class TaggedRequest(SamplingFields):
+    prompt: str = Field(..., min_length=1, max_length=500, description='e.g. "heavy rain on a tin roof".')
+    duration: float = Field(5.0, gt=0.0, le=MAX_DURATION, description="Seconds (the server may allow fewer).")
+
+
+class FileFormat(BaseModel):
+    format: Literal["wav", "ogg"] = Field("wav", description="wav (PCM16) or ogg (Opus).")
+
+
+class TTSFileRequest(TTSRequest, FileFormat):
+    pass
+
+
+class TaggedFileRequest(TaggedRequest, FileFormat):
+    pass
+
+
+class StreamRequest(BaseModel):
+    """The first (and only) text message of a WebSocket ``/v1/stream`` session."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: Literal["tts", "music", "sfx"]
+    format: Literal["pcm16", "opus"] = Field("pcm16", description="Binary frames: PCM16 LE mono, or Ogg/Opus pages.")
+    text: Optional[str] = Field(None, min_length=1, max_length=MAX_TEXT_CHARS)
+    voice: Optional[str] = Field(None, pattern=VOICE_NAME)
+    voice_audio: Optional[str] = Field(None, max_length=MAX_PROMPT_AUDIO_B64)
+    speed: float = Field(1.0, ge=0.5, le=2.0)
+    prompt: Optional[str] = Field(None, min_length=1, max_length=500)
+    duration: float = Field(5.0, gt=0.0, le=MAX_DURATION)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    temperature: float = Field(0.9, ge=0.0, le=2.0)
+    top_k: int = Field(100, ge=0, le=4096)
+    top_p: float = Field(0.0, ge=0.0, le=1.0)
+    cfg_scale: float = Field(2.0, ge=0.0, le=10.0)
+
+
+class ErrorBody(BaseModel):
+    error: str
+    status: int
