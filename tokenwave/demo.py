@@ -56,6 +56,59 @@ def _codec_section(out: Path, seed: int) -> str:
     return "<h2>codec round trips <small>(test clips where the demo build has one; checkpoints/codec)</small></h2>\n" + "\n".join(cards)
 
 
+TASK_EXAMPLES = {
+    "tts": [("The quick brown fox jumps over the lazy dog.", None), ("Streaming audio starts playing in a moment.", 1)],
+    "music": [("lively irish fiddle reel in D major", None), ("slow bach chorale on church organ in G major", None),
+              ("moderate german folk song on clarinet in F major", "melody")],
+    "sfx": [("heavy rain on a tin roof with distant thunder", None), ("slow steps on gravel, with a long echo", None),
+            ("a ringing bell, high pitched", None)],
+}
+
+
+def _card(out: Path, slug: str, caption: str, wav, sr: int) -> str:
+    from tokenwave.audio import save_audio
+
+    audio = save_audio(out / "audio" / f"{slug}.wav", wav, sr)
+    png = spectrogram_grid([(caption, wav, sr)], out / "img" / f"{slug}.png", cols=1)
+    return (f'<div class="card"><p class="cap">{html.escape(caption)}</p><audio controls preload="none" '
+            f'src="{os.path.relpath(audio, out)}"></audio><img src="{os.path.relpath(png, out)}" alt="spectrogram"></div>')
+
+
+def _tasks_section(out: Path, seed: int) -> str:
+    """A few renders of each task on the embedded default models (checkpoints/tts, music, sfx)."""
+    import time
+
+    from tokenwave.tasks import Pipeline, Sampling
+    from tokenwave.tasks.base import MissingModelError
+
+    pipe = Pipeline.load()
+    parts = []
+    for task, examples in TASK_EXAMPLES.items():
+        try:
+            model = pipe.task(task)
+        except MissingModelError as e:
+            parts.append(f"<h2>{task}</h2><p>not shipped: {html.escape(str(e))}</p>")
+            continue
+        cards = []
+        for i, (prompt, extra) in enumerate(examples):
+            t0 = time.perf_counter()
+            if task == "tts":
+                voice = model.voices[(extra or 0) * 7 % len(model.voices)]
+                res = model.synthesize(prompt, voice, Sampling(seed=seed))
+                caption = f"“{prompt}” — voice {voice}"
+            else:
+                melody = None
+                if extra == "melody":  # a rising and falling C-major scale, 19 frames (a quarter second) per note
+                    melody = [p for p in (60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62) for _ in range(19)]
+                res = model.generate(prompt, 6.0, Sampling(seed=seed), melody=melody)
+                caption = f"{prompt}{' (following a scale melody)' if melody else ''} — tags {', '.join(res.metadata['tags'][1:]) or 'none read'}"
+            took = time.perf_counter() - t0
+            cards.append(_card(out, f"{task}-{i}", f"{caption} [{res.duration:.1f} s in {took:.1f} s]", res.wav,
+                               res.sample_rate))
+        parts.append(f"<h2>{task} <small>(checkpoints/{task}, seed {seed}, watermarked)</small></h2>\n" + "\n".join(cards))
+    return "\n".join(parts)
+
+
 def render_demo(out: str | os.PathLike = "demo", per_domain: int = 4, seed: int = 0, rebuild: bool = False) -> Path:
     """Build (or reuse) small datasets under ``out/data`` and write ``out/index.html``."""
     out = Path(out)
@@ -78,10 +131,12 @@ def render_demo(out: str | os.PathLike = "demo", per_domain: int = 4, seed: int 
                 f'<img src="{html.escape(os.path.relpath(png, out))}" alt="spectrogram"></div>')
         sections.append(f"<h2>{domain} <small>({len(rows)} clips, data/{domain}/manifest.jsonl)</small></h2>\n" + "\n".join(cards))
     sections.append(_codec_section(out, seed))
+    sections.insert(0, _tasks_section(out, seed))
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>tokenwave demo</title><style>"
             "body{font-family:sans-serif;max-width:1100px;margin:2em auto}.card{display:inline-block;width:520px;"
             "margin:8px;vertical-align:top}.card img{width:100%}.cap{font-size:14px}.split{color:#888}audio{width:100%}"
-            "</style></head><body><h1>tokenwave demo</h1><p>Clips from the project's own offline corpora, "
+            "</style></head><body><h1>tokenwave demo</h1><p>Text-to-speech, music and sound effects rendered by the "
+            "embedded default models, then clips from the project's own offline corpora, "
             "rendered by <code>tokenwave data build</code>, and held-out clips through the embedded default codec "
             "(<code>checkpoints/codec</code>). Spectrograms are log-mel.</p>"
             + "\n".join(sections) + "</body></html>\n")

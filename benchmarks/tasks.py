@@ -1,0 +1,191 @@
+"""Task quality and speed on the embedded default models (checkpoints/tts, music, sfx), measured with the
+evaluation suite (tokenwave.eval) on held-out data, each beside its reference measured in the same run.
+
+    python benchmarks/tasks.py [--quick] [--items N] [--threads 2]
+
+TTS (data/speech, test split: held-out sentences spoken by held-out speakers; the voice prompt is another clip
+of the same speaker): CER under PocketSphinx of the generated speech over the engine's own speech of the same
+sentences (target <= 1.2); speaker identification: the share of outputs whose most similar test speaker (the
+project's speaker encoder, cosine to the mean embedding of each speaker's clips) is the prompted one (target:
+most, > 0.5); DNSMOS of both.
+Music and sfx (data/music, data/sfx, test split: held-out pieces and parameter ranges, rendered for their caption
+and duration up to 10 s): tag accuracy of the project's tagger on generated audio over its accuracy on the real
+renders (target >= 0.8), KL, FAD and CLAP score beside the codec-resynthesis floor; melody-conditioned music:
+chroma cosine between the row's melody and the output (target >= 0.6), beside unconditioned output's.
+Speed (2 threads): a 10 s output of each task, wall time including decode; ``x_realtime`` = audio s / wall s
+(target >= 2).
+Writes benchmarks/results/tasks.json (+ tasks.png) and prints the JSON.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO_ROOT, RESULTS_DIR, arg_parser, command_line, machine_info, target, write_result  # noqa: E402
+
+from tokenwave.audio import load_audio  # noqa: E402
+from tokenwave.data.manifest import audio_path, read_manifest  # noqa: E402
+from tokenwave.tasks import Sampling, load_task  # noqa: E402
+
+TTS_10S = ("The old lighthouse keeper climbed the winding stairs every evening. He lit the great lamp and "
+           "watched the ships pass safely. Nobody in the village remembered a night without its light.")
+
+
+def speaker_identification(task, data: Path, rows: list[dict], gens: list[np.ndarray]) -> dict:
+    """Share of generated clips whose nearest speaker (mean embedding over that speaker's test clips) is theirs."""
+    from tokenwave.eval.speaker import load_speaker_encoder
+
+    spk = load_speaker_encoder()
+    sr = task.sample_rate
+    by_speaker: dict[str, list[np.ndarray]] = {}
+    for r in read_manifest(data):
+        if r["split"] == "test":
+            by_speaker.setdefault(r["speaker"], []).append(spk.embed(load_audio(audio_path(data, r), sr)[0], sr))
+    names = sorted(by_speaker)
+    centroids = np.stack([np.mean(by_speaker[n], 0) / np.linalg.norm(np.mean(by_speaker[n], 0)) for n in names])
+    hits, margins = [], []
+    for r, g in zip(rows, gens):
+        sims = centroids @ spk.embed(g, sr)
+        own = names.index(r["speaker"])
+        hits.append(int(np.argmax(sims) == own))
+        margins.append(float(sims[own] - np.max(np.delete(sims, own))))
+    return {"speakers": len(names), "identified": float(np.mean(hits)), "margin_mean": float(np.mean(margins))}
+
+
+def bench_tts(items: int, out: Path) -> tuple[dict, list]:
+    from tokenwave.eval.suite import evaluate_tts
+
+    data = REPO_ROOT / "data" / "speech"
+    task = load_task("tts")
+    res = evaluate_tts(None, data, out / "tts", limit=items, task=task)
+    s = res["summary"]
+    rows = [r for r in read_manifest(data) if r["split"] == "test" and r.get("text")][:items]
+    gens = [load_audio(p)[0] for p in sorted((out / "tts" / "audio").glob("generated*"))] if (out / "tts" / "audio").exists() else []
+    if len(gens) != len(rows):
+        gens = [task.generate_row(r, data, seed=i) for i, r in enumerate(rows)]
+    ident = speaker_identification(task, data, rows, gens)
+    figs = {"generated": s["generated"], "engine": s["reference (engine)"], "speaker_identification": ident,
+            "items": len(rows)}
+    targets = [target("tts_cer_over_engine", s["generated"].get("cer_over_engine"), "<=", 1.2),
+               target("tts_speaker_identified_share", ident["identified"], ">", 0.5)]
+    return figs, targets
+
+
+def bench_tagged(task_name: str, items: int, out: Path) -> tuple[dict, list]:
+    from tokenwave.eval.suite import evaluate_audio_task
+
+    data = REPO_ROOT / "data" / task_name
+    task = load_task(task_name)
+    res = evaluate_audio_task(task_name, None, data, out / task_name, limit=items, task=task)
+    s = res["summary"]
+    ratio = s["generated"]["tag_acc"] / s["reference"]["tag_acc"] if s["reference"].get("tag_acc") else None
+    figs = {k: s[k] for k in ("generated", "codec", "reference")}
+    figs["tag_acc_ratio"] = ratio
+    targets = [target(f"{task_name}_tag_accuracy_over_real_renders", ratio, ">=", 0.8)]
+    if task_name == "music" and task.supports_melody:
+        from tokenwave.eval.melody import chroma_cosine
+
+        rows = [r for r in read_manifest(data) if r["split"] == "test" and r.get("melody")][:items]
+        with_m, without = [], []
+        for i, r in enumerate(rows):
+            mel = np.asarray(r["melody"][: int(min(r["duration"], 10.0) * 75)])
+            for use, acc in ((True, with_m), (False, without)):
+                wav = task.generate_row(r, data, seed=i, melody=use)
+                acc.append(chroma_cosine(mel, wav, task.sample_rate))
+        figs["melody"] = {"chroma_cosine_with_melody": float(np.mean(with_m)),
+                          "chroma_cosine_without_melody": float(np.mean(without)), "items": len(rows)}
+        targets.append(target("music_melody_chroma_cosine", figs["melody"]["chroma_cosine_with_melody"], ">=", 0.6))
+    return figs, targets
+
+
+def bench_speed(runs: int) -> tuple[dict, list]:
+    figs, targets = {}, []
+    for name in ("tts", "music", "sfx"):
+        task = load_task(name)
+        times, seconds = [], []
+        for i in range(runs + 1):
+            t0 = time.perf_counter()
+            if name == "tts":
+                res = task.synthesize(TTS_10S, task.voices[0], Sampling(seed=i))
+            else:
+                res = task.generate("lively irish fiddle reel in D major" if name == "music" else
+                                    "heavy rain on a tin roof with distant thunder", 10.0, Sampling(seed=i))
+            if i:  # the first run warms up
+                times.append(time.perf_counter() - t0)
+                seconds.append(res.duration)
+        x = float(np.median(np.array(seconds) / np.array(times)))
+        figs[name] = {"audio_seconds": float(np.median(seconds)), "wall_seconds": float(np.median(times)), "x_realtime": x}
+        targets.append(target(f"{name}_10s_x_realtime", x, ">=", 2.0))
+    return figs, targets
+
+
+def plot(figures: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    t = figures.get("tts", {})
+    if t:
+        axes[0].bar(["engine", "generated"], [t["engine"].get("cer", np.nan), t["generated"].get("cer", np.nan)],
+                    color=["#888", "#3a7"])
+        axes[0].set_title("TTS: CER under PocketSphinx (lower is better)")
+    names, gen, ref, floor = [], [], [], []
+    for k in ("music", "sfx"):
+        if k in figures:
+            names.append(k)
+            gen.append(figures[k]["generated"].get("tag_acc", np.nan))
+            floor.append(figures[k]["codec"].get("tag_acc", np.nan))
+            ref.append(figures[k]["reference"].get("tag_acc", np.nan))
+    x = np.arange(len(names))
+    for off, vals, lab, col in ((-0.25, ref, "real renders", "#888"), (0, floor, "codec resynthesis", "#69c"),
+                                (0.25, gen, "generated", "#3a7")):
+        axes[1].bar(x + off, vals, 0.25, label=lab, color=col)
+    axes[1].set_xticks(x, names)
+    axes[1].set_title("tag accuracy of the project's tagger")
+    axes[1].legend(fontsize=8)
+    sp = figures.get("speed", {})
+    axes[2].bar(list(sp), [v["x_realtime"] for v in sp.values()], color="#c73")
+    axes[2].axhline(2.0, color="k", ls="--", lw=1)
+    axes[2].set_title("speed: x real time for 10 s (2 threads)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = arg_parser(__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=None, help="held-out items per task (default 24; quick 3)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-tasks"), help="where eval reports go")
+    parser.add_argument("--only", nargs="*", default=["tts", "music", "sfx", "speed"])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    items = args.items or (3 if args.quick else 24)
+    figures, targets = {}, []
+    previous = RESULTS_DIR / "tasks.json"
+    if set(args.only) != {"tts", "music", "sfx", "speed"} and previous.exists():  # a partial rerun keeps the rest
+        old = json.loads(previous.read_text())
+        figures = {k: v for k, v in old["figures"].items() if k not in args.only}
+        targets = [t for t in old["targets"] if not any(t["name"].startswith(k) for k in args.only)]
+    for name in ("tts", "music", "sfx"):
+        if name in args.only:
+            f, t = bench_tts(items, args.out) if name == "tts" else bench_tagged(name, items, args.out)
+            figures[name], targets = f, targets + t
+    if "speed" in args.only:
+        figures["speed"], t = bench_speed(1 if args.quick else 2)
+        targets += t
+    figures["items_per_task"] = items
+    result = write_result("tasks", command_line(__file__), targets, figures, args.quick, machine_info())
+    plot(figures, RESULTS_DIR / "tasks.png")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
