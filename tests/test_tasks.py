@@ -7,96 +7,44 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
-from safetensors.torch import save_file
 
-from tokenwave.checkpoint import save_checkpoint
-from tokenwave.codec import Codec
-from tokenwave.conditioning import TagConditioner, TagVocab
-from tokenwave.conditioning.melody import MelodyConditioner, load_melody, melody_from_audio, pitch_classes
+from tokenwave.conditioning import TagVocab
+from tokenwave.conditioning.melody import load_melody, melody_from_audio, pitch_classes
 from tokenwave.errors import AudioFileError, InvalidArgumentError, TokenwaveError
-from tokenwave.lm.config import LMConfig
-from tokenwave.lm.model import KIND as LM_KIND
-from tokenwave.lm.model import TokenLM
 from tokenwave.tasks import Sampling, load_task, read_prompt, split_sentences
 from tokenwave.tasks.base import MissingModelError
 from tokenwave.tasks.tagged import tag_cooccurrence
 from tokenwave.tasks.tts import TTS, UnknownVoiceError, trim_silence
-from tokenwave.train.codec import PRESETS as CODEC_PRESETS
-from tokenwave.train.tts import TTSModel
 
-SR = 24000
-ROWS = [
-    {"tags": {"family": "rain", "intensity": "heavy", "reverb": "yes"}},
-    {"tags": {"family": "rain", "intensity": "light", "reverb": "no"}},
-    {"tags": {"family": "footsteps", "surface": "gravel", "pace": "slow", "reverb": "no"}},
-    {"tags": {"family": "bell", "pitch": "high", "reverb": "yes"}},
-]
-
-
-def _randomise(module: torch.nn.Module, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+import task_models as tm
+from task_models import ROWS, SR, tiny_codec
+from task_models import voice_file as _voice_file
 
 
 @pytest.fixture(scope="module")
-def codec(tmp_path_factory):
-    torch.manual_seed(0)
-    c = Codec(CODEC_PRESETS["tiny"]).train()
-    with torch.no_grad():  # one training pass initialises the codebooks (k-means), so codes change the audio
-        c(torch.randn(2, 1, SR) * 0.3)
-    return c.eval()
+def codec():
+    return tiny_codec()
 
 
 @pytest.fixture(scope="module")
 def tts_model(tmp_path_factory, codec):
     folder = tmp_path_factory.mktemp("tts")
-    cfg = LMConfig(K=2, codebook_size=codec.codebook_size, dim=32, depth=1, heads=2, max_len=512)
-    symbols = sorted(set("abcdefghijklmnopqrstuvwxyzæðŋɐɑɔəɛɜɪɹʃʊʌʒθˈˌː "))
-    model = TTSModel(cfg, len(symbols) + 2)
-    _randomise(model, 0)
-    save_checkpoint(folder, model.state_dict(), cfg, "tts",
-                    {"phonemes": symbols, "duration": [1.0, 4.0], "train": {"max_frames": 60}, "voices": ["alice", "bob"]})
-    g = torch.Generator().manual_seed(1)
-    voices = {n: torch.randint(0, codec.codebook_size, (2, 40), generator=g).to(torch.int16) for n in ("alice", "bob")}
-    save_file(voices, str(folder / "voices.safetensors"))
+    tm.tts_model(folder, codec)
     return folder
 
 
 @pytest.fixture(scope="module")
 def sfx_model(tmp_path_factory, codec):
-    return _tagged_model(tmp_path_factory.mktemp("sfx"), codec, melody=False)
+    folder = tmp_path_factory.mktemp("sfx")
+    tm.tagged_model(folder, codec, melody=False)
+    return folder
 
 
 @pytest.fixture(scope="module")
 def music_model(tmp_path_factory, codec):
-    return _tagged_model(tmp_path_factory.mktemp("music"), codec, melody=True, domain="music")
-
-
-def _tagged_model(folder, codec, melody: bool, domain: str = "sfx"):
-    rows = [{**r, "domain": domain} for r in ROWS]
-    vocab = TagVocab.from_rows(rows)
-    cfg = LMConfig(K=2, codebook_size=codec.codebook_size, dim=32, depth=1, heads=2, max_len=80)
-    lm = TokenLM(cfg)
-    _randomise(lm, 2)
-    tags = TagConditioner(len(vocab), 32)
-    _randomise(tags, 3)
-    lm.save(folder, extra={"tags": vocab.tags, "train": {"frames": 40}, "cooccur": tag_cooccurrence(rows)})
-    save_file(tags.state_dict(), str(folder / "tags.safetensors"))
-    if melody:
-        mel = MelodyConditioner(32)
-        _randomise(mel, 4)
-        save_file(mel.state_dict(), str(folder / "melody.safetensors"))
+    folder = tmp_path_factory.mktemp("music")
+    tm.tagged_model(folder, codec, melody=True, domain="music")
     return folder
-
-
-def _voice_file(path, seconds=3.0, freq=180.0):
-    t = np.arange(int(seconds * SR)) / SR
-    wav = (0.3 * np.sin(2 * np.pi * freq * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
-    sf.write(path, wav, SR)
-    return path
 
 
 # --- TTS -------------------------------------------------------------------------------------------------------
@@ -301,13 +249,13 @@ def cli_env(tmp_path_factory, tts_model, sfx_model, music_model, codec):
     return {**os.environ, "TOKENWAVE_CHECKPOINTS": str(root), "OMP_NUM_THREADS": "1"}
 
 
-def test_cli_tasks_write_audio_and_metadata(cli_env, tmp_path):
+def test_cli_tasks_write_audio_and_metadata(cli_env, tmp_path, codec):
     out = tmp_path / "rain.wav"
     run = _cli("sfx", "heavy rain on a tin roof", "--duration", 1, "-o", out, "--seed", 4, env=cli_env)
     assert run.returncode == 0, run.stderr
     wav, sr = sf.read(out)
     meta = json.loads((tmp_path / "rain.wav.json").read_text())
-    assert sr == SR and len(wav) == 75 * 320 // 320 * CODEC_PRESETS["tiny"].hop and meta["watermark"] is True
+    assert sr == SR and len(wav) == 75 * codec.hop and meta["watermark"] is True
     assert meta["seed"] == 4 and "family=rain" in meta["tags"]
     run = _cli("tts", "Hello world.", "--voice", "bob", "-o", tmp_path / "hi.wav", "--no-watermark", env=cli_env)
     assert run.returncode == 0, run.stderr

@@ -44,3 +44,30 @@ def spectrogram_grid(items: Sequence[tuple[str, np.ndarray, int]], path: str | o
     fig.tight_layout()
     return save_figure(fig, path)
 
+
+
+def training_curves(log: str | os.PathLike, path: str | os.PathLike, title: str = "") -> Path:
+    """Training loss (smoothed) and validation loss against steps, from a run's ``log.jsonl``."""
+    import json
+
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in Path(log).read_text().splitlines() if line.strip()]
+    train = [(r["step"], r["loss"]) for r in rows if "loss" in r and "step" in r]
+    valid = [(r["validation"]["step"], r["validation"]["valid_loss"]) for r in rows if "validation" in r]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    if train:
+        s, v = map(np.asarray, zip(*train))
+        k = max(1, len(v) // 20)
+        smooth = np.convolve(v, np.ones(k) / k, mode="valid")
+        ax.plot(s, v, color="#9bc", lw=0.8, label="train loss")
+        ax.plot(s[k - 1:], smooth, color="#26a", lw=1.5, label=f"train loss (mean of {k})")
+    if valid:
+        s, v = zip(*valid)
+        ax.plot(s, v, "o-", color="#c52", label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats)")
+    ax.set_title(title or Path(log).parent.name)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
