@@ -5,7 +5,17 @@ The rest load on demand (each needs the ``eval`` extra): ``asr`` (PocketSphinx C
 ``speaker`` (speaker encoder, EER), ``tagger`` (tag accuracy, KL, FAD), ``clap`` (text-audio score, recall@k),
 ``melody`` (chroma cosine), ``suite`` + ``report`` (``tokenwave eval``), ``listen`` (the A/B listening page).
 The eval models are trained by ``tokenwave train speaker|tagger|clap`` and shipped in ``checkpoints/eval/``."""
-from tokenwave.eval.fidelity import PesqResult, align, mel_distance, pesq_wb, si_sdr, stft_distance, stoi
-from tokenwave.eval.opus import opus_roundtrip
+from __future__ import annotations
 
-__all__ = ["PesqResult", "align", "mel_distance", "opus_roundtrip", "pesq_wb", "si_sdr", "stft_distance", "stoi"]
+import importlib
+
+_LAZY = {"PesqResult": "fidelity", "align": "fidelity", "mel_distance": "fidelity", "pesq_wb": "fidelity",
+         "si_sdr": "fidelity", "stft_distance": "fidelity", "stoi": "fidelity", "opus_roundtrip": "opus"}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    """Imported on first use, so ``tokenwave --help`` (which registers the eval commands) stays fast."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"tokenwave.eval.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'tokenwave.eval' has no attribute {name!r}")

@@ -10,13 +10,24 @@ Every output carries a watermark (``watermark=False`` to leave it out; recorded 
 """
 from __future__ import annotations
 
+import importlib
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tokenwave.errors import InvalidArgumentError
-from tokenwave.tasks.base import MAX_DURATION, GeneratedAudio, MissingModelError, Sampling, check_duration
-from tokenwave.tasks.tagged import TaggedTask, read_prompt
-from tokenwave.tasks.tts import TTS, UnknownVoiceError, split_sentences
+if TYPE_CHECKING:
+    from tokenwave.tasks.base import GeneratedAudio
+
+_LAZY = {"MAX_DURATION": "base", "GeneratedAudio": "base", "MissingModelError": "base", "Sampling": "base",
+         "check_duration": "base", "TaggedTask": "tagged", "read_prompt": "tagged", "TTS": "tts",
+         "UnknownVoiceError": "tts", "split_sentences": "tts"}
+
+
+def __getattr__(name: str):
+    """The pieces load on first use, so ``tokenwave --help`` does not import torch."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"tokenwave.tasks.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'tokenwave.tasks' has no attribute {name!r}")
+
 
 TASKS = ("tts", "music", "sfx")
 
@@ -24,9 +35,15 @@ TASKS = ("tts", "music", "sfx")
 def load_task(task: str, model: str | os.PathLike | None = None, codec=None):
     """One task's model: ``TTS`` for "tts", ``TaggedTask`` for "music" / "sfx" (``model``: its checkpoint folder,
     default ``checkpoints/<task>``). Each has ``.sample_rate`` and ``.generate_row(row, dataset, seed)``."""
+    from tokenwave.errors import InvalidArgumentError
+
     if task == "tts":
+        from tokenwave.tasks.tts import TTS
+
         return TTS(model, codec)
     if task in ("music", "sfx"):
+        from tokenwave.tasks.tagged import TaggedTask
+
         return TaggedTask(task, model, codec)
     raise InvalidArgumentError(f"unknown task {task!r}", f"use one of {', '.join(TASKS)}")
 
@@ -59,18 +76,22 @@ class Pipeline:
 
     def tts(self, text: str, voice=None, seed: int = 0, speed: float = 1.0, watermark: bool = True,
             consent_check: bool = True, **sampling) -> GeneratedAudio:
+        from tokenwave.tasks.base import Sampling
+
         return self.task("tts").synthesize(text, voice, Sampling(seed=seed, **sampling), speed, watermark, consent_check)
 
     def music(self, prompt: str, duration: float = 10.0, seed: int = 0, melody=None, continue_from=None,
               watermark: bool = True, **sampling) -> GeneratedAudio:
+        from tokenwave.tasks.base import Sampling
+
         return self.task("music").generate(prompt, duration, Sampling(seed=seed, **sampling), melody, continue_from,
                                            watermark)
 
     def sfx(self, prompt: str, duration: float = 5.0, seed: int = 0, watermark: bool = True,
             **sampling) -> GeneratedAudio:
+        from tokenwave.tasks.base import Sampling
+
         return self.task("sfx").generate(prompt, duration, Sampling(seed=seed, **sampling), None, None, watermark)
 
 
-__all__ = ["TASKS", "MAX_DURATION", "GeneratedAudio", "MissingModelError", "Pipeline", "Sampling", "TTS",
-           "TaggedTask", "UnknownVoiceError", "check_duration", "load_task", "read_prompt", "split_sentences",
-           "Path"]
+__all__ = ["TASKS", "Pipeline", "load_task", *sorted(_LAZY)]
