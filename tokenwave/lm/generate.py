@@ -162,6 +162,19 @@ def generate(lm: TokenLM, frames: int | Sequence[int], cond: Conditioning | None
     return [torch.cat([c[b] for c in chunks], dim=-1) for b in range(len(chunks[0]))]
 
 
+def long_windows(frames: int, window: int, overlap: int, have: int = 0) -> Iterator[tuple[int, int, int]]:
+    """The sliding windows of a long generation of ``frames`` frames (``have`` of them given as a prompt): per
+    window ``(start, n_ctx, n)``: it covers frames ``start .. start + n``, the first ``n_ctx`` of which are context
+    carried from what exists (the last ``overlap`` frames at most). Window ``i`` samples with seed ``seed + i``."""
+    if not 0 <= overlap < window:
+        raise InvalidArgumentError(f"need 0 <= overlap ({overlap}) < window ({window})", "e.g. overlap = window // 2")
+    while have < frames:
+        n_ctx = min(overlap, have)
+        n = min(window, n_ctx + frames - have)
+        yield have - n_ctx, n_ctx, n
+        have += n - n_ctx
+
+
 def generate_long(lm: TokenLM, frames: int, cond: Conditioning | None = None, params: SamplingParams | None = None,
                   window: int | None = None, overlap: int | None = None, prompt: torch.Tensor | None = None) -> torch.Tensor:
     """Beyond the trained context: windows of ``window`` frames, each continuing the last ``overlap`` frames of the
@@ -170,20 +183,13 @@ def generate_long(lm: TokenLM, frames: int, cond: Conditioning | None = None, pa
     P = (cond or Conditioning()).prefix_len
     window = window or (lm.cfg.max_len - P - lm.cfg.K) // (lm.pattern.length(1) or 1)
     overlap = overlap if overlap is not None else window // 2
-    if not 0 <= overlap < window:
-        raise InvalidArgumentError(f"need 0 <= overlap ({overlap}) < window ({window})", "e.g. overlap = window // 2")
     out = prompt
-    seed = params.seed
-    while out is None or out.shape[-1] < frames:
-        have = 0 if out is None else out.shape[-1]
-        ctx = None if out is None else out[..., -overlap:] if overlap else None
-        n_ctx = 0 if ctx is None else ctx.shape[-1]
-        n = min(window, n_ctx + frames - have)
-        step_params = SamplingParams(**{**params.__dict__, "seed": seed})
-        window_cond = None if cond is None else cond.frame_slice(have - n_ctx, have - n_ctx + n)
+    for i, (start, n_ctx, n) in enumerate(long_windows(frames, window, overlap, 0 if prompt is None else prompt.shape[-1])):
+        ctx = out[..., -n_ctx:] if n_ctx else None
+        step_params = SamplingParams(**{**params.__dict__, "seed": params.seed + i})
+        window_cond = None if cond is None else cond.frame_slice(start, start + n)
         got = torch.stack(generate(lm, n, window_cond, step_params, prompt=ctx,
                                    batch_size=None if cond and cond.batch_size else 1))
         new = got[..., n_ctx:]
         out = new if out is None else torch.cat([out, new], dim=-1)
-        seed += 1
     return out[..., :frames]

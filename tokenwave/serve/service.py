@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from tokenwave.errors import TokenwaveError
+from tokenwave.lm.generate import long_windows
 from tokenwave.lm.sampling import SamplingParams
 from tokenwave.serve.audio import Chunker, DecoderState, Finisher
 from tokenwave.serve.engine import BatchEngine, Job
@@ -217,22 +218,16 @@ class Service:
             cond = task.tags(ids, mask)
             if task.melody is not None:
                 cond.frames = task.melody(torch.full((1, frames), NO_PITCH, dtype=torch.long))
-        lm = task.lm
-        window = min(task.window, lm.cfg.max_len - cond.prefix_len - lm.cfg.K - 1)
-        overlap = window // 2  # as TaggedTask.generate -> generate_long
+        window, overlap = task.window_overlap(cond)  # the same windows as TaggedTask.generate -> generate_long
         params = sampling.lm_params()
         yield None  # checked
 
         def windows() -> Iterator[torch.Tensor]:
             out: torch.Tensor | None = None
-            seed = params.seed
-            while out is None or out.shape[-1] < frames:
-                have = 0 if out is None else out.shape[-1]
-                ctx = None if out is None or not overlap else out[:, -overlap:]
-                n_ctx = 0 if ctx is None else ctx.shape[-1]
-                n = min(window, n_ctx + frames - have)
-                job = Job(cond.frame_slice(have - n_ctx, have - n_ctx + n), n,
-                          SamplingParams(**{**params.__dict__, "seed": seed}), prompt=ctx)
+            for i, (start, n_ctx, n) in enumerate(long_windows(frames, window, overlap)):
+                ctx = out[:, -n_ctx:] if n_ctx else None
+                job = Job(cond.frame_slice(start, start + n), n,
+                          SamplingParams(**{**params.__dict__, "seed": params.seed + i}), prompt=ctx)
                 seen = 0
                 for codes in self._codes(engine, job):
                     drop = min(max(n_ctx - seen, 0), codes.shape[-1])  # the forced context frames come back first
@@ -241,6 +236,5 @@ class Service:
                     if new.shape[-1]:
                         out = new if out is None else torch.cat([out, new], -1)
                         yield new
-                seed += 1
 
         yield from self._decode(windows())

@@ -176,9 +176,8 @@ class TaggedTask:
             if mel is not None:
                 full[total - frames:] = mel
             cond.frames = self.melody(full[None])
-        window = min(self.window, self.lm.cfg.max_len - cond.prefix_len - self.lm.cfg.K - 1)
-        codes = generate_long(self.lm, total, cond, sampling.lm_params(), window=window, overlap=window // 2,
-                              prompt=ctx)
+        window, overlap = self.window_overlap(cond)
+        codes = generate_long(self.lm, total, cond, sampling.lm_params(), window=window, overlap=overlap, prompt=ctx)
         wav = self.codec.decode(codes[..., total - frames:] if ctx is None else codes)[0, 0].numpy()
         if ctx is not None:
             wav = wav[ctx.shape[-1] * self.codec.hop:]
@@ -186,6 +185,12 @@ class TaggedTask:
                 "generator": "lm", "melody": melody if isinstance(melody, str) else (None if melody is None else "<array>"),
                 "continued": continue_from is not None, **sampling.__dict__}
         return finish(wav, self.sample_rate, meta, watermark)
+
+    def window_overlap(self, cond) -> tuple[int, int]:
+        """Sliding windows for long renders: the trained window (or what the context holds), a third of it carried
+        over as context (0.67 s at the default 150-frame window)."""
+        window = min(self.window, self.lm.cfg.max_len - cond.prefix_len - self.lm.cfg.K - 1)
+        return window, window // 3
 
     def _continuation_codes(self, clip) -> torch.Tensor:
         from tokenwave.audio import load_audio, resample
