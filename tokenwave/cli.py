@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
+from tokenwave import cli_options as opts
 from rich.console import Console
 from rich.table import Table
 
@@ -138,21 +140,21 @@ def _run_training(name: str, presets: dict, preset: str, device: str, seed: int,
 @train_app.command("codec")
 def train_codec(
     data: list[Path] = typer.Option(..., "--data", help="Dataset folder(s); repeat --data for several."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder: log.jsonl, last/ (resumable), model/ (the checkpoint)."),
+    out: Path = opts.RUN_OUT,
     steps: int = typer.Option(20000, min=1, help="Total optimisation steps."),
     preset: str = typer.Option("default", help="Model size: default or tiny (for tests)."),
     batch_size: int = typer.Option(8, min=1),
     segment: float = typer.Option(1.0, help="Training segment length in seconds."),
     lr: float = typer.Option(5e-4),
     adv_start: int = typer.Option(10000, help="Step at which the adversarial losses switch on."),
-    val_every: int = typer.Option(500, min=1),
-    ckpt_every: int = typer.Option(500, min=1),
-    log_every: int = typer.Option(25, min=1),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    val_every: int = opts.VAL_EVERY,
+    ckpt_every: int = opts.CKPT_EVERY,
+    log_every: int = opts.LOG_EVERY,
+    seed: int = opts.SEED,
+    device: str = opts.DEVICE,
     threads: int = typer.Option(0, help="CPU threads for torch (0: leave torch's default)."),
-    resume: bool = typer.Option(False, help="Continue from OUT/last."),
-    until: Optional[int] = typer.Option(None, help="Stop after this step (checkpointed); the schedule still follows --steps."),
+    resume: bool = opts.RESUME,
+    until: Optional[int] = opts.UNTIL,
 ) -> None:
     """Train the neural codec (RVQ, 75 Hz) on one or more datasets."""
     import torch
@@ -276,20 +278,20 @@ def codec_latents(
 @train_app.command("lm")
 def train_lm(
     tokens: Path = typer.Option(..., "--tokens", help="Tokens folder from `tokenwave codec tokenize`."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder: log.jsonl, last/ (resumable), model/ (the checkpoint)."),
+    out: Path = opts.RUN_OUT,
     pattern: str = typer.Option("delay", help="Codebook pattern: flat, delay, parallel or vall-e."),
     preset: str = typer.Option("small", help="Model size: tiny, small (256x4) or medium (512x8)."),
     steps: int = typer.Option(10000, min=1),
     frames: int = typer.Option(150, min=2, help="Training window in frames (75 per second)."),
     batch_size: int = typer.Option(16, min=1),
     lr: float = typer.Option(1e-3),
-    val_every: int = typer.Option(500, min=1),
-    ckpt_every: int = typer.Option(500, min=1),
-    log_every: int = typer.Option(25, min=1),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    resume: bool = typer.Option(False, help="Continue from OUT/last."),
-    until: Optional[int] = typer.Option(None, help="Stop after this step (checkpointed); the schedule still follows --steps."),
+    val_every: int = opts.VAL_EVERY,
+    ckpt_every: int = opts.CKPT_EVERY,
+    log_every: int = opts.LOG_EVERY,
+    seed: int = opts.SEED,
+    device: str = opts.DEVICE,
+    resume: bool = opts.RESUME,
+    until: Optional[int] = opts.UNTIL,
     tag_dropout: float = typer.Option(0.0, min=0.0, max=0.9, help="Share of tags left out per training item, so prompts naming only some tags work."),
     melody: bool = typer.Option(False, help="Condition on the manifest's melody (pitch class per frame), hidden for half the items."),
 ) -> None:
@@ -308,19 +310,19 @@ def train_lm(
 @train_app.command("tts")
 def train_tts(
     tokens: Path = typer.Option(..., "--tokens", help="Tokens folder of a speech dataset (`tokenwave codec tokenize`)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder: log.jsonl, last/ (resumable), model/ (the checkpoint)."),
+    out: Path = opts.RUN_OUT,
     preset: str = typer.Option("small", help="Model size: tiny, small (256x4) or medium (512x8)."),
     steps: int = typer.Option(10000, min=1),
     batch_size: int = typer.Option(8, min=1),
     max_frames: int = typer.Option(450, min=8, help="Longest utterance trained on, in frames (75 per second)."),
     lr: float = typer.Option(1e-3),
-    val_every: int = typer.Option(500, min=1),
-    ckpt_every: int = typer.Option(500, min=1),
-    log_every: int = typer.Option(25, min=1),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    resume: bool = typer.Option(False, help="Continue from OUT/last."),
-    until: Optional[int] = typer.Option(None, help="Stop after this step (checkpointed); the schedule still follows --steps."),
+    val_every: int = opts.VAL_EVERY,
+    ckpt_every: int = opts.CKPT_EVERY,
+    log_every: int = opts.LOG_EVERY,
+    seed: int = opts.SEED,
+    device: str = opts.DEVICE,
+    resume: bool = opts.RESUME,
+    until: Optional[int] = opts.UNTIL,
 ) -> None:
     """Train the TTS model: a token LM conditioned on phonemes, a voice prompt and the length."""
     from tokenwave.train.tts import PRESETS, TTSRecipe, TTSTrainConfig
@@ -333,20 +335,20 @@ def train_tts(
 @train_app.command("flow")
 def train_flow(
     latents: Path = typer.Option(..., "--latents", help="Latents folder from `tokenwave codec latents`."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder: log.jsonl, last/ (resumable), model/ (the checkpoint)."),
+    out: Path = opts.RUN_OUT,
     preset: str = typer.Option("small", help="Model size: tiny, small (256x6) or medium (512x12)."),
     steps: int = typer.Option(20000, min=1),
     frames: int = typer.Option(300, min=2, help="Training window in frames (75 per second)."),
     batch_size: int = typer.Option(16, min=1),
     lr: float = typer.Option(5e-4),
     prompt_share: float = typer.Option(0.3, min=0.0, max=1.0, help="Share of items trained with a given prefix."),
-    val_every: int = typer.Option(500, min=1),
-    ckpt_every: int = typer.Option(500, min=1),
-    log_every: int = typer.Option(25, min=1),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    resume: bool = typer.Option(False, help="Continue from OUT/last."),
-    until: Optional[int] = typer.Option(None, help="Stop after this step (checkpointed); the schedule still follows --steps."),
+    val_every: int = opts.VAL_EVERY,
+    ckpt_every: int = opts.CKPT_EVERY,
+    log_every: int = opts.LOG_EVERY,
+    seed: int = opts.SEED,
+    device: str = opts.DEVICE,
+    resume: bool = opts.RESUME,
+    until: Optional[int] = opts.UNTIL,
 ) -> None:
     """Train the flow-matching generator (DiT) on codec latents, conditioned on the manifest's tags."""
     from tokenwave.train.flow import PRESETS, FlowRecipe, FlowTrainConfig

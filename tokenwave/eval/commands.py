@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from tokenwave import cli_options as opts
+
 eval_app = typer.Typer(help="Score a model on a dataset split: metrics.json, report.md and PNG plots (offline eval models).",
                        no_args_is_help=True)
 
@@ -97,19 +99,19 @@ def _train_command(train_app: typer.Typer, name: str, what: str, default_data: s
 
     def command(
         data: list[Path] = typer.Option(..., "--data", help=f"Dataset folder(s), e.g. {default_data}; repeat --data for several."),
-        out: Path = typer.Option(..., "--out", "-o", help="Run folder: log.jsonl, last/ (resumable), model/ (the checkpoint)."),
+        out: Path = opts.RUN_OUT,
         steps: int = typer.Option(2000, min=1, help="Total optimisation steps."),
         preset: str = typer.Option("default", help="Model size: default (128x4 ConvNeXt) or tiny (for tests)."),
         batch_size: int = typer.Option(32, min=1),
         lr: float = typer.Option(2e-3),
-        val_every: int = typer.Option(500, min=1),
-        ckpt_every: int = typer.Option(500, min=1),
-        log_every: int = typer.Option(25, min=1),
-        seed: int = typer.Option(0),
+        val_every: int = opts.VAL_EVERY,
+        ckpt_every: int = opts.CKPT_EVERY,
+        log_every: int = opts.LOG_EVERY,
+        seed: int = opts.SEED,
         device: str = typer.Option("cpu", help="auto, cpu or cuda."),
         threads: int = typer.Option(0, help="CPU threads for torch (0: leave torch's default)."),
-        resume: bool = typer.Option(False, help="Continue from OUT/last."),
-        until: Optional[int] = typer.Option(None, help="Stop after this step (checkpointed); the schedule still follows --steps."),
+        resume: bool = opts.RESUME,
+        until: Optional[int] = opts.UNTIL,
     ) -> None:
         import torch
 
