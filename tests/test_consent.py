@@ -115,25 +115,33 @@ def test_registry_refuses_another_encoders_embeddings(registry):
         registry.check(voice(0, 1), SR)
 
 
-def _real_encoder_or_skip():
+@pytest.fixture(scope="module")
+def held_out_speech(tmp_path_factory):
+    """A speech corpus with held-out speakers: data/speech if built, else 6 minutes rendered here (seconds)."""
+    root = Path(__file__).resolve().parent.parent / "data" / "speech"
+    if (root / "manifest.jsonl").exists():
+        return root
+    from tokenwave.data.speech import build_speech
+
+    return build_speech(tmp_path_factory.mktemp("speech") / "speech", minutes=6, seed=0)
+
+
+def _real_encoder_or_skip(root):
     from tokenwave.paths import default_checkpoint
 
     if not (default_checkpoint("eval/speaker") / "config.json").exists():
         pytest.skip("speaker encoder checkpoint not shipped yet")
-    root = Path(__file__).resolve().parent.parent / "data" / "speech"
-    if not (root / "manifest.jsonl").exists():
-        pytest.skip("data/speech not built")
     from tokenwave.eval.speaker import load_speaker_encoder
 
     return load_speaker_encoder(), root
 
 
-def test_real_encoder_with_held_out_speakers(tmp_path):
+def test_real_encoder_with_held_out_speakers(tmp_path, held_out_speech):
     """With the shipped speaker encoder: speakers enrolled from one test clip pass with another of their clips;
     held-out speakers that were never enrolled are refused."""
     from tokenwave.audio import load_audio
 
-    encoder, root = _real_encoder_or_skip()
+    encoder, root = _real_encoder_or_skip(held_out_speech)
     rows = [json.loads(line) for line in (root / "manifest.jsonl").read_text().splitlines()]
     train = {r["speaker"] for r in rows if r["split"] == "train"}
     test = [r for r in rows if r["split"] == "test" and r["speaker"] not in train]
