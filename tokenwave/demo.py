@@ -56,6 +56,7 @@ def _codec_section(out: Path, seed: int) -> str:
     return "<h2>codec round trips <small>(test clips where the demo build has one; checkpoints/codec)</small></h2>\n" + "\n".join(cards)
 
 
+TASK_SECONDS = 6.0  # music / sfx render length
 TASK_EXAMPLES = {
     "tts": [("The quick brown fox jumps over the lazy dog.", None), ("Streaming audio starts playing in a moment.", 1)],
     "music": [("lively irish fiddle reel in D major", None), ("slow bach chorale on church organ in G major", None),
@@ -100,7 +101,7 @@ def _tasks_section(out: Path, seed: int) -> str:
                 melody = None
                 if extra == "melody":  # a rising and falling C-major scale, 19 frames (a quarter second) per note
                     melody = [p for p in (60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62) for _ in range(19)]
-                res = model.generate(prompt, 6.0, Sampling(seed=seed), melody=melody)
+                res = model.generate(prompt, TASK_SECONDS, Sampling(seed=seed), melody=melody)
                 caption = f"{prompt}{' (following a scale melody)' if melody else ''} — tags {', '.join(res.metadata['tags'][1:]) or 'none read'}"
             took = time.perf_counter() - t0
             cards.append(_card(out, f"{task}-{i}", f"{caption} [{res.duration:.1f} s in {took:.1f} s]", res.wav,
