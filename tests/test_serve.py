@@ -191,12 +191,12 @@ def test_disconnect_frees_the_slot_and_overload_is_refused(server, monkeypatch):
     assert r.status_code == 503 and r.headers["retry-after"] and "limit" in r.json()["error"]
     assert engine.streams == 3
     holders[0].close()  # a client goes away mid-stream: its slot and its batch rows are freed
-    assert _wait(lambda: svc.active == 2 and engine.streams == 2, timeout=2.0)
+    assert _wait(lambda: svc.active == 2 and engine.streams == 2, timeout=10.0)
     events, *_ = stream(server.ws, {"task": "tts", "text": "Hi there."})
     assert events[-1]["type"] == "done"
     for ws in holders[1:]:
         ws.close()
-    assert _wait(lambda: svc.active == 0 and engine.streams == 0, timeout=2.0)
+    assert _wait(lambda: svc.active == 0 and engine.streams == 0, timeout=10.0)
     assert svc.metrics.cancelled >= 3
 
 
@@ -348,7 +348,7 @@ def test_engine_joins_leaves_parks_and_shifts_like_offline():
     torch.manual_seed(0)
     lm = TokenLM(cfg).eval()
     tm.randomise(lm, 5)
-    engine = BatchEngine(lm, max_rows=8, ahead_frames=6).start()
+    engine = BatchEngine(lm, max_rows=8, ahead_frames=6)  # started once the first jobs wait, so they overlap
     try:
         specs = [(30, 3, 1.0), (50, 12, 2.0), (20, 7, 1.5), (40, 20, 2.0)]  # frames, prefix, cfg
         jobs = []
@@ -373,6 +373,8 @@ def test_engine_joins_leaves_parks_and_shifts_like_offline():
             engine.submit(job)
             threads.append(threading.Thread(target=consume, args=(i, i == 1)))
             threads[-1].start()
+            if i == 1:
+                engine.start()
             time.sleep(0.01)
         [t.join(60) for t in threads]
         for i, (job, cond, params) in enumerate(jobs):
