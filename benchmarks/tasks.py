@@ -65,10 +65,10 @@ def bench_tts(items: int, out: Path) -> tuple[dict, list]:
     task = load_task("tts")
     res = evaluate_tts(None, data, out / "tts", limit=items, task=task)
     s = res["summary"]
-    rows = [r for r in read_manifest(data) if r["split"] == "test" and r.get("text")][:items]
-    gens = [load_audio(p)[0] for p in sorted((out / "tts" / "audio").glob("generated*"))] if (out / "tts" / "audio").exists() else []
-    if len(gens) != len(rows):
-        gens = [task.generate_row(r, data, seed=i) for i, r in enumerate(rows)]
+    by_id = {r["id"]: r for r in read_manifest(data)}
+    files = sorted((out / "tts" / "audio" / "generated").glob("*.wav"))  # what evaluate_tts rendered
+    rows = [by_id[f.stem] for f in files]
+    gens = [load_audio(f, task.sample_rate)[0] for f in files]
     ident = speaker_identification(task, data, rows, gens)
     figs = {"generated": s["generated"], "engine": s["reference (engine)"], "speaker_identification": ident,
             "items": len(rows)}
