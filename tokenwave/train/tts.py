@@ -22,16 +22,12 @@ from tokenwave.data.tokens import _open_split
 from tokenwave.errors import DatasetError
 from tokenwave.lm.config import LMConfig
 from tokenwave.lm.model import TokenLM
-from tokenwave.train.state import numpy_rng_state, set_numpy_rng_state
-from tokenwave.train.trainer import DistInfo, set_schedule_lr, wrap_ddp
+from tokenwave.train.lm import PRESETS  # noqa: F401  (the same model sizes as the token LM)
+from tokenwave.train.tagged import TaggedRecipe
+from tokenwave.train.trainer import DistInfo, wrap_ddp
 
 KIND = "tts"
 PROMPT_FRAMES = 225  # 3 s at 75 Hz
-PRESETS = {
-    "small": dict(dim=256, depth=4, heads=4),
-    "medium": dict(dim=512, depth=8, heads=8),
-    "tiny": dict(dim=32, depth=1, heads=2),
-}
 
 
 @dataclass
@@ -118,7 +114,10 @@ def fit_duration(rows: list[dict]) -> tuple[float, float]:
     return float(a), float(b)
 
 
-class TTSRecipe:
+class TTSRecipe(TaggedRecipe):
+    """The token-LM recipe's optimiser step, schedule and RNG state (:class:`TaggedRecipe`), with utterance batches
+    and speech conditioning instead of windows and tags."""
+
     def __init__(self, tokens: str, preset: str, tcfg: TTSTrainConfig, info: DistInfo, seed: int = 0) -> None:
         self.tcfg, self.info, self.seed = tcfg, info, seed
         self.train_data = UtteranceDataset(tokens, "train", None, tcfg.max_frames, seed=seed + info.rank)
@@ -141,17 +140,6 @@ class TTSRecipe:
         codes, lengths, phonemes, prompts = data.sample(self.tcfg.batch_size, self.tcfg.min_prompt)
         return codes.to(self.info.device), lengths.to(self.info.device), phonemes, prompts
 
-    def train_step(self, step: int) -> dict[str, float]:
-        t = self.tcfg
-        set_schedule_lr(self.optimizers, t.lr, step, t.warmup, t.total_steps)
-        self.model.train()
-        loss = self.ddp(*self._batch(self.train_data))
-        self.optimizers["opt"].zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.optimizers["opt"].step()
-        return {"loss": float(loss.detach())}
-
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         self.model.eval()
@@ -165,13 +153,6 @@ class TTSRecipe:
                                        "phonemes": self.vocab.symbols[2:], "duration": list(self.duration),
                                        "voices": sorted(voices)})
         save_file({k: v.to(torch.int16).contiguous() for k, v in voices.items()}, str(Path(folder) / "voices.safetensors"))
-
-    def rng_state(self) -> dict:
-        return {"train": numpy_rng_state(self.train_data.rng), "valid": numpy_rng_state(self.valid_data.rng)}
-
-    def set_rng_state(self, state: dict) -> None:
-        set_numpy_rng_state(self.train_data.rng, state["train"])
-        set_numpy_rng_state(self.valid_data.rng, state["valid"])
 
 
 def builtin_voices(data: UtteranceDataset) -> dict[str, torch.Tensor]:
