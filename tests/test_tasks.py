@@ -303,3 +303,25 @@ def test_cli_errors_are_one_line_with_a_fix(cli_env, tmp_path, args, message):
 
 def test_errors_are_tokenwave_errors():
     assert issubclass(UnknownVoiceError, TokenwaveError) and issubclass(MissingModelError, TokenwaveError)
+
+
+def test_phonemizing_is_safe_from_concurrent_requests():
+    """espeak keeps global state: unguarded calls from several threads garble each other's phonemes (a server's
+    concurrent TTS requests did); phonemize takes turns."""
+    import threading
+
+    from tokenwave.data.speech import phonemize
+
+    texts = ["One sentence here.", "And another one!", "A third, for good measure."]
+    ref = phonemize(texts)
+    bad = []
+
+    def run():
+        for _ in range(15):
+            if phonemize(texts) != ref:
+                bad.append(1)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not bad

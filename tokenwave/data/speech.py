@@ -12,6 +12,7 @@ import logging
 import re
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,9 +177,15 @@ def _phonemizer():
     return EspeakBackend("en-us", preserve_punctuation=True, with_stress=True, logger=quiet)
 
 
+_PHONEMIZE_LOCK = threading.Lock()
+
+
 def phonemize(texts: list[str]) -> list[str]:
-    """en-us IPA (with stress marks and punctuation) of each text, in one batched call."""
-    return [" ".join(p.split()) for p in _phonemizer().phonemize(list(texts), strip=True)]
+    """en-us IPA (with stress marks and punctuation) of each text, in one batched call. The espeak library keeps
+    global state, so calls from several threads (a server's concurrent requests) take turns."""
+    with _PHONEMIZE_LOCK:
+        out = _phonemizer().phonemize(list(texts), strip=True)
+    return [" ".join(p.split()) for p in out]
 
 
 @dataclass(frozen=True)
