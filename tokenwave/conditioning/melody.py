@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from tokenwave.conditioning.base import Conditioning
 from tokenwave.errors import AudioFileError, InvalidArgumentError
 
 NO_PITCH = 12
@@ -92,7 +91,7 @@ def fit_length(melody: torch.Tensor, frames: int) -> torch.Tensor:
 
 
 class MelodyConditioner(nn.Module):
-    """Pitch classes ``[B, T]`` -> ``Conditioning(frames=[B, T, dim])`` (added to the generator's step inputs)."""
+    """Pitch classes ``[B, T]`` -> embeddings ``[B, T, dim]``, for ``Conditioning.frames`` (added to the generator's step inputs)."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()

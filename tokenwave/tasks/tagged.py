@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -178,9 +177,9 @@ class TaggedTask:
             cond.frames = self.melody(full[None])
         window, overlap = self.window_overlap(cond)
         codes = generate_long(self.lm, total, cond, sampling.lm_params(), window=window, overlap=overlap, prompt=ctx)
-        wav = self.codec.decode(codes[..., total - frames:] if ctx is None else codes)[0, 0].numpy()
-        if ctx is not None:
-            wav = wav[ctx.shape[-1] * self.codec.hop:]
+        # the continued clip's context frames are decoded with the new ones (the decoder's state runs across the
+        # seam), then cut: the output holds the new audio only
+        wav = self.codec.decode(codes)[0, 0].numpy()[(total - frames) * self.codec.hop:]
         meta = {"task": self.task, "prompt": prompt, "tags": tags, "duration": duration, "model": str(self.folder),
                 "generator": "lm", "melody": melody if isinstance(melody, str) else (None if melody is None else "<array>"),
                 "continued": continue_from is not None, **sampling.__dict__}
@@ -214,10 +213,4 @@ class TaggedTask:
                              watermark=False).wav
 
 
-def tags_of_row(row: dict) -> list[str]:
-    from tokenwave.conditioning import row_tags
-
-    return row_tags(row)
-
-
-__all__ = ["TaggedTask", "read_prompt", "tags_of_row", "Path"]
+__all__ = ["TaggedTask", "read_prompt", "tag_cooccurrence"]
