@@ -1,7 +1,6 @@
 """Token-LM training recipe on a tokens folder (``tokenwave codec tokenize``), conditioned on manifest tags."""
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -82,12 +81,8 @@ class LMRecipe(TaggedRecipe):
                 mel[b, : m.numel()] = m
         return (*batch, mel.to(self.info.device))
 
-    @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        self.model.eval()
-        losses = [float(self.model(*self._batch(self.valid_data))) for _ in range(self.tcfg.val_batches)]
-        val = sum(losses) / len(losses)
-        return {"valid_loss": round(val, 4), "valid_perplexity": round(math.exp(val), 2)}
+        return self.cross_entropy_validation()
 
     def export(self, folder: Path, metrics: dict) -> None:
         from tokenwave.tasks.tagged import tag_cooccurrence

@@ -64,6 +64,17 @@ class TaggedRecipe:
         self.optimizers["opt"].step()
         return {"loss": float(loss.detach())}
 
+    @torch.no_grad()
+    def cross_entropy_validation(self) -> dict[str, float]:
+        """Mean loss over ``val_batches`` validation batches, as ``valid_loss`` and ``valid_perplexity`` (token
+        models, whose loss is a cross-entropy)."""
+        import math
+
+        self.model.eval()
+        losses = [float(self.model(*self._batch(self.valid_data))) for _ in range(self.tcfg.val_batches)]
+        val = sum(losses) / len(losses)
+        return {"valid_loss": round(val, 4), "valid_perplexity": round(math.exp(val), 2)}
+
     def export_tags(self, folder: Path) -> None:
         save_file({k: v.contiguous() for k, v in self.model.tags.state_dict().items()}, str(Path(folder) / "tags.safetensors"))
 

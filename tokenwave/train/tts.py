@@ -140,12 +140,8 @@ class TTSRecipe(TaggedRecipe):
         codes, lengths, phonemes, prompts = data.sample(self.tcfg.batch_size, self.tcfg.min_prompt)
         return codes.to(self.info.device), lengths.to(self.info.device), phonemes, prompts
 
-    @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        self.model.eval()
-        losses = [float(self.model(*self._batch(self.valid_data))) for _ in range(self.tcfg.val_batches)]
-        val = sum(losses) / len(losses)
-        return {"valid_loss": round(val, 4), "valid_perplexity": round(math.exp(val), 2)}
+        return self.cross_entropy_validation()
 
     def export(self, folder: Path, metrics: dict) -> None:
         voices = builtin_voices(self.train_data)
