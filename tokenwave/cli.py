@@ -122,10 +122,17 @@ def demo(
 
 
 def _run_training(name: str, presets: dict, preset: str, device: str, seed: int, make_recipe, out: Path, steps: int,
-                  val_every: int, ckpt_every: int, log_every: int, resume: bool, until: Optional[int]) -> None:
-    """Check the preset, join torchrun's process group if any, seed, run the shared trainer, print the last figures."""
+                  val_every: int, ckpt_every: int, log_every: int, resume: bool, until: Optional[int],
+                  threads: int = 0) -> None:
+    """Check the preset, set torch's CPU threads (``threads`` > 0), join torchrun's process group if any, seed, run
+    the shared trainer, print the last figures."""
+    import torch
+
     from tokenwave.errors import InvalidArgumentError
     from tokenwave.train.trainer import seed_everything, setup_distributed, train
+
+    if threads:
+        torch.set_num_threads(threads)
 
     if preset not in presets:
         raise InvalidArgumentError(f"unknown preset {preset!r}", f"use one of {', '.join(presets)}")
@@ -152,21 +159,17 @@ def train_codec(
     log_every: int = opts.LOG_EVERY,
     seed: int = opts.SEED,
     device: str = opts.DEVICE,
-    threads: int = typer.Option(0, help="CPU threads for torch (0: leave torch's default)."),
+    threads: int = opts.THREADS,
     resume: bool = opts.RESUME,
     until: Optional[int] = opts.UNTIL,
 ) -> None:
     """Train the neural codec (RVQ, 75 Hz) on one or more datasets."""
-    import torch
-
     from tokenwave.train.codec import PRESETS, CodecRecipe, CodecTrainConfig
 
-    if threads:
-        torch.set_num_threads(threads)
     tcfg = CodecTrainConfig(segment_seconds=segment, batch_size=batch_size, lr=lr, adv_start=adv_start, total_steps=steps)
     _run_training("codec", PRESETS, preset, device, seed,
                   lambda info: CodecRecipe([str(d) for d in data], PRESETS[preset], tcfg, info, seed=seed),
-                  out, steps, val_every, ckpt_every, log_every, resume, until)
+                  out, steps, val_every, ckpt_every, log_every, resume, until, threads)
 
 
 def _load_for_codec(model: Optional[Path], path: Path, kbps: Optional[float]):

@@ -109,21 +109,17 @@ def _train_command(train_app: typer.Typer, name: str, what: str, default_data: s
         log_every: int = opts.LOG_EVERY,
         seed: int = opts.SEED,
         device: str = typer.Option("cpu", help="auto, cpu or cuda."),
-        threads: int = typer.Option(0, help="CPU threads for torch (0: leave torch's default)."),
+        threads: int = opts.THREADS,
         resume: bool = opts.RESUME,
         until: Optional[int] = opts.UNTIL,
     ) -> None:
-        import torch
-
         from tokenwave.cli import _run_training
         from tokenwave.train.eval_models import PRESETS, RECIPES, EvalTrainConfig, preset_config
 
-        if threads:
-            torch.set_num_threads(threads)
         tcfg = EvalTrainConfig(batch_size=batch_size, lr=lr, total_steps=steps)
         _run_training(name, PRESETS, preset, device, seed,
                       lambda info: RECIPES[name]([str(d) for d in data], preset_config(preset), tcfg, info, seed=seed),
-                      out, steps, val_every, ckpt_every, log_every, resume, until)
+                      out, steps, val_every, ckpt_every, log_every, resume, until, threads)
 
     command.__doc__ = what
     train_app.command(name)(command)
