@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, RESULTS_DIR, arg_parser, command_line, machine_info, target, write_result  # noqa: E402
+from common import REPO_ROOT, arg_parser, command_line, machine_info, target, write_result  # noqa: E402
 
 from tokenwave.audio import load_audio  # noqa: E402
 from tokenwave.data.manifest import read_manifest  # noqa: E402

@@ -10,6 +10,8 @@ from tokenwave.checkpoint import save_checkpoint
 from tokenwave.codec import Codec
 from tokenwave.conditioning import TagConditioner, TagVocab
 from tokenwave.conditioning.melody import MelodyConditioner
+from tokenwave.flow.config import FlowConfig
+from tokenwave.flow.model import FlowDiT
 from tokenwave.lm.config import LMConfig
 from tokenwave.lm.model import TokenLM
 from tokenwave.tasks.tagged import tag_cooccurrence
@@ -59,20 +61,39 @@ def tts_model(folder, codec, preset: dict | None = None, K: int = 2, max_frames:
     save_file(voices, str(folder / "voices.safetensors"))
 
 
-def tagged_model(folder, codec, melody: bool, domain: str = "sfx") -> None:
+def _conditioners(folder, vocab: TagVocab, melody: bool, dim: int = 32) -> None:
+    tags = TagConditioner(len(vocab), dim)
+    randomise(tags, 3)
+    save_file(tags.state_dict(), str(folder / "tags.safetensors"))
+    if melody:
+        mel = MelodyConditioner(dim)
+        randomise(mel, 4)
+        save_file(mel.state_dict(), str(folder / "melody.safetensors"))
+
+
+def flow_model(folder, codec, melody: bool, domain: str = "sfx") -> None:
+    """A tiny random flow model (patches of 2 frames) over the codec's latents, as `tokenwave train flow` saves it."""
+    rows = [{**r, "domain": domain} for r in ROWS]
+    vocab = TagVocab.from_rows(rows)
+    cfg = FlowConfig(latent_dim=codec.encode_latents(torch.zeros(1, 1, codec.hop)).shape[1], dim=32, depth=1,
+                     heads=2, max_frames=200, patch=2)
+    flow = FlowDiT(cfg)
+    randomise(flow, 5)
+    flow.save(folder, extra={"tags": vocab.tags, "train": {"frames": 60}, "cooccur": tag_cooccurrence(rows)})
+    _conditioners(folder, vocab, melody)
+
+
+def tagged_model(folder, codec, melody: bool, domain: str = "sfx", flow: bool = False) -> None:
+    """A tiny random token LM for ``domain`` (and, with ``flow``, a flow model in ``flow/``)."""
     rows = [{**r, "domain": domain} for r in ROWS]
     vocab = TagVocab.from_rows(rows)
     cfg = LMConfig(K=2, codebook_size=codec.codebook_size, dim=32, depth=1, heads=2, max_len=80)
     lm = TokenLM(cfg)
     randomise(lm, 2)
-    tags = TagConditioner(len(vocab), 32)
-    randomise(tags, 3)
     lm.save(folder, extra={"tags": vocab.tags, "train": {"frames": 40}, "cooccur": tag_cooccurrence(rows)})
-    save_file(tags.state_dict(), str(folder / "tags.safetensors"))
-    if melody:
-        mel = MelodyConditioner(32)
-        randomise(mel, 4)
-        save_file(mel.state_dict(), str(folder / "melody.safetensors"))
+    _conditioners(folder, vocab, melody)
+    if flow:
+        flow_model(folder / "flow", codec, melody, domain)
 
 
 def voice_file(path, seconds: float = 3.0, freq: float = 180.0):

@@ -123,7 +123,7 @@ def test_golden_plans(name):
     golden = GOLDEN / f"{name}.json"
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_text(json.dumps(plan, indent=2, ensure_ascii=False) + "\n")
-    assert plan == json.loads(golden.read_text()), f"plan changed; if intended, rerun with UPDATE_GOLDEN=1"
+    assert plan == json.loads(golden.read_text()), "plan changed; if intended, rerun with UPDATE_GOLDEN=1"
     md = plan_markdown(plan)
     for section in ("Model and hosting", "Prompt", "Chain", "Seed protocol", "Eval plan"):
         assert f"## {section}" in md

@@ -43,9 +43,10 @@ class StubCodec:
         return 0.1 * wav.flatten(-2)
 
 
-def test_loss_decreases_on_synthetic_latents():
+@pytest.mark.parametrize("patch", [1, 2])
+def test_loss_decreases_on_synthetic_latents(patch):
     torch.manual_seed(0)
-    model = FlowDiT(FlowConfig(latent_dim=D, dim=32, depth=2, heads=2, max_frames=32, cond_dropout=0.0))
+    model = FlowDiT(FlowConfig(latent_dim=D, dim=32, depth=2, heads=2, max_frames=32, cond_dropout=0.0, patch=patch))
     centres = torch.randn(4, D, 1) * 2  # four "sounds": a per-channel level plus a slow ramp
     ramp = torch.linspace(-1, 1, 32)
 
@@ -69,8 +70,9 @@ def test_loss_decreases_on_synthetic_latents():
     assert eval_loss() < 0.6 * before
 
 
-def test_seed_determinism():
-    model = tiny()
+@pytest.mark.parametrize("patch", [1, 2, 3])
+def test_seed_determinism(patch):
+    model = tiny(patch=patch)
     p = FlowSampling(steps=4, seed=3)
     a, b = sample(model, 20, tags(2), p), sample(model, 20, tags(2), p)
     assert torch.equal(a, b)
@@ -97,23 +99,56 @@ def test_more_steps_converge():
 
 
 @pytest.mark.parametrize("method", ["euler", "heun"])
-def test_methods_give_finite_latents(method):
-    model = tiny()
+@pytest.mark.parametrize("patch", [1, 2])
+def test_methods_give_finite_latents(method, patch):
+    model = tiny(patch=patch)
     z = sample(model, [12, 9], tags(2), FlowSampling(steps=3, method=method))
     assert z.shape == (2, D, 12) and torch.isfinite(z).all()
     assert z[1, :, 9:].abs().max() == 0
 
 
-def test_variable_durations_match_single_items():
-    model = tiny()
+@pytest.mark.parametrize("patch", [1, 2])
+def test_variable_durations_match_single_items(patch):
+    model = tiny(patch=patch)
     cond = tags(2)
     p = FlowSampling(steps=4, cfg_scale=2.0, seed=5)
-    both = sample(model, [30, 18], cond, p)
-    assert both[1, :, 18:].abs().max() == 0
-    alone = sample(model, 18, Conditioning(prefix=cond.prefix[1:]), p, seeds=[p.seed + 1])
-    torch.testing.assert_close(both[1:, :, :18], alone, atol=1e-4, rtol=1e-4)
+    both = sample(model, [30, 16], cond, p)
+    assert both[1, :, 16:].abs().max() == 0
+    alone = sample(model, 16, Conditioning(prefix=cond.prefix[1:]), p, seeds=[p.seed + 1])
+    torch.testing.assert_close(both[1:, :, :16], alone, atol=1e-4, rtol=1e-4)
     first = sample(model, 30, Conditioning(prefix=cond.prefix[:1]), p)
     torch.testing.assert_close(both[:1], first, atol=1e-4, rtol=1e-4)
+
+
+def test_patches_cut_frames_into_tokens_and_back():
+    """Patches of p frames: p times fewer tokens, the frames of a patch map back to their own output frames, any
+    length works (the last patch padded), and per-frame conditioning (melody) reaches the frames it names."""
+    model = tiny(patch=2)
+    x = torch.randn(1, D, 9)
+    t = torch.full((1,), 0.5)
+    with torch.no_grad():
+        v = model(x, t, tags(1))
+        assert v.shape == (1, D, 9) and torch.isfinite(v).all()
+        y = x.clone()
+        y[..., 8] += 1.0  # the last (padded) patch: within it, both the token and its output frames change
+        w = model(y, t, tags(1))
+        assert not torch.equal(v[..., 8], w[..., 8])
+        frames = torch.zeros(1, 9, 32)
+        mel = torch.zeros(1, 9, 32)
+        mel[:, 4:6] = 1.0
+        a = model(x, t, Conditioning(prefix=tags(1).prefix, frames=frames))
+        b = model(x, t, Conditioning(prefix=tags(1).prefix, frames=mel))
+        assert not torch.equal(a, b)
+    assert model.inp.in_features == (2 * D + 1) * 2 and model.out.out_features == D * 2
+
+
+@pytest.mark.parametrize("patch", [1, 2])
+def test_prompt_frames_are_kept_exactly_patched(patch):
+    model = tiny(patch=patch)
+    cond = tags(1)
+    prompt = torch.randn(1, D, 7)
+    z = sample(model, 20, cond, FlowSampling(steps=3), prompt=prompt)
+    assert torch.equal(z[..., :7], prompt) and torch.isfinite(z).all()
 
 
 def test_prompt_frames_are_kept_exactly():
@@ -217,6 +252,7 @@ def test_cli_latents_and_train_flow(tmp_path):
     a, b = (load_file(str(tmp_path / r / "model" / "model.safetensors")) for r in ("run", "split"))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # --resume is exact
     model, vocab, tag_cond = load_flow(tmp_path / "run" / "model")
+    assert model.cfg.patch == 2  # the recipe's default
     assert model.cfg.latent_scale == pytest.approx(info["stats"]["overall_std"])
     assert "domain=sfx" in vocab.tags
     ids, mask = vocab.encode([["domain=sfx"]])

@@ -42,7 +42,7 @@ def sfx_model(tmp_path_factory, codec):
 @pytest.fixture(scope="module")
 def music_model(tmp_path_factory, codec):
     folder = tmp_path_factory.mktemp("music")
-    tm.tagged_model(folder, codec, melody=True, domain="music")
+    tm.tagged_model(folder, codec, melody=True, domain="music", flow=True)
     return folder
 
 
@@ -187,6 +187,48 @@ def test_music_melody_changes_output_and_continuation(music_model, codec, tmp_pa
     assert len(cont.wav) == 75 * codec.hop and cont.metadata["continued"]
 
 
+def test_flow_generator_renders_music_and_sfx(music_model, codec, tmp_path):
+    """The flow generator through the same task: durations past its window, seeds, prompts, melody, continuation,
+    the default named by generators.json, and a flow-only folder."""
+    music = load_task("music", music_model, codec, generator="flow")
+    assert music.generator == "flow" and set(music.generators) == {"lm", "flow"} and music.supports_melody
+    a = music.generate("a reel", 2.0, Sampling(seed=3, steps=4), watermark=False)  # 150 frames: windows of 60
+    b = music.generate("a reel", 2.0, Sampling(seed=3, steps=4), watermark=False)
+    c = music.generate("a reel", 2.0, Sampling(seed=4, steps=4), watermark=False)
+    assert len(a.wav) == 150 * codec.hop and np.array_equal(a.wav, b.wav) and not np.array_equal(a.wav, c.wav)
+    assert a.metadata["generator"] == "flow" and a.metadata["model"].endswith("flow")
+    other = music.generate("a high bell", 2.0, Sampling(seed=3, steps=4), watermark=False)
+    assert not np.array_equal(a.wav, other.wav)
+    up = music.generate("a reel", 2.0, Sampling(seed=3, steps=4), melody=[60, 62, 64, 65, 67] * 30, watermark=False)
+    assert not np.array_equal(a.wav, up.wav)
+    # the melody reaches every window, not only the first: change the second half only
+    half = music.generate("a reel", 2.0, Sampling(seed=3, steps=4), melody=[60] * 75 + [67] * 75, watermark=False)
+    same = music.generate("a reel", 2.0, Sampling(seed=3, steps=4), melody=[60] * 150, watermark=False)
+    n = 40 * codec.hop  # the first window's first 40 frames come before any overlap or crossfade
+    assert np.array_equal(half.wav[:n], same.wav[:n]) and not np.array_equal(half.wav[-n:], same.wav[-n:])
+    heun = music.generate("a reel", 2.0, Sampling(seed=3, steps=4, solver="heun"), watermark=False)
+    assert not np.array_equal(a.wav, heun.wav)
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, a.wav, SR)
+    cont = music.generate("a reel", 1.0, Sampling(seed=3, steps=4), continue_from=str(clip), watermark=False)
+    assert len(cont.wav) == 75 * codec.hop and cont.metadata["continued"]
+    # the LM stays reachable per request; generators.json names the default
+    assert music.generate("a reel", 1.0, Sampling(seed=3), generator="lm", watermark=False).metadata["generator"] == "lm"
+    assert load_task("music", music_model, codec).generator == "lm"
+    (tmp_path / "pick").mkdir()
+    import shutil
+
+    shutil.copytree(music_model, tmp_path / "pick" / "music")
+    (tmp_path / "pick" / "music" / "generators.json").write_text('{"default": "flow"}')
+    assert load_task("music", tmp_path / "pick" / "music", codec).generator == "flow"
+    solo = load_task("music", music_model / "flow", codec)
+    assert solo.generator == "flow" and solo.lm is None
+    with pytest.raises(InvalidArgumentError, match="has no lm generator"):
+        load_task("music", music_model / "flow", codec, generator="lm")
+    with pytest.raises(InvalidArgumentError, match="unknown solver"):
+        music.generate("a reel", 1.0, Sampling(solver="rk4"))
+
+
 def test_melody_readers(tmp_path):
     import pretty_midi
 
@@ -284,6 +326,11 @@ def test_cli_tasks_write_audio_and_metadata(cli_env, tmp_path, codec):
     assert run.stdout.split() == ["alice", "bob"]
     run = _cli("music", "a reel", "--duration", 0.5, "-o", tmp_path / "m.wav", env=cli_env)
     assert run.returncode == 0, run.stderr
+    run = _cli("music", "a reel", "--duration", 0.5, "--generator", "flow", "--steps", 3, "-o", tmp_path / "f.wav",
+               env=cli_env)
+    assert run.returncode == 0, run.stderr
+    meta = json.loads((tmp_path / "f.wav.json").read_text())
+    assert meta["generator"] == "flow" and meta["steps"] == 3 and len(sf.read(tmp_path / "f.wav")[0]) == round(0.5 * 75) * codec.hop
 
 
 @pytest.mark.parametrize("args, message", [
@@ -292,7 +339,9 @@ def test_cli_tasks_write_audio_and_metadata(cli_env, tmp_path, codec):
     (("tts", "Hi.", "--voice", "missing.wav"), "unknown voice 'missing.wav'"),
     (("sfx", "rain", "--duration", "0"), "duration must be positive"),
     (("sfx", "rain", "--duration", "600"), "over the 60 s limit"),
-    (("music", "a reel", "--generator", "flow"), "no flow-matching music model"),
+    (("sfx", "rain", "--generator", "flow"), "has no flow generator"),
+    (("sfx", "rain", "--generator", "gan"), "unknown generator 'gan'"),
+    (("tts", "Hi.", "--generator", "flow"), "text-to-speech has no 'flow' generator"),
 ])
 def test_cli_errors_are_one_line_with_a_fix(cli_env, tmp_path, args, message):
     run = _cli(*args, "-o", tmp_path / "x.wav", env=cli_env)

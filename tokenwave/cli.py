@@ -345,6 +345,9 @@ def train_flow(
     batch_size: int = typer.Option(16, min=1),
     lr: float = typer.Option(5e-4),
     prompt_share: float = typer.Option(0.3, min=0.0, max=1.0, help="Share of items trained with a given prefix."),
+    patch: int = typer.Option(2, min=1, max=8, help="Latent frames per transformer token (2 halves the sampling cost)."),
+    tag_dropout: float = typer.Option(0.0, min=0.0, max=0.9, help="Share of tags left out per training item, so prompts naming only some tags work."),
+    melody: bool = typer.Option(False, help="Condition on the manifest's melody (pitch class per frame), hidden for half the items."),
     val_every: int = opts.VAL_EVERY,
     ckpt_every: int = opts.CKPT_EVERY,
     log_every: int = opts.LOG_EVERY,
@@ -356,7 +359,8 @@ def train_flow(
     """Train the flow-matching generator (DiT) on codec latents, conditioned on the manifest's tags."""
     from tokenwave.train.flow import PRESETS, FlowRecipe, FlowTrainConfig
 
-    tcfg = FlowTrainConfig(frames=frames, batch_size=batch_size, lr=lr, total_steps=steps, prompt_share=prompt_share)
+    tcfg = FlowTrainConfig(frames=frames, batch_size=batch_size, lr=lr, total_steps=steps, prompt_share=prompt_share,
+                           patch=patch, tag_dropout=tag_dropout, melody=melody)
     _run_training("flow", PRESETS, preset, device, seed, lambda info: FlowRecipe(str(latents), preset, tcfg, info, seed=seed),
                   out, steps, val_every, ckpt_every, log_every, resume, until)
 

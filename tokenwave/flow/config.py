@@ -16,3 +16,4 @@ class FlowConfig:
     latent_scale: float = 1.0      # the model works on latents / latent_scale (the recipe sets it from data stats)
     rope_base: float = 10_000.0
     cross_attention: bool = False  # add cross-attention to Conditioning.cross in every block
+    patch: int = 1                 # frames per transformer token (2: half the sequence, ~2x faster sampling)

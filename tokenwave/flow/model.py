@@ -1,7 +1,8 @@
 """DiT-style velocity network over continuous codec latents (flow matching).
 
 ``x_t [B, D, T]`` (latents / latent_scale, 75 Hz frames) plus the prompt channels ``prompt * prompt_mask`` and
-``prompt_mask`` (continuation / inpainting) are projected to the model width; conditioning tokens
+``prompt_mask`` (continuation / inpainting) are cut into patches of ``cfg.patch`` frames (the last one
+zero-padded) and each patch is projected to the model width, one token per patch; conditioning tokens
 (``Conditioning.prefix``) are prepended in context; every block is modulated (adaLN-zero) by the timestep
 embedding plus the pooled conditioning; attention is bidirectional with rotary positions on the frames (prefix
 tokens get none, so frame positions do not depend on the prefix length) and a key padding mask from the
@@ -73,18 +74,21 @@ class FlowDiT(Checkpointable, nn.Module):
         if cfg.dim % cfg.heads or (cfg.dim // cfg.heads) % 2:
             raise ValueError("dim must split into heads of an even size")
         D, d = cfg.latent_dim, cfg.dim
-        self.inp = Linear(2 * D + 1, d)  # x_t, prompt * prompt_mask, prompt_mask
+        if cfg.patch < 1:
+            raise ValueError("patch must be >= 1")
+        p = cfg.patch
+        self.inp = Linear((2 * D + 1) * p, d)  # a patch of p frames of (x_t, prompt * prompt_mask, prompt_mask)
         self.t_freq = 256
         self.t_mlp = nn.Sequential(Linear(self.t_freq, d), nn.SiLU(), Linear(d, d))
         self.pool = Linear(d, d)  # pooled conditioning -> added to the timestep embedding
         self.blocks = nn.ModuleList([FlowBlock(cfg) for _ in range(cfg.depth)])
         self.norm_out = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.ada_out = Linear(d, 2 * d)
-        self.out = Linear(d, D)
+        self.out = Linear(d, D * p)
         self.null_cond = nn.Parameter(torch.zeros(d))
         hd = d // cfg.heads
         inv = 1.0 / cfg.rope_base ** (torch.arange(0, hd // 2, dtype=torch.float32) / (hd // 2))
-        angles = torch.arange(cfg.max_frames, dtype=torch.float32)[:, None] * inv[None]
+        angles = torch.arange(-(-cfg.max_frames // p), dtype=torch.float32)[:, None] * inv[None]
         self.register_buffer("rope_cos", angles.cos(), persistent=False)
         self.register_buffer("rope_sin", angles.sin(), persistent=False)
         self.apply(self._init)
@@ -100,10 +104,12 @@ class FlowDiT(Checkpointable, nn.Module):
                 nn.init.zeros_(m.bias)
 
     def _rope(self, P: int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rotary tables ``[P + T, head_dim / 2]``: identity for the P prefix tokens, positions 0..T-1 for frames."""
+        """Rotary tables ``[P + N, head_dim / 2]`` for T frames in N patches: identity for the P prefix tokens,
+        positions 0..N-1 for the patches."""
         if T > self.cfg.max_frames:
             raise ValueError(f"{T} frames exceed max_frames {self.cfg.max_frames}; use sample_long (sliding windows)")
-        cos, sin = self.rope_cos[:T], self.rope_sin[:T]
+        N = -(-T // self.cfg.patch)
+        cos, sin = self.rope_cos[:N], self.rope_sin[:N]
         if P:
             cos = torch.cat([cos.new_ones(P, cos.shape[1]), cos])
             sin = torch.cat([sin.new_zeros(P, sin.shape[1]), sin])
@@ -137,12 +143,19 @@ class FlowDiT(Checkpointable, nn.Module):
         else:
             pm = prompt_mask.to(x_t.dtype)[:, None]
             pin = torch.cat([prompt * pm, pm], dim=1)
-        h = self.inp(torch.cat([x_t, pin], dim=1).transpose(1, 2))  # [B, T, dim]
+        p = self.cfg.patch
+        N = -(-T // p)
+        frames_in = F.pad(torch.cat([x_t, pin], dim=1), (0, N * p - T))  # [B, 2D+1, N*p]
+        h = self.inp(frames_in.unflatten(2, (N, p)).permute(0, 2, 1, 3).flatten(2))  # [B, N, dim]
+        if cond.frames is not None:  # per-frame conditioning (melody; the last frame held as in the token LM), per patch
+            fc = cond.frame_inputs(torch.arange(N * p, device=h.device)).to(h.dtype)
+            h = h + fc.unflatten(1, (N, p)).mean(2)
         c = self.t_mlp(timestep_embedding(t.expand(B), self.t_freq).to(h.dtype)) + self.pool(self._pooled(cond, B))
         P = cond.prefix_len
         attn_mask = None
         if mask is not None or (P and cond.prefix_mask is not None):
             fm = mask if mask is not None else torch.ones(B, T, dtype=torch.bool, device=h.device)
+            fm = F.pad(fm, (0, N * p - T)).unflatten(1, (N, p)).any(-1)  # a patch with a valid frame is valid
             pm_ = cond.prefix_mask if cond.prefix_mask is not None else torch.ones(B, P, dtype=torch.bool, device=h.device)
             keys = torch.cat([pm_[:, :P], fm], dim=1)
             if not bool(keys.all()):
@@ -154,7 +167,8 @@ class FlowDiT(Checkpointable, nn.Module):
         for block in self.blocks:
             h = block(h, c, attn_mask, rope, cond.cross, cross_mask)
         shift, scale = self.ada_out(F.silu(c)).chunk(2, dim=-1)
-        v = self.out(modulate(self.norm_out(h[:, P:]), shift, scale)).transpose(1, 2)
+        v = self.out(modulate(self.norm_out(h[:, P:]), shift, scale))  # [B, N, D*p]
+        v = v.unflatten(2, (-1, p)).permute(0, 2, 1, 3).flatten(2)[..., :T]  # [B, D, T]
         return v if mask is None else v * mask[:, None].to(v.dtype)
 
     def num_params(self) -> int:

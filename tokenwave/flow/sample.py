@@ -175,13 +175,14 @@ def plan_windows(frames: int, window: int, overlap: int) -> list[tuple[int, int]
 def _windows(model: FlowDiT, frames: int, window: int, overlap: int, cond: Conditioning | None,
              params: FlowSampling, prompt: torch.Tensor | None, batch_size: int | None) -> Iterator[torch.Tensor]:
     """Window latents ``[B, D, length]`` in order; window k > 0 continues window k-1's last ``overlap`` frames (its
-    prompt, kept exactly). Item b's noise in window k comes from seed ``params.seed + b + 1_000_003 * k``."""
+    prompt, kept exactly) and reads its own frames of ``cond.frames``. Item b's noise in window k comes from seed ``params.seed + b + 1_000_003 * k``."""
     B = _batch_size(cond, prompt, frames, batch_size)
     prev = None
-    for k, (_, n) in enumerate(plan_windows(frames, window, overlap)):
+    for k, (s, n) in enumerate(plan_windows(frames, window, overlap)):
         seeds = [params.seed + b + 1_000_003 * k for b in range(B)]
         p = prompt if k == 0 else prev[..., -overlap:] if overlap else None
-        prev = sample(model, n, cond, params, p, batch_size=B, seeds=seeds)
+        c = None if cond is None else cond.frame_slice(s, s + n)  # per-frame conditioning (melody) of this window
+        prev = sample(model, n, c, params, p, batch_size=B, seeds=seeds)
         yield prev
 
 

@@ -32,19 +32,23 @@ def __getattr__(name: str):
 TASKS = ("tts", "music", "sfx")
 
 
-def load_task(task: str, model: str | os.PathLike | None = None, codec=None):
+def load_task(task: str, model: str | os.PathLike | None = None, codec=None, generator: str | None = None):
     """One task's model: ``TTS`` for "tts", ``TaggedTask`` for "music" / "sfx" (``model``: its checkpoint folder,
-    default ``checkpoints/<task>``). Each has ``.sample_rate`` and ``.generate_row(row, dataset, seed)``."""
+    default ``checkpoints/<task>``; ``generator``: "lm" or "flow", default the task's own choice). Each has
+    ``.sample_rate`` and ``.generate_row(row, dataset, seed)``."""
     from tokenwave.errors import InvalidArgumentError
 
     if task == "tts":
+        if generator not in (None, "lm"):
+            raise InvalidArgumentError(f"text-to-speech has no {generator!r} generator",
+                                       "use --generator lm (the TTS model is a token LM)")
         from tokenwave.tasks.tts import TTS
 
         return TTS(model, codec)
     if task in ("music", "sfx"):
         from tokenwave.tasks.tagged import TaggedTask
 
-        return TaggedTask(task, model, codec)
+        return TaggedTask(task, model, codec, generator)
     raise InvalidArgumentError(f"unknown task {task!r}", f"use one of {', '.join(TASKS)}")
 
 
@@ -54,7 +58,7 @@ class Pipeline:
     def __init__(self, models: dict[str, str | os.PathLike | None] | None = None, codec=None) -> None:
         from tokenwave.codec import load_codec
 
-        self.models = dict(models or {})
+        self.models = dict(models or {})  # task -> checkpoint folder (None: the default)
         self.codec = codec if codec is not None else load_codec(None)
         self._loaded: dict[str, object] = {}
 
@@ -81,17 +85,20 @@ class Pipeline:
         return self.task("tts").synthesize(text, voice, Sampling(seed=seed, **sampling), speed, watermark, consent_check)
 
     def music(self, prompt: str, duration: float = 10.0, seed: int = 0, melody=None, continue_from=None,
-              watermark: bool = True, **sampling) -> GeneratedAudio:
+              watermark: bool = True, generator: str | None = None, **sampling) -> GeneratedAudio:
+        """``generator``: "lm" or "flow" (default: the model folder's own choice); ``sampling``: the fields of
+        :class:`Sampling` (temperature, top_k, top_p, cfg_scale, steps, solver)."""
         from tokenwave.tasks.base import Sampling
 
         return self.task("music").generate(prompt, duration, Sampling(seed=seed, **sampling), melody, continue_from,
-                                           watermark)
+                                           watermark, generator)
 
     def sfx(self, prompt: str, duration: float = 5.0, seed: int = 0, watermark: bool = True,
-            **sampling) -> GeneratedAudio:
+            generator: str | None = None, **sampling) -> GeneratedAudio:
         from tokenwave.tasks.base import Sampling
 
-        return self.task("sfx").generate(prompt, duration, Sampling(seed=seed, **sampling), None, None, watermark)
+        return self.task("sfx").generate(prompt, duration, Sampling(seed=seed, **sampling), None, None, watermark,
+                                         generator)
 
 
 __all__ = ["TASKS", "Pipeline", "load_task", *sorted(_LAZY)]

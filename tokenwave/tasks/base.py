@@ -53,6 +53,14 @@ class Sampling:
     top_p: float = 0.0
     cfg_scale: float = 2.0
     steps: int = 16  # flow generator only
+    solver: str = "euler"  # flow generator only: euler (1 model call per step) or heun (2)
+
+    def flow_params(self):
+        from tokenwave.flow.sample import FlowSampling
+
+        p = FlowSampling(steps=self.steps, method=self.solver, cfg_scale=self.cfg_scale, seed=self.seed)
+        p.check()
+        return p
 
     def lm_params(self, seed: int | None = None) -> SamplingParams:
         p = SamplingParams(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, cfg_scale=self.cfg_scale,
@@ -64,6 +72,8 @@ class Sampling:
         self.lm_params()
         if not 1 <= self.steps <= 256:
             raise InvalidArgumentError(f"steps must be within 1..256, got {self.steps}", "use 8-32 steps")
+        if self.solver not in ("euler", "heun"):
+            raise InvalidArgumentError(f"unknown solver {self.solver!r}", "use euler or heun")
 
 
 def check_duration(duration: float, limit: float = MAX_DURATION) -> float:

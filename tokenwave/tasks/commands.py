@@ -10,21 +10,11 @@ from rich.console import Console
 console = Console()
 
 
-def _sampling(seed: int, temperature: float, top_k: int, top_p: float, cfg: float, steps: int):
+def _sampling(seed: int, temperature: float, top_k: int, top_p: float, cfg: float, steps: int, solver: str = "euler"):
     from tokenwave.tasks import Sampling
 
-    return Sampling(seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, cfg_scale=cfg, steps=steps)
-
-
-def _check_generator(task: str, generator: str) -> None:
-    from tokenwave.errors import InvalidArgumentError
-
-    if generator == "lm":
-        return
-    if generator == "flow" and task != "tts":
-        raise InvalidArgumentError(f"no flow-matching {task} model is shipped yet (see checkpoints/{task}/MODEL.md)",
-                                   "use --generator lm (the default)")
-    raise InvalidArgumentError(f"unknown generator {generator!r} for {task}", "use --generator lm")
+    return Sampling(seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, cfg_scale=cfg, steps=steps,
+                    solver=solver)
 
 
 def _write_output(result, out: Path) -> None:
@@ -41,6 +31,9 @@ _TOPK = typer.Option(100, min=0, help="Sample from the k most likely tokens (0 =
 _TOPP = typer.Option(0.0, min=0.0, max=1.0, help="Nucleus sampling mass (0 = off).")
 _CFG = typer.Option(2.0, min=0.0, help="Classifier-free guidance scale (1 = off, 0 = unconditional).")
 _STEPS = typer.Option(16, min=1, max=256, help="Sampling steps (flow generator).")
+_SOLVER = typer.Option("euler", help="ODE solver (flow generator): euler (1 model call per step) or heun (2).")
+_GENERATOR = typer.Option(None, help="Generator: lm (token-AR) or flow (flow matching); default: the model's "
+                          "measured better one (generators.json beside it).")
 _WM = typer.Option(True, "--watermark/--no-watermark", help="Embed the inaudible watermark (recorded in OUT.json).")
 
 
@@ -51,21 +44,20 @@ def tts(
     list_voices: bool = typer.Option(False, "--list-voices", help="Print the built-in voices and exit."),
     model: Optional[Path] = typer.Option(None, help="TTS checkpoint folder (default: checkpoints/tts)."),
     speed: float = typer.Option(1.0, help="Speaking rate (0.5-2)."),
-    generator: str = typer.Option("lm", help="Generator: lm (token-AR)."),
+    generator: Optional[str] = typer.Option(None, help="Generator: lm (token-AR; the only one for speech)."),
     seed: int = _SEED, temperature: float = _TEMP, top_k: int = _TOPK, top_p: float = _TOPP, cfg: float = _CFG,
-    steps: int = _STEPS, watermark: bool = _WM,
+    watermark: bool = _WM,
     consent_check: bool = typer.Option(True, "--consent-check/--no-consent-check",
                                        help="Refuse a recording that matches no consented voice (operator only: disable)."),
 ) -> None:
     """Speak TEXT in a voice (a built-in one or a 3-second recording of a consented voice)."""
     from tokenwave.tasks import load_task
 
-    _check_generator("tts", generator)
-    task = load_task("tts", model)
+    task = load_task("tts", model, generator=generator)
     if list_voices:
         console.print("\n".join(task.voices))
         return
-    result = task.synthesize(text, voice, _sampling(seed, temperature, top_k, top_p, cfg, steps), speed, watermark,
+    result = task.synthesize(text, voice, _sampling(seed, temperature, top_k, top_p, cfg, 16), speed, watermark,
                              consent_check)
     _write_output(result, out)
 
@@ -77,18 +69,17 @@ def music(
     melody: Optional[Path] = typer.Option(None, help="A tune to follow: a MIDI file or a recording."),
     continue_from: Optional[Path] = typer.Option(None, "--continue", help="A clip to continue from its end."),
     model: Optional[Path] = typer.Option(None, help="Music checkpoint folder (default: checkpoints/music)."),
-    generator: str = typer.Option("lm", help="Generator: lm (token-AR) or flow."),
+    generator: Optional[str] = _GENERATOR,
     seed: int = _SEED, temperature: float = _TEMP, top_k: int = _TOPK, top_p: float = _TOPP, cfg: float = _CFG,
-    steps: int = _STEPS, watermark: bool = _WM,
+    steps: int = _STEPS, solver: str = _SOLVER, watermark: bool = _WM,
 ) -> None:
     """Render music from a text prompt (genre, instrument, tempo, key), optionally following a melody."""
     from tokenwave.tasks import load_task
 
-    _check_generator("music", generator)
-    result = load_task("music", model).generate(prompt, duration, _sampling(seed, temperature, top_k, top_p, cfg, steps),
-                                                melody=str(melody) if melody else None,
-                                                continue_from=str(continue_from) if continue_from else None,
-                                                watermark=watermark)
+    result = load_task("music", model, generator=generator).generate(
+        prompt, duration, _sampling(seed, temperature, top_k, top_p, cfg, steps, solver),
+        melody=str(melody) if melody else None, continue_from=str(continue_from) if continue_from else None,
+        watermark=watermark)
     _write_output(result, out)
 
 
@@ -97,16 +88,15 @@ def sfx(
     out: Path = typer.Option(Path("sfx.wav"), "--out", "-o", help="Audio file to write (.wav, .flac, .ogg)."),
     duration: float = typer.Option(5.0, help="Seconds to render (up to 60)."),
     model: Optional[Path] = typer.Option(None, help="Sound-effects checkpoint folder (default: checkpoints/sfx)."),
-    generator: str = typer.Option("lm", help="Generator: lm (token-AR) or flow."),
+    generator: Optional[str] = _GENERATOR,
     seed: int = _SEED, temperature: float = _TEMP, top_k: int = _TOPK, top_p: float = _TOPP, cfg: float = _CFG,
-    steps: int = _STEPS, watermark: bool = _WM,
+    steps: int = _STEPS, solver: str = _SOLVER, watermark: bool = _WM,
 ) -> None:
     """Render a sound effect from a text prompt."""
     from tokenwave.tasks import load_task
 
-    _check_generator("sfx", generator)
-    result = load_task("sfx", model).generate(prompt, duration, _sampling(seed, temperature, top_k, top_p, cfg, steps),
-                                              watermark=watermark)
+    result = load_task("sfx", model, generator=generator).generate(
+        prompt, duration, _sampling(seed, temperature, top_k, top_p, cfg, steps, solver), watermark=watermark)
     _write_output(result, out)
 
 

@@ -1,6 +1,7 @@
 """Music and sound effects from a text prompt: the prompt is read into the tags the generator was trained on
-(``instrument=violin``, ``tempo=fast``, ``family=rain``…), then the token LM renders codes for the duration
-(sliding windows past its context), optionally following a melody or continuing a clip, and the codec decodes.
+(``instrument=violin``, ``tempo=fast``, ``family=rain``…), then a generator renders the duration (sliding windows
+past its context), optionally following a melody or continuing a clip, and the codec decodes: the token LM
+samples codes, the flow model integrates continuous latents from noise (``--generator lm|flow``).
 
 Reading the prompt: for each tag field, the values named in the prompt (whole words, case-insensitive) are found;
 the one named first wins. Yes/no fields (``reverb``, ``thunder``…) are "yes" when the prompt names the field or a
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,11 +24,15 @@ from tokenwave.checkpoint import load_checkpoint
 from tokenwave.conditioning import TagConditioner, TagVocab
 from tokenwave.conditioning.melody import NO_PITCH, MelodyConditioner, fit_length, load_melody, pitch_classes
 from tokenwave.errors import InvalidArgumentError
+from tokenwave.flow.config import FlowConfig
+from tokenwave.flow.model import KIND as FLOW_KIND
+from tokenwave.flow.model import FlowDiT
 from tokenwave.lm.config import LMConfig
 from tokenwave.lm.generate import generate_long
 from tokenwave.lm.model import KIND as LM_KIND
 from tokenwave.lm.model import TokenLM
-from tokenwave.tasks.base import GeneratedAudio, Sampling, check_duration, default_model_dir, finish
+from tokenwave.tasks.base import (GeneratedAudio, MissingModelError, Sampling, check_duration, default_model_dir,
+                                  finish)
 
 SYNONYMS = {"reverb": ("reverb", "echo", "echoing", "reverberant", "hall"),
             "thunder": ("thunder", "thunderclap"), "rain": ("rain", "rainy"), "whistle": ("whistle", "whistling"),
@@ -105,45 +112,114 @@ def check_prompt(prompt: str) -> str:
     return prompt
 
 
-class TaggedTask:
-    """A tag-conditioned token LM (``tokenwave train lm``) for one domain ("music" or "sfx") and its codec."""
+GENERATORS = ("lm", "flow")
+_CLASSES = {LM_KIND: (LMConfig, TokenLM), FLOW_KIND: (FlowConfig, FlowDiT)}
 
-    def __init__(self, task: str, folder: str | os.PathLike | None = None, codec=None) -> None:
+
+@dataclass
+class Generator:
+    """One trained generator of a task and its conditioners: ``kind`` "lm" (a :class:`TokenLM`, from
+    ``tokenwave train lm``) or "flow" (a :class:`FlowDiT`, from ``tokenwave train flow``)."""
+
+    kind: str
+    folder: Path
+    model: torch.nn.Module
+    extra: dict
+    vocab: TagVocab
+    tags: TagConditioner
+    melody: MelodyConditioner | None
+
+    @classmethod
+    def load(cls, folder: Path) -> Generator:
+        kind = checkpoint_kind(folder)
+        if kind not in _CLASSES:
+            raise MissingModelError(f"{folder} holds a {kind!r} model, not a music/sfx generator",
+                                    "pass a folder from `tokenwave train lm` or `tokenwave train flow`")
+        config_cls, model_cls = _CLASSES[kind]
+        state, cfg, extra = load_checkpoint(folder, config_cls, kind)
+        model = model_cls(cfg)
+        model.load_state_dict(state)
+        dim = model.cfg.dim
+        vocab = TagVocab(extra["tags"])
+        tags = TagConditioner(len(vocab), dim)
+        tags.load_state_dict(load_file(str(folder / "tags.safetensors")))
+        melody = None
+        if (folder / "melody.safetensors").exists():
+            melody = MelodyConditioner(dim)
+            melody.load_state_dict(load_file(str(folder / "melody.safetensors")))
+        return cls("flow" if kind == FLOW_KIND else "lm", folder, model.eval(), extra, vocab, tags.eval(),
+                   None if melody is None else melody.eval())
+
+    @property
+    def window(self) -> int:
+        """The trained window in frames (long renders slide windows of this size)."""
+        return int(self.extra.get("train", {}).get("frames", 150))
+
+
+def checkpoint_kind(folder: Path) -> str:
+    import json
+
+    return json.loads((Path(folder) / "config.json").read_text()).get("kind", "")
+
+
+class TaggedTask:
+    """A domain's ("music" or "sfx") tag-conditioned generators and their codec.
+
+    ``folder`` holds a token LM (``tokenwave train lm``) or a flow model (``tokenwave train flow``); a shipped task
+    folder holds the token LM with the flow model in ``flow/``, and ``generators.json`` names the default one (the
+    better by measurement, see its ``why``). ``generator`` picks one ("lm" or "flow"; None: the default)."""
+
+    def __init__(self, task: str, folder: str | os.PathLike | None = None, codec=None,
+                 generator: str | None = None) -> None:
+        import json
+
         from tokenwave.codec import load_codec
 
         self.task = task
         self.folder = default_model_dir(task, folder)
-        state, cfg, extra = load_checkpoint(self.folder, LMConfig, LM_KIND)
-        self.lm = TokenLM(cfg)
-        self.lm.load_state_dict(state)
-        self.lm.eval()
-        self.extra = extra
-        self.vocab = TagVocab(extra["tags"])
-        self.tags = TagConditioner(len(self.vocab), cfg.dim)
-        self.tags.load_state_dict(load_file(str(self.folder / "tags.safetensors")))
-        self.melody = None
-        if (self.folder / "melody.safetensors").exists():
-            self.melody = MelodyConditioner(cfg.dim)
-            self.melody.load_state_dict(load_file(str(self.folder / "melody.safetensors")))
+        main = Generator.load(self.folder)
+        self.generators = {main.kind: main}
+        if main.kind == "lm" and (self.folder / "flow" / "config.json").exists():
+            self.generators["flow"] = Generator.load(self.folder / "flow")
+        choice = self.folder / "generators.json"
+        self.default_generator = (json.loads(choice.read_text())["default"] if choice.exists() else main.kind)
+        self.generator = self._pick(generator)
+        lm = self.generators.get("lm")  # the token LM streams (the server's continuous batching runs it)
+        self.lm = lm.model if lm else None
+        g = self.generators[self.generator]
+        self.extra, self.vocab, self.tags, self.melody = g.extra, g.vocab, g.tags, g.melody
+        self.window = (lm or g).window
         self.codec = codec if codec is not None else load_codec(None)
         self.sample_rate = self.codec.sample_rate
         self.frame_rate = self.codec.frame_rate
-        self.window = int(extra.get("train", {}).get("frames", 150))
         self.domain = next((t.split("=", 1)[1] for t in self.vocab.tags if t.startswith("domain=")), task)
+
+    def _pick(self, generator: str | None) -> str:
+        name = generator or self.default_generator
+        if name not in GENERATORS:
+            raise InvalidArgumentError(f"unknown generator {name!r}", f"use one of {', '.join(GENERATORS)}")
+        if name not in self.generators:
+            have = ", ".join(sorted(self.generators))
+            raise InvalidArgumentError(f"the {self.task} model at {self.folder} has no {name} generator (it has: {have})",
+                                       f"use --generator {have.split(',')[0]}, or train one with `tokenwave train "
+                                       f"{'flow --latents' if name == 'flow' else 'lm --tokens'} ...`")
+        return name
 
     @property
     def supports_melody(self) -> bool:
         return self.melody is not None
 
-    def read_prompt(self, prompt: str) -> list[str]:
-        return read_prompt(check_prompt(prompt), self.vocab.tags, self.domain, self.extra.get("cooccur"))
+    def read_prompt(self, prompt: str, generator: str | None = None) -> list[str]:
+        g = self.generators[self._pick(generator or self.generator)]
+        return read_prompt(check_prompt(prompt), g.vocab.tags, self.domain, g.extra.get("cooccur"))
 
-    def _melody_ids(self, melody, frames: int) -> torch.Tensor | None:
+    def _melody_ids(self, g: Generator, melody, frames: int) -> torch.Tensor | None:
         if melody is None:
             return None
-        if not self.supports_melody:
-            raise InvalidArgumentError(f"the {self.task} model at {self.folder} was not trained with melody conditioning",
-                                       "leave out --melody, or train one with `tokenwave train lm --melody`")
+        if g.melody is None:
+            raise InvalidArgumentError(f"the {self.task} {g.kind} model at {g.folder} was not trained with melody "
+                                       "conditioning",
+                                       f"leave out --melody, or train one with `tokenwave train {g.kind} --melody`")
         if isinstance(melody, (str, os.PathLike)):
             ids = load_melody(melody, self.frame_rate)
         elif isinstance(melody, torch.Tensor):
@@ -154,44 +230,73 @@ class TaggedTask:
 
     @torch.no_grad()
     def generate(self, prompt: str, duration: float = 5.0, sampling: Sampling | None = None, melody=None,
-                 continue_from=None, watermark: bool = True) -> GeneratedAudio:
+                 continue_from=None, watermark: bool = True, generator: str | None = None) -> GeneratedAudio:
         """Render ``duration`` seconds for ``prompt``; ``melody``: a MIDI/audio path, pitch classes or MIDI pitches
         per frame; ``continue_from``: an audio path or ``(wav, sr)`` whose last seconds the output continues (the
-        output then holds the new audio only)."""
+        output then holds the new audio only); ``generator``: "lm" or "flow" (default: this task's)."""
         sampling = sampling or Sampling()
         sampling.check()
         duration = check_duration(duration)
-        tags = self.read_prompt(prompt)
+        g = self.generators[self._pick(generator or self.generator)]
+        tags = self.read_prompt(prompt, g.kind)
         frames = int(round(duration * self.frame_rate))
-        ids, mask = self.vocab.encode([tags])
-        cond = self.tags(ids, mask)
-        ctx = None
-        if continue_from is not None:
-            ctx = self._continuation_codes(continue_from)
-        total = frames + (0 if ctx is None else ctx.shape[-1])
-        mel = self._melody_ids(melody, frames)
-        if self.melody is not None:
-            full = torch.full((total,), NO_PITCH, dtype=torch.long)
-            if mel is not None:
-                full[total - frames:] = mel
-            cond.frames = self.melody(full[None])
-        window, overlap = self.window_overlap(cond)
-        codes = generate_long(self.lm, total, cond, sampling.lm_params(), window=window, overlap=overlap, prompt=ctx)
-        # the continued clip's context frames are decoded with the new ones (the decoder's state runs across the
-        # seam), then cut: the output holds the new audio only
-        wav = self.codec.decode(codes)[0, 0].numpy()[(total - frames) * self.codec.hop:]
-        meta = {"task": self.task, "prompt": prompt, "tags": tags, "duration": duration, "model": str(self.folder),
-                "generator": "lm", "melody": melody if isinstance(melody, str) else (None if melody is None else "<array>"),
+        ids, mask = g.vocab.encode([tags])
+        cond = g.tags(ids, mask)
+        clip = None if continue_from is None else self._continuation_audio(continue_from, g.window // 2)
+        mel = self._melody_ids(g, melody, frames)
+        if g.kind == "lm":
+            wav = self._render_lm(g, cond, frames, mel, clip, sampling)
+        else:
+            wav = self._render_flow(g, cond, frames, mel, clip, sampling)
+        meta = {"task": self.task, "prompt": prompt, "tags": tags, "duration": duration, "model": str(g.folder),
+                "generator": g.kind, "melody": melody if isinstance(melody, str) else (None if melody is None else "<array>"),
                 "continued": continue_from is not None, **sampling.__dict__}
         return finish(wav, self.sample_rate, meta, watermark)
 
+    def _with_melody(self, g: Generator, cond, total: int, frames: int, mel: torch.Tensor | None):
+        """Per-frame melody conditioning over ``total`` frames: the new ``frames`` follow ``mel``, the rest none."""
+        if g.melody is not None:
+            full = torch.full((total,), NO_PITCH, dtype=torch.long)
+            if mel is not None:
+                full[total - frames:] = mel
+            cond.frames = g.melody(full[None])
+        return cond
+
+    def _render_lm(self, g: Generator, cond, frames: int, mel, clip, sampling: Sampling) -> np.ndarray:
+        ctx = None if clip is None else self.codec.encode(torch.from_numpy(clip)[None, None], g.model.cfg.K)
+        total = frames + (0 if ctx is None else ctx.shape[-1])
+        cond = self._with_melody(g, cond, total, frames, mel)
+        window, overlap = self.window_overlap(cond)
+        codes = generate_long(g.model, total, cond, sampling.lm_params(), window=window, overlap=overlap, prompt=ctx)
+        # the continued clip's context frames are decoded with the new ones (the decoder's state runs across the
+        # seam), then cut: the output holds the new audio only
+        return self.codec.decode(codes)[0, 0].numpy()[(total - frames) * self.codec.hop:]
+
+    def _render_flow(self, g: Generator, cond, frames: int, mel, clip, sampling: Sampling) -> np.ndarray:
+        from tokenwave.flow.sample import decode_long, sample_long
+
+        ctx = None if clip is None else self.codec.encode_latents(torch.from_numpy(clip)[None, None])
+        total = frames + (0 if ctx is None else ctx.shape[-1])
+        cond = self._with_melody(g, cond, total, frames, mel)
+        window, overlap = self.flow_window_overlap(g)
+        z = sample_long(g.model, total, window, overlap, cond, sampling.flow_params(), prompt=ctx)
+        return decode_long(self.codec, z, window, overlap)[0, 0].numpy()[(total - frames) * self.codec.hop:]
+
     def window_overlap(self, cond) -> tuple[int, int]:
-        """Sliding windows for long renders: the trained window (or what the context holds), a third of it carried
-        over as context (0.67 s at the default 150-frame window)."""
+        """The token LM's sliding windows for long renders: the trained window (or what the context holds), a third
+        of it carried over as context (0.67 s at the default 150-frame window)."""
         window = min(self.window, self.lm.cfg.max_len - cond.prefix_len - self.lm.cfg.K - 1)
         return window, window // 3
 
-    def _continuation_codes(self, clip) -> torch.Tensor:
+    @staticmethod
+    def flow_window_overlap(g: Generator) -> tuple[int, int]:
+        """The flow model's sliding windows: the trained window, a fifth of it given to the next window as its
+        prompt (0.8 s at 300 frames); the audio seams are crossfaded inside those overlaps."""
+        window = min(g.window, g.model.cfg.max_frames)
+        return window, window // 5
+
+    def _continuation_audio(self, clip, frames: int) -> np.ndarray:
+        """The last ``frames`` codec frames of ``clip`` (a path or ``(wav, sr)``) at the codec's rate."""
         from tokenwave.audio import load_audio, resample
 
         if isinstance(clip, tuple):
@@ -201,16 +306,17 @@ class TaggedTask:
         wav = np.asarray(wav, dtype=np.float32)
         if sr != self.sample_rate:
             wav = resample(wav, sr, self.sample_rate)
-        keep = int(self.window // 2 * self.codec.hop)
         if len(wav) < self.codec.hop * 8:
             raise InvalidArgumentError("the clip to continue is shorter than 0.1 s", "pass a longer clip")
-        return self.codec.encode(torch.from_numpy(wav[-keep:])[None, None], self.lm.cfg.K)
+        keep = int(frames * self.codec.hop)
+        return np.ascontiguousarray(wav[-keep:])
 
-    def generate_row(self, row: dict, dataset: str | os.PathLike, seed: int = 0, melody: bool = False) -> np.ndarray:
+    def generate_row(self, row: dict, dataset: str | os.PathLike, seed: int = 0, melody: bool = False,
+                     generator: str | None = None) -> np.ndarray:
         """Evaluation: render ``row["caption"]`` for the row's duration (capped at 10 s), with its melody if asked."""
         mel = row.get("melody") if melody else None
         return self.generate(row["caption"], min(float(row["duration"]), 10.0), Sampling(seed=seed), melody=mel,
-                             watermark=False).wav
+                             watermark=False, generator=generator).wav
 
 
-__all__ = ["TaggedTask", "read_prompt", "tag_cooccurrence"]
+__all__ = ["GENERATORS", "Generator", "TaggedTask", "read_prompt", "tag_cooccurrence"]

@@ -13,7 +13,7 @@ from tokenwave.errors import DatasetError
 from tokenwave.flow.config import FlowConfig
 from tokenwave.flow.loss import flow_loss
 from tokenwave.flow.model import FlowDiT
-from tokenwave.train.tagged import TaggedRecipe
+from tokenwave.train.tagged import TaggedModel, TaggedRecipe
 from tokenwave.train.trainer import DistInfo
 
 PRESETS = {
@@ -33,21 +33,24 @@ class FlowTrainConfig:
     prompt_share: float = 0.3  # items trained with a given prefix (continuation / long-form windows)
     times: str = "logit_normal"
     val_batches: int = 4
+    patch: int = 2             # frames per transformer token (FlowConfig.patch)
+    tag_dropout: float = 0.0   # share of tags left out per training item (partial prompts)
+    melody: bool = False       # condition on the rows' melody (pitch class per frame)
+    melody_dropout: float = 0.5  # share of training items whose melody is hidden (melody is optional)
 
 
-class FlowModel(torch.nn.Module):
-    """The velocity model and its tag conditioner, trained and saved together."""
+class FlowModel(TaggedModel):
+    """The velocity model and its tag (and melody) conditioners, trained and saved together."""
 
-    def __init__(self, cfg: FlowConfig, n_tags: int) -> None:
-        super().__init__()
+    def __init__(self, cfg: FlowConfig, n_tags: int, melody: bool = False) -> None:
+        super().__init__(n_tags, cfg.dim, melody)
         self.flow = FlowDiT(cfg)
-        self.tags = TagConditioner(n_tags, cfg.dim)
 
     def forward(self, latents: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor,
-                prompt_share: float = 0.3, times: str = "logit_normal",
+                melody: torch.Tensor | None = None, prompt_share: float = 0.3, times: str = "logit_normal",
                 generator: torch.Generator | None = None) -> torch.Tensor:
         x1 = latents / self.flow.cfg.latent_scale
-        return flow_loss(self.flow, x1, lengths, self.tags(ids, mask), prompt_share, times, generator)
+        return flow_loss(self.flow, x1, lengths, self.condition(ids, mask, melody), prompt_share, times, generator)
 
 
 class FlowRecipe(TaggedRecipe):
@@ -64,8 +67,8 @@ class FlowRecipe(TaggedRecipe):
         vocab = TagVocab.from_rows(self.train_data.rows)
         k = self.train_data.info
         cfg = FlowConfig(latent_dim=k["latent_dim"], latent_scale=float(k["stats"]["overall_std"]) or 1.0,
-                         max_frames=max(FlowConfig.max_frames, tcfg.frames), **PRESETS[preset])
-        self.setup(FlowModel(cfg, len(vocab)), vocab)
+                         max_frames=max(FlowConfig.max_frames, tcfg.frames), patch=tcfg.patch, **PRESETS[preset])
+        self.setup(FlowModel(cfg, len(vocab), melody=tcfg.melody), vocab)
         self.latents_info = {key: v for key, v in k.items() if key != "stats"}
 
     def loss_args(self) -> tuple:
@@ -81,8 +84,11 @@ class FlowRecipe(TaggedRecipe):
         return out if self.valid_split == "valid" else {**out, "valid_split": self.valid_split}
 
     def export(self, folder: Path, metrics: dict) -> None:
+        from tokenwave.tasks.tagged import tag_cooccurrence
+
         self.model.flow.save(folder, extra={"validation": metrics, "train": asdict(self.tcfg), "tags": self.vocab.tags,
-                                            "latents": self.latents_info})
+                                            "latents": self.latents_info,
+                                            "cooccur": tag_cooccurrence(self.train_data.rows)})
         self.export_tags(folder)
 
 

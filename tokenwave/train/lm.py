@@ -4,15 +4,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-from safetensors.torch import save_file
-
-from tokenwave.conditioning import Conditioning, TagConditioner, TagVocab
-from tokenwave.conditioning.melody import NO_PITCH, MelodyConditioner, pitch_classes
+from tokenwave.conditioning import TagVocab
 from tokenwave.data.tokens import TokenDataset
 from tokenwave.lm.config import LMConfig
 from tokenwave.lm.model import TokenLM
-from tokenwave.train.tagged import TaggedRecipe
+from tokenwave.train.tagged import TaggedModel, TaggedRecipe
 from tokenwave.train.trainer import DistInfo
 
 PRESETS = {
@@ -35,22 +31,12 @@ class LMTrainConfig:
     melody_dropout: float = 0.5  # share of training items whose melody is hidden (melody is optional)
 
 
-class LMModel(torch.nn.Module):
-    """The LM and its tag conditioner, trained and saved together."""
+class LMModel(TaggedModel):
+    """The LM and its tag (and melody) conditioners, trained and saved together."""
 
     def __init__(self, cfg: LMConfig, n_tags: int, melody: bool = False) -> None:
-        super().__init__()
+        super().__init__(n_tags, cfg.dim, melody)
         self.lm = TokenLM(cfg)
-        self.tags = TagConditioner(n_tags, cfg.dim)
-        self.melody = MelodyConditioner(cfg.dim) if melody else None
-
-    def condition(self, ids, mask, melody=None) -> Conditioning:
-        cond = self.tags(ids, mask)
-        if self.melody is not None:
-            if melody is None:
-                melody = torch.full((ids.shape[0], 1), NO_PITCH, dtype=torch.long, device=ids.device)
-            cond.frames = self.melody(melody)
-        return cond
 
     def forward(self, codes, ids, mask, lengths, melody=None):
         return self.lm.loss(codes, self.condition(ids, mask, melody), lengths)
@@ -68,19 +54,6 @@ class LMRecipe(TaggedRecipe):
         self.setup(LMModel(cfg, len(vocab), melody=tcfg.melody), vocab)
         self.tokens_info = k
 
-    def _batch(self, data):
-        batch = super()._batch(data)
-        if not self.tcfg.melody:
-            return batch
-        T = self.tcfg.frames
-        mel = torch.full((len(self.last_rows), T), NO_PITCH, dtype=torch.long)
-        for b, r in enumerate(self.last_rows):
-            hide = data is self.train_data and data.rng.random() < self.tcfg.melody_dropout
-            if r.get("melody") and not hide:
-                m = pitch_classes(r["melody"][r["window_start"]: r["window_start"] + T])
-                mel[b, : m.numel()] = m
-        return (*batch, mel.to(self.info.device))
-
     def validate(self) -> dict[str, float]:
         return self.cross_entropy_validation()
 
@@ -90,9 +63,6 @@ class LMRecipe(TaggedRecipe):
         self.model.lm.save(folder, extra={"validation": metrics, "train": asdict(self.tcfg), "tags": self.vocab.tags,
                                           "tokens": self.tokens_info, "cooccur": tag_cooccurrence(self.train_data.rows)})
         self.export_tags(folder)
-        if self.model.melody is not None:
-            save_file({k: v.contiguous() for k, v in self.model.melody.state_dict().items()},
-                      str(Path(folder) / "melody.safetensors"))
 
 
 

@@ -7,9 +7,27 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from tokenwave.conditioning import TagVocab, row_tags
+from tokenwave.conditioning import Conditioning, TagConditioner, TagVocab, row_tags
+from tokenwave.conditioning.melody import NO_PITCH, MelodyConditioner, pitch_classes
 from tokenwave.train.state import numpy_rng_state, set_numpy_rng_state
 from tokenwave.train.trainer import DistInfo, set_schedule_lr, wrap_ddp
+
+
+class TaggedModel(torch.nn.Module):
+    """A generator's conditioners: tags (prefix tokens) and optionally a melody (one pitch class per frame)."""
+
+    def __init__(self, n_tags: int, dim: int, melody: bool = False) -> None:
+        super().__init__()
+        self.tags = TagConditioner(n_tags, dim)
+        self.melody = MelodyConditioner(dim) if melody else None
+
+    def condition(self, ids: torch.Tensor, mask: torch.Tensor, melody: torch.Tensor | None = None) -> Conditioning:
+        cond = self.tags(ids, mask)
+        if self.melody is not None:
+            if melody is None:
+                melody = torch.full((ids.shape[0], 1), NO_PITCH, dtype=torch.long, device=ids.device)
+            cond.frames = self.melody(melody)
+        return cond
 
 
 class TaggedRecipe:
@@ -27,12 +45,24 @@ class TaggedRecipe:
         self.optimizers = {"opt": torch.optim.AdamW(self.model.parameters(), lr=self.tcfg.lr, weight_decay=0.01,
                                                     betas=(0.9, 0.95))}
 
-    def _batch(self, data) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(windows, tag ids, tag mask, lengths)`` on the training device."""
+    def _batch(self, data) -> tuple:
+        """``(windows, tag ids, tag mask, lengths, melody)`` on the training device; melody (pitch class per frame,
+        ``NO_PITCH`` where unknown or hidden for a ``melody_dropout`` share of training items) is None unless the
+        config asks for it."""
         x, lengths, rows = self._windows(data)
         ids, mask = self.vocab.encode([self._tags(r, data.rng, data is self.train_data) for r in rows])
         d = self.info.device
-        return x.to(d), ids.to(d), mask.to(d), lengths.to(d)
+        mel = self._melody(data, rows, x.shape[-1]) if getattr(self.tcfg, "melody", False) else None
+        return x.to(d), ids.to(d), mask.to(d), lengths.to(d), None if mel is None else mel.to(d)
+
+    def _melody(self, data, rows: list[dict], T: int) -> torch.Tensor:
+        mel = torch.full((len(rows), T), NO_PITCH, dtype=torch.long)
+        for b, r in enumerate(rows):
+            hide = data is self.train_data and data.rng.random() < self.tcfg.melody_dropout
+            if r.get("melody") and not hide:
+                m = pitch_classes(r["melody"][r["window_start"]: r["window_start"] + T])
+                mel[b, : m.numel()] = m
+        return mel
 
     def _windows(self, data) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
         x, lengths, rows = data.sample(self.tcfg.batch_size, self.tcfg.frames)
@@ -76,7 +106,11 @@ class TaggedRecipe:
         return {"valid_loss": round(val, 4), "valid_perplexity": round(math.exp(val), 2)}
 
     def export_tags(self, folder: Path) -> None:
+        """``tags.safetensors`` (and ``melody.safetensors`` when the model has a melody conditioner)."""
         save_file({k: v.contiguous() for k, v in self.model.tags.state_dict().items()}, str(Path(folder) / "tags.safetensors"))
+        if getattr(self.model, "melody", None) is not None:
+            save_file({k: v.contiguous() for k, v in self.model.melody.state_dict().items()},
+                      str(Path(folder) / "melody.safetensors"))
 
     def rng_state(self) -> dict:
         return {"train": numpy_rng_state(self.train_data.rng), "valid": numpy_rng_state(self.valid_data.rng)}
