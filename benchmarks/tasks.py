@@ -11,7 +11,9 @@ most, > 0.5); DNSMOS of both.
 Music and sfx (data/music, data/sfx, test split: held-out pieces and parameter ranges, rendered for their caption
 and duration up to 10 s): tag accuracy of the project's tagger on generated audio over its accuracy on the real
 renders (target >= 0.8), KL, FAD and CLAP score beside the codec-resynthesis floor; melody-conditioned music:
-chroma cosine between the row's melody and the output (target >= 0.6), beside unconditioned output's.
+chroma cosine between the row's melody and the output (target >= 0.6), beside unconditioned output's. Every
+generator a task ships (token LM; flow model in checkpoints/<task>/flow) is scored the same way (``by_generator``);
+the targets read the default one, and ``--choose`` makes the better one the default (generators.json).
 Speed (2 threads): a 10 s output of each task, wall time including decode; ``x_realtime`` = audio s / wall s
 (target >= 2).
 Writes benchmarks/results/tasks.json (+ tasks.png) and prints the JSON.
@@ -77,17 +79,15 @@ def bench_tts(items: int, out: Path) -> tuple[dict, list]:
     return figs, targets
 
 
-def bench_tagged(task_name: str, items: int, out: Path) -> tuple[dict, list]:
+def _tagged_figures(task, task_name: str, data: Path, items: int, out: Path) -> dict:
+    """One generator of a music / sfx task: the evaluation suite's summary, the tag-accuracy ratio and (music) the
+    melody's chroma cosine with and without the melody."""
     from tokenwave.eval.suite import evaluate_audio_task
 
-    data = REPO_ROOT / "data" / task_name
-    task = load_task(task_name)
-    res = evaluate_audio_task(task_name, None, data, out / task_name, limit=items, task=task)
+    res = evaluate_audio_task(task_name, None, data, out / f"{task_name}-{task.generator}", limit=items, task=task)
     s = res["summary"]
-    ratio = s["generated"]["tag_acc"] / s["reference"]["tag_acc"] if s["reference"].get("tag_acc") else None
     figs = {k: s[k] for k in ("generated", "codec", "reference")}
-    figs["tag_acc_ratio"] = ratio
-    targets = [target(f"{task_name}_tag_accuracy_over_real_renders", ratio, ">=", 0.8)]
+    figs["tag_acc_ratio"] = s["generated"]["tag_acc"] / s["reference"]["tag_acc"] if s["reference"].get("tag_acc") else None
     if task_name == "music" and task.supports_melody:
         from tokenwave.eval.melody import chroma_cosine
 
@@ -100,28 +100,78 @@ def bench_tagged(task_name: str, items: int, out: Path) -> tuple[dict, list]:
                 acc.append(chroma_cosine(mel, wav, task.sample_rate))
         figs["melody"] = {"chroma_cosine_with_melody": float(np.mean(with_m)),
                           "chroma_cosine_without_melody": float(np.mean(without)), "items": len(rows)}
+    return figs
+
+
+def _better(a: dict, b: dict) -> bool:
+    """Whether generator figures ``a`` beat ``b``: tag accuracy, then (music) melody chroma, then CLAP."""
+    def key(f):
+        return (round(f["generated"].get("tag_acc", 0.0), 3), round(f.get("melody", {}).get("chroma_cosine_with_melody", 0.0), 3),
+                f["generated"].get("clap", 0.0))
+    return key(a) > key(b)
+
+
+def bench_tagged(task_name: str, items: int, out: Path, choose: bool = False) -> tuple[dict, list]:
+    """Every generator the task's folder holds, scored the same way; the targets read the default one. With
+    ``choose``, the better one becomes the default (``generators.json`` beside the checkpoint, with the figures)."""
+    data = REPO_ROOT / "data" / task_name
+    task = load_task(task_name)
+    by_gen = {}
+    for name in task.generators:
+        by_gen[name] = _tagged_figures(load_task(task_name, generator=name, codec=task.codec), task_name, data, items, out)
+    default = task.default_generator
+    if choose and len(by_gen) > 1:
+        default = max(by_gen, key=lambda g: (sum(_better(by_gen[g], by_gen[h]) for h in by_gen if h != g), g == default))
+        _write_choice(task, default, by_gen, items)
+    figs = {**by_gen[default], "generator": default, "by_generator": by_gen}
+    targets = [target(f"{task_name}_tag_accuracy_over_real_renders", figs["tag_acc_ratio"], ">=", 0.8)]
+    if "melody" in figs:
         targets.append(target("music_melody_chroma_cosine", figs["melody"]["chroma_cosine_with_melody"], ">=", 0.6))
     return figs, targets
 
 
+def _write_choice(task, default: str, by_gen: dict, items: int) -> None:
+    from tokenwave.fileio import atomic_write_text
+
+    summary = {g: {"tag_acc": round(f["generated"]["tag_acc"], 4), "tag_acc_ratio": round(f["tag_acc_ratio"], 4),
+                   "clap": round(f["generated"]["clap"], 4),
+                   **({"melody_chroma_cosine": round(f["melody"]["chroma_cosine_with_melody"], 4)} if "melody" in f else {})}
+               for g, f in by_gen.items()}
+    choice = {"default": default,
+              "why": f"higher tag accuracy of the project's tagger on {items} held-out {task.task} captions "
+                     "(then melody chroma cosine, then CLAP score), measured by benchmarks/tasks.py --choose",
+              "measured": summary, "date": time.strftime("%Y-%m-%d")}
+    atomic_write_text(task.folder / "generators.json", json.dumps(choice, indent=2) + "\n")
+
+
+def _speed(task, name: str, runs: int, generator: str | None = None) -> dict:
+    times, seconds = [], []
+    for i in range(runs + 1):
+        t0 = time.perf_counter()
+        if name == "tts":
+            res = task.synthesize(TTS_10S, task.voices[0], Sampling(seed=i))
+        else:
+            res = task.generate("lively irish fiddle reel in D major" if name == "music" else
+                                "heavy rain on a tin roof with distant thunder", 10.0, Sampling(seed=i),
+                                generator=generator)
+        if i:  # the first run warms up
+            times.append(time.perf_counter() - t0)
+            seconds.append(res.duration)
+    x = float(np.median(np.array(seconds) / np.array(times)))
+    return {"audio_seconds": float(np.median(seconds)), "wall_seconds": float(np.median(times)), "x_realtime": x}
+
+
 def bench_speed(runs: int) -> tuple[dict, list]:
+    """A 10 s output of each task on its default generator (music / sfx: every generator, in ``by_generator``)."""
     figs, targets = {}, []
     for name in ("tts", "music", "sfx"):
         task = load_task(name)
-        times, seconds = [], []
-        for i in range(runs + 1):
-            t0 = time.perf_counter()
-            if name == "tts":
-                res = task.synthesize(TTS_10S, task.voices[0], Sampling(seed=i))
-            else:
-                res = task.generate("lively irish fiddle reel in D major" if name == "music" else
-                                    "heavy rain on a tin roof with distant thunder", 10.0, Sampling(seed=i))
-            if i:  # the first run warms up
-                times.append(time.perf_counter() - t0)
-                seconds.append(res.duration)
-        x = float(np.median(np.array(seconds) / np.array(times)))
-        figs[name] = {"audio_seconds": float(np.median(seconds)), "wall_seconds": float(np.median(times)), "x_realtime": x}
-        targets.append(target(f"{name}_10s_x_realtime", x, ">=", 2.0))
+        if name == "tts":
+            figs[name] = _speed(task, name, runs)
+        else:
+            by_gen = {g: _speed(task, name, runs, g) for g in task.generators}
+            figs[name] = {**by_gen[task.generator], "generator": task.generator, "by_generator": by_gen}
+        targets.append(target(f"{name}_10s_x_realtime", figs[name]["x_realtime"], ">=", 2.0))
     return figs, targets
 
 
@@ -152,7 +202,8 @@ def plot(figures: dict, path: Path) -> None:
     axes[1].set_title("tag accuracy of the project's tagger")
     axes[1].legend(fontsize=8)
     sp = figures.get("speed", {})
-    axes[2].bar(list(sp), [v["x_realtime"] for v in sp.values()], color="#c73")
+    axes[2].bar([f"{k} ({v.get('generator', 'lm')})" for k, v in sp.items()], [v["x_realtime"] for v in sp.values()],
+                color="#c73")
     axes[2].axhline(2.0, color="k", ls="--", lw=1)
     axes[2].set_title("speed: x real time for 10 s (2 threads)")
     fig.tight_layout()
@@ -165,6 +216,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-tasks"), help="where eval reports go")
     parser.add_argument("--only", nargs="*", default=["tts", "music", "sfx", "speed"])
+    parser.add_argument("--choose", action="store_true", help="make the better generator of music / sfx the default "
+                        "(writes checkpoints/<task>/generators.json)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     items = args.items or (3 if args.quick else 24)
@@ -176,7 +229,7 @@ def main() -> None:
         targets = [t for t in old["targets"] if not any(t["name"].startswith(k) for k in args.only)]
     for name in ("tts", "music", "sfx"):
         if name in args.only:
-            f, t = bench_tts(items, args.out) if name == "tts" else bench_tagged(name, items, args.out)
+            f, t = bench_tts(items, args.out) if name == "tts" else bench_tagged(name, items, args.out, args.choose)
             figures[name], targets = f, targets + t
     if "speed" in args.only:
         figures["speed"], t = bench_speed(1 if args.quick else 2)

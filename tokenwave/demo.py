@@ -91,6 +91,8 @@ def _tasks_section(out: Path, seed: int) -> str:
             parts.append(f"<h2>{task}</h2><p>not shipped: {html.escape(str(e))}</p>")
             continue
         cards = []
+        if task != "tts":  # the first prompt again on each other generator the task ships (lm / flow)
+            examples = examples + [(examples[0][0], g) for g in sorted(model.generators) if g != model.generator]
         for i, (prompt, extra) in enumerate(examples):
             t0 = time.perf_counter()
             if task == "tts":
@@ -101,8 +103,10 @@ def _tasks_section(out: Path, seed: int) -> str:
                 melody = None
                 if extra == "melody":  # a rising and falling C-major scale, 19 frames (a quarter second) per note
                     melody = [p for p in (60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62) for _ in range(19)]
-                res = model.generate(prompt, TASK_SECONDS, Sampling(seed=seed), melody=melody)
-                caption = f"{prompt}{' (following a scale melody)' if melody else ''} — tags {', '.join(res.metadata['tags'][1:]) or 'none read'}"
+                res = model.generate(prompt, TASK_SECONDS, Sampling(seed=seed), melody=melody,
+                                     generator=extra if extra in model.generators else None)
+                caption = (f"{prompt}{' (following a scale melody)' if melody else ''} — tags "
+                           f"{', '.join(res.metadata['tags'][1:]) or 'none read'}; {res.metadata['generator']} generator")
             took = time.perf_counter() - t0
             cards.append(_card(out, f"{task}-{i}", f"{caption} [{res.duration:.1f} s in {took:.1f} s]", res.wav,
                                res.sample_rate))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from tokenwave.errors import TokenwaveError
+from tokenwave.errors import InvalidArgumentError, TokenwaveError
 from tokenwave.lm.generate import long_windows
 from tokenwave.lm.sampling import SamplingParams
 from tokenwave.serve.audio import Chunker, DecoderState, Finisher
@@ -74,8 +74,10 @@ class Service:
         self.engines: dict[str, BatchEngine] = {}
         for name, folder in models.items():
             try:
-                task = load_task(name, folder, self.codec)
-            except MissingModelError as err:
+                # music / sfx stream from the token LM (first audio in one decode step; a flow window takes a whole
+                # window's ODE solve, see benchmarks/results/generators-*.json)
+                task = load_task(name, folder, self.codec, generator=None if name == "tts" else "lm")
+            except (MissingModelError, InvalidArgumentError) as err:
                 self.missing[name] = err.one_line()
                 log.warning("not serving %s: %s", name, err.one_line())
                 continue
@@ -173,7 +175,6 @@ class Service:
         yield dec.flush()
 
     def _tts(self, req: dict, info: dict) -> Iterator[np.ndarray]:
-        from tokenwave.errors import InvalidArgumentError
         from tokenwave.tasks.tts import EDGE_SECONDS, PAUSE_SECONDS, _Edges, check_text, split_sentences
 
         tts, engine = self.tasks["tts"], self.engines["tts"]
