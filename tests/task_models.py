@@ -42,11 +42,16 @@ def tiny_codec() -> Codec:
     return c.eval()
 
 
-def tts_model(folder, codec, preset: dict | None = None, K: int = 2, max_frames: int = 60) -> None:
+PHONES = ["_", "a", "aɪ", "b", "d", "eɪ", "f", "h", "i", "iː", "k", "l", "m", "n", "oʊ", "p", "s", "t", "w", "z",
+          "ð", "ŋ", "ɐ", "ɑː", "ɔ", "ə", "ɛ", "ɜː", "ɪ", "ɹ", "ʃ", "ʊ", "ʌ", "æ", "ɡ", "ɑːɹ", "ɔːɹ"]
+
+
+def tts_model(folder, codec, preset: dict | None = None, K: int = 2, max_frames: int = 60, aligned: bool = False) -> None:
+    """A tiny random TTS model; ``aligned``: one told each frame's phone (``tokenwave train tts --alignments``)."""
     preset = preset or dict(dim=32, depth=1, heads=2)
     cfg = LMConfig(K=K, codebook_size=codec.codebook_size, max_len=512 if max_frames <= 60 else 1280, **preset)
     symbols = sorted(set("abcdefghijklmnopqrstuvwxyzæðŋɐɑɔəɛɜɪɹʃʊʌʒθˈˌː "))
-    model = TTSModel(cfg, len(symbols) + 2)
+    model = TTSModel(cfg, len(symbols) + 2, len(PHONES) + 2 if aligned else 0)
     randomise(model, 0)
     if preset.get("dim", 32) > 32:  # realistic widths: small weights keep activations sane
         with torch.no_grad():
@@ -54,7 +59,7 @@ def tts_model(folder, codec, preset: dict | None = None, K: int = 2, max_frames:
                 p.mul_(0.1)
     save_checkpoint(folder, model.state_dict(), cfg, "tts",
                     {"phonemes": symbols, "duration": [1.0, 4.0], "train": {"max_frames": max_frames},
-                     "voices": ["alice", "bob"]})
+                     "voices": ["alice", "bob"], **({"phones": PHONES} if aligned else {})})
     g = torch.Generator().manual_seed(1)
     voices = {n: torch.randint(0, codec.codebook_size, (K, 225 if max_frames > 60 else 40), generator=g).to(torch.int16)
               for n in ("alice", "bob")}

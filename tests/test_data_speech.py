@@ -119,3 +119,34 @@ def test_missing_engine_writes_nothing(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(MissingSystemPackageError, match="flite"):
         speech.build_speech(tmp_path / "out", minutes=0.1)
     assert not (tmp_path / "out").exists()
+
+
+def test_alignments_time_the_phones_of_each_clip(built: Path) -> None:
+    """Each clip's phone timings: from its engine, on the clip's own timeline (the re-spoken envelope matches the
+    clip), so a flite clip matches exactly and the phones cover the clip in order."""
+    from typer.testing import CliRunner
+
+    from tokenwave.cli import app
+    from tokenwave.data.align import SIL, frame_phones, read_alignments, text_timings
+
+    res = CliRunner().invoke(app, ["data", "align", "--data", str(built)])
+    assert res.exit_code == 0, res.output
+    rows = {r["id"]: r for r in read_manifest(built)}
+    al = read_alignments(built / "alignments.jsonl")
+    assert len(al) >= 0.7 * len(rows)  # espeak-ng's noise differs between renderings: a few clips match worse
+    assert all(rows[i]["engine"] == "espeak-ng" for i in set(rows) - set(al))
+    for i, a in al.items():
+        r = rows[i]
+        assert a["starts"][0] == 0.0 and a["starts"] == sorted(a["starts"]) and a["match"] >= 0.9
+        assert a["end"] == pytest.approx(r["duration"], abs=0.002) and a["starts"][-1] < a["end"]
+        assert len([p for p in a["phones"] if p != SIL]) >= len(r["text"].split())  # a phone or more per word
+        if r["engine"] == "flite":
+            assert a["match"] > 0.99
+    a = next(iter(al.values()))
+    frames = int(a["end"] * 75)
+    phones, pos, left = frame_phones(a, frames)
+    assert len(phones) == len(pos) == len(left) == frames and pos[0] == 0 and left[-1] == 0
+    changes = [k for k in range(1, frames) if pos[k] == 0]
+    assert all(left[k - 1] == 0 for k in changes)  # a phone ends right before the next begins
+    slow, fast = text_timings("A short line of speech.", 0.7), text_timings("A short line of speech.", 1.4)
+    assert slow["phones"] == fast["phones"] and slow["end"] > 1.5 * fast["end"]

@@ -82,6 +82,28 @@ def test_tts_speed_changes_length(tts_model, codec):
     assert len(slow.wav) > len(fast.wav)
 
 
+def test_aligned_tts_follows_espeak_timing(codec, tmp_path):
+    """An aligned model's sentence lasts as long as espeak-ng's reference voice says it (scaled by speed), each frame
+    is told its phone, and streaming still equals offline."""
+    from tokenwave.data.align import text_timings
+
+    tm.tts_model(tmp_path, codec, max_frames=120, aligned=True)
+    tts = TTS(tmp_path, codec)
+    assert tts.phones is not None
+    text = "The cat sat on the mat."
+    (plan,) = tts.plan([text], 1.0)
+    assert plan.frames == round(text_timings(text)["end"] * 75) and plan.aligned.shape == (3, plan.frames)
+    assert (plan.aligned[0] > 1).float().mean() > 0.9  # the phones are in the model's vocabulary
+    (slow,) = tts.plan([text], 0.6)
+    assert slow.frames > 1.4 * plan.frames
+    res = tts.synthesize(text, "alice", Sampling(seed=3), watermark=False)
+    assert len(res.wav) == plan.frames * codec.hop
+    streamed = np.concatenate(list(tts.stream(text, "alice", Sampling(seed=3))))
+    assert np.array_equal(streamed, res.wav)
+    other = tts.synthesize("Dogs bark at night.", "alice", Sampling(seed=3), watermark=False)
+    assert len(other.wav) != len(res.wav)
+
+
 def test_tts_bad_requests(tts_model, codec, tmp_path):
     tts = TTS(tts_model, codec)
     with pytest.raises(InvalidArgumentError, match="empty"):

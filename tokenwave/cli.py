@@ -109,6 +109,21 @@ def data_stats(
         console.print(f"spectrograms: {png_path}")
 
 
+@data_app.command("align")
+def data_align(
+    dataset: Path = typer.Option(..., "--data", help="A speech dataset from `tokenwave data build speech`."),
+    out: Optional[Path] = typer.Option(None, help="Where to write the alignments (default: DATASET/alignments.jsonl)."),
+    min_match: float = typer.Option(0.9, min=0.0, max=1.0, help="Leave out clips whose re-spoken envelope "
+                                    "correlates less than this with the clip."),
+) -> None:
+    """Phone timings of every clip, from the engine that spoke it (espeak-ng events, flite -psdur), for TTS training
+    with `tokenwave train tts --alignments`."""
+    from tokenwave.data.align import align_dataset
+
+    res = align_dataset(dataset, out, min_match)
+    console.print(f"aligned {res['aligned']} of {res['rows']} clips ({res['skipped']} left out); wrote {res['path']}")
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo"), "--out", "-o", help="Folder for the page, audio and images."),
@@ -319,6 +334,8 @@ def train_tts(
     batch_size: int = typer.Option(8, min=1),
     max_frames: int = typer.Option(450, min=8, help="Longest utterance trained on, in frames (75 per second)."),
     lr: float = typer.Option(1e-3),
+    alignments: Optional[Path] = typer.Option(None, help="alignments.jsonl from `tokenwave data align`: the model is "
+                                              "told each frame's phone (trains far faster); clips without one are left out."),
     val_every: int = opts.VAL_EVERY,
     ckpt_every: int = opts.CKPT_EVERY,
     log_every: int = opts.LOG_EVERY,
@@ -330,7 +347,8 @@ def train_tts(
     """Train the TTS model: a token LM conditioned on phonemes, a voice prompt and the length."""
     from tokenwave.train.tts import PRESETS, TTSRecipe, TTSTrainConfig
 
-    tcfg = TTSTrainConfig(batch_size=batch_size, lr=lr, total_steps=steps, max_frames=max_frames)
+    tcfg = TTSTrainConfig(batch_size=batch_size, lr=lr, total_steps=steps, max_frames=max_frames,
+                          alignments=None if alignments is None else str(alignments))
     _run_training("tts", PRESETS, preset, device, seed, lambda info: TTSRecipe(str(tokens), preset, tcfg, info, seed=seed),
                   out, steps, val_every, ckpt_every, log_every, resume, until)
 

@@ -4,6 +4,11 @@ The prefix of one item is ``[voice prompt (codes pooled by 4 frames) | phonemes 
 a learned segment embedding; items of a batch are left-padded as a whole so every item's prefix ends right before
 its first audio step (the relative positions the model learns are the same for every item). The target length is
 given (predicted from the phoneme count at inference), so the model paces the sentence and no stop token is needed.
+
+Aligned models (``n_phones > 0``) are also told, frame by frame, which phone sounds (``Conditioning.frames``: the
+phone's embedding plus the frame's place in it, counted from its start and from its end, up to ``MAX_POS``); the
+timings come from the engines' own phone timings in training and from espeak-ng's at inference
+(:mod:`tokenwave.data.align`), so the model need not learn where each phone goes.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ UNK = 1
 POOL = 4  # voice-prompt frames per prefix position
 LENGTH_BUCKET = 4  # frames per length bucket
 N_LENGTHS = 256
+MAX_POS = 16  # frames counted within a phone (from its start and to its end), clipped
 
 
 class PhonemeVocab:
@@ -36,14 +42,22 @@ class PhonemeVocab:
     def __len__(self) -> int:
         return len(self.symbols)
 
-    def encode(self, phonemes: str) -> list[int]:
+    def encode(self, phonemes: str | list[str]) -> list[int]:
+        """Characters of a string, or the units of a list (phones such as ``"aɪ"``), to ids."""
         return [self.index.get(c, UNK) for c in phonemes]
+
+
+def frame_inputs(vocab: PhonemeVocab, phones: list[str], pos: list[int], left: list[int]) -> torch.Tensor:
+    """``LongTensor [3, T]``: phone ids, frames from the phone's start and frames to its end (clipped)."""
+    return torch.stack([torch.tensor(vocab.encode(phones), dtype=torch.long),
+                        torch.tensor(pos, dtype=torch.long).clamp_max(MAX_POS - 1),
+                        torch.tensor(left, dtype=torch.long).clamp_max(MAX_POS - 1)])
 
 
 class SpeechConditioner(nn.Module):
     """``(phoneme ids, voice-prompt codes, target frames) -> Conditioning(prefix, prefix_mask)``."""
 
-    def __init__(self, dim: int, n_phonemes: int, K: int, codebook_size: int) -> None:
+    def __init__(self, dim: int, n_phonemes: int, K: int, codebook_size: int, n_phones: int = 0) -> None:
         super().__init__()
         self.K, self.V = K, codebook_size
         self.phonemes = nn.Embedding(n_phonemes, dim)
@@ -53,6 +67,13 @@ class SpeechConditioner(nn.Module):
         self.lengths = nn.Embedding(N_LENGTHS, dim)
         for m in (self.phonemes, self.codes, self.segments, self.lengths):
             nn.init.normal_(m.weight, std=0.02)
+        self.aligned = n_phones > 0
+        if self.aligned:
+            self.frame_phones = nn.Embedding(n_phones, dim)
+            self.frame_pos = nn.Embedding(MAX_POS, dim)
+            self.frame_left = nn.Embedding(MAX_POS, dim)
+            for m in (self.frame_phones, self.frame_pos, self.frame_left):
+                nn.init.normal_(m.weight, std=0.02)
 
     def prompt_tokens(self, prompt: torch.Tensor) -> torch.Tensor:
         """Voice prompt ``codes [K, Tp]`` -> ``[ceil(Tp / POOL), D]`` (frame embeddings, POOL frames per position)."""
@@ -63,9 +84,10 @@ class SpeechConditioner(nn.Module):
             e = F.pad(e, (0, 0, 0, pad))
         return self.prompt_proj(e.reshape(-1, POOL * e.shape[-1]))
 
-    def forward(self, phonemes: list[torch.Tensor], prompts: list[torch.Tensor], frames: list[int]) -> Conditioning:
+    def forward(self, phonemes: list[torch.Tensor], prompts: list[torch.Tensor], frames: list[int],
+                aligned: list[torch.Tensor] | None = None) -> Conditioning:
         """One item per list entry: ``phonemes LongTensor[n]``, ``prompts LongTensor[K, Tp]`` (Tp may be 0), target
-        ``frames``."""
+        ``frames``; ``aligned``: per item ``LongTensor[3, frames]`` from :func:`frame_inputs` (aligned models only)."""
         device = self.segments.weight.device
         seg = self.segments.weight
         items = []
@@ -83,7 +105,16 @@ class SpeechConditioner(nn.Module):
         for b, x in enumerate(items):
             prefix[b, P - x.shape[0]:] = x
             mask[b, P - x.shape[0]:] = True
-        return Conditioning(prefix=prefix, prefix_mask=mask)
+        cond = Conditioning(prefix=prefix, prefix_mask=mask)
+        if self.aligned:
+            if aligned is None:
+                raise ValueError("this speech conditioner is aligned: pass the per-frame phones (frame_inputs)")
+            T = max(int(a.shape[-1]) for a in aligned)
+            cond.frames = torch.zeros(len(aligned), T, seg.shape[-1], device=device, dtype=seg.dtype)
+            for b, a in enumerate(aligned):
+                a = a.to(device)
+                cond.frames[b, : a.shape[-1]] = self.frame_phones(a[0]) + self.frame_pos(a[1]) + self.frame_left(a[2])
+        return cond
 
 
 def prefix_positions(n_phonemes: int, prompt_frames: int) -> int:

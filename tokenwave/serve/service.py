@@ -190,19 +190,18 @@ class Service:
                                     " (GET /v1/models), or send a recording as voice_audio")
         prompt, voice_info = tts.prompt_codes(voice, self.config.consent_check, self.registry)
         info.update(voice_info)
-        phonemes = tts.phoneme_ids(sentences)
+        plans = tts.plan(sentences, speed)
         pause = np.zeros(int(PAUSE_SECONDS * self.sample_rate), dtype=np.float32)
         info["sentences"] = len(sentences)
         yield None  # checked
-        for i, ph in enumerate(phonemes):
-            frames = tts.frames_for(ph, speed)
+        for i, plan in enumerate(plans):
             with torch.no_grad():
-                cond = tts.model.cond([ph], [prompt], [frames])
-            edge = _Edges(int(EDGE_SECONDS * self.sample_rate), frames * self.codec.hop)
-            job = Job(cond, frames, sampling.lm_params(seed=sampling.seed + i))
+                cond = tts.condition(plan, prompt)
+            edge = _Edges(int(EDGE_SECONDS * self.sample_rate), plan.frames * self.codec.hop)
+            job = Job(cond, plan.frames, sampling.lm_params(seed=sampling.seed + i))
             for chunk in self._decode(self._codes(engine, job)):
                 yield edge(chunk)
-            if i + 1 < len(phonemes):
+            if i + 1 < len(plans):
                 yield pause
 
     def _tagged(self, name: str, req: dict, info: dict) -> Iterator[np.ndarray]:

@@ -1,5 +1,6 @@
 """Text-to-speech with a voice prompt: text -> sentences -> phonemes (espeak-ng via phonemizer) -> the TTS token
-LM (conditioned on phonemes, 3 s of the voice's codes and the length) -> codec decode.
+LM (conditioned on phonemes, 3 s of the voice's codes and the length; an aligned model also on each frame's phone,
+timed by espeak-ng's reference voice) -> codec decode.
 
 Offline output is the concatenation of the streamed chunks, so a stream and a file of the same request and seed
 are the same audio.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,16 @@ EDGE_SECONDS = 0.01    # fade at each sentence's edges
 
 class UnknownVoiceError(TokenwaveError):
     pass
+
+
+@dataclass
+class SentencePlan:
+    """One sentence ready to generate: phoneme ids, its length in frames and (aligned models) the per-frame phones
+    ``LongTensor [3, frames]``."""
+
+    phonemes: torch.Tensor
+    frames: int
+    aligned: torch.Tensor | None = None
 
 
 def split_sentences(text: str, max_chars: int = 160) -> list[str]:
@@ -70,6 +82,7 @@ class TTS:
         self.model, self.extra = TTSModel.load(self.folder)
         self.lm = self.model.lm
         self.vocab = PhonemeVocab(self.extra["phonemes"])
+        self.phones = PhonemeVocab(self.extra["phones"]) if self.extra.get("phones") else None  # aligned models
         self.codec = codec if codec is not None else load_codec(None)
         self.sample_rate = self.codec.sample_rate
         self.frame_rate = self.codec.frame_rate
@@ -132,6 +145,26 @@ class TTS:
         a, b = self.extra["duration"]
         return int(np.clip(round((a * len(phonemes) + b) / speed), 8, self.max_frames))
 
+    def plan(self, sentences: list[str], speed: float = 1.0) -> list[SentencePlan]:
+        """Each sentence's phonemes and length; an aligned model's frames follow espeak-ng's timing of the sentence
+        in its reference voice (at ``speed`` times its rate), others the length fitted on the phoneme count."""
+        out = []
+        for text, ph in zip(sentences, self.phoneme_ids(sentences), strict=True):
+            if self.phones is None:
+                out.append(SentencePlan(ph, self.frames_for(ph, speed)))
+                continue
+            from tokenwave.conditioning.speech import frame_inputs
+            from tokenwave.data.align import frame_phones, text_timings
+
+            timing = text_timings(text, speed, self.sample_rate)
+            frames = int(np.clip(round(timing["end"] * self.frame_rate), 8, 2 * self.max_frames))
+            out.append(SentencePlan(ph, frames, frame_inputs(self.phones, *frame_phones(timing, frames, self.frame_rate))))
+        return out
+
+    def condition(self, plan: SentencePlan, prompt: torch.Tensor):
+        """The :class:`Conditioning` of one sentence in the voice of ``prompt`` (codes ``[K, Tp]``)."""
+        return self.model.cond([plan.phonemes], [prompt], [plan.frames], None if plan.aligned is None else [plan.aligned])
+
     # --- generation --------------------------------------------------------------------------------------------
     def stream(self, text: str, voice=None, sampling: Sampling | None = None, speed: float = 1.0,
                consent_check: bool = True, registry=None, info: dict | None = None) -> Iterator[np.ndarray]:
@@ -147,19 +180,18 @@ class TTS:
         prompt, voice_info = self.prompt_codes(voice, consent_check, registry)
         if info is not None:
             info.update(voice_info)
-        phonemes = self.phoneme_ids(sentences)
+        plans = self.plan(sentences, speed)
         pause = np.zeros(int(PAUSE_SECONDS * self.sample_rate), dtype=np.float32)
-        for i, ph in enumerate(phonemes):
-            frames = self.frames_for(ph, speed)
-            cond = self.model.cond([ph], [prompt], [frames])
+        for i, plan in enumerate(plans):
             params = sampling.lm_params(seed=sampling.seed + i)
-            edge = _Edges(int(EDGE_SECONDS * self.sample_rate), frames * self.codec.hop)
+            edge = _Edges(int(EDGE_SECONDS * self.sample_rate), plan.frames * self.codec.hop)
             with StreamingDecoder(self.codec) as dec, torch.no_grad():
-                for step in lm_stream(self.lm, frames, cond, params):
+                cond = self.condition(plan, prompt)
+                for step in lm_stream(self.lm, plan.frames, cond, params):
                     if step[0].shape[-1]:
                         yield edge(dec.push(step[0][None])[0, 0].numpy())
                 yield edge(dec.flush()[0, 0].numpy())
-            if i + 1 < len(phonemes):
+            if i + 1 < len(plans):
                 yield pause
 
     def synthesize(self, text: str, voice=None, sampling: Sampling | None = None, speed: float = 1.0,

@@ -17,7 +17,8 @@ import torch
 from safetensors.torch import save_file
 
 from tokenwave.checkpoint import load_checkpoint, save_checkpoint
-from tokenwave.conditioning.speech import PhonemeVocab, SpeechConditioner, prefix_positions
+from tokenwave.conditioning.speech import PhonemeVocab, SpeechConditioner, frame_inputs, prefix_positions
+from tokenwave.data.align import frame_phones, read_alignments
 from tokenwave.data.tokens import _open_split
 from tokenwave.errors import DatasetError
 from tokenwave.lm.config import LMConfig
@@ -39,18 +40,19 @@ class TTSTrainConfig:
     max_frames: int = 450       # longest utterance trained on (6 s)
     min_prompt: int = 112       # prompt windows of 1.5-3 s
     val_batches: int = 4
+    alignments: str | None = None  # alignments.jsonl (`tokenwave data align`): per-frame phones (an aligned model)
 
 
 class TTSModel(torch.nn.Module):
     """The token LM and its speech conditioner, trained and saved together."""
 
-    def __init__(self, cfg: LMConfig, n_phonemes: int) -> None:
+    def __init__(self, cfg: LMConfig, n_phonemes: int, n_phones: int = 0) -> None:
         super().__init__()
         self.lm = TokenLM(cfg)
-        self.cond = SpeechConditioner(cfg.dim, n_phonemes, cfg.K, cfg.codebook_size)
+        self.cond = SpeechConditioner(cfg.dim, n_phonemes, cfg.K, cfg.codebook_size, n_phones)
 
-    def forward(self, codes, lengths, phonemes, prompts):
-        return self.lm.loss(codes, self.cond(phonemes, prompts, lengths.tolist()), lengths)
+    def forward(self, codes, lengths, phonemes, prompts, aligned=None):
+        return self.lm.loss(codes, self.cond(phonemes, prompts, lengths.tolist(), aligned), lengths)
 
     def save(self, folder: str | os.PathLike, extra: dict) -> None:
         save_checkpoint(folder, self.state_dict(), self.lm.cfg, KIND, extra)
@@ -58,7 +60,7 @@ class TTSModel(torch.nn.Module):
     @classmethod
     def load(cls, folder: str | os.PathLike) -> tuple[TTSModel, dict]:
         state, cfg, extra = load_checkpoint(folder, LMConfig, KIND)
-        model = cls(cfg, len(extra["phonemes"]) + 2)
+        model = cls(cfg, len(extra["phonemes"]) + 2, len(extra["phones"]) + 2 if extra.get("phones") else 0)
         model.load_state_dict(state)
         return model.eval(), extra
 
@@ -68,14 +70,21 @@ class UtteranceDataset:
     the same speaker."""
 
     def __init__(self, folder: str | os.PathLike, split: str, vocab: PhonemeVocab | None, max_frames: int,
-                 seed: int = 0) -> None:
+                 seed: int = 0, alignments: dict[str, dict] | None = None, phones: PhonemeVocab | None = None) -> None:
         self.info, codes, rows = _open_split(folder, "tokens", split)
         self.codes = codes.long()
-        self.rows = [r for r in rows if r.get("phonemes") and 2 <= r["frames"] <= max_frames]
+        self.rows = [r for r in rows if r.get("phonemes") and 2 <= r["frames"] <= max_frames
+                     and (alignments is None or r["id"] in alignments)]
         if not self.rows:
-            raise DatasetError(f"{folder} has no {split} utterances with phonemes of at most {max_frames} frames",
-                               "tokenize a speech dataset (`tokenwave data build speech`)")
+            raise DatasetError(f"{folder} has no {split} utterances with phonemes{' and alignments' if alignments else ''}"
+                               f" of at most {max_frames} frames",
+                               "tokenize a speech dataset (`tokenwave data build speech`) and align it "
+                               "(`tokenwave data align`)")
         self.vocab = vocab or PhonemeVocab.from_texts([r["phonemes"] for r in self.rows])
+        self.alignments = alignments
+        self.phones = None
+        if alignments is not None:
+            self.phones = phones or PhonemeVocab(sorted({p for r in self.rows for p in alignments[r["id"]]["phones"]}))
         self.by_speaker: dict[str, list[dict]] = {}
         for r in self.rows:
             self.by_speaker.setdefault(r.get("speaker", ""), []).append(r)
@@ -93,8 +102,13 @@ class UtteranceDataset:
         start = int(self.rng.integers(o["frames"] - n + 1))
         return self.clip(o)[:, start: start + n]
 
-    def sample(self, batch: int, min_prompt: int) -> tuple[torch.Tensor, torch.Tensor, list, list]:
-        """``(codes [B, K, Tmax] zero-padded, lengths [B], phoneme id tensors, prompt code tensors)``."""
+    def aligned(self, r: dict) -> torch.Tensor:
+        """``LongTensor [3, frames]``: the row's phone per frame and the frame's place in it."""
+        return frame_inputs(self.phones, *frame_phones(self.alignments[r["id"]], r["frames"], self.info["frame_rate"]))
+
+    def sample(self, batch: int, min_prompt: int) -> tuple[torch.Tensor, torch.Tensor, list, list, list | None]:
+        """``(codes [B, K, Tmax] zero-padded, lengths [B], phoneme id tensors, prompt code tensors, per-frame phone
+        tensors or None)``."""
         rows = [self.rows[i] for i in self.rng.integers(len(self.rows), size=batch)]
         T = max(r["frames"] for r in rows)
         codes = torch.zeros(batch, self.codes.shape[0], T, dtype=torch.long)
@@ -103,7 +117,8 @@ class UtteranceDataset:
         lengths = torch.tensor([r["frames"] for r in rows])
         phonemes = [torch.tensor(self.vocab.encode(r["phonemes"])) for r in rows]
         prompts = [self.prompt_for(r, int(self.rng.integers(min_prompt, PROMPT_FRAMES + 1))) for r in rows]
-        return codes, lengths, phonemes, prompts
+        aligned = None if self.alignments is None else [self.aligned(r) for r in rows]
+        return codes, lengths, phonemes, prompts, aligned
 
 
 def fit_duration(rows: list[dict]) -> tuple[float, float]:
@@ -120,15 +135,19 @@ class TTSRecipe(TaggedRecipe):
 
     def __init__(self, tokens: str, preset: str, tcfg: TTSTrainConfig, info: DistInfo, seed: int = 0) -> None:
         self.tcfg, self.info, self.seed = tcfg, info, seed
-        self.train_data = UtteranceDataset(tokens, "train", None, tcfg.max_frames, seed=seed + info.rank)
+        alignments = None if tcfg.alignments is None else read_alignments(tcfg.alignments)
+        self.train_data = UtteranceDataset(tokens, "train", None, tcfg.max_frames, seed=seed + info.rank,
+                                           alignments=alignments)
         self.vocab = self.train_data.vocab
-        self.valid_data = UtteranceDataset(tokens, "valid", self.vocab, tcfg.max_frames, seed=seed)
+        self.phones = self.train_data.phones
+        self.valid_data = UtteranceDataset(tokens, "valid", self.vocab, tcfg.max_frames, seed=seed,
+                                           alignments=alignments, phones=self.phones)
         k = self.train_data.info
         longest_phonemes = max(len(r["phonemes"]) for r in self.train_data.rows)
         max_len = prefix_positions(2 * longest_phonemes, PROMPT_FRAMES) + 2 * tcfg.max_frames + k["K"]
         cfg = LMConfig(K=k["K"], codebook_size=k["codebook_size"], pattern="delay", **PRESETS[preset],
                        max_len=int(math.ceil(max_len / 64) * 64))
-        self.model = TTSModel(cfg, len(self.vocab)).to(info.device)
+        self.model = TTSModel(cfg, len(self.vocab), 0 if self.phones is None else len(self.phones)).to(info.device)
         self.ddp = wrap_ddp(self.model, info)
         self.modules = {"model": self.model}
         self.optimizers = {"opt": torch.optim.AdamW(self.model.parameters(), lr=tcfg.lr, weight_decay=0.01,
@@ -137,8 +156,8 @@ class TTSRecipe(TaggedRecipe):
         self.tokens_info = k
 
     def _batch(self, data: UtteranceDataset):
-        codes, lengths, phonemes, prompts = data.sample(self.tcfg.batch_size, self.tcfg.min_prompt)
-        return codes.to(self.info.device), lengths.to(self.info.device), phonemes, prompts
+        codes, lengths, phonemes, prompts, aligned = data.sample(self.tcfg.batch_size, self.tcfg.min_prompt)
+        return codes.to(self.info.device), lengths.to(self.info.device), phonemes, prompts, aligned
 
     def validate(self) -> dict[str, float]:
         return self.cross_entropy_validation()
@@ -147,6 +166,7 @@ class TTSRecipe(TaggedRecipe):
         voices = builtin_voices(self.train_data)
         self.model.save(folder, extra={"validation": metrics, "train": asdict(self.tcfg), "tokens": self.tokens_info,
                                        "phonemes": self.vocab.symbols[2:], "duration": list(self.duration),
+                                       **({"phones": self.phones.symbols[2:]} if self.phones is not None else {}),
                                        "voices": sorted(voices)})
         save_file({k: v.to(torch.int16).contiguous() for k, v in voices.items()}, str(Path(folder) / "voices.safetensors"))
 
