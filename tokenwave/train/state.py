@@ -13,23 +13,39 @@ from safetensors.torch import load_file, save_file
 from tokenwave.data.manifest import atomic_write_text
 
 
-def _flatten_optimizer(name: str, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+def _param_names(opt: torch.optim.Optimizer, modules: dict[str, torch.nn.Module]) -> list[str | None]:
+    """The name (``module/param``) of each parameter in the optimizer's state-dict order (None: not in a module)."""
+    names = {id(p): f"{m}/{n}" for m, mod in modules.items() for n, p in mod.named_parameters()}
+    return [names.get(id(p)) for g in opt.param_groups for p in g["params"]]
+
+
+def _flatten_optimizer(name: str, opt: torch.optim.Optimizer, modules: dict[str, torch.nn.Module]
+                       ) -> tuple[dict[str, torch.Tensor], dict]:
+    """Optimizer moments keyed by parameter name where known (so a resume survives modules registered in another
+    order), else by index."""
     sd = opt.state_dict()
+    names = _param_names(opt, modules)
     tensors = {}
     for idx, st in sd["state"].items():
+        key_of = names[idx] if idx < len(names) and names[idx] else str(idx)
         for key, value in st.items():
             t = value if torch.is_tensor(value) else torch.tensor(value)
-            tensors[f"{name}/{idx}/{key}"] = t.detach().cpu().contiguous()
+            tensors[f"{name}/{key_of}/{key}"] = t.detach().cpu().contiguous()
     return tensors, {"param_groups": sd["param_groups"]}
 
 
-def _restore_optimizer(name: str, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+def _restore_optimizer(name: str, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict,
+                       modules: dict[str, torch.nn.Module]) -> None:
+    index = {n: i for i, n in enumerate(_param_names(opt, modules)) if n}
     state: dict[int, dict] = {}
     prefix = f"{name}/"
     for key, t in tensors.items():
         if key.startswith(prefix):
-            _, idx, field = key.split("/", 2)
-            state.setdefault(int(idx), {})[field] = t
+            param, field = key[len(prefix):].rsplit("/", 1)
+            idx = int(param) if param.isdigit() else index.get(param)
+            if idx is None:
+                raise ValueError(f"the saved optimizer state names parameter {param!r}, which the model lacks")
+            state.setdefault(idx, {})[field] = t
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
@@ -44,7 +60,7 @@ def save_train_state(folder: str | os.PathLike, step: int, modules: dict[str, to
     for name, module in modules.items():
         tensors.update({f"module:{name}/{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()})
     for name, opt in optimizers.items():
-        t, m = _flatten_optimizer(f"opt:{name}", opt)
+        t, m = _flatten_optimizer(f"opt:{name}", opt, modules)
         tensors.update(t)
         meta["optimizers"][name] = m
     tensors["torch_rng"] = torch.get_rng_state()
@@ -64,7 +80,7 @@ def load_train_state(folder: str | os.PathLike, modules: dict[str, torch.nn.Modu
         prefix = f"module:{name}/"
         module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
     for name, opt in optimizers.items():
-        _restore_optimizer(f"opt:{name}", opt, tensors, meta["optimizers"][name])
+        _restore_optimizer(f"opt:{name}", opt, tensors, meta["optimizers"][name], modules)
     torch.set_rng_state(tensors["torch_rng"])
     random.setstate(_tupled(meta["python_random"]))
     return meta["step"], meta["rng"]
