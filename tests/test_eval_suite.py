@@ -144,7 +144,7 @@ def _run_cli(args):
 
 def test_eval_music_and_sfx_reports(eval_models, datasets, tmp_path, monkeypatch):
     monkeypatch.setenv("TOKENWAVE_CHECKPOINTS", str(eval_models))
-    monkeypatch.setattr("tokenwave.eval.suite._load_task", lambda task, model: ReferenceTask())
+    monkeypatch.setattr("tokenwave.eval.suite._load_task", lambda task, model, generator=None: ReferenceTask())
     out = tmp_path / "music"
     _run_cli(["eval", "music", "--data", datasets["music"], "--out", out, "--split", "train", "--limit", 3])
     m = json.loads((out / "metrics.json").read_text())
@@ -166,7 +166,7 @@ def test_eval_music_and_sfx_reports(eval_models, datasets, tmp_path, monkeypatch
 
 def test_eval_tts_and_codec_reports(eval_models, datasets, tmp_path, monkeypatch):
     monkeypatch.setenv("TOKENWAVE_CHECKPOINTS", str(eval_models))
-    monkeypatch.setattr("tokenwave.eval.suite._load_task", lambda task, model: ReferenceTask())
+    monkeypatch.setattr("tokenwave.eval.suite._load_task", lambda task, model, generator=None: ReferenceTask())
     out = tmp_path / "tts"
     _run_cli(["eval", "tts", "--data", datasets["speech"], "--out", out, "--limit", 2])
     m = json.loads((out / "metrics.json").read_text())

@@ -60,10 +60,11 @@ def _audio_task_command(name: str, default_data: str) -> None:
         split: str = typer.Option("test", help="train, valid or test."),
         limit: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N clips."),
         seed: int = typer.Option(0, help="Random seed (item i uses seed + i)."),
+        generator: Optional[str] = typer.Option(None, help="lm or flow (default: the model folder's default)."),
     ) -> None:
         from tokenwave.eval.suite import evaluate_audio_task
 
-        _echo(evaluate_audio_task(name, model, data, out, split, limit, seed), out)
+        _echo(evaluate_audio_task(name, model, data, out, split, limit, seed, generator=generator), out)
 
     command.__doc__ = (f"Tag accuracy, KL, FAD (project tagger), CLAP score{' and melody chroma cosine' if name == 'music' else ''}"
                        f" of generated {name}; the codec resynthesis of the references as floor.")

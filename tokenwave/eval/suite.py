@@ -171,16 +171,18 @@ def spk_validation(spk) -> str:
 
 
 def evaluate_audio_task(task_name: str, model: str | os.PathLike | None, data: Path, out: Path, split: str = "test",
-                        limit: int | None = None, seed: int = 0, task=None, codec_model=None) -> dict:
+                        limit: int | None = None, seed: int = 0, task=None, codec_model=None,
+                        generator: str | None = None) -> dict:
     """music / sfx: tag accuracy, KL and FAD on the tagger, CLAP score and (music) melody chroma cosine, for the
-    generated audio and for the codec resynthesis of the reference renders (the floor)."""
+    generated audio and for the codec resynthesis of the reference renders (the floor); ``generator``: "lm" or
+    "flow" (default: the model folder's)."""
     from tokenwave.codec import load_codec
     from tokenwave.eval.clap import load_clap
     from tokenwave.eval.melody import chroma_cosine
     from tokenwave.eval.tagger import DOMAIN_FIELDS, frechet_distance, load_tagger, row_labels, tag_accuracy, tag_kl
 
     seed_everything(seed)
-    task = task or _load_task(task_name, model)
+    task = task or _load_task(task_name, model, generator)
     sr = task.sample_rate
     tagger, clap, codec = load_tagger(), load_clap(), load_codec(codec_model)
     rows = _rows(data, split, limit, need="caption")
@@ -232,13 +234,14 @@ def evaluate_audio_task(task_name: str, model: str | os.PathLike | None, data: P
              "its retrieval recall, which calibrates it.",
              "chroma_cosine (music with a melody): share of voiced frames whose dominant pitch class matches the "
              "melody's (MusicGen's metric; instruments with strong overtones score below 1 even for the reference)."]
-    meta = {"task": task_name, "model": str(model or f"checkpoints/{task_name}"), "data": str(data), "split": split,
+    meta = {"task": task_name, "model": str(model or f"checkpoints/{task_name}"),
+            "generator": getattr(task, "generator", None), "data": str(data), "split": split,
             "items": len(items), "seed": seed}
     write_report(out, f"{task_name} eval: {data.name} ({split})", summary, items, examples, notes, meta)
     return {"summary": summary, **meta}
 
 
-def _load_task(task: str, model):
+def _load_task(task: str, model, generator: str | None = None):
     from tokenwave.tasks import load_task
 
-    return load_task(task, model)
+    return load_task(task, model, generator=generator)
