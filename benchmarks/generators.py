@@ -123,9 +123,14 @@ def main() -> None:
     speed["flow16_first_audio_s"] = float(np.median([flow_first_audio(task, prompt, 16) for _ in range(3)]))
     figures["speed"] = speed
     best_flow = max(figures["flow"].values(), key=lambda v: v["tag_acc"])
-    targets = [target("flow16_10s_x_realtime", speed["flow16_10s_x_realtime"], ">=", 10.0),
-               target("flow_best_tag_acc_over_token_lm", best_flow["tag_acc"] / max(figures["token_lm"]["tag_acc"], 1e-9),
-                      ">=", 1.0)]
+    figures["threads"] = args.threads
+    figures["speed_note"] = ("render times on --threads threads of a machine that may be busy; the 10x-real-time target "
+                             "is measured by benchmarks/flow.py on 2 free threads")
+    # the claim: flow matching wins clip rendering (quality), token-AR wins streaming (first audio)
+    targets = [target("flow_best_tag_acc_over_token_lm", best_flow["tag_acc"] / max(figures["token_lm"]["tag_acc"], 1e-9),
+                      ">=", 1.0),
+               target("token_lm_first_audio_over_flow16", speed["token_lm_first_audio_s"] / speed["flow16_first_audio_s"],
+                      "<=", 1.0)]
     result = write_result(f"generators-{args.task}", command_line(__file__), targets, figures, args.quick, machine_info())
     print(json.dumps(result, indent=1))
 

@@ -119,18 +119,20 @@ def bench_tagged(task_name: str, items: int, out: Path, choose: bool = False) ->
     by_gen = {}
     for name in task.generators:
         by_gen[name] = _tagged_figures(load_task(task_name, generator=name, codec=task.codec), task_name, data, items, out)
-    default = task.default_generator
+    default, mel_default = task.default_generator, task.melody_generator or task.default_generator
     if choose and len(by_gen) > 1:
         default = max(by_gen, key=lambda g: (sum(_better(by_gen[g], by_gen[h]) for h in by_gen if h != g), g == default))
-        _write_choice(task, default, by_gen, items)
+        mel_default = _write_choice(task, default, by_gen, items) or default
     figs = {**by_gen[default], "generator": default, "by_generator": by_gen}
     targets = [target(f"{task_name}_tag_accuracy_over_real_renders", figs["tag_acc_ratio"], ">=", 0.8)]
-    if "melody" in figs:
+    if "melody" in by_gen.get(mel_default, {}):  # requests with a melody go to mel_default
+        figs["melody"] = {**by_gen[mel_default]["melody"], "generator": mel_default}
         targets.append(target("music_melody_chroma_cosine", figs["melody"]["chroma_cosine_with_melody"], ">=", 0.6))
     return figs, targets
 
 
-def _write_choice(task, default: str, by_gen: dict, items: int) -> None:
+def _write_choice(task, default: str, by_gen: dict, items: int) -> str | None:
+    """Write ``generators.json``; returns the generator chosen for requests with a melody (None: the default)."""
     from tokenwave.fileio import atomic_write_text
 
     summary = {g: {"tag_acc": round(f["generated"]["tag_acc"], 4), "tag_acc_ratio": round(f["tag_acc_ratio"], 4),
@@ -141,7 +143,12 @@ def _write_choice(task, default: str, by_gen: dict, items: int) -> None:
               "why": f"higher tag accuracy of the project's tagger on {items} held-out {task.task} captions "
                      "(then melody chroma cosine, then CLAP score), measured by benchmarks/tasks.py --choose",
               "measured": summary, "date": time.strftime("%Y-%m-%d")}
+    with_melody = {g: f["melody"]["chroma_cosine_with_melody"] for g, f in by_gen.items() if "melody" in f}
+    if len(with_melody) > 1:
+        choice["default_with_melody"] = max(with_melody, key=with_melody.get)
+        choice["why_with_melody"] = "higher chroma cosine between the given melody and the output on the same captions"
     atomic_write_text(task.folder / "generators.json", json.dumps(choice, indent=2) + "\n")
+    return choice.get("default_with_melody")
 
 
 def _speed(task, name: str, runs: int, generator: str | None = None) -> dict:

@@ -241,8 +241,14 @@ def test_flow_generator_renders_music_and_sfx(music_model, codec, tmp_path):
     import shutil
 
     shutil.copytree(music_model, tmp_path / "pick" / "music")
-    (tmp_path / "pick" / "music" / "generators.json").write_text('{"default": "flow"}')
-    assert load_task("music", tmp_path / "pick" / "music", codec).generator == "flow"
+    (tmp_path / "pick" / "music" / "generators.json").write_text('{"default": "flow", "default_with_melody": "lm"}')
+    picked = load_task("music", tmp_path / "pick" / "music", codec)
+    assert picked.generator == "flow"
+    assert picked.generate("a reel", 1.0, Sampling(steps=2), watermark=False).metadata["generator"] == "flow"
+    # a melody goes to the generator measured better at following one, unless the request names one
+    assert picked.generate("a reel", 1.0, melody=[60] * 75, watermark=False).metadata["generator"] == "lm"
+    assert picked.generate("a reel", 1.0, Sampling(steps=2), melody=[60] * 75, watermark=False,
+                           generator="flow").metadata["generator"] == "flow"
     solo = load_task("music", music_model / "flow", codec)
     assert solo.generator == "flow" and solo.lm is None
     with pytest.raises(InvalidArgumentError, match="has no lm generator"):

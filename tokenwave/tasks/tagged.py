@@ -181,8 +181,10 @@ class TaggedTask:
         self.generators = {main.kind: main}
         if main.kind == "lm" and (self.folder / "flow" / "config.json").exists():
             self.generators["flow"] = Generator.load(self.folder / "flow")
-        choice = self.folder / "generators.json"
-        self.default_generator = (json.loads(choice.read_text())["default"] if choice.exists() else main.kind)
+        choice = json.loads((self.folder / "generators.json").read_text()) if (self.folder / "generators.json").exists() else {}
+        self.default_generator = choice.get("default", main.kind)
+        # a request with a melody goes to the generator measured better at following one, unless it names one
+        self.melody_generator = choice.get("default_with_melody") if generator is None else None
         self.generator = self._pick(generator)
         lm = self.generators.get("lm")  # the token LM streams (the server's continuous batching runs it)
         self.lm = lm.model if lm else None
@@ -237,6 +239,8 @@ class TaggedTask:
         sampling = sampling or Sampling()
         sampling.check()
         duration = check_duration(duration)
+        if generator is None and melody is not None and self.melody_generator in self.generators:
+            generator = self.melody_generator
         g = self.generators[self._pick(generator or self.generator)]
         tags = self.read_prompt(prompt, g.kind)
         frames = int(round(duration * self.frame_rate))
