@@ -12,7 +12,7 @@ index, CFG 2 for both. Flow at 4 / 8 / 16 / 32 Euler steps (the quality-vs-steps
 defaults (temperature 0.9, top-k 100).
 Speed (2 threads): render time of a 10 s clip, and time to first audio of a stream (token LM: first frame complete
 and decoded; flow: its first chunked-streaming window sampled and decoded).
-Writes benchmarks/results/generators-<task>.json and prints the JSON.
+Writes benchmarks/results/generators-<task>.json (+ .png: quality against steps) and prints the JSON.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, arg_parser, command_line, machine_info, target, write_result  # noqa: E402
+from common import REPO_ROOT, RESULTS_DIR, arg_parser, command_line, machine_info, target, write_result  # noqa: E402
 
 from tokenwave.audio import load_audio  # noqa: E402
 from tokenwave.data.manifest import read_manifest  # noqa: E402
@@ -75,6 +75,28 @@ def score(wavs: list[np.ndarray], rows: list[dict], sr: int, field: str) -> dict
         fam.append(pred.get(field) == want.get(field))
         cl.append(clap.score(r["caption"], wav, sr))
     return {"tag_acc": float(np.mean(acc)), f"{field}_acc": float(np.mean(fam)), "clap": float(np.mean(cl))}
+
+
+def plot(figures: dict, path: Path) -> None:
+    """Tag accuracy and CLAP score against flow steps, the token LM and the real renders as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tokenwave.plots import save_figure
+
+    steps = sorted(int(k) for k in figures["flow"])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, key, name in ((axes[0], "tag_acc", "tag accuracy (project tagger)"), (axes[1], "clap", "CLAP score")):
+        ax.plot(steps, [figures["flow"][str(k)][key] for k in steps], marker="o", label="flow matching (Euler)")
+        ax.axhline(figures["token_lm"][key], color="#c73", ls="--", label="token LM")
+        ax.axhline(figures["real_renders"][key], color="grey", ls=":", label="real renders")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("flow ODE steps")
+        ax.set_title(f"{figures['task']}: {name}, {figures['items']} held-out captions", fontsize=9)
+        ax.legend(fontsize=7)
+    save_figure(fig, path)
 
 
 def main() -> None:
@@ -132,6 +154,7 @@ def main() -> None:
                target("token_lm_first_audio_over_flow16", speed["token_lm_first_audio_s"] / speed["flow16_first_audio_s"],
                       "<=", 1.0)]
     result = write_result(f"generators-{args.task}", command_line(__file__), targets, figures, args.quick, machine_info())
+    plot(figures, RESULTS_DIR / f"generators-{args.task}.png")
     print(json.dumps(result, indent=1))
 
 
