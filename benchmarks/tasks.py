@@ -72,8 +72,10 @@ def bench_tts(items: int, out: Path) -> tuple[dict, list]:
     rows = [by_id[f.stem] for f in files]
     gens = [load_audio(f, task.sample_rate)[0] for f in files]
     ident = speaker_identification(task, data, rows, gens)
-    figs = {"generated": s["generated"], "engine": s["reference (engine)"], "speaker_identification": ident,
-            "items": len(rows)}
+    figs = {"generated": s["generated"], "engine": s["reference (engine)"], "codec": s.get("codec resynthesis"),
+            "speaker_identification": ident, "items": len(rows),
+            "note": "codec: the engine's speech through the codec at the TTS model's bitrate, the floor for any "
+                    "generator of these codes"}
     targets = [target("tts_cer_over_engine", s["generated"].get("cer_over_engine"), "<=", 1.2),
                target("tts_speaker_identified_share", ident["identified"], ">", 0.5)]
     return figs, targets

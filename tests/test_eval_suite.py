@@ -132,6 +132,23 @@ class ReferenceTask:
         return load_audio(Path(dataset) / row["path"], SR)[0]
 
 
+class _IdentityCodec:
+    """Encodes to the waveform itself: the codec floor of a lossless codec equals the reference."""
+
+    def encode(self, x, n_q):
+        return x
+
+    def decode(self, codes):
+        return codes
+
+
+class ReferenceTTS(ReferenceTask):
+    """The reference stand-in with a (lossless) codec and K, so the TTS report adds its codec floor."""
+
+    K = 2
+    codec = _IdentityCodec()
+
+
 def _run_cli(args):
     from typer.testing import CliRunner
 
@@ -166,12 +183,13 @@ def test_eval_music_and_sfx_reports(eval_models, datasets, tmp_path, monkeypatch
 
 def test_eval_tts_and_codec_reports(eval_models, datasets, tmp_path, monkeypatch):
     monkeypatch.setenv("TOKENWAVE_CHECKPOINTS", str(eval_models))
-    monkeypatch.setattr("tokenwave.eval.suite._load_task", lambda task, model, generator=None: ReferenceTask())
+    monkeypatch.setattr("tokenwave.eval.suite._load_task", lambda task, model, generator=None: ReferenceTTS())
     out = tmp_path / "tts"
     _run_cli(["eval", "tts", "--data", datasets["speech"], "--out", out, "--limit", 2])
     m = json.loads((out / "metrics.json").read_text())
     gen, ref = m["summary"]["generated"], m["summary"]["reference (engine)"]
     assert gen["cer"] == ref["cer"] and gen["dnsmos_ovrl"] == pytest.approx(ref["dnsmos_ovrl"])
+    assert m["summary"]["codec resynthesis"]["cer"] == ref["cer"]  # a lossless codec's floor is the engine's speech
     assert gen["speaker_sim"] == pytest.approx(1.0, abs=1e-5)
     assert "CER under the same recogniser" in (out / "report.md").read_text()
     out = tmp_path / "codec"
