@@ -150,3 +150,5 @@ def test_alignments_time_the_phones_of_each_clip(built: Path) -> None:
     assert all(left[k - 1] == 0 for k in changes)  # a phone ends right before the next begins
     slow, fast = text_timings("A short line of speech.", 0.7), text_timings("A short line of speech.", 1.4)
     assert slow["phones"] == fast["phones"] and slow["end"] > 1.5 * fast["end"]
+    # the same text always gets the same timing (a fresh espeak-ng state per utterance), whatever came before
+    assert text_timings("A short line of speech.", 0.7) == slow

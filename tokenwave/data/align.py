@@ -40,8 +40,9 @@ REFERENCE_RATE = 170        # words per minute: the middle of the training rates
 
 class _EspeakEvents:
     """espeak-ng's library in synchronous mode with phoneme events (IPA names). A private copy of the shared
-    library is loaded, so its global state is apart from phonemizer's; calls take turns (the library is not
-    re-entrant)."""
+    library is loaded afresh for every utterance and unloaded after it: its state apart from phonemizer's, and
+    the same text always timed the same (a long-lived instance carries state from one utterance into the next and
+    shifts later phones by up to a millisecond). Calls take turns."""
 
     _lock = threading.Lock()
     _instance: _EspeakEvents | None = None
@@ -55,6 +56,7 @@ class _EspeakEvents:
     _Event._fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
                        ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
                        ("user_data", ctypes.c_void_p), ("id", _Id)]
+    _Callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
 
     def __init__(self) -> None:
         from ctypes.util import find_library
@@ -63,23 +65,16 @@ class _EspeakEvents:
         if not name:
             raise MissingSystemPackageError("the espeak-ng library (libespeak-ng)", "espeak-ng")
         path = next((p for p in (f"/usr/lib/x86_64-linux-gnu/{name}", f"/lib/x86_64-linux-gnu/{name}",
-                                 f"/usr/lib/{name}", f"/usr/lib/aarch64-linux-gnu/{name}") if os.path.exists(p)), name)
+                                 f"/usr/lib/{name}", f"/usr/lib/aarch64-linux-gnu/{name}") if os.path.exists(p)), None)
+        if path is None:
+            raise MissingSystemPackageError(f"the espeak-ng library file ({name})", "espeak-ng")
         self._dir = tempfile.mkdtemp(prefix="tokenwave-espeak-")
-        private = os.path.join(self._dir, "libespeak-ng.so")
-        try:
-            shutil.copy(path, private)
-        except OSError:
-            private = path
-        self.lib = ctypes.cdll.LoadLibrary(private)
-        self.sample_rate = self.lib.espeak_Initialize(2, 0, None, 0x0001 | 0x0002 | 0x8000)  # synchronous; events, IPA
-        if self.sample_rate <= 0:
-            raise MissingSystemPackageError("a working espeak-ng library", "espeak-ng espeak-ng-data")
+        self.path = os.path.join(self._dir, "libespeak-ng.so")
+        shutil.copy(path, self.path)
         self._audio: list[np.ndarray] = []
         self._events: list[tuple[str, int]] = []
-        cb_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
-                                   ctypes.POINTER(self._Event))
-        self._cb = cb_type(self._callback)  # kept alive as long as the library may call it
-        self.lib.espeak_SetSynthCallback(self._cb)
+        self._cb = self._Callback(self._callback)  # kept alive as long as a library may call it
+        self.sample_rate = 0
 
     def _callback(self, wav, n, events) -> int:
         if wav and n > 0:
@@ -100,17 +95,28 @@ class _EspeakEvents:
 
     def speak(self, text: str, voice: str, rate: int, pitch: int | None = None) -> tuple[np.ndarray, list[tuple[str, int]]]:
         """``(audio float32 at self.sample_rate, [(ipa phone, start sample)])``; an empty name is a pause."""
+        import _ctypes
+
         with self._lock:
-            self._audio, self._events = [], []
-            if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-                raise DatasetError(f"espeak-ng has no voice {voice!r}", "list them with `espeak-ng --voices=en`")
-            self.lib.espeak_SetParameter(1, int(rate), 0)
-            if pitch is not None:
-                self.lib.espeak_SetParameter(3, int(pitch), 0)
-            data = text.encode("utf-8")
-            buf = ctypes.create_string_buffer(data)
-            self.lib.espeak_Synth(buf, len(data) + 1, 0, 1, 0, 1, None, None)  # POS_CHARACTER, espeakCHARS_UTF8
-            self.lib.espeak_Synchronize()
+            lib = ctypes.CDLL(self.path, mode=os.RTLD_LOCAL)
+            try:
+                self._audio, self._events = [], []
+                self.sample_rate = lib.espeak_Initialize(2, 0, None, 0x0001 | 0x0002 | 0x8000)  # synchronous, events, IPA
+                if self.sample_rate <= 0:
+                    raise MissingSystemPackageError("a working espeak-ng library", "espeak-ng espeak-ng-data")
+                lib.espeak_SetSynthCallback(self._cb)
+                if lib.espeak_SetVoiceByName(voice.encode()) != 0:
+                    raise DatasetError(f"espeak-ng has no voice {voice!r}", "list them with `espeak-ng --voices=en`")
+                lib.espeak_SetParameter(1, int(rate), 0)
+                if pitch is not None:
+                    lib.espeak_SetParameter(3, int(pitch), 0)
+                data = text.encode("utf-8")
+                buf = ctypes.create_string_buffer(data)
+                lib.espeak_Synth(buf, len(data) + 1, 0, 1, 0, 1, None, None)  # POS_CHARACTER, espeakCHARS_UTF8
+                lib.espeak_Synchronize()
+                lib.espeak_Terminate()
+            finally:
+                _ctypes.dlclose(lib._handle)
             audio = np.concatenate(self._audio) if self._audio else np.zeros(0, np.float32)
             return audio, list(self._events)
 
@@ -240,10 +246,20 @@ def align_row(row: dict, clip: np.ndarray | None = None, sample_rate: int = 24_0
     return {**_shifted(phones, starts, off, len(clip) / sample_rate), "match": round(match, 4)}
 
 
-def text_timings(text: str, speed: float = 1.0, sample_rate: int = 24_000) -> dict:
+def text_timings(text: str, speed: float = 1.0, sample_rate: int = 24_000, pad_s: float = 0.05) -> dict:
     """The alignment new text gets at inference: espeak-ng's reference voice at the reference rate x ``speed``,
-    trimmed like the training clips."""
-    return _trimmed(*espeak_timings(text, REFERENCE_VOICE, int(round(REFERENCE_RATE * speed))), sample_rate)
+    cut like the training clips (``pad_s`` before the first phone and after the last). The cut comes from the phone
+    events alone, not the audio (espeak-ng's noise sources differ from run to run), so the same text always gets
+    the same timing."""
+    audio, sr, phones, starts = espeak_timings(text, REFERENCE_VOICE, int(round(REFERENCE_RATE * speed)))
+    spoken = [i for i, p in enumerate(phones) if p != SIL]
+    total = len(audio) / sr
+    if not spoken:
+        return _shifted(phones, starts, 0.0, total)
+    last = spoken[-1] + 1
+    stop = starts[last] if last < len(starts) else total
+    off = max(0.0, starts[spoken[0]] - pad_s)
+    return _shifted(phones, starts, off, min(total, stop + pad_s) - off)
 
 
 def frame_phones(alignment: dict, frames: int, frame_rate: float = 75.0) -> tuple[list[str], list[int], list[int]]:
