@@ -155,20 +155,6 @@ def flite_timings(text: str, voice: str, stretch: float, pitch: float | None) ->
     return audio, sr, phones, starts
 
 
-def trim_bounds(wav: np.ndarray, sr: int, threshold_db: float = -40.0, pad_s: float = 0.05) -> tuple[int, int]:
-    """``(start, stop)`` samples the speech builder keeps of ``wav`` (:func:`tokenwave.data.speech.trim_silence`)."""
-    hop = sr // 100
-    n = len(wav) // hop
-    if n == 0:
-        return 0, len(wav)
-    rms = np.sqrt(np.mean(wav[: n * hop].reshape(n, hop).astype(np.float64) ** 2, axis=1))
-    loud = np.flatnonzero(rms > np.abs(wav).max() * 10 ** (threshold_db / 20))
-    if len(loud) == 0:
-        return 0, len(wav)
-    pad = int(pad_s * sr)
-    return max(0, loud[0] * hop - pad), min(len(wav), (loud[-1] + 1) * hop + pad)
-
-
 def _shifted(phones: list[str], starts: list[float], off: float, end: float) -> dict:
     """Timings moved ``off`` seconds earlier (the clip starts there), phones past ``end`` dropped."""
     out_p, out_s = [], []
@@ -190,6 +176,7 @@ def _shifted(phones: list[str], starts: list[float], off: float, end: float) -> 
 def _trimmed(audio: np.ndarray, sr: int, phones: list[str], starts: list[float], out_sr: int) -> dict:
     """Timings of the trimmed audio (trimmed the way the speech builder trims its clips, at ``out_sr``)."""
     from tokenwave.audio import resample
+    from tokenwave.data.speech import trim_bounds
 
     wav = resample(audio, sr, out_sr) if sr != out_sr else audio
     a, b = trim_bounds(wav, out_sr)

@@ -227,18 +227,25 @@ def _plan(seed: int, batch: int = 32) -> Iterator[_Job]:
         start += batch
 
 
-def trim_silence(wav: np.ndarray, sr: int, threshold_db: float = -40.0, pad_s: float = 0.05) -> np.ndarray:
-    """Cut leading and trailing 10 ms frames quieter than ``threshold_db`` below the peak, keeping ``pad_s`` of margin."""
+def trim_bounds(wav: np.ndarray, sr: int, threshold_db: float = -40.0, pad_s: float = 0.05) -> tuple[int, int]:
+    """``(start, stop)``: leading and trailing 10 ms frames quieter than ``threshold_db`` below the peak cut,
+    ``pad_s`` of margin kept (the clip :func:`trim_silence` keeps; :mod:`tokenwave.data.align` shifts timings by it)."""
     hop = sr // 100
     n = len(wav) // hop
     if n == 0:
-        return wav
+        return 0, len(wav)
     rms = np.sqrt(np.mean(wav[: n * hop].reshape(n, hop).astype(np.float64) ** 2, axis=1))
     loud = np.flatnonzero(rms > np.abs(wav).max() * 10 ** (threshold_db / 20))
     if len(loud) == 0:
-        return wav
+        return 0, len(wav)
     pad = int(pad_s * sr)
-    return wav[max(0, loud[0] * hop - pad): min(len(wav), (loud[-1] + 1) * hop + pad)]
+    return max(0, loud[0] * hop - pad), min(len(wav), (loud[-1] + 1) * hop + pad)
+
+
+def trim_silence(wav: np.ndarray, sr: int, threshold_db: float = -40.0, pad_s: float = 0.05) -> np.ndarray:
+    """Cut leading and trailing 10 ms frames quieter than ``threshold_db`` below the peak, keeping ``pad_s`` of margin."""
+    a, b = trim_bounds(wav, sr, threshold_db, pad_s)
+    return wav[a:b]
 
 
 def _render(job: _Job, tmp: Path) -> np.ndarray:
