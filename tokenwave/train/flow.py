@@ -13,7 +13,7 @@ from tokenwave.errors import DatasetError
 from tokenwave.flow.config import FlowConfig
 from tokenwave.flow.loss import flow_loss
 from tokenwave.flow.model import FlowDiT
-from tokenwave.train.tagged import TaggedModel, TaggedRecipe
+from tokenwave.train.tagged import ConditioningOptions, TaggedModel, TaggedRecipe
 from tokenwave.train.trainer import DistInfo
 
 PRESETS = {
@@ -24,7 +24,7 @@ PRESETS = {
 
 
 @dataclass
-class FlowTrainConfig:
+class FlowTrainConfig(ConditioningOptions):
     frames: int = 300          # training window (4 s at 75 Hz)
     batch_size: int = 16
     lr: float = 5e-4
@@ -34,9 +34,6 @@ class FlowTrainConfig:
     times: str = "logit_normal"
     val_batches: int = 4
     patch: int = 2             # frames per transformer token (FlowConfig.patch)
-    tag_dropout: float = 0.0   # share of tags left out per training item (partial prompts)
-    melody: bool = False       # condition on the rows' melody (pitch class per frame)
-    melody_dropout: float = 0.5  # share of training items whose melody is hidden (melody is optional)
 
 
 class FlowModel(TaggedModel):

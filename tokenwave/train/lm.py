@@ -8,7 +8,7 @@ from tokenwave.conditioning import TagVocab
 from tokenwave.data.tokens import TokenDataset
 from tokenwave.lm.config import LMConfig
 from tokenwave.lm.model import TokenLM
-from tokenwave.train.tagged import TaggedModel, TaggedRecipe
+from tokenwave.train.tagged import ConditioningOptions, TaggedModel, TaggedRecipe
 from tokenwave.train.trainer import DistInfo
 
 PRESETS = {
@@ -19,16 +19,13 @@ PRESETS = {
 
 
 @dataclass
-class LMTrainConfig:
+class LMTrainConfig(ConditioningOptions):
     frames: int = 150        # training window (2 s at 75 Hz)
     batch_size: int = 16
     lr: float = 1e-3
     warmup: int = 200
     total_steps: int = 10_000
     val_batches: int = 4
-    tag_dropout: float = 0.0    # share of tags left out per training item (partial prompts)
-    melody: bool = False        # condition on the rows' melody (pitch class per frame)
-    melody_dropout: float = 0.5  # share of training items whose melody is hidden (melody is optional)
 
 
 class LMModel(TaggedModel):

@@ -2,6 +2,7 @@
 with the shared schedule, the tag conditioner exported beside the model, and the samplers' RNG states."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -11,6 +12,15 @@ from tokenwave.conditioning import Conditioning, TagConditioner, TagVocab, row_t
 from tokenwave.conditioning.melody import NO_PITCH, MelodyConditioner, pitch_classes
 from tokenwave.train.state import numpy_rng_state, set_numpy_rng_state
 from tokenwave.train.trainer import DistInfo, set_schedule_lr, wrap_ddp
+
+
+@dataclass
+class ConditioningOptions:
+    """Training options of the tag- (and melody-) conditioned generators (token LM and flow configs extend it)."""
+
+    tag_dropout: float = 0.0     # share of tags left out per training item (partial prompts)
+    melody: bool = False         # condition on the rows' melody (pitch class per frame)
+    melody_dropout: float = 0.5  # share of training items whose melody is hidden (melody is optional)
 
 
 class TaggedModel(torch.nn.Module):
