@@ -12,7 +12,8 @@ index, CFG 2 for both. Flow at 4 / 8 / 16 / 32 Euler steps (the quality-vs-steps
 defaults (temperature 0.9, top-k 100).
 Speed (2 threads): render time of a 10 s clip, and time to first audio of a stream (token LM: first frame complete
 and decoded; flow: its first chunked-streaming window sampled and decoded).
-Writes benchmarks/results/generators-<task>.json (+ .png: quality against steps) and prints the JSON.
+Writes benchmarks/results/generators-<task>.json (+ .png: quality against steps), refreshes generators.json (every
+task's latest results in one file) and prints the JSON.
 """
 from __future__ import annotations
 
@@ -99,12 +100,36 @@ def plot(figures: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
+def write_summary() -> dict | None:
+    """``generators.json``: every task's latest ``generators-<task>.json``, targets prefixed by the task."""
+    import datetime
+
+    from common import atomic_write_text
+
+    parts = {t: json.loads(p.read_text()) for t in ("sfx", "music") if (p := RESULTS_DIR / f"generators-{t}.json").exists()}
+    if not parts:
+        return None
+    summary = {"benchmark": "generators", "command": " ; ".join(r["command"] for r in parts.values()),
+               "quick": any(r["quick"] for r in parts.values()), "date": datetime.date.today().isoformat(),
+               "machine": next(iter(parts.values()))["machine"],
+               "targets": [{**t, "name": f"{task}_{t['name']}"} for task, r in parts.items() for t in r["targets"]],
+               "figures": {task: {**r["figures"], "source": f"benchmarks/results/generators-{task}.json", "date": r["date"]}
+                           for task, r in parts.items()}}
+    atomic_write_text(RESULTS_DIR / "generators.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    return summary
+
+
 def main() -> None:
     parser = arg_parser(__doc__.splitlines()[0])
     parser.add_argument("--task", choices=("sfx", "music"), default="sfx")
+    parser.add_argument("--summary-only", action="store_true",
+                        help="only rebuild generators.json from the per-task results already written")
     parser.add_argument("--items", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    if args.summary_only:
+        print(json.dumps(write_summary(), indent=1))
+        return
     torch.set_num_threads(args.threads)
     items = args.items or (3 if args.quick else 12)
     data = REPO_ROOT / "data" / args.task
@@ -155,6 +180,7 @@ def main() -> None:
                       "<=", 1.0)]
     result = write_result(f"generators-{args.task}", command_line(__file__), targets, figures, args.quick, machine_info())
     plot(figures, RESULTS_DIR / f"generators-{args.task}.png")
+    write_summary()
     print(json.dumps(result, indent=1))
 
 
