@@ -144,3 +144,57 @@ def test_optimizer_state_resumes_by_parameter_name(tmp_path):
     for (n, p_old), (m, p_new) in zip(sorted(old.named_parameters()), sorted(new.named_parameters())):
         assert n == m and torch.equal(p_old, p_new)
         assert torch.equal(opt.state[p_old]["exp_avg"], new_opt.state[p_new]["exp_avg"])
+
+
+class _SleepyRecipe:
+    """A recipe whose steps take a fixed wall time: enough to check the trainer's time budget."""
+
+    def __init__(self):
+        from dataclasses import dataclass
+
+        @dataclass
+        class T:
+            total_steps: int = 100_000
+
+        self.tcfg = T()
+        self.lin = torch.nn.Linear(2, 2)
+        self.modules = {"model": self.lin}
+        self.optimizers = {"opt": torch.optim.SGD(self.lin.parameters(), lr=0.1)}
+        self.exported = []
+
+    def train_step(self, step):
+        import time
+
+        time.sleep(0.01)
+        return {"loss": 1.0}
+
+    def validate(self):
+        return {"valid_loss": 1.0}
+
+    def export(self, folder, metrics):
+        self.exported.append(metrics["step"])
+
+    def rng_state(self):
+        return {}
+
+    def set_rng_state(self, state):
+        pass
+
+
+def test_time_budget_shortens_the_run_and_its_schedule(tmp_path):
+    import time
+
+    from tokenwave.train.trainer import DistInfo, train
+
+    recipe = _SleepyRecipe()
+    t0 = time.time()
+    metrics = train(recipe, tmp_path / "run", 100_000, DistInfo(), val_every=10_000, ckpt_every=10_000,
+                    log_every=50, time_budget=3.0)
+    took = time.time() - t0
+    assert took < 3.5  # stopped inside the budget (plus the last checkpoint)
+    done = metrics["step"]
+    assert 120 < done < 300  # ~10 ms per step into 90% of 3 s
+    assert recipe.tcfg.total_steps == done  # the schedule ends where the run does
+    assert recipe.exported[-1] == done
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert {"time_budget": 3.0, "steps": done} in log

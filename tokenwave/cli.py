@@ -138,7 +138,7 @@ def demo(
 
 def _run_training(name: str, presets: dict, preset: str, device: str, seed: int, make_recipe, out: Path, steps: int,
                   val_every: int, ckpt_every: int, log_every: int, resume: bool, until: Optional[int],
-                  threads: int = 0) -> None:
+                  threads: int = 0, time_budget: Optional[float] = None) -> None:
     """Check the preset, set torch's CPU threads (``threads`` > 0), join torchrun's process group if any, seed, run
     the shared trainer, print the last figures."""
     import torch
@@ -154,7 +154,8 @@ def _run_training(name: str, presets: dict, preset: str, device: str, seed: int,
     info = setup_distributed(device)
     seed_everything(seed + info.rank)
     metrics = train(make_recipe(info), out, steps, info, val_every=val_every, ckpt_every=ckpt_every,
-                    log_every=log_every, resume=resume, name=name, until=until)
+                    log_every=log_every, resume=resume, name=name, until=until,
+                    time_budget=time_budget)
     if info.is_main:
         console.print_json(json.dumps(metrics))
 
@@ -177,6 +178,7 @@ def train_codec(
     threads: int = opts.THREADS,
     resume: bool = opts.RESUME,
     until: Optional[int] = opts.UNTIL,
+    time_budget: Optional[float] = opts.TIME_BUDGET,
 ) -> None:
     """Train the neural codec (RVQ, 75 Hz) on one or more datasets."""
     from tokenwave.train.codec import PRESETS, CodecRecipe, CodecTrainConfig
@@ -184,7 +186,7 @@ def train_codec(
     tcfg = CodecTrainConfig(segment_seconds=segment, batch_size=batch_size, lr=lr, adv_start=adv_start, total_steps=steps)
     _run_training("codec", PRESETS, preset, device, seed,
                   lambda info: CodecRecipe([str(d) for d in data], PRESETS[preset], tcfg, info, seed=seed),
-                  out, steps, val_every, ckpt_every, log_every, resume, until, threads)
+                  out, steps, val_every, ckpt_every, log_every, resume, until, threads, time_budget)
 
 
 def _load_for_codec(model: Optional[Path], path: Path, kbps: Optional[float]):
@@ -310,6 +312,7 @@ def train_lm(
     device: str = opts.DEVICE,
     resume: bool = opts.RESUME,
     until: Optional[int] = opts.UNTIL,
+    time_budget: Optional[float] = opts.TIME_BUDGET,
     tag_dropout: float = typer.Option(0.0, min=0.0, max=0.9, help="Share of tags left out per training item, so prompts naming only some tags work."),
     melody: bool = typer.Option(False, help="Condition on the manifest's melody (pitch class per frame), hidden for half the items."),
 ) -> None:
@@ -322,7 +325,7 @@ def train_lm(
                          melody=melody)
     _run_training("lm", PRESETS, preset, device, seed,
                   lambda info: LMRecipe(str(tokens), pattern, preset, tcfg, info, seed=seed),
-                  out, steps, val_every, ckpt_every, log_every, resume, until)
+                  out, steps, val_every, ckpt_every, log_every, resume, until, time_budget=time_budget)
 
 
 @train_app.command("tts")
@@ -343,6 +346,7 @@ def train_tts(
     device: str = opts.DEVICE,
     resume: bool = opts.RESUME,
     until: Optional[int] = opts.UNTIL,
+    time_budget: Optional[float] = opts.TIME_BUDGET,
 ) -> None:
     """Train the TTS model: a token LM conditioned on phonemes, a voice prompt and the length."""
     from tokenwave.train.tts import PRESETS, TTSRecipe, TTSTrainConfig
@@ -350,7 +354,7 @@ def train_tts(
     tcfg = TTSTrainConfig(batch_size=batch_size, lr=lr, total_steps=steps, max_frames=max_frames,
                           alignments=None if alignments is None else str(alignments))
     _run_training("tts", PRESETS, preset, device, seed, lambda info: TTSRecipe(str(tokens), preset, tcfg, info, seed=seed),
-                  out, steps, val_every, ckpt_every, log_every, resume, until)
+                  out, steps, val_every, ckpt_every, log_every, resume, until, time_budget=time_budget)
 
 
 @train_app.command("flow")
@@ -373,6 +377,7 @@ def train_flow(
     device: str = opts.DEVICE,
     resume: bool = opts.RESUME,
     until: Optional[int] = opts.UNTIL,
+    time_budget: Optional[float] = opts.TIME_BUDGET,
 ) -> None:
     """Train the flow-matching generator (DiT) on codec latents, conditioned on the manifest's tags."""
     from tokenwave.train.flow import PRESETS, FlowRecipe, FlowTrainConfig
@@ -380,7 +385,7 @@ def train_flow(
     tcfg = FlowTrainConfig(frames=frames, batch_size=batch_size, lr=lr, total_steps=steps, prompt_share=prompt_share,
                            patch=patch, tag_dropout=tag_dropout, melody=melody)
     _run_training("flow", PRESETS, preset, device, seed, lambda info: FlowRecipe(str(latents), preset, tcfg, info, seed=seed),
-                  out, steps, val_every, ckpt_every, log_every, resume, until)
+                  out, steps, val_every, ckpt_every, log_every, resume, until, time_budget=time_budget)
 
 
 from tokenwave.eval.commands import register as _register_eval_commands  # noqa: E402

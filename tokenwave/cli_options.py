@@ -11,4 +11,6 @@ SEED = typer.Option(0, help="Random seed.")
 DEVICE = typer.Option("auto", help="auto, cpu or cuda.")
 RESUME = typer.Option(False, help="Continue from OUT/last.")
 UNTIL = typer.Option(None, help="Stop after this step (checkpointed); the schedule still follows --steps.")
+TIME_BUDGET = typer.Option(None, min=1.0, help="Wall-time budget in seconds (a lent GPU): the run is shortened to "
+                           "the steps that fit and the learning-rate schedule ends there.")
 THREADS = typer.Option(0, help="CPU threads for torch (0: leave torch's default).")

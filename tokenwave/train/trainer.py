@@ -45,6 +45,7 @@ def setup_distributed(device: str = "auto") -> DistInfo:
     if want_cuda:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
+        torch.set_float32_matmul_precision("high")  # TF32 matrix units; the losses train the same
         dev = torch.device("cuda", local)
     else:
         dev = torch.device("cpu")
@@ -92,8 +93,13 @@ class Recipe(Protocol):
 
 def train(recipe: Recipe, out: str | os.PathLike, steps: int, info: DistInfo, val_every: int = 500,
           ckpt_every: int = 500, log_every: int = 25, resume: bool = False, name: str = "train",
-          until: int | None = None) -> dict:
-    """Run ``recipe`` to ``steps`` (or stop after step ``until``, checkpointed, to be resumed later). Writes ``out/log.jsonl``, ``out/last/`` (resumable state) and ``out/model/``."""
+          until: int | None = None, time_budget: float | None = None) -> dict:
+    """Run ``recipe`` to ``steps`` (or stop after step ``until``, checkpointed, to be resumed later). Writes ``out/log.jsonl``, ``out/last/`` (resumable state) and ``out/model/``.
+
+    ``time_budget`` (seconds of wall time, for a lent machine): after a short calibration the run is shortened to
+    the steps that fit, and the recipe's learning-rate schedule (``recipe.tcfg.total_steps``) is set to end there,
+    so the run finishes annealed instead of being cut off mid-schedule. It also stops, checkpointed, if the budget
+    runs out anyway."""
     out = Path(out)
     start = 0
     if resume:
@@ -112,11 +118,23 @@ def train(recipe: Recipe, out: str | os.PathLike, steps: int, info: DistInfo, va
     with progress_bar(name, total=steps, unit="steps") as bar:
         bar.update(completed=start)
         stop = min(steps, until) if until else steps
-        for step in range(start, stop):
+        budget = _Budget(time_budget, start) if time_budget else None
+        step = start
+        while step < stop:
             for k, v in recipe.train_step(step).items():
                 running[k] = running.get(k, 0.0) + v
             bar.advance(1)
-            done = step + 1
+            done = step = step + 1
+            if budget is not None:
+                fit = budget.fit(done)
+                if fit is not None and fit < stop:
+                    stop = max(done, fit)
+                    if hasattr(recipe, "tcfg") and hasattr(recipe.tcfg, "total_steps"):
+                        recipe.tcfg.total_steps = stop
+                    bar.update(total=stop)
+                    if info.is_main:
+                        with open(log, "a") as f:
+                            f.write(json.dumps({"time_budget": time_budget, "steps": stop}) + "\n")
             if info.is_main and done % log_every == 0:
                 entry = {"step": done, "time": round(time.time() - t0, 1), **{k: round(v / log_every, 5) for k, v in running.items()}}
                 running = {}
@@ -131,3 +149,26 @@ def train(recipe: Recipe, out: str | os.PathLike, steps: int, info: DistInfo, va
                 save_train_state(out / "last", done, recipe.modules, recipe.optimizers, recipe.rng_state())
                 recipe.export(out / "model", metrics)
     return metrics
+
+
+class _Budget:
+    """Fits a run into a wall-time budget: times ``calibrate`` steps after ``warm`` warm-up ones, then says how many
+    steps in all fit (with a margin for validation and checkpoints); later it only answers once time has run out."""
+
+    def __init__(self, seconds: float, start: int, warm: int = 20, calibrate: int = 100, margin: float = 0.9) -> None:
+        self.seconds, self.margin = seconds, margin
+        self.t0 = time.time()
+        self.warm_at, self.calib_at = start + warm, start + warm + calibrate
+        self.t_warm: float | None = None
+
+    def fit(self, done: int) -> int | None:
+        now = time.time()
+        if done == self.warm_at:
+            self.t_warm = now
+        elif done == self.calib_at and self.t_warm is not None:
+            per_step = (now - self.t_warm) / (self.calib_at - self.warm_at)
+            left = self.seconds * self.margin - (now - self.t0)
+            return done + max(0, int(left / per_step))
+        if now - self.t0 > self.seconds:
+            return done
+        return None

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One call on a lent GPU machine: unpack the carried training inputs (scripts/gpu_carry.py), train the music token
+# LM, the music flow model and the TTS model side by side on the one GPU within a wall-time budget, and return each
+# exported model folder as a tar (weights stored as float16 to fit the transfer; the models load them as float32).
+#   BUDGET=430 DEVICE=cuda OUT=/tmp/out scripts/gpu_train.sh
+set -uo pipefail
+BUDGET=${BUDGET:-430}
+DEVICE=${DEVICE:-cuda}
+OUT=${OUT:-/tmp/gpu-out}
+PY=${PY:-python3}
+mkdir -p "$OUT"
+if [ -d .whl ]; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
+nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null
+G=runs/gpu
+$PY scripts/gpu_carry.py unpack $G/latents-music runs/latents-music-large &&
+$PY scripts/gpu_carry.py unpack $G/tokens-music runs/tokens-music-large &&
+$PY scripts/gpu_carry.py unpack $G/tokens-speech runs/tokens-speech-large &&
+gunzip -c $G/alignments.jsonl.gz > runs/alignments.jsonl || exit 1
+TW="$PY -m tokenwave train"
+COMMON="--device $DEVICE --time-budget $BUDGET --log-every 50"
+$TW lm --tokens runs/tokens-music-large --out runs/gpu-lm-music --preset small --frames 150 --steps 100000 \
+  --batch-size ${LM_BATCH:-64} --lr 1e-3 --val-every 2000 --ckpt-every 2000 --tag-dropout 0.3 --melody $COMMON \
+  > "$OUT/lm-music.log" 2>&1 &
+$TW flow --latents runs/latents-music-large --out runs/gpu-flow-music --preset small --frames 300 --steps 100000 \
+  --batch-size ${FLOW_BATCH:-64} --lr 7e-4 --patch 2 --tag-dropout 0.3 --melody --val-every 2000 --ckpt-every 2000 \
+  $COMMON > "$OUT/flow-music.log" 2>&1 &
+$TW tts --tokens runs/tokens-speech-large --out runs/gpu-tts --preset small --alignments runs/alignments.jsonl \
+  --steps 100000 --batch-size ${TTS_BATCH:-32} --val-every 2000 --ckpt-every 2000 $COMMON > "$OUT/tts.log" 2>&1 &
+wait
+for run in lm-music flow-music tts; do
+  d=runs/gpu-$run/model
+  [ -f $d/model.safetensors ] || { echo "$run: no model"; continue; }
+  $PY - "$d/model.safetensors" <<'PYEOF'
+import sys
+from safetensors.torch import load_file, save_file
+p = sys.argv[1]
+save_file({k: (v.half() if v.is_floating_point() else v) for k, v in load_file(p).items()}, p)
+PYEOF
+  cp runs/gpu-$run/log.jsonl $d/train_log.jsonl
+  tar -cf "$OUT/$run.tar" -C runs/gpu-$run model
+done
+for run in lm-music flow-music tts; do echo "== $run"; grep -E '"validation"|time_budget' runs/gpu-$run/log.jsonl | tail -3; tail -1 runs/gpu-$run/log.jsonl; done
+ls -la "$OUT"
