@@ -21,18 +21,18 @@ $PY scripts/gpu_carry.py unpack $G/tokens-music runs/tokens-music-large &&
 $PY scripts/gpu_carry.py unpack $G/tokens-speech runs/tokens-speech-large &&
 gunzip -c $G/alignments.jsonl.gz > runs/alignments.jsonl || exit 1
 TW="$PY -m tokenwave train"
-COMMON="--device $DEVICE --time-budget $BUDGET --log-every 50"
+COMMON="--device $DEVICE --time-budget $BUDGET --log-every 50 --keep-best"
 $TW lm --tokens runs/tokens-music-large --out runs/gpu-lm-music --preset small --frames 150 --steps 100000 \
-  --batch-size ${LM_BATCH:-64} --lr 1e-3 --val-every 2000 --ckpt-every 2000 --tag-dropout 0.3 --melody $COMMON \
+  --batch-size ${LM_BATCH:-128} --lr 1e-3 --val-every 1000 --ckpt-every 2000 --tag-dropout 0.3 --melody $COMMON \
   > "$OUT/lm-music.log" 2>&1 &
 $TW flow --latents runs/latents-music-large --out runs/gpu-flow-music --preset small --frames 300 --steps 100000 \
-  --batch-size ${FLOW_BATCH:-64} --lr 7e-4 --patch 2 --tag-dropout 0.3 --melody --val-every 2000 --ckpt-every 2000 \
+  --batch-size ${FLOW_BATCH:-128} --lr 7e-4 --patch 2 --tag-dropout 0.3 --melody --val-every 1000 --ckpt-every 2000 \
   $COMMON > "$OUT/flow-music.log" 2>&1 &
 $TW tts --tokens runs/tokens-speech-large --out runs/gpu-tts --preset small --alignments runs/alignments.jsonl \
-  --steps 100000 --batch-size ${TTS_BATCH:-32} --val-every 2000 --ckpt-every 2000 $COMMON > "$OUT/tts.log" 2>&1 &
+  --steps 100000 --batch-size ${TTS_BATCH:-48} --val-every 1000 --ckpt-every 2000 $COMMON > "$OUT/tts.log" 2>&1 &
 wait
 for run in lm-music flow-music tts; do
-  d=runs/gpu-$run/model
+  d=runs/gpu-$run/best
   [ -f $d/model.safetensors ] || { echo "$run: no model"; continue; }
   $PY - "$d/model.safetensors" <<'PYEOF'
 import sys
@@ -41,7 +41,7 @@ p = sys.argv[1]
 save_file({k: (v.half() if v.is_floating_point() else v) for k, v in load_file(p).items()}, p)
 PYEOF
   cp runs/gpu-$run/log.jsonl $d/train_log.jsonl
-  tar -cf "$OUT/$run.tar" -C runs/gpu-$run model
+  tar -cf "$OUT/$run.tar" -C runs/gpu-$run best
 done
 for run in lm-music flow-music tts; do echo "== $run"; grep -E '"validation"|time_budget' runs/gpu-$run/log.jsonl | tail -3; tail -1 runs/gpu-$run/log.jsonl; done
 ls -la "$OUT"

@@ -138,7 +138,7 @@ def demo(
 
 def _run_training(name: str, presets: dict, preset: str, device: str, seed: int, make_recipe, out: Path, steps: int,
                   val_every: int, ckpt_every: int, log_every: int, resume: bool, until: Optional[int],
-                  threads: int = 0, time_budget: Optional[float] = None) -> None:
+                  threads: int = 0, time_budget: Optional[float] = None, keep_best: bool = False) -> None:
     """Check the preset, set torch's CPU threads (``threads`` > 0), join torchrun's process group if any, seed, run
     the shared trainer, print the last figures."""
     import torch
@@ -155,7 +155,7 @@ def _run_training(name: str, presets: dict, preset: str, device: str, seed: int,
     seed_everything(seed + info.rank)
     metrics = train(make_recipe(info), out, steps, info, val_every=val_every, ckpt_every=ckpt_every,
                     log_every=log_every, resume=resume, name=name, until=until,
-                    time_budget=time_budget)
+                    time_budget=time_budget, keep_best=keep_best)
     if info.is_main:
         console.print_json(json.dumps(metrics))
 
@@ -179,6 +179,7 @@ def train_codec(
     resume: bool = opts.RESUME,
     until: Optional[int] = opts.UNTIL,
     time_budget: Optional[float] = opts.TIME_BUDGET,
+    keep_best: bool = opts.KEEP_BEST,
 ) -> None:
     """Train the neural codec (RVQ, 75 Hz) on one or more datasets."""
     from tokenwave.train.codec import PRESETS, CodecRecipe, CodecTrainConfig
@@ -186,7 +187,7 @@ def train_codec(
     tcfg = CodecTrainConfig(segment_seconds=segment, batch_size=batch_size, lr=lr, adv_start=adv_start, total_steps=steps)
     _run_training("codec", PRESETS, preset, device, seed,
                   lambda info: CodecRecipe([str(d) for d in data], PRESETS[preset], tcfg, info, seed=seed),
-                  out, steps, val_every, ckpt_every, log_every, resume, until, threads, time_budget)
+                  out, steps, val_every, ckpt_every, log_every, resume, until, threads, time_budget, keep_best)
 
 
 def _load_for_codec(model: Optional[Path], path: Path, kbps: Optional[float]):
@@ -313,6 +314,7 @@ def train_lm(
     resume: bool = opts.RESUME,
     until: Optional[int] = opts.UNTIL,
     time_budget: Optional[float] = opts.TIME_BUDGET,
+    keep_best: bool = opts.KEEP_BEST,
     tag_dropout: float = typer.Option(0.0, min=0.0, max=0.9, help="Share of tags left out per training item, so prompts naming only some tags work."),
     melody: bool = typer.Option(False, help="Condition on the manifest's melody (pitch class per frame), hidden for half the items."),
 ) -> None:
@@ -325,7 +327,8 @@ def train_lm(
                          melody=melody)
     _run_training("lm", PRESETS, preset, device, seed,
                   lambda info: LMRecipe(str(tokens), pattern, preset, tcfg, info, seed=seed),
-                  out, steps, val_every, ckpt_every, log_every, resume, until, time_budget=time_budget)
+                  out, steps, val_every, ckpt_every, log_every, resume, until, time_budget=time_budget,
+                  keep_best=keep_best)
 
 
 @train_app.command("tts")
@@ -347,6 +350,7 @@ def train_tts(
     resume: bool = opts.RESUME,
     until: Optional[int] = opts.UNTIL,
     time_budget: Optional[float] = opts.TIME_BUDGET,
+    keep_best: bool = opts.KEEP_BEST,
 ) -> None:
     """Train the TTS model: a token LM conditioned on phonemes, a voice prompt and the length."""
     from tokenwave.train.tts import PRESETS, TTSRecipe, TTSTrainConfig
@@ -354,7 +358,8 @@ def train_tts(
     tcfg = TTSTrainConfig(batch_size=batch_size, lr=lr, total_steps=steps, max_frames=max_frames,
                           alignments=None if alignments is None else str(alignments))
     _run_training("tts", PRESETS, preset, device, seed, lambda info: TTSRecipe(str(tokens), preset, tcfg, info, seed=seed),
-                  out, steps, val_every, ckpt_every, log_every, resume, until, time_budget=time_budget)
+                  out, steps, val_every, ckpt_every, log_every, resume, until, time_budget=time_budget,
+                  keep_best=keep_best)
 
 
 @train_app.command("flow")
@@ -378,6 +383,7 @@ def train_flow(
     resume: bool = opts.RESUME,
     until: Optional[int] = opts.UNTIL,
     time_budget: Optional[float] = opts.TIME_BUDGET,
+    keep_best: bool = opts.KEEP_BEST,
 ) -> None:
     """Train the flow-matching generator (DiT) on codec latents, conditioned on the manifest's tags."""
     from tokenwave.train.flow import PRESETS, FlowRecipe, FlowTrainConfig
@@ -385,7 +391,8 @@ def train_flow(
     tcfg = FlowTrainConfig(frames=frames, batch_size=batch_size, lr=lr, total_steps=steps, prompt_share=prompt_share,
                            patch=patch, tag_dropout=tag_dropout, melody=melody)
     _run_training("flow", PRESETS, preset, device, seed, lambda info: FlowRecipe(str(latents), preset, tcfg, info, seed=seed),
-                  out, steps, val_every, ckpt_every, log_every, resume, until, time_budget=time_budget)
+                  out, steps, val_every, ckpt_every, log_every, resume, until, time_budget=time_budget,
+                  keep_best=keep_best)
 
 
 from tokenwave.eval.commands import register as _register_eval_commands  # noqa: E402

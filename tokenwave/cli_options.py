@@ -14,3 +14,4 @@ UNTIL = typer.Option(None, help="Stop after this step (checkpointed); the schedu
 TIME_BUDGET = typer.Option(None, min=1.0, help="Wall-time budget in seconds (a lent GPU): the run is shortened to "
                            "the steps that fit and the learning-rate schedule ends there.")
 THREADS = typer.Option(0, help="CPU threads for torch (0: leave torch's default).")
+KEEP_BEST = typer.Option(False, help="Also export the model at its lowest validation loss to OUT/best.")

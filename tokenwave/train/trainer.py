@@ -93,13 +93,14 @@ class Recipe(Protocol):
 
 def train(recipe: Recipe, out: str | os.PathLike, steps: int, info: DistInfo, val_every: int = 500,
           ckpt_every: int = 500, log_every: int = 25, resume: bool = False, name: str = "train",
-          until: int | None = None, time_budget: float | None = None) -> dict:
+          until: int | None = None, time_budget: float | None = None, keep_best: bool = False) -> dict:
     """Run ``recipe`` to ``steps`` (or stop after step ``until``, checkpointed, to be resumed later). Writes ``out/log.jsonl``, ``out/last/`` (resumable state) and ``out/model/``.
 
     ``time_budget`` (seconds of wall time, for a lent machine): after a short calibration the run is shortened to
     the steps that fit, and the recipe's learning-rate schedule (``recipe.tcfg.total_steps``) is set to end there,
     so the run finishes annealed instead of being cut off mid-schedule. It also stops, checkpointed, if the budget
-    runs out anyway."""
+    runs out anyway. ``keep_best`` also exports the model at its lowest validation loss so far to ``out/best/``
+    (long runs on small data that may overfit)."""
     out = Path(out)
     start = 0
     if resume:
@@ -114,6 +115,7 @@ def train(recipe: Recipe, out: str | os.PathLike, steps: int, info: DistInfo, va
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
     running: dict[str, float] = {}
+    best = math.inf
     t0 = time.time()
     with progress_bar(name, total=steps, unit="steps") as bar:
         bar.update(completed=start)
@@ -145,6 +147,9 @@ def train(recipe: Recipe, out: str | os.PathLike, steps: int, info: DistInfo, va
                 metrics = {"step": done, **recipe.validate()}
                 with open(log, "a") as f:
                     f.write(json.dumps({"validation": metrics}) + "\n")
+                if keep_best and metrics.get("valid_loss", math.inf) < best:
+                    best = metrics["valid_loss"]
+                    recipe.export(out / "best", metrics)
             if info.is_main and (done % ckpt_every == 0 or done == stop):
                 save_train_state(out / "last", done, recipe.modules, recipe.optimizers, recipe.rng_state())
                 recipe.export(out / "model", metrics)
