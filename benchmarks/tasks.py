@@ -149,7 +149,11 @@ def _write_choice(task, default: str, by_gen: dict, items: int) -> str | None:
     if len(with_melody) > 1:
         choice["default_with_melody"] = max(with_melody, key=with_melody.get)
         choice["why_with_melody"] = "higher chroma cosine between the given melody and the output on the same captions"
-    atomic_write_text(task.folder / "generators.json", json.dumps(choice, indent=2) + "\n")
+    path = task.folder / "generators.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    if choice.get("default_with_melody") == old.get("default_with_melody"):  # measured separately (MODEL.md)
+        choice.update({k: old[k] for k in ("sampling_with_melody", "why_sampling_with_melody") if k in old})
+    atomic_write_text(path, json.dumps(choice, indent=2) + "\n")
     return choice.get("default_with_melody")
 
 

@@ -16,24 +16,30 @@ fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
 nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null
 G=runs/gpu
-$PY scripts/gpu_carry.py unpack $G/latents-music runs/latents-music-large &&
-$PY scripts/gpu_carry.py unpack $G/tokens-music runs/tokens-music-large &&
-$PY scripts/gpu_carry.py unpack $G/tokens-speech runs/tokens-speech-large &&
-gunzip -c $G/alignments.jsonl.gz > runs/alignments.jsonl || exit 1
+RUNS=${RUNS:-lm-music flow-music tts}
+for f in latents-music tokens-music tokens-speech; do
+  [ -d $G/$f ] && { $PY scripts/gpu_carry.py unpack $G/$f runs/$f || exit 1; }
+done
+[ -f $G/alignments.jsonl.gz ] && gunzip -c $G/alignments.jsonl.gz > runs/alignments.jsonl
 TW="$PY -m tokenwave train"
 COMMON="--device $DEVICE --time-budget $BUDGET --log-every 50 --keep-best"
-$TW lm --tokens runs/tokens-music-large --out runs/gpu-lm-music --preset small --frames 150 --steps 100000 \
-  --batch-size ${LM_BATCH:-128} --lr 1e-3 --val-every 1000 --ckpt-every 2000 --tag-dropout 0.3 --melody $COMMON \
-  > "$OUT/lm-music.log" 2>&1 &
-$TW flow --latents runs/latents-music-large --out runs/gpu-flow-music --preset small --frames 300 --steps 100000 \
-  --batch-size ${FLOW_BATCH:-128} --lr 7e-4 --patch 2 --tag-dropout 0.3 --melody --val-every 1000 --ckpt-every 2000 \
-  $COMMON > "$OUT/flow-music.log" 2>&1 &
-$TW tts --tokens runs/tokens-speech-large --out runs/gpu-tts --preset small --alignments runs/alignments.jsonl \
-  --steps 100000 --batch-size ${TTS_BATCH:-48} --val-every 1000 --ckpt-every 2000 $COMMON > "$OUT/tts.log" 2>&1 &
+for run in $RUNS; do
+  case $run in
+    lm-music) $TW lm --tokens runs/tokens-music --out runs/gpu-lm-music --preset small --frames 150 --steps 100000 \
+      --batch-size ${LM_BATCH:-128} --lr 1e-3 --val-every 1000 --ckpt-every 2000 --tag-dropout 0.3 --melody $COMMON \
+      > "$OUT/lm-music.log" 2>&1 & ;;
+    flow-music) $TW flow --latents runs/latents-music --out runs/gpu-flow-music --preset small --frames 300 \
+      --steps 100000 --batch-size ${FLOW_BATCH:-128} --lr 7e-4 --patch 2 --tag-dropout 0.3 --melody --val-every 1000 \
+      --ckpt-every 2000 $COMMON > "$OUT/flow-music.log" 2>&1 & ;;
+    tts) $TW tts --tokens runs/tokens-speech --out runs/gpu-tts --preset small --alignments runs/alignments.jsonl \
+      --steps 100000 --batch-size ${TTS_BATCH:-48} --val-every ${TTS_VAL:-1000} --ckpt-every 2000 $COMMON \
+      > "$OUT/tts.log" 2>&1 & ;;
+  esac
+done
 wait
-for run in lm-music flow-music tts; do
+for run in $RUNS; do
   d=runs/gpu-$run/best
-  [ -f $d/model.safetensors ] || { echo "$run: no model"; continue; }
+  [ -f $d/model.safetensors ] || { echo "$run: no model"; tail -20 "$OUT/$run.log"; continue; }
   $PY - "$d/model.safetensors" <<'PYEOF'
 import sys
 from safetensors.torch import load_file, save_file
@@ -43,5 +49,5 @@ PYEOF
   cp runs/gpu-$run/log.jsonl $d/train_log.jsonl
   tar -cf "$OUT/$run.tar" -C runs/gpu-$run best
 done
-for run in lm-music flow-music tts; do echo "== $run"; grep -E '"validation"|time_budget' runs/gpu-$run/log.jsonl | tail -3; tail -1 runs/gpu-$run/log.jsonl; done
+for run in $RUNS; do echo "== $run"; grep -E '"validation"|time_budget' runs/gpu-$run/log.jsonl | tail -3; tail -1 runs/gpu-$run/log.jsonl; done
 ls -la "$OUT"

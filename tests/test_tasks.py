@@ -249,6 +249,18 @@ def test_flow_generator_renders_music_and_sfx(music_model, codec, tmp_path):
     assert picked.generate("a reel", 1.0, melody=[60] * 75, watermark=False).metadata["generator"] == "lm"
     assert picked.generate("a reel", 1.0, Sampling(steps=2), melody=[60] * 75, watermark=False,
                            generator="flow").metadata["generator"] == "flow"
+    # measured sampling defaults for melody requests fill the unset controls only, and only with a melody
+    (tmp_path / "pick" / "music" / "generators.json").write_text(
+        '{"default": "flow", "default_with_melody": "lm", "sampling_with_melody": {"cfg_scale": 3.0, "temperature": 0.7}}')
+    picked = load_task("music", tmp_path / "pick" / "music", codec)
+    tuned = picked.generate("a reel", 1.0, Sampling(seed=1), melody=[60] * 75, watermark=False)
+    assert (tuned.metadata["cfg_scale"], tuned.metadata["temperature"], tuned.metadata["top_k"]) == (3.0, 0.7, 100)
+    explicit = Sampling(seed=1, cfg_scale=3.0, temperature=0.7)
+    assert np.array_equal(tuned.wav, picked.generate("a reel", 1.0, explicit, melody=[60] * 75, watermark=False).wav)
+    mine = picked.generate("a reel", 1.0, Sampling(seed=1, temperature=1.0), melody=[60] * 75, watermark=False)
+    assert (mine.metadata["cfg_scale"], mine.metadata["temperature"]) == (3.0, 1.0)
+    plain = picked.generate("a reel", 1.0, Sampling(seed=1, steps=2), watermark=False).metadata
+    assert (plain["cfg_scale"], plain["temperature"]) == (2.0, 0.9)
     solo = load_task("music", music_model / "flow", codec)
     assert solo.generator == "flow" and solo.lm is None
     with pytest.raises(InvalidArgumentError, match="has no lm generator"):

@@ -46,7 +46,8 @@ def spectrogram_grid(items: Sequence[tuple[str, np.ndarray, int]], path: str | o
 
 
 
-def training_curves(log: str | os.PathLike, path: str | os.PathLike, title: str = "") -> Path:
+def training_curves(log: str | os.PathLike, path: str | os.PathLike, title: str = "",
+                    ylabel: str = "cross-entropy (nats)") -> Path:
     """Training loss (smoothed) and validation loss against steps, from a run's ``log.jsonl``."""
     import json
 
@@ -66,7 +67,7 @@ def training_curves(log: str | os.PathLike, path: str | os.PathLike, title: str 
         s, v = zip(*valid)
         ax.plot(s, v, "o-", color="#c52", label="validation loss")
     ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title or Path(log).parent.name)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

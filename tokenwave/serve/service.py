@@ -150,8 +150,8 @@ class Service:
         info["watermark"] = True
 
     def _sampling(self, req: dict) -> Sampling:
-        s = Sampling(seed=req.get("seed", 0), temperature=req.get("temperature", 0.9), top_k=req.get("top_k", 100),
-                     top_p=req.get("top_p", 0.0), cfg_scale=req.get("cfg_scale", 2.0))
+        s = Sampling(seed=req.get("seed", 0), temperature=req.get("temperature"), top_k=req.get("top_k"),
+                     top_p=req.get("top_p"), cfg_scale=req.get("cfg_scale")).resolved()
         s.check()
         return s
 

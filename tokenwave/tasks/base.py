@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -45,33 +46,47 @@ class GeneratedAudio:
 
 @dataclass
 class Sampling:
-    """The sampling controls every task exposes (token LM: temperature, top-k/p, CFG; flow: steps, CFG)."""
+    """The sampling controls every task exposes (token LM: temperature, top-k/p, CFG; flow: steps, CFG).
+
+    A control left ``None`` takes the model's measured default for the request (e.g. ``sampling_with_melody`` in a
+    music folder's ``generators.json``), else :attr:`DEFAULTS`; :meth:`resolved` fills them."""
 
     seed: int = 0
-    temperature: float = 0.9
-    top_k: int = 100
-    top_p: float = 0.0
-    cfg_scale: float = 2.0
-    steps: int = 16  # flow generator only
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    cfg_scale: float | None = None
+    steps: int | None = None  # flow generator only
     solver: str = "euler"  # flow generator only: euler (1 model call per step) or heun (2)
+
+    DEFAULTS: ClassVar[dict] = {"temperature": 0.9, "top_k": 100, "top_p": 0.0, "cfg_scale": 2.0, "steps": 16}
+
+    def resolved(self, defaults: dict | None = None) -> "Sampling":
+        """A copy with every unset control filled from ``defaults`` (the model's, for this request), then
+        :attr:`DEFAULTS`."""
+        fill = {**self.DEFAULTS, **{k: v for k, v in (defaults or {}).items() if k in self.DEFAULTS}}
+        return replace(self, **{k: fill[k] for k in self.DEFAULTS if getattr(self, k) is None})
 
     def flow_params(self):
         from tokenwave.flow.sample import FlowSampling
 
-        p = FlowSampling(steps=self.steps, method=self.solver, cfg_scale=self.cfg_scale, seed=self.seed)
+        s = self.resolved()
+        p = FlowSampling(steps=s.steps, method=s.solver, cfg_scale=s.cfg_scale, seed=s.seed)
         p.check()
         return p
 
     def lm_params(self, seed: int | None = None) -> SamplingParams:
-        p = SamplingParams(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, cfg_scale=self.cfg_scale,
-                           seed=self.seed if seed is None else seed)
+        s = self.resolved()
+        p = SamplingParams(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, cfg_scale=s.cfg_scale,
+                           seed=s.seed if seed is None else seed)
         p.check(1)
         return p
 
     def check(self) -> None:
         self.lm_params()
-        if not 1 <= self.steps <= 256:
-            raise InvalidArgumentError(f"steps must be within 1..256, got {self.steps}", "use 8-32 steps")
+        steps = self.resolved().steps
+        if not 1 <= steps <= 256:
+            raise InvalidArgumentError(f"steps must be within 1..256, got {steps}", "use 8-32 steps")
         if self.solver not in ("euler", "heun"):
             raise InvalidArgumentError(f"unknown solver {self.solver!r}", "use euler or heun")
 

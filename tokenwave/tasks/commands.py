@@ -10,7 +10,8 @@ from rich.console import Console
 console = Console()
 
 
-def _sampling(seed: int, temperature: float, top_k: int, top_p: float, cfg: float, steps: int, solver: str = "euler"):
+def _sampling(seed: int, temperature: Optional[float], top_k: Optional[int], top_p: Optional[float],
+              cfg: Optional[float], steps: Optional[int], solver: str = "euler"):
     from tokenwave.tasks import Sampling
 
     return Sampling(seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, cfg_scale=cfg, steps=steps,
@@ -26,11 +27,13 @@ def _write_output(result, out: Path) -> None:
 
 
 _SEED = typer.Option(0, help="Random seed: the same seed and inputs give the same audio.")
-_TEMP = typer.Option(0.9, min=0.0, help="Sampling temperature (0 = greedy).")
-_TOPK = typer.Option(100, min=0, help="Sample from the k most likely tokens (0 = all).")
-_TOPP = typer.Option(0.0, min=0.0, max=1.0, help="Nucleus sampling mass (0 = off).")
-_CFG = typer.Option(2.0, min=0.0, help="Classifier-free guidance scale (1 = off, 0 = unconditional).")
-_STEPS = typer.Option(16, min=1, max=256, help="Sampling steps (flow generator).")
+_DEFAULT = " Default: the model's for the request (generators.json), else {}."
+_TEMP = typer.Option(None, min=0.0, help="Sampling temperature (0 = greedy)." + _DEFAULT.format(0.9))
+_TOPK = typer.Option(None, min=0, help="Sample from the k most likely tokens (0 = all)." + _DEFAULT.format(100))
+_TOPP = typer.Option(None, min=0.0, max=1.0, help="Nucleus sampling mass (0 = off)." + _DEFAULT.format(0))
+_CFG = typer.Option(None, min=0.0, help="Classifier-free guidance scale (1 = off, 0 = unconditional)."
+                    + _DEFAULT.format(2))
+_STEPS = typer.Option(None, min=1, max=256, help="Sampling steps (flow generator)." + _DEFAULT.format(16))
 _SOLVER = typer.Option("euler", help="ODE solver (flow generator): euler (1 model call per step) or heun (2).")
 _GENERATOR = typer.Option(None, help="Generator: lm (token-AR) or flow (flow matching); default: the model's "
                           "measured better one (generators.json beside it).")
@@ -45,7 +48,8 @@ def tts(
     model: Optional[Path] = typer.Option(None, help="TTS checkpoint folder (default: checkpoints/tts)."),
     speed: float = typer.Option(1.0, help="Speaking rate (0.5-2)."),
     generator: Optional[str] = typer.Option(None, help="Generator: lm (token-AR; the only one for speech)."),
-    seed: int = _SEED, temperature: float = _TEMP, top_k: int = _TOPK, top_p: float = _TOPP, cfg: float = _CFG,
+    seed: int = _SEED, temperature: Optional[float] = _TEMP, top_k: Optional[int] = _TOPK, top_p: Optional[float] = _TOPP,
+    cfg: Optional[float] = _CFG,
     watermark: bool = _WM,
     consent_check: bool = typer.Option(True, "--consent-check/--no-consent-check",
                                        help="Refuse a recording that matches no consented voice (operator only: disable)."),
@@ -57,7 +61,7 @@ def tts(
     if list_voices:
         console.print("\n".join(task.voices))
         return
-    result = task.synthesize(text, voice, _sampling(seed, temperature, top_k, top_p, cfg, 16), speed, watermark,
+    result = task.synthesize(text, voice, _sampling(seed, temperature, top_k, top_p, cfg, None), speed, watermark,
                              consent_check)
     _write_output(result, out)
 
@@ -70,8 +74,9 @@ def music(
     continue_from: Optional[Path] = typer.Option(None, "--continue", help="A clip to continue from its end."),
     model: Optional[Path] = typer.Option(None, help="Music checkpoint folder (default: checkpoints/music)."),
     generator: Optional[str] = _GENERATOR,
-    seed: int = _SEED, temperature: float = _TEMP, top_k: int = _TOPK, top_p: float = _TOPP, cfg: float = _CFG,
-    steps: int = _STEPS, solver: str = _SOLVER, watermark: bool = _WM,
+    seed: int = _SEED, temperature: Optional[float] = _TEMP, top_k: Optional[int] = _TOPK, top_p: Optional[float] = _TOPP,
+    cfg: Optional[float] = _CFG,
+    steps: Optional[int] = _STEPS, solver: str = _SOLVER, watermark: bool = _WM,
 ) -> None:
     """Render music from a text prompt (genre, instrument, tempo, key), optionally following a melody."""
     from tokenwave.tasks import load_task
@@ -89,8 +94,9 @@ def sfx(
     duration: float = typer.Option(5.0, help="Seconds to render (up to 60)."),
     model: Optional[Path] = typer.Option(None, help="Sound-effects checkpoint folder (default: checkpoints/sfx)."),
     generator: Optional[str] = _GENERATOR,
-    seed: int = _SEED, temperature: float = _TEMP, top_k: int = _TOPK, top_p: float = _TOPP, cfg: float = _CFG,
-    steps: int = _STEPS, solver: str = _SOLVER, watermark: bool = _WM,
+    seed: int = _SEED, temperature: Optional[float] = _TEMP, top_k: Optional[int] = _TOPK, top_p: Optional[float] = _TOPP,
+    cfg: Optional[float] = _CFG,
+    steps: Optional[int] = _STEPS, solver: str = _SOLVER, watermark: bool = _WM,
 ) -> None:
     """Render a sound effect from a text prompt."""
     from tokenwave.tasks import load_task

@@ -185,6 +185,10 @@ class TaggedTask:
         self.default_generator = choice.get("default", main.kind)
         # a request with a melody goes to the generator measured better at following one, unless it names one
         self.melody_generator = choice.get("default_with_melody") if generator is None else None
+        self.sampling_defaults = choice.get("sampling", {})  # per generator, measured (benchmarks/sampling.py)
+        # measured for melody requests to the generator that serves them (whichever generator this task defaults to)
+        self.melody_sampling = {choice["default_with_melody"]: choice.get("sampling_with_melody", {})} \
+            if choice.get("default_with_melody") else {}
         self.generator = self._pick(generator)
         lm = self.generators.get("lm")  # the token LM streams (the server's continuous batching runs it)
         self.lm = lm.model if lm else None
@@ -236,12 +240,17 @@ class TaggedTask:
         """Render ``duration`` seconds for ``prompt``; ``melody``: a MIDI/audio path, pitch classes or MIDI pitches
         per frame; ``continue_from``: an audio path or ``(wav, sr)`` whose last seconds the output continues (the
         output then holds the new audio only); ``generator``: "lm" or "flow" (default: this task's)."""
-        sampling = sampling or Sampling()
-        sampling.check()
         duration = check_duration(duration)
         if generator is None and melody is not None and self.melody_generator in self.generators:
             generator = self.melody_generator
         g = self.generators[self._pick(generator or self.generator)]
+        # unset controls take the generator's measured defaults, and for melody requests to the melody generator
+        # those measured for melodies
+        defaults = dict(self.sampling_defaults.get(g.kind, {}))
+        if melody is not None:
+            defaults.update(self.melody_sampling.get(g.kind, {}))
+        sampling = (sampling or Sampling()).resolved(defaults)
+        sampling.check()
         tags = self.read_prompt(prompt, g.kind)
         frames = int(round(duration * self.frame_rate))
         ids, mask = g.vocab.encode([tags])

@@ -172,7 +172,7 @@ class TTS:
         ``info`` (a dict), if given, receives the voice's consent metadata before the first chunk."""
         from tokenwave.codec.streaming import StreamingDecoder
 
-        sampling = sampling or Sampling()
+        sampling = (sampling or Sampling()).resolved()
         sampling.check()
         if not 0.5 <= speed <= 2.0:
             raise InvalidArgumentError(f"speed must be within 0.5..2, got {speed}", "use 1.0 for the natural pace")
@@ -196,7 +196,7 @@ class TTS:
 
     def synthesize(self, text: str, voice=None, sampling: Sampling | None = None, speed: float = 1.0,
                    watermark: bool = True, consent_check: bool = True, registry=None) -> GeneratedAudio:
-        sampling = sampling or Sampling()
+        sampling = (sampling or Sampling()).resolved()
         info: dict = {}
         wav = np.concatenate(list(self.stream(text, voice, sampling, speed, consent_check, registry, info)))
         meta = {"task": "tts", "text": text, "voice": voice if isinstance(voice, str) or voice is None else "<audio>",
