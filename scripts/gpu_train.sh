@@ -2,7 +2,7 @@
 # One call on a lent GPU machine: unpack the carried training inputs (scripts/gpu_carry.py), train the music token
 # LM, the music flow model and the TTS model side by side on the one GPU within a wall-time budget, and return each
 # exported model folder as a tar (weights stored as float16 to fit the transfer; the models load them as float32).
-#   BUDGET=430 DEVICE=cuda OUT=/tmp/out scripts/gpu_train.sh
+#   BUDGET=430 DEVICE=cuda OUT=/tmp/out [RUNS="lm-music flow-music tts"] [CARRY=runs/gpu] scripts/gpu_train.sh
 set -uo pipefail
 BUDGET=${BUDGET:-430}
 DEVICE=${DEVICE:-cuda}
@@ -15,7 +15,7 @@ if [ -d .whl ]; then
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
 nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null
-G=runs/gpu
+G=${CARRY:-runs/gpu}
 RUNS=${RUNS:-lm-music flow-music tts}
 for f in latents-music tokens-music tokens-speech; do
   [ -d $G/$f ] && { $PY scripts/gpu_carry.py unpack $G/$f runs/$f || exit 1; }
