@@ -198,3 +198,58 @@ def test_time_budget_shortens_the_run_and_its_schedule(tmp_path):
     assert recipe.exported[-1] == done
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert {"time_budget": 3.0, "steps": done} in log
+
+
+def test_keep_best_exports_the_lowest_validation_loss(tmp_path):
+    from tokenwave.train.trainer import DistInfo, train
+
+    recipe = _SleepyRecipe()
+    losses = iter([3.0, 1.0, 2.0, 1.5])
+    recipe.validate = lambda: {"valid_loss": next(losses)}
+    exported = []
+    recipe.export = lambda folder, metrics: exported.append((folder.name, metrics["step"]))
+    train(recipe, tmp_path / "run", 8, DistInfo(), val_every=2, ckpt_every=100, log_every=100, keep_best=True)
+    assert [e for e in exported if e[0] == "best"] == [("best", 2), ("best", 4)]  # 3.0 then 1.0; 2.0 and 1.5 lose
+    assert exported[-1] == ("model", 8)
+
+
+def test_gpu_carry_round_trip(tmp_path):
+    """scripts/gpu_carry.py: latents travel as int8 within half a quantisation step, tokens and index exactly."""
+    import importlib.util
+
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("gpu_carry", Path(__file__).parents[1] / "scripts" / "gpu_carry.py")
+    carry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(carry)
+    rng = np.random.default_rng(0)
+    lat = tmp_path / "lat"
+    lat.mkdir()
+    splits = {s: (rng.standard_normal((8, n)) * 0.5).astype(np.float16) for s, n in (("train", 300), ("valid", 50), ("test", 40))}
+    save_file(splits, str(lat / "latents.safetensors"))
+    rows = [{"id": f"c{i}", "split": s, "offset": 0, "frames": 10} for i, s in enumerate(["train", "valid", "test"])]
+    (lat / "index.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (lat / "latents.json").write_text("{}")
+    carry.pack(lat, tmp_path / "packed", ["train", "valid"])
+    assert (tmp_path / "packed" / "latents.q8.safetensors").stat().st_size < (lat / "latents.safetensors").stat().st_size
+    carry.unpack(tmp_path / "packed", tmp_path / "back")
+    back = load_file(str(tmp_path / "back" / "latents.safetensors"))
+    assert set(back) == {"train", "valid"}  # the test split stays home
+    for s in back:
+        x, y = splits[s].astype(np.float32), back[s].astype(np.float32)
+        step = np.abs(x).max(axis=1, keepdims=True) / 127
+        assert np.all(np.abs(x - y) <= step / 2 + 2e-3) and not np.array_equal(x, np.zeros_like(x))
+    assert [json.loads(line)["id"] for line in (tmp_path / "back" / "index.jsonl").read_text().splitlines()] == ["c0", "c1"]
+    tok = tmp_path / "tok"
+    tok.mkdir()
+    codes = {"train": rng.integers(0, 1024, (4, 30)).astype(np.int16), "valid": rng.integers(0, 1024, (4, 5)).astype(np.int16)}
+    save_file(codes, str(tok / "codes.safetensors"))
+    (tok / "index.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
+    (tok / "tokens.json").write_text("{}")
+    carry.pack(tok, tmp_path / "tp", None)
+    carry.unpack(tmp_path / "tp", tmp_path / "tb")
+    got = load_file(str(tmp_path / "tb" / "codes.safetensors"))
+    assert all(np.array_equal(got[k], codes[k]) for k in codes)
