@@ -9,8 +9,8 @@ Score: the project tagger's tag accuracy (then CLAP score) on N captioned `data/
 for its duration (up to 10 s), seed = item index; with ``--melody``, the chroma cosine between the output and the
 row's melody given to it. The baseline is the built-in default (CFG 2, temperature 0.9), measured in the same run.
 ``--apply`` writes the best setting into checkpoints/<task>/generators.json: ``sampling.<generator>`` (every request
-to that generator) or, with ``--melody``, ``sampling_with_melody`` (requests with a melody); controls a request sets
-itself still win.
+to that generator) or, with ``--melody``, ``sampling_with_melody.<generator>`` (its requests with a melody, on top of
+the former); controls a request sets itself still win.
 Writes benchmarks/results/sampling-<task>-<generator>[-melody].json + .png, refreshes sampling.json (every run's
 latest results) and prints the JSON.
 """
@@ -88,11 +88,9 @@ def apply(task, generator: str, melody: bool, setting: dict, figures: dict) -> N
     why = (f"{figures['metric']} {figures['settings'][figures['best']][figures['metric']]:.3f} against "
            f"{figures['settings'][figures['baseline']][figures['metric']]:.3f} at the built-in defaults on "
            f"{figures['items']} valid-split clips of data/{figures['task']}, measured by benchmarks/sampling.py")
-    if melody:
-        choice["sampling_with_melody"], choice["why_sampling_with_melody"] = setting, why
-    else:
-        choice.setdefault("sampling", {})[generator] = setting
-        choice.setdefault("why_sampling", {})[generator] = why
+    kind = "sampling_with_melody" if melody else "sampling"
+    choice.setdefault(kind, {})[generator] = setting
+    choice.setdefault(f"why_{kind}", {})[generator] = why
     atomic_write_text(path, json.dumps(choice, indent=2) + "\n")
 
 

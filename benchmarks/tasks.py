@@ -165,11 +165,9 @@ def _write_choice(task, default: str, by_gen: dict, items: int) -> str | None:
         choice["why_with_melody"] = "higher chroma cosine between the given melody and the output on the same captions"
     path = task.folder / "generators.json"
     old = json.loads(path.read_text()) if path.exists() else {}
-    # sampling defaults are measured separately (benchmarks/sampling.py): kept, those for melodies only while the
-    # same generator serves melody requests
-    choice.update({k: old[k] for k in ("sampling", "why_sampling") if k in old})
-    if choice.get("default_with_melody") == old.get("default_with_melody"):
-        choice.update({k: old[k] for k in ("sampling_with_melody", "why_sampling_with_melody") if k in old})
+    # sampling defaults per generator are measured separately (benchmarks/sampling.py): kept
+    choice.update({k: old[k] for k in ("sampling", "why_sampling", "sampling_with_melody", "why_sampling_with_melody")
+                   if k in old})
     atomic_write_text(path, json.dumps(choice, indent=2) + "\n")
     return choice.get("default_with_melody")
 

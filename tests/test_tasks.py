@@ -251,7 +251,7 @@ def test_flow_generator_renders_music_and_sfx(music_model, codec, tmp_path):
                            generator="flow").metadata["generator"] == "flow"
     # measured sampling defaults for melody requests fill the unset controls only, and only with a melody
     (tmp_path / "pick" / "music" / "generators.json").write_text(
-        '{"default": "flow", "default_with_melody": "lm", "sampling_with_melody": {"cfg_scale": 3.0, "temperature": 0.7}}')
+        '{"default": "flow", "default_with_melody": "lm", "sampling_with_melody": {"lm": {"cfg_scale": 3.0, "temperature": 0.7}}}')
     picked = load_task("music", tmp_path / "pick" / "music", codec)
     tuned = picked.generate("a reel", 1.0, Sampling(seed=1), melody=[60] * 75, watermark=False)
     assert (tuned.metadata["cfg_scale"], tuned.metadata["temperature"], tuned.metadata["top_k"]) == (3.0, 0.7, 100)

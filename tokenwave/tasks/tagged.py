@@ -186,9 +186,7 @@ class TaggedTask:
         # a request with a melody goes to the generator measured better at following one, unless it names one
         self.melody_generator = choice.get("default_with_melody") if generator is None else None
         self.sampling_defaults = choice.get("sampling", {})  # per generator, measured (benchmarks/sampling.py)
-        # measured for melody requests to the generator that serves them (whichever generator this task defaults to)
-        self.melody_sampling = {choice["default_with_melody"]: choice.get("sampling_with_melody", {})} \
-            if choice.get("default_with_melody") else {}
+        self.melody_sampling = choice.get("sampling_with_melody", {})  # per generator, for requests with a melody
         self.generator = self._pick(generator)
         lm = self.generators.get("lm")  # the token LM streams (the server's continuous batching runs it)
         self.lm = lm.model if lm else None
