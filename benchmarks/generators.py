@@ -35,6 +35,8 @@ from tokenwave.lm.generate import stream as lm_stream  # noqa: E402
 from tokenwave.tasks import Sampling, load_task  # noqa: E402
 
 FIELD = {"sfx": "family", "music": "instrument"}
+#: this comparison's own sampling (CFG 2, Euler), whatever defaults generators.json sets for users
+FIXED = {"cfg_scale": 2.0, "solver": "euler", "temperature": 0.9, "top_k": 100}
 
 
 @torch.no_grad()
@@ -75,7 +77,8 @@ def score(wavs: list[np.ndarray], rows: list[dict], sr: int, field: str) -> dict
         acc.append(np.mean([pred.get(k) == v for k, v in want.items()]))
         fam.append(pred.get(field) == want.get(field))
         cl.append(clap.score(r["caption"], wav, sr))
-    return {"tag_acc": float(np.mean(acc)), f"{field}_acc": float(np.mean(fam)), "clap": float(np.mean(cl))}
+    return {"tag_acc": float(np.mean(acc)), f"{field}_acc": float(np.mean(fam)), "clap": float(np.mean(cl)),
+            "tag_acc_se": float(np.std(acc, ddof=1) / np.sqrt(len(acc))) if len(acc) > 1 else 0.0}
 
 
 def plot(figures: dict, path: Path) -> None:
@@ -148,7 +151,7 @@ def main() -> None:
     figures["real_renders"] = score(real, rows, sr, field)
 
     def render(r: dict, i: int, generator: str, steps: int = 16) -> np.ndarray:
-        return task.generate(r["caption"], min(r["duration"], 10.0), Sampling(seed=i, steps=steps), watermark=False,
+        return task.generate(r["caption"], min(r["duration"], 10.0), Sampling(seed=i, steps=steps, **FIXED), watermark=False,
                              generator=generator).wav
 
     figures["token_lm"] = score([render(r, i, "lm") for i, r in enumerate(rows)], rows, sr, field)
@@ -158,11 +161,11 @@ def main() -> None:
     prompt = {"sfx": "heavy rain on a tin roof with distant thunder", "music": "lively irish fiddle reel in D major"}[args.task]
     speed = {}
     for name, gen, steps in (("token_lm", "lm", 16), ("flow16", "flow", 16), ("flow8", "flow", 8)):
-        task.generate(prompt, 2.0, Sampling(seed=0, steps=steps), watermark=False, generator=gen)  # warm-up
+        task.generate(prompt, 2.0, Sampling(seed=0, steps=steps, **FIXED), watermark=False, generator=gen)  # warm-up
         t = []
         for i in range(1 if args.quick else 3):
             t0 = time.perf_counter()
-            task.generate(prompt, 10.0, Sampling(seed=i, steps=steps), watermark=False, generator=gen)
+            task.generate(prompt, 10.0, Sampling(seed=i, steps=steps, **FIXED), watermark=False, generator=gen)
             t.append(time.perf_counter() - t0)
         speed[f"{name}_10s_render_s"] = float(np.median(t))
         speed[f"{name}_10s_x_realtime"] = 10.0 / float(np.median(t))

@@ -2,10 +2,11 @@
 grid of classifier-free-guidance scales (and temperatures, token LM), scored the way benchmarks/tasks.py scores the
 test split, so the test figures stay untouched by the choice.
 
-    python benchmarks/sampling.py --task music --generator flow --cfg 1.5 2 3 4 [--apply]
+    python benchmarks/sampling.py --task music --generator flow --cfg 1.5 2 3 4 [--steps 16 32] [--solver euler heun] [--apply]
     python benchmarks/sampling.py --task music --generator lm --melody --cfg 2 3 --temperature 0.7 0.9 [--apply]
 
-Score: the project tagger's tag accuracy (then CLAP score) on N captioned `data/<task>` valid clips, each rendered
+Score: the project tagger's tag accuracy (the cheapest setting within one standard error of the best wins; then
+the higher score, then CLAP score) on N captioned `data/<task>` valid clips, each rendered
 for its duration (up to 10 s), seed = item index; with ``--melody``, the chroma cosine between the output and the
 row's melody given to it. The baseline is the built-in default (CFG 2, temperature 0.9), measured in the same run.
 ``--apply`` writes the best setting into checkpoints/<task>/generators.json: ``sampling.<generator>`` (every request
@@ -32,19 +33,33 @@ from generators import FIELD, score  # noqa: E402
 from tokenwave.data.manifest import read_manifest  # noqa: E402
 from tokenwave.tasks import Sampling, load_task  # noqa: E402
 
-DEFAULT = {"cfg_scale": Sampling.DEFAULTS["cfg_scale"], "temperature": Sampling.DEFAULTS["temperature"]}
+DEFAULT = Sampling.DEFAULTS
 
 
-def grid(generator: str, cfgs: list[float], temps: list[float]) -> list[dict]:
-    """The built-in default first (the baseline), then every other point of the grid."""
-    points = [{"cfg_scale": c} if generator == "flow" else {"cfg_scale": c, "temperature": t}
-              for c, t in itertools.product(cfgs, temps if generator == "lm" else [None])]
+def grid(generator: str, cfgs: list[float], temps: list[float], steps: list[int] | None = None,
+         solvers: list[str] | None = None) -> list[dict]:
+    """The built-in default first (the baseline), then every other point of the grid (flow: CFG x steps x solver,
+    the last two only when more than the default is asked for; token LM: CFG x temperature)."""
+    if generator == "lm":
+        points = [{"cfg_scale": c, "temperature": t} for c, t in itertools.product(cfgs, temps)]
+    else:
+        axes = {"cfg_scale": cfgs}
+        if steps and steps != [DEFAULT["steps"]]:
+            axes["steps"] = steps
+        if solvers and solvers != [DEFAULT["solver"]]:
+            axes["solver"] = solvers
+        points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
     base = {k: DEFAULT[k] for k in points[0]}
     return [base] + [p for p in points if p != base]
 
 
+def model_calls(setting: dict) -> int:
+    """Model evaluations per window of a setting (flow: steps, twice for Heun); equal for token-LM settings."""
+    return setting.get("steps", DEFAULT["steps"]) * (2 if setting.get("solver") == "heun" else 1)
+
+
 def key(setting: dict) -> str:
-    return " ".join(f"{k}={v:g}" for k, v in setting.items())
+    return " ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in setting.items())
 
 
 def plot(figures: dict, path: Path) -> None:
@@ -101,9 +116,15 @@ def main() -> None:
     parser.add_argument("--melody", action="store_true", help="score melody following (music, with the row's melody)")
     parser.add_argument("--cfg", type=float, nargs="+", default=[1.5, 2.0, 3.0, 4.0])
     parser.add_argument("--temperature", type=float, nargs="+", default=[0.7, 0.9], help="token LM only")
+    parser.add_argument("--steps", type=int, nargs="+", default=None, help="flow only: ODE steps")
+    parser.add_argument("--solver", nargs="+", choices=("euler", "heun"), default=None, help="flow only")
     parser.add_argument("--items", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--apply", action="store_true", help="write the best setting into generators.json")
+    parser.add_argument("--tolerance", type=float, default=None,
+                        help="settings this close to the best score count as equal and the cheapest of them wins "
+                             "(default: the best score's standard error over the clips)")
+    parser.add_argument("--name", default="", help="suffix of the result files (several sweeps of one generator)")
     args = parser.parse_args()
     if args.melody and args.task != "music":
         raise SystemExit("--melody needs --task music")
@@ -114,7 +135,7 @@ def main() -> None:
             and (r.get("melody") or not args.melody)][:items]
     task = load_task(args.task, generator=args.generator)
     sr, field = task.sample_rate, FIELD[args.task]
-    settings = grid(args.generator, args.cfg, args.temperature)
+    settings = grid(args.generator, args.cfg, args.temperature, args.steps, args.solver)
     figures: dict = {"task": args.task, "generator": args.generator, "melody": args.melody, "items": len(rows),
                      "split": "valid", "model": str(task.generators[args.generator].folder),
                      "metric": "chroma_cosine" if args.melody else "tag_acc", "settings": {}}
@@ -132,15 +153,24 @@ def main() -> None:
         figs = score(wavs, rows, sr, field)
         if args.melody:
             figs["chroma_cosine"] = float(np.mean(chroma))
+            figs["chroma_cosine_se"] = float(np.std(chroma, ddof=1) / np.sqrt(len(chroma))) if len(chroma) > 1 else 0.0
         figures["settings"][key(setting)] = figs
         print(key(setting), json.dumps(figs), flush=True)
     metric = figures["metric"]
     figures["baseline"] = key(settings[0])
-    figures["best"] = max(figures["settings"], key=lambda k: (round(figures["settings"][k][metric], 3),
-                                                              figures["settings"][k]["clap"]))
+    # the cheapest setting (fewest model calls) within --tolerance of the best score (default: the best score's
+    # standard error over the clips, so differences the clips cannot tell apart do not buy slower sampling), then
+    # the higher score, then CLAP
+    best_key = max(figures["settings"], key=lambda k: figures["settings"][k][metric])
+    top = figures["settings"][best_key][metric]
+    tolerance = args.tolerance if args.tolerance is not None else figures["settings"][best_key].get(f"{metric}_se", 0.0)
+    near = [s for s in settings if figures["settings"][key(s)][metric] >= top - tolerance]
+    figures["best"] = key(min(near, key=lambda s: (model_calls(s), -figures["settings"][key(s)][metric],
+                                                   -figures["settings"][key(s)]["clap"])))
+    figures["tolerance"] = tolerance
     best = figures["settings"][figures["best"]][metric] / max(figures["settings"][figures["baseline"]][metric], 1e-9)
     targets = [target(f"best_{metric}_over_default", best, ">=", 1.0)]
-    name = f"sampling-{args.task}-{args.generator}{'-melody' if args.melody else ''}"
+    name = f"sampling-{args.task}-{args.generator}{'-melody' if args.melody else ''}{'-' + args.name if args.name else ''}"
     if args.apply and not args.quick:
         chosen = next(s for s in settings if key(s) == figures["best"])
         apply(task, args.generator, args.melody, chosen, figures)

@@ -35,10 +35,14 @@ def randomise(module: torch.nn.Module, seed: int) -> None:
 
 
 def tiny_codec() -> Codec:
+    import random
+
     torch.manual_seed(0)
+    random.seed(0)  # the training pass draws its quantizer bypass from Python's RNG
     c = Codec(CODEC_PRESETS["tiny"]).train()
     with torch.no_grad():  # one training pass initialises the codebooks (k-means), so codes change the audio
         c(torch.randn(2, 1, SR) * 0.3)
+    assert all(float(layer._codebook.initted) for layer in c.quantizer.rvq.layers[:1]), "codebooks not initialised"
     return c.eval()
 
 

@@ -57,9 +57,10 @@ class Sampling:
     top_p: float | None = None
     cfg_scale: float | None = None
     steps: int | None = None  # flow generator only
-    solver: str = "euler"  # flow generator only: euler (1 model call per step) or heun (2)
+    solver: str | None = None  # flow generator only: euler (1 model call per step) or heun (2)
 
-    DEFAULTS: ClassVar[dict] = {"temperature": 0.9, "top_k": 100, "top_p": 0.0, "cfg_scale": 2.0, "steps": 16}
+    DEFAULTS: ClassVar[dict] = {"temperature": 0.9, "top_k": 100, "top_p": 0.0, "cfg_scale": 2.0, "steps": 16,
+                                "solver": "euler"}
 
     def resolved(self, defaults: dict | None = None) -> "Sampling":
         """A copy with every unset control filled from ``defaults`` (the model's, for this request), then
@@ -84,11 +85,11 @@ class Sampling:
 
     def check(self) -> None:
         self.lm_params()
-        steps = self.resolved().steps
-        if not 1 <= steps <= 256:
-            raise InvalidArgumentError(f"steps must be within 1..256, got {steps}", "use 8-32 steps")
-        if self.solver not in ("euler", "heun"):
-            raise InvalidArgumentError(f"unknown solver {self.solver!r}", "use euler or heun")
+        s = self.resolved()
+        if not 1 <= s.steps <= 256:
+            raise InvalidArgumentError(f"steps must be within 1..256, got {s.steps}", "use 8-32 steps")
+        if s.solver not in ("euler", "heun"):
+            raise InvalidArgumentError(f"unknown solver {s.solver!r}", "use euler or heun")
 
 
 def check_duration(duration: float, limit: float = MAX_DURATION) -> float:

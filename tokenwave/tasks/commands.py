@@ -11,7 +11,7 @@ console = Console()
 
 
 def _sampling(seed: int, temperature: Optional[float], top_k: Optional[int], top_p: Optional[float],
-              cfg: Optional[float], steps: Optional[int], solver: str = "euler"):
+              cfg: Optional[float], steps: Optional[int], solver: Optional[str] = None):
     from tokenwave.tasks import Sampling
 
     return Sampling(seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, cfg_scale=cfg, steps=steps,
@@ -34,7 +34,8 @@ _TOPP = typer.Option(None, min=0.0, max=1.0, help="Nucleus sampling mass (0 = of
 _CFG = typer.Option(None, min=0.0, help="Classifier-free guidance scale (1 = off, 0 = unconditional)."
                     + _DEFAULT.format(2))
 _STEPS = typer.Option(None, min=1, max=256, help="Sampling steps (flow generator)." + _DEFAULT.format(16))
-_SOLVER = typer.Option("euler", help="ODE solver (flow generator): euler (1 model call per step) or heun (2).")
+_SOLVER = typer.Option(None, help="ODE solver (flow generator): euler (1 model call per step) or heun (2)."
+                       + _DEFAULT.format("euler"))
 _GENERATOR = typer.Option(None, help="Generator: lm (token-AR) or flow (flow matching); default: the model's "
                           "measured better one (generators.json beside it).")
 _WM = typer.Option(True, "--watermark/--no-watermark", help="Embed the inaudible watermark (recorded in OUT.json).")
@@ -76,7 +77,7 @@ def music(
     generator: Optional[str] = _GENERATOR,
     seed: int = _SEED, temperature: Optional[float] = _TEMP, top_k: Optional[int] = _TOPK, top_p: Optional[float] = _TOPP,
     cfg: Optional[float] = _CFG,
-    steps: Optional[int] = _STEPS, solver: str = _SOLVER, watermark: bool = _WM,
+    steps: Optional[int] = _STEPS, solver: Optional[str] = _SOLVER, watermark: bool = _WM,
 ) -> None:
     """Render music from a text prompt (genre, instrument, tempo, key), optionally following a melody."""
     from tokenwave.tasks import load_task
@@ -96,7 +97,7 @@ def sfx(
     generator: Optional[str] = _GENERATOR,
     seed: int = _SEED, temperature: Optional[float] = _TEMP, top_k: Optional[int] = _TOPK, top_p: Optional[float] = _TOPP,
     cfg: Optional[float] = _CFG,
-    steps: Optional[int] = _STEPS, solver: str = _SOLVER, watermark: bool = _WM,
+    steps: Optional[int] = _STEPS, solver: Optional[str] = _SOLVER, watermark: bool = _WM,
 ) -> None:
     """Render a sound effect from a text prompt."""
     from tokenwave.tasks import load_task
