@@ -242,8 +242,7 @@ class TaggedTask:
         if generator is None and melody is not None and self.melody_generator in self.generators:
             generator = self.melody_generator
         g = self.generators[self._pick(generator or self.generator)]
-        # unset controls take the generator's measured defaults, and for melody requests to the melody generator
-        # those measured for melodies
+        # unset controls take the generator's measured defaults, and for requests with a melody its melody ones
         defaults = dict(self.sampling_defaults.get(g.kind, {}))
         if melody is not None:
             defaults.update(self.melody_sampling.get(g.kind, {}))

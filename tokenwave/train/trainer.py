@@ -128,7 +128,7 @@ def train(recipe: Recipe, out: str | os.PathLike, steps: int, info: DistInfo, va
             bar.advance(1)
             done = step = step + 1
             if budget is not None:
-                fit = budget.fit(done)
+                fit = _agree(budget.fit(done), info)
                 if fit is not None and fit < stop:
                     stop = max(done, fit)
                     if hasattr(recipe, "tcfg") and hasattr(recipe.tcfg, "total_steps"):
@@ -154,6 +154,15 @@ def train(recipe: Recipe, out: str | os.PathLike, steps: int, info: DistInfo, va
                 save_train_state(out / "last", done, recipe.modules, recipe.optimizers, recipe.rng_state())
                 recipe.export(out / "model", metrics)
     return metrics
+
+
+def _agree(fit: int | None, info: DistInfo) -> int | None:
+    """Rank 0's answer on every rank (DDP ranks time their steps apart, and must stop at the same step)."""
+    if info.world_size == 1:
+        return fit
+    t = torch.tensor([-1 if fit is None else fit], device=info.device)
+    dist.broadcast(t, 0)
+    return None if int(t) < 0 else int(t)
 
 
 class _Budget:
