@@ -78,13 +78,19 @@ def test_lm_training_from_tokens(tmp_path, sfx_data):
 
 
 def test_multi_process_training_with_torchrun(tmp_path, sfx_data):
-    """Two CPU processes (gloo) through torchrun: the same recipe runs under torch DDP."""
+    """Two CPU processes (gloo) through torchrun: the same recipe runs under torch DDP, long enough for the ranks'
+    random choices (quantizer bypass and dropout, codebook restarts) to have differed if they were drawn per rank
+    (they once were: gloo then failed with a collective mismatch after about 8 steps), and into the adversarial phase."""
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
                 "-m", "tokenwave"]
-    run = subprocess.run(torchrun + [str(a) for a in codec_args(sfx_data, tmp_path / "ddp", 2)],
-                         capture_output=True, text=True, timeout=300)
+    args = codec_args(sfx_data, tmp_path / "ddp", 40)
+    args[args.index("--adv-start") + 1] = 30
+    run = subprocess.run(torchrun + [str(a) for a in args], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert load_codec(tmp_path / "ddp" / "model").n_q == 8
+    log = [json.loads(line) for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
+    assert [e["validation"]["step"] for e in log if "validation" in e][-1] == 40
+    assert any("adv" in e for e in log)
 
 
 def test_tts_training_from_speech_tokens_and_synthesis(tmp_path):
@@ -253,3 +259,20 @@ def test_gpu_carry_round_trip(tmp_path):
     carry.unpack(tmp_path / "tp", tmp_path / "tb")
     got = load_file(str(tmp_path / "tb" / "codes.safetensors"))
     assert all(np.array_equal(got[k], codes[k]) for k in codes)
+
+
+def test_time_budget_under_torchrun_stops_every_rank_together(tmp_path, sfx_data):
+    """Ranks time their steps apart; rank 0's fitted step count goes to all, so none waits on a collective the
+    others have left (a hang), and the run ends checkpointed and validated at that step."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
+                "-m", "tokenwave"]
+    args = codec_args(sfx_data, tmp_path / "ddp", 100_000) + ["--time-budget", 20]
+    for flag, value in (("--val-every", 1000), ("--ckpt-every", 1000), ("--adv-start", 10**6)):
+        args[args.index(flag) + 1] = value
+    run = subprocess.run(torchrun + [str(a) for a in args], capture_output=True, text=True, timeout=200)
+    assert run.returncode == 0, run.stderr[-2000:]
+    log = [json.loads(line) for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
+    planned = [e["steps"] for e in log if "time_budget" in e]
+    assert planned and 120 <= planned[-1] < 100_000
+    assert [e["validation"]["step"] for e in log if "validation" in e][-1] == planned[-1]
+    assert json.loads((tmp_path / "ddp" / "last" / "train_state.json").read_text())["step"] == planned[-1]

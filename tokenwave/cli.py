@@ -190,13 +190,64 @@ def train_codec(
                   out, steps, val_every, ckpt_every, log_every, resume, until, threads, time_budget, keep_best)
 
 
-def _load_for_codec(model: Optional[Path], path: Path, kbps: Optional[float]):
-    import torch
+@train_app.command("decoder")
+def train_decoder(
+    data: list[Path] = typer.Option(..., "--data", help="Dataset folder(s) of the domain to decode; repeat --data for several."),
+    out: Path = opts.RUN_OUT,
+    codec: Optional[Path] = typer.Option(None, help="The codec whose codes it decodes (default: checkpoints/codec); "
+                                                    "its encoder and quantizer stay frozen."),
+    kbps: float = typer.Option(3.0, help="The bitrate it decodes (the generator's: 3 kbps = 4 codebooks for TTS)."),
+    steps: int = typer.Option(5000, min=1, help="Total optimisation steps."),
+    batch_size: int = typer.Option(12, min=1),
+    segment: float = typer.Option(1.0, help="Training segment length in seconds."),
+    lr: float = typer.Option(2e-4),
+    val_clips: int = typer.Option(16, min=1, help="Validation clips per domain (first 4 s of each)."),
+    val_every: int = opts.VAL_EVERY,
+    ckpt_every: int = opts.CKPT_EVERY,
+    log_every: int = opts.LOG_EVERY,
+    seed: int = opts.SEED,
+    device: str = opts.DEVICE,
+    threads: int = opts.THREADS,
+    resume: bool = opts.RESUME,
+    until: Optional[int] = opts.UNTIL,
+    time_budget: Optional[float] = opts.TIME_BUDGET,
+    keep_best: bool = opts.KEEP_BEST,
+) -> None:
+    """Fine-tune a codec's decoder for one domain and bitrate; the codes (and generators trained on them) stay valid."""
+    from tokenwave.codec import load_codec
+    from tokenwave.paths import default_checkpoint
+    from tokenwave.train.codec import CodecTrainConfig
+    from tokenwave.train.decoder import DecoderRecipe
 
-    from tokenwave.audio import load_audio
+    codec_folder = str(codec) if codec is not None else str(default_checkpoint("codec"))
+    n_q = load_codec(codec_folder).n_q_for_kbps(kbps)
+    tcfg = CodecTrainConfig(segment_seconds=segment, batch_size=batch_size, lr=lr, total_steps=steps, warmup=200,
+                            val_clips=val_clips)
+    _run_training("decoder", {"default": None}, "default", device, seed,
+                  lambda info: DecoderRecipe(codec_folder, [str(d) for d in data], n_q, tcfg, info, seed=seed),
+                  out, steps, val_every, ckpt_every, log_every, resume, until, threads, time_budget, keep_best)
+
+
+DECODER_HELP = "A decoder fine-tuned on this codec's codes (`tokenwave train decoder`), e.g. checkpoints/tts/decoder."
+
+
+def _codec_with_decoder(model: Optional[Path], decoder: Optional[Path]):
     from tokenwave.codec import load_codec
 
     codec = load_codec(model)
+    if decoder is None:
+        return codec
+    from tokenwave.codec.decoders import load_decoder
+
+    return load_decoder(decoder, codec)
+
+
+def _load_for_codec(model: Optional[Path], path: Path, kbps: Optional[float], decoder: Optional[Path] = None):
+    import torch
+
+    from tokenwave.audio import load_audio
+
+    codec = _codec_with_decoder(model, decoder)
     n_q = codec.n_q_for_kbps(kbps) if kbps else codec.n_q
     wav, sr = load_audio(path, codec.sample_rate)
     return codec, n_q, torch.from_numpy(wav)[None, None]
@@ -224,14 +275,14 @@ def codec_decode(
     src: Path = typer.Argument(..., help="A .twc file written by `tokenwave codec encode`."),
     dst: Path = typer.Argument(..., help="Output audio file (.wav, .flac or .ogg)."),
     model: Optional[Path] = typer.Option(None, help=MODEL_HELP),
+    decoder: Optional[Path] = typer.Option(None, help=DECODER_HELP),
 ) -> None:
     """Decode a .twc code file back to audio."""
     from tokenwave.audio import save_audio
-    from tokenwave.codec import load_codec
     from tokenwave.codec.twc import TwcFormatError, read_twc
 
     twc = read_twc(src)
-    codec = load_codec(model)
+    codec = _codec_with_decoder(model, decoder)
     if twc.sample_rate != codec.sample_rate or twc.hop != codec.hop:
         raise TwcFormatError(f"{src} was made by a {twc.sample_rate} Hz / hop {twc.hop} codec; this one is "
                              f"{codec.sample_rate} Hz / hop {codec.hop}", "decode with the codec that encoded it (--model)")
@@ -246,12 +297,13 @@ def codec_roundtrip(
     kbps: Optional[float] = typer.Option(None, help="Bitrate (default: highest)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the decoded audio here."),
     model: Optional[Path] = typer.Option(None, help=MODEL_HELP),
+    decoder: Optional[Path] = typer.Option(None, help=DECODER_HELP),
 ) -> None:
     """Encode and decode a file; print mel distance and SI-SDR against the original."""
     from tokenwave.audio import save_audio
     from tokenwave.codec.losses import mel_distance, si_sdr
 
-    codec, n_q, wav = _load_for_codec(model, src, kbps)
+    codec, n_q, wav = _load_for_codec(model, src, kbps, decoder)
     rec = codec.reconstruct(wav, n_q)
     result = {"file": str(src), "kbps": codec.bitrate(n_q) / 1000, "codebooks": n_q,
               "mel_distance": round(mel_distance(rec, wav, codec.sample_rate), 4),

@@ -142,10 +142,16 @@ class Codec(CodecRates, Checkpointable, nn.Module):
         return self.decode(self.encode(padded, n_q))[..., :n]
 
     # --- training ----------------------------------------------------------------------------------
-    def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Training pass: ``(wav_hat [B, 1, N], codes [B, K, T], commitment loss)`` with quantizer dropout/bypass."""
+    def forward(self, wav: torch.Tensor, bypass: bool | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training pass: ``(wav_hat [B, 1, N], codes [B, K, T], commitment loss)`` with quantizer dropout/bypass.
+
+        ``bypass``: skip the quantizer this pass (the decoder learns unquantised latents too); None draws it from
+        Python's RNG with probability ``quantizer_bypass``. Under DDP every rank must make the same choice (the
+        quantizer's codebook updates are collectives), so the training recipe passes one drawn from the step."""
         z = self.encode_latents(wav)
-        if self.training and random.random() < self.cfg.quantizer_bypass:
+        if bypass is None:
+            bypass = self.training and random.random() < self.cfg.quantizer_bypass
+        if bypass:
             return self.decoder(z), z.new_zeros(z.shape[0], 0, z.shape[-1], dtype=torch.long), z.new_zeros(())
         zq, codes, commit = self.quantizer(z)
         return self.decoder(zq), codes, commit

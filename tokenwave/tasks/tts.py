@@ -26,6 +26,7 @@ PROMPT_SECONDS = 3.0
 MIN_PROMPT_SECONDS = 1.5
 PAUSE_SECONDS = 0.15   # silence between sentences
 EDGE_SECONDS = 0.01    # fade at each sentence's edges
+DECODER = "decoder"     # optional subfolder: a codec decoder fine-tuned for this model's codes (tokenwave train decoder)
 
 
 class UnknownVoiceError(TokenwaveError):
@@ -84,6 +85,10 @@ class TTS:
         self.vocab = PhonemeVocab(self.extra["phonemes"])
         self.phones = PhonemeVocab(self.extra["phones"]) if self.extra.get("phones") else None  # aligned models
         self.codec = codec if codec is not None else load_codec(None)
+        if (self.folder / DECODER / "config.json").exists():  # a decoder fine-tuned on speech at this bitrate
+            from tokenwave.codec.decoders import load_decoder
+
+            self.codec = load_decoder(self.folder / DECODER, self.codec)
         self.sample_rate = self.codec.sample_rate
         self.frame_rate = self.codec.frame_rate
         self.K = self.lm.cfg.K

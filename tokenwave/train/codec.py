@@ -43,9 +43,19 @@ class CodecTrainConfig:
     val_seconds: float = 4.0
 
 
+def reconstruction_losses(x: torch.Tensor, y: torch.Tensor, t: CodecTrainConfig) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The codec's reconstruction terms (multi-scale log-mel L1, multi-resolution STFT, waveform L1, compressed
+    complex STFT) and their weighted sum, for ``x`` decoded against ``y`` (both ``[B, 1, N]``)."""
+    losses = {"mel": mel_loss(x, y, SAMPLE_RATE), "stft": stft_loss(x, y), "wave": (x - y).abs().mean(),
+              "complex": complex_stft_loss(x, y)}
+    total = t.mel_weight * losses["mel"] + t.stft_weight * losses["stft"] + t.wave_weight * losses["wave"] \
+        + t.complex_weight * losses["complex"]
+    return losses, total
+
+
 class CodecRecipe:
     def __init__(self, data: list[str], cfg: CodecConfig, tcfg: CodecTrainConfig, info: DistInfo, seed: int = 0) -> None:
-        self.cfg, self.tcfg, self.info = cfg, tcfg, info
+        self.cfg, self.tcfg, self.info, self.seed = cfg, tcfg, info, seed
         self.codec = Codec(cfg).to(info.device)
         self.model = wrap_ddp(self.codec, info)
         self.disc = MultiScaleSTFTDiscriminator(channels=tcfg.disc_channels).to(info.device)
@@ -66,12 +76,13 @@ class CodecRecipe:
         set_schedule_lr(self.optimizers, t.lr, step, t.warmup, t.total_steps)
         self.model.train()
         wav = self.train_data.sample(t.batch_size).to(self.info.device)
-        wav_hat, codes, commit = self.model(wav)
+        # the same draw on every rank and on a resume: from the seed and the step, not a per-rank RNG
+        bypass = bool(np.random.default_rng((self.seed, step)).random() < self.cfg.quantizer_bypass)
+        wav_hat, codes, commit = self.model(wav, bypass=bypass)
         x, y = wav_hat[..., : -self.tail], wav[..., : -self.tail]  # the ISTFT tail lacks its future frames
-        losses = {"mel": mel_loss(x, y, SAMPLE_RATE), "stft": stft_loss(x, y), "wave": (x - y).abs().mean(),
-                  "complex": complex_stft_loss(x, y), "commit": commit}
-        total = t.mel_weight * losses["mel"] + t.stft_weight * losses["stft"] + t.wave_weight * losses["wave"] \
-            + t.complex_weight * losses["complex"] + t.commit_weight * losses["commit"]
+        losses, total = reconstruction_losses(x, y, t)
+        losses["commit"] = commit
+        total = total + t.commit_weight * commit
         adversarial = step >= t.adv_start
         if adversarial:
             d_loss = discriminator_loss(self.disc_ddp(y), self.disc_ddp(x.detach()))

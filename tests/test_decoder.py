@@ -1,0 +1,105 @@
+"""Decoders fine-tuned on a codec's frozen codes (`tokenwave train decoder`): the codes stay the same, the
+reconstruction improves, the weights load only onto the codec they were trained on, and TTS uses its own."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from task_models import SR, randomise, tiny_codec
+from task_models import tts_model as make_tts_model
+
+from tokenwave.checkpoint import CheckpointError
+from tokenwave.codec import load_codec
+from tokenwave.codec.decoders import codes_fingerprint, decoder_n_q, load_decoder, save_decoder
+from tokenwave.data.sfx import build_sfx
+from tokenwave.errors import InvalidArgumentError
+from tokenwave.tasks.base import Sampling
+from tokenwave.tasks.tts import TTS
+
+
+def tw(*args, ok=True):
+    run = subprocess.run([sys.executable, "-m", "tokenwave", *map(str, args)], capture_output=True, text=True)
+    assert (run.returncode == 0) == ok, run.stderr[-2000:]
+    return run
+
+
+@pytest.fixture(scope="module")
+def codec_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("codec") / "codec"
+    tiny_codec().save(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, codec_dir):
+    data = build_sfx(tmp_path_factory.mktemp("d") / "sfx", minutes=0.5, seed=0)
+    out = tmp_path_factory.mktemp("run") / "dec"
+    kbps = load_codec(codec_dir).bitrate(2) / 1000
+    tw("train", "decoder", "--codec", codec_dir, "--data", data, "--out", out, "--kbps", kbps, "--steps", 40,
+       "--batch-size", 4, "--segment", 0.25, "--lr", 3e-3, "--val-every", 40, "--ckpt-every", 40, "--log-every", 10,
+       "--val-clips", 2, "--threads", 1)
+    return out
+
+
+def test_decoder_training_keeps_the_codes_and_improves_the_reconstruction(trained, codec_dir):
+    log = [json.loads(line) for line in (trained / "log.jsonl").read_text().splitlines()]
+    losses = [e["loss"] for e in log if "loss" in e]
+    assert losses[-1] < losses[0]
+    cfg = json.loads((trained / "model" / "config.json").read_text())
+    assert cfg["kind"] == "codec-decoder" and cfg["n_q"] == 2 == decoder_n_q(trained / "model")
+    assert cfg["validation"]["mel_distance"] < cfg["base_validation"]["mel_distance"]  # better than where it started
+    assert all(v.dtype == torch.float16 for v in load_file(str(trained / "model" / "model.safetensors")).values())
+
+    base = load_codec(codec_dir)
+    before = {k: v.clone() for k, v in base.decoder.state_dict().items()}
+    tuned = load_decoder(trained / "model", base)
+    wav = torch.randn(1, 1, SR // 2) * 0.3
+    assert torch.equal(tuned.encode(wav, 2), base.encode(wav, 2))  # same encoder and quantizer: same codes
+    assert codes_fingerprint(tuned) == codes_fingerprint(base) == cfg["codes_fingerprint"]
+    codes = base.encode(wav, 2)
+    assert not torch.allclose(tuned.decode(codes), base.decode(codes), atol=1e-4)
+    assert all(torch.equal(before[k], v) for k, v in base.decoder.state_dict().items())  # the base codec is untouched
+
+
+def test_a_decoder_loads_only_onto_the_codec_it_was_trained_on(trained, codec_dir, tmp_path):
+    other = load_codec(codec_dir)
+    randomise(other.encoder, 7)
+    with pytest.raises(CheckpointError, match="another codec's codes"):
+        load_decoder(trained / "model", other)
+    with pytest.raises(InvalidArgumentError, match="needs a tokenwave codec"):
+        load_decoder(trained / "model", object())
+    run = tw("codec", "roundtrip", tmp_path / "missing.wav", "--model", codec_dir, "--decoder", tmp_path, ok=False)
+    assert "checkpoint" in run.stderr
+
+
+def test_cli_roundtrip_with_a_decoder(trained, codec_dir, tmp_path):
+    import soundfile as sf
+
+    t = np.arange(SR) / SR
+    sf.write(tmp_path / "x.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), SR)
+    kbps = load_codec(codec_dir).bitrate(2) / 1000
+    plain = json.loads(tw("codec", "roundtrip", tmp_path / "x.wav", "--model", codec_dir, "--kbps", kbps).stdout)
+    tuned = json.loads(tw("codec", "roundtrip", tmp_path / "x.wav", "--model", codec_dir, "--kbps", kbps,
+                          "--decoder", trained / "model").stdout)
+    assert plain["codebooks"] == tuned["codebooks"] == 2
+    assert plain["mel_distance"] != tuned["mel_distance"]
+
+
+def test_tts_decodes_with_its_own_decoder(tmp_path):
+    codec = tiny_codec()
+    make_tts_model(tmp_path / "tts", codec)
+    plain = TTS(tmp_path / "tts", codec)
+    a = plain.synthesize("Hello there.", "alice", Sampling(seed=3), watermark=False)
+    variant = tiny_codec()
+    randomise(variant.decoder, 5)
+    save_decoder(tmp_path / "tts" / "decoder", variant, n_q=2)
+    tts = TTS(tmp_path / "tts", codec)
+    assert tts.codec is not codec and tts.codec.encoder is codec.encoder
+    b = tts.synthesize("Hello there.", "alice", Sampling(seed=3), watermark=False)
+    assert len(a.wav) == len(b.wav) and not np.allclose(a.wav, b.wav, atol=1e-4)
+    # the same tokens, decoded by the fine-tuned decoder (float16 weights, so not bit-exact)
+    codes = torch.randint(0, codec.codebook_size, (1, 2, 20))
+    assert torch.allclose(tts.codec.decode(codes), variant.decode(codes), atol=1e-2)
