@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from task_models import SR, randomise, tiny_codec
+from task_models import SR, randomise, tagged_model, tiny_codec
 from task_models import tts_model as make_tts_model
 
 from tokenwave.checkpoint import CheckpointError
@@ -16,6 +16,7 @@ from tokenwave.codec import load_codec
 from tokenwave.codec.decoders import codes_fingerprint, decoder_n_q, load_decoder, save_decoder
 from tokenwave.data.sfx import build_sfx
 from tokenwave.errors import InvalidArgumentError
+from tokenwave.tasks import load_task
 from tokenwave.tasks.base import Sampling
 from tokenwave.tasks.tts import TTS
 
@@ -103,3 +104,35 @@ def test_tts_decodes_with_its_own_decoder(tmp_path):
     # the same tokens, decoded by the fine-tuned decoder (float16 weights, so not bit-exact)
     codes = torch.randint(0, codec.codebook_size, (1, 2, 20))
     assert torch.allclose(tts.codec.decode(codes), variant.decode(codes), atol=1e-2)
+
+
+def test_latent_decoder_for_flow_output(codec_dir, tmp_path):
+    """``--latents``: a decoder of the continuous latents (what a flow generator makes), trained the same way."""
+    data = build_sfx(tmp_path / "sfx", minutes=0.5, seed=1)
+    out = tmp_path / "lat"
+    tw("train", "decoder", "--codec", codec_dir, "--data", data, "--out", out, "--latents", "--steps", 30,
+       "--batch-size", 4, "--segment", 0.25, "--lr", 3e-3, "--val-every", 30, "--ckpt-every", 30, "--log-every", 10,
+       "--val-clips", 2, "--threads", 1)
+    cfg = json.loads((out / "model" / "config.json").read_text())
+    assert cfg["n_q"] == 0 and cfg["validation"]["mel_distance"] < cfg["base_validation"]["mel_distance"]
+    base = load_codec(codec_dir)
+    tuned = load_decoder(out / "model", base)
+    z = base.encode_latents(torch.randn(1, 1, SR // 2) * 0.3)
+    assert not torch.allclose(tuned.decode_latents(z), base.decode_latents(z), atol=1e-4)
+
+
+def test_tagged_task_decodes_each_generator_with_its_own_decoder(tmp_path):
+    """A decoder in the flow model's folder decodes the flow generator's output only; the token LM keeps the codec's."""
+    codec = tiny_codec()
+    tagged_model(tmp_path / "music", codec, melody=True, domain="music", flow=True)
+    before = {g: load_task("music", tmp_path / "music", codec, generator=g).generate(
+        "a reel", 1.0, Sampling(seed=3, steps=4), watermark=False).wav for g in ("lm", "flow")}
+    variant = tiny_codec()
+    randomise(variant.decoder, 5)
+    save_decoder(tmp_path / "music" / "flow" / "decoder", variant, n_q=0)
+    task = load_task("music", tmp_path / "music", codec, generator="flow")
+    assert set(task.decoders) == {"flow"} and task.decoder_for(task.generators["lm"]) is codec
+    flow = task.generate("a reel", 1.0, Sampling(seed=3, steps=4), watermark=False).wav
+    lm = task.generate("a reel", 1.0, Sampling(seed=3, steps=4), generator="lm", watermark=False).wav
+    assert np.array_equal(lm, before["lm"])
+    assert len(flow) == len(before["flow"]) and not np.allclose(flow, before["flow"], atol=1e-4)

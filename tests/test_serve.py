@@ -42,6 +42,16 @@ def models(tmp_path_factory):
     tm.tts_model(root / "tts", codec)
     tm.tagged_model(root / "sfx", codec, melody=False)
     tm.tagged_model(root / "music", codec, melody=True, domain="music")
+    # TTS and sfx decode with decoders of their own (`tokenwave train decoder`): streams must use them too
+    from tokenwave.codec.decoders import save_decoder
+
+    for i, name in enumerate(("tts", "sfx")):
+        variant = tm.tiny_codec()
+        tm.randomise(variant.decoder, 11 + i)
+        with torch.no_grad():
+            for p in variant.decoder.parameters():
+                p.mul_(0.5)
+        save_decoder(root / name / "decoder", variant, n_q=2)
     return root, codec
 
 
@@ -118,6 +128,7 @@ def _wait(cond, timeout=10.0):
 # --- streaming -------------------------------------------------------------------------------------------------
 def test_ws_stream_arrives_early_and_equals_offline(server):
     tts = server.service.tasks["tts"]
+    assert tts.codec is not server.service.codec  # its own decoder, which the stream must use as well
     events, audio, first, total, code = stream(server.ws, {"task": "tts", "text": TEXT, "voice": "bob", "seed": 5})
     kinds = [e["type"] for e in events]
     assert kinds[0] == "started" and kinds[-1] == "done" and code == 1000, events

@@ -197,6 +197,8 @@ def train_decoder(
     codec: Optional[Path] = typer.Option(None, help="The codec whose codes it decodes (default: checkpoints/codec); "
                                                     "its encoder and quantizer stay frozen."),
     kbps: float = typer.Option(3.0, help="The bitrate it decodes (the generator's: 3 kbps = 4 codebooks for TTS)."),
+    latents: bool = typer.Option(False, "--latents", help="Decode the codec's continuous latents (a flow generator's "
+                                                          "output) instead of codes; --kbps is then ignored."),
     steps: int = typer.Option(5000, min=1, help="Total optimisation steps."),
     batch_size: int = typer.Option(12, min=1),
     segment: float = typer.Option(1.0, help="Training segment length in seconds."),
@@ -220,7 +222,7 @@ def train_decoder(
     from tokenwave.train.decoder import DecoderRecipe
 
     codec_folder = str(codec) if codec is not None else str(default_checkpoint("codec"))
-    n_q = load_codec(codec_folder).n_q_for_kbps(kbps)
+    n_q = 0 if latents else load_codec(codec_folder).n_q_for_kbps(kbps)
     tcfg = CodecTrainConfig(segment_seconds=segment, batch_size=batch_size, lr=lr, total_steps=steps, warmup=200,
                             val_clips=val_clips)
     _run_training("decoder", {"default": None}, "default", device, seed,

@@ -33,8 +33,9 @@ def codes_fingerprint(codec: Codec) -> str:
 
 
 def save_decoder(folder: str | os.PathLike, codec: Codec, n_q: int, extra: dict | None = None, half: bool = True) -> Path:
-    """Write ``codec``'s decoder as a decoder checkpoint for codes of ``n_q`` codebooks (weights in float16 by
-    default: they load as float32; the difference is far below the decoder's own error)."""
+    """Write ``codec``'s decoder as a decoder checkpoint for codes of ``n_q`` codebooks (0: continuous latents, a
+    flow generator's output); weights in float16 by default: they load as float32, and the difference is far below
+    the decoder's own error."""
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in codec.decoder.state_dict().items()}
     return save_checkpoint(folder, state, codec.cfg, KIND,
                            {"n_q": n_q, "codes_fingerprint": codes_fingerprint(codec), **(extra or {})})
@@ -58,7 +59,7 @@ def load_decoder(folder: str | os.PathLike, codec) -> Codec:
 
 
 def decoder_n_q(folder: str | os.PathLike) -> int:
-    """The number of codebooks the decoder in ``folder`` was trained to decode."""
+    """The number of codebooks the decoder in ``folder`` was trained to decode (0: continuous latents)."""
     return int(load_checkpoint(folder, CodecConfig, KIND)[2]["n_q"])
 
 

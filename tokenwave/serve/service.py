@@ -164,9 +164,10 @@ class Service:
         finally:
             job.cancel()
 
-    def _decode(self, frames: Iterator[torch.Tensor]) -> Iterator[np.ndarray]:
-        """One continuous code sequence -> audio chunks (streaming decoder, chunked by ``decode_frames``)."""
-        dec, chunker = DecoderState(self.codec), Chunker(self.config.decode_frames)
+    def _decode(self, frames: Iterator[torch.Tensor], codec) -> Iterator[np.ndarray]:
+        """One continuous code sequence -> audio chunks (streaming decoder, chunked by ``decode_frames``); ``codec``:
+        the task's (with the decoder fine-tuned for its model, if it has one), so a stream sounds like the CLI's file."""
+        dec, chunker = DecoderState(codec), Chunker(self.config.decode_frames)
         for codes in frames:
             if codes.shape[-1] and (c := chunker.add(codes)) is not None:
                 yield dec.push(c)
@@ -199,7 +200,7 @@ class Service:
                 cond = tts.condition(plan, prompt)
             edge = _Edges(int(EDGE_SECONDS * self.sample_rate), plan.frames * self.codec.hop)
             job = Job(cond, plan.frames, sampling.lm_params(seed=sampling.seed + i))
-            for chunk in self._decode(self._codes(engine, job)):
+            for chunk in self._decode(self._codes(engine, job), tts.codec):
                 yield edge(chunk)
             if i + 1 < len(plans):
                 yield pause
@@ -237,4 +238,4 @@ class Service:
                         out = new if out is None else torch.cat([out, new], -1)
                         yield new
 
-        yield from self._decode(windows())
+        yield from self._decode(windows(), task.decoder_for(task.generators["lm"]))

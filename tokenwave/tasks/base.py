@@ -43,6 +43,8 @@ class GeneratedAudio:
         atomic_write_text(path.with_name(path.name + ".json"), json.dumps(self.metadata, indent=2) + "\n")
         return path
 
+# a model folder's optional subfolder: a codec decoder fine-tuned for that model's output (`tokenwave train decoder`)
+DECODER = "decoder"
 
 @dataclass
 class Sampling:

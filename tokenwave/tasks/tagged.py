@@ -31,7 +31,7 @@ from tokenwave.lm.config import LMConfig
 from tokenwave.lm.generate import generate_long
 from tokenwave.lm.model import KIND as LM_KIND
 from tokenwave.lm.model import TokenLM
-from tokenwave.tasks.base import (GeneratedAudio, MissingModelError, Sampling, check_duration, default_model_dir,
+from tokenwave.tasks.base import (DECODER, GeneratedAudio, MissingModelError, Sampling, check_duration, default_model_dir,
                                   finish)
 
 SYNONYMS = {"reverb": ("reverb", "echo", "echoing", "reverberant", "hall"),
@@ -194,6 +194,12 @@ class TaggedTask:
         self.extra, self.vocab, self.tags, self.melody = g.extra, g.vocab, g.tags, g.melody
         self.window = (lm or g).window
         self.codec = codec if codec is not None else load_codec(None)
+        self.decoders = {}  # generator kind -> the codec with a decoder fine-tuned for that generator's output
+        for kind, gen in self.generators.items():
+            if (gen.folder / DECODER / "config.json").exists():
+                from tokenwave.codec.decoders import load_decoder
+
+                self.decoders[kind] = load_decoder(gen.folder / DECODER, self.codec)
         self.sample_rate = self.codec.sample_rate
         self.frame_rate = self.codec.frame_rate
         self.domain = next((t.split("=", 1)[1] for t in self.vocab.tags if t.startswith("domain=")), task)
@@ -280,7 +286,7 @@ class TaggedTask:
         codes = generate_long(g.model, total, cond, sampling.lm_params(), window=window, overlap=overlap, prompt=ctx)
         # the continued clip's context frames are decoded with the new ones (the decoder's state runs across the
         # seam), then cut: the output holds the new audio only
-        return self.codec.decode(codes)[0, 0].numpy()[(total - frames) * self.codec.hop:]
+        return self.decoder_for(g).decode(codes)[0, 0].numpy()[(total - frames) * self.codec.hop:]
 
     def _render_flow(self, g: Generator, cond, frames: int, mel, clip, sampling: Sampling) -> np.ndarray:
         from tokenwave.flow.sample import decode_long, sample_long
@@ -290,7 +296,12 @@ class TaggedTask:
         cond = self._with_melody(g, cond, total, frames, mel)
         window, overlap = self.flow_window_overlap(g)
         z = sample_long(g.model, total, window, overlap, cond, sampling.flow_params(), prompt=ctx)
-        return decode_long(self.codec, z, window, overlap)[0, 0].numpy()[(total - frames) * self.codec.hop:]
+        return decode_long(self.decoder_for(g), z, window, overlap)[0, 0].numpy()[(total - frames) * self.codec.hop:]
+
+    def decoder_for(self, g: Generator):
+        """The codec that decodes ``g``'s output: with the decoder fine-tuned for it when its folder has one
+        (``decoder/``, from ``tokenwave train decoder``), else the shared codec."""
+        return self.decoders.get(g.kind, self.codec)
 
     def window_overlap(self, cond) -> tuple[int, int]:
         """The token LM's sliding windows for long renders: the trained window (or what the context holds), a third

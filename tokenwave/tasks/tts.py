@@ -20,13 +20,12 @@ from safetensors.torch import load_file
 from tokenwave.conditioning.speech import PhonemeVocab
 from tokenwave.errors import AudioFileError, InvalidArgumentError, TokenwaveError
 from tokenwave.lm.generate import stream as lm_stream
-from tokenwave.tasks.base import MAX_TEXT_CHARS, GeneratedAudio, Sampling, default_model_dir, finish
+from tokenwave.tasks.base import DECODER, MAX_TEXT_CHARS, GeneratedAudio, Sampling, default_model_dir, finish
 
 PROMPT_SECONDS = 3.0
 MIN_PROMPT_SECONDS = 1.5
 PAUSE_SECONDS = 0.15   # silence between sentences
 EDGE_SECONDS = 0.01    # fade at each sentence's edges
-DECODER = "decoder"     # optional subfolder: a codec decoder fine-tuned for this model's codes (tokenwave train decoder)
 
 
 class UnknownVoiceError(TokenwaveError):

@@ -1,6 +1,6 @@
-"""Decoder fine-tuning recipe: a codec's decoder trained further on one domain at one bitrate, the encoder and
-quantizer frozen (so the codes, and every generator trained on them, stay valid). Same reconstruction losses as
-the codec recipe; no adversarial term."""
+"""Decoder fine-tuning recipe: a codec's decoder trained further on one domain at one bitrate (or on the continuous
+latents a flow generator makes), the encoder and quantizer frozen, so the codes and latents, and every generator
+trained on them, stay valid. The codec recipe's reconstruction losses; no adversarial term."""
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from tokenwave import SAMPLE_RATE
 from tokenwave.codec.decoders import codes_fingerprint, save_decoder
@@ -28,8 +29,8 @@ class DecoderRecipe:
         codec = load_codec(codec_folder)
         if not isinstance(codec, Codec):
             raise InvalidArgumentError(f"{codec_folder} is not a tokenwave codec", "decoders are trained for tokenwave codecs")
-        if not 1 <= n_q <= codec.n_q:
-            raise InvalidArgumentError(f"n_q={n_q} is out of range", f"use 1..{codec.n_q} codebooks")
+        if not 0 <= n_q <= codec.n_q:
+            raise InvalidArgumentError(f"n_q={n_q} is out of range", f"use 1..{codec.n_q} codebooks, or 0 for latents")
         self.codec_folder, self.n_q, self.tcfg, self.info = str(codec_folder), n_q, tcfg, info
         self.codec = codec.to(info.device)
         self.codec.encoder.requires_grad_(False).eval()
@@ -48,8 +49,12 @@ class DecoderRecipe:
 
     @torch.no_grad()
     def _codes_latents(self, wav: torch.Tensor) -> torch.Tensor:
+        """What the decoder is given: the first ``n_q`` codebooks' vectors, or (``n_q`` 0) the continuous latents."""
+        z = self.codec.encode_latents(wav)
+        if self.n_q == 0:
+            return z
         q = self.codec.quantizer
-        return q.decode(q.encode(self.codec.encode_latents(wav), self.n_q))
+        return q.decode(q.encode(z, self.n_q))
 
     def train_step(self, step: int) -> dict[str, float]:
         t = self.tcfg
@@ -70,7 +75,7 @@ class DecoderRecipe:
         mels, sdrs = [], []
         for _, wav in self.valid:
             wav = wav.to(self.info.device)
-            rec = self.codec.reconstruct(wav, self.n_q)
+            rec = self.decoder(self._codes_latents(F.pad(wav, (0, self.tail))))[..., : wav.shape[-1]]
             mels.append(mel_distance(rec, wav, SAMPLE_RATE))
             sdrs.append(float(si_sdr(rec, wav).mean()))
         return {"valid_loss": round(float(np.mean(mels)), 4), "mel_distance": round(float(np.mean(mels)), 4),

@@ -1,0 +1,127 @@
+"""Speech decoder benchmark: the codec's general decoder against a decoder fine-tuned on speech at the TTS bitrate.
+
+    python benchmarks/decoder.py [--quick] [--decoder DIR] [--data DIR] [--split test] [--items N] [--name NAME]
+
+Both decode the same codes (the codec's encoder and quantizer are shared and frozen), so the TTS model's output
+changes only in how its tokens become sound. Clips: ``--items`` clips spread over DATA's split (the test split's
+speakers are held out of every training run), the engine's own speech, encoded at the decoder's bitrate and decoded
+by each decoder. Per system: CER and WER (PocketSphinx, the recogniser of the TTS bar), DNSMOS, and against the
+engine's clip mel distance, STFT distance, SI-SDR, PESQ-wb and STOI. The engine's own CER is the floor of the TTS
+bar (generated CER <= 1.2x the engine's). Writes benchmarks/results/NAME.json (default ``decoder``) and NAME.png.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO_ROOT, RESULTS_DIR, arg_parser, command_line, machine_info, ratio, target, write_result  # noqa: E402
+
+from tokenwave.audio import load_audio  # noqa: E402
+from tokenwave.codec import load_codec  # noqa: E402
+from tokenwave.codec.decoders import decoder_n_q, load_decoder  # noqa: E402
+from tokenwave.data.manifest import audio_path, read_manifest  # noqa: E402
+from tokenwave.errors import TokenwaveError  # noqa: E402
+from tokenwave.eval.asr import cer, transcribe, wer  # noqa: E402
+from tokenwave.eval.fidelity import fidelity  # noqa: E402
+from tokenwave.eval.mos import dnsmos  # noqa: E402
+from tokenwave.plots import save_figure  # noqa: E402
+from tokenwave.progress import progress_bar  # noqa: E402
+
+SR = 24000
+SYSTEMS = ("engine", "general", "speech")
+
+
+def pick_rows(data: Path, split: str, n: int) -> list[dict]:
+    rows = sorted(read_manifest(data, split), key=lambda r: r["id"])
+    idx = np.unique(np.linspace(0, len(rows) - 1, min(n, len(rows))).round().astype(int))
+    return [rows[i] for i in idx]
+
+
+def score(row: dict, wav: np.ndarray, ref: np.ndarray | None) -> dict:
+    hyp = transcribe(wav, SR)
+    out = {"cer": cer(row["text"], hyp), "wer": wer(row["text"], hyp), "transcript": hyp,
+           **{f"dnsmos_{k}": v for k, v in dnsmos(wav, SR).items()}}
+    if ref is not None:
+        out.update({k: v for k, v in fidelity(ref, wav, SR, speech=True).items() if not k.endswith("_error")})
+    return out
+
+
+def mean_se(rows: list[dict], system: str, metric: str) -> tuple[float, float]:
+    vals = [r[system][metric] for r in rows if r[system].get(metric) is not None]
+    return float(np.mean(vals)), float(np.std(vals, ddof=1) / np.sqrt(len(vals))) if len(vals) > 1 else 0.0
+
+
+def make_figure(summary: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    panels = [("cer", "CER (PocketSphinx)"), ("stoi", "STOI"), ("mel_distance", "mel distance"), ("dnsmos_ovrl", "DNSMOS overall")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2))
+    colors = {"engine": "#888", "general": "#69c", "speech": "#d62"}
+    for ax, (metric, title) in zip(axes, panels):
+        systems = [s for s in SYSTEMS if metric in summary[s]]
+        ax.bar(systems, [summary[s][metric] for s in systems], yerr=[summary[s].get(f"{metric}_se", 0) for s in systems],
+               color=[colors[s] for s in systems], capsize=3)
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(axis="x", labelsize=8)
+    fig.suptitle("engine speech, and its 3 kbps codes through the general and the speech decoder", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = arg_parser(__doc__.splitlines()[0])
+    parser.add_argument("--decoder", type=Path, default=REPO_ROOT / "checkpoints" / "tts" / "decoder")
+    parser.add_argument("--codec", type=Path, default=None, help="the codec (default: checkpoints/codec)")
+    parser.add_argument("--data", type=Path, default=REPO_ROOT / "data" / "speech")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--items", type=int, default=40)
+    parser.add_argument("--name", default="decoder", help="results file name (benchmarks/results/NAME.json)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    try:
+        general = load_codec(args.codec)
+        speech = load_decoder(args.decoder, general)
+        n_q = decoder_n_q(args.decoder)
+        rows = pick_rows(args.data, args.split, 6 if args.quick else args.items)
+    except TokenwaveError as err:
+        sys.exit(f"error: {err.one_line()}")
+    results = []
+    with progress_bar("decoders", len(rows), "clips") as bar, torch.no_grad():
+        for row in rows:
+            ref, _ = load_audio(audio_path(args.data, row), SR)
+            x = torch.from_numpy(ref)[None, None]
+            coded = {"general": general.reconstruct(x, n_q)[0, 0].numpy(), "speech": speech.reconstruct(x, n_q)[0, 0].numpy()}
+            results.append({"id": row["id"], "speaker": row.get("speaker"), "engine": score(row, ref, None),
+                            **{s: score(row, w, ref) for s, w in coded.items()}})
+            bar.advance()
+    metrics = [k for k, v in results[0]["general"].items() if isinstance(v, float)]
+    summary: dict = {}
+    for s in SYSTEMS:
+        summary[s] = {}
+        for m in metrics:
+            if m in results[0][s]:
+                summary[s][m], summary[s][f"{m}_se"] = mean_se(results, s, m)
+    for s in ("general", "speech"):
+        summary[s]["cer_over_engine"] = ratio(summary[s]["cer"], summary["engine"]["cer"])
+    better = [r["speech"]["cer"] < r["general"]["cer"] for r in results]
+    worse = [r["speech"]["cer"] > r["general"]["cer"] for r in results]
+    figures = {"decoder": str(args.decoder), "codebooks": n_q, "kbps": general.bitrate(n_q) / 1000,
+               "data": str(args.data), "split": args.split, "clips": len(results), "summary": summary,
+               "speech_decoder_cer_lower_on": sum(better), "speech_decoder_cer_higher_on": sum(worse),
+               "per_clip": [{"id": r["id"], **{s: {"cer": round(r[s]["cer"], 4), "transcript": r[s]["transcript"]}
+                                              for s in SYSTEMS}} for r in results]}
+    targets = [target("speech_decoder_cer_over_general", ratio(summary["speech"]["cer"], summary["general"]["cer"]), "<", 1.0),
+               target("speech_decoder_stoi_over_general", ratio(summary["speech"]["stoi"], summary["general"]["stoi"]), ">", 1.0)]
+    result = write_result(args.name, command_line(__file__, argv), targets, figures, args.quick, machine_info())
+    make_figure(summary, RESULTS_DIR / f"{args.name}.png")
+    print(json.dumps({k: v for k, v in result.items() if k != "figures"} | {"summary": summary}, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
