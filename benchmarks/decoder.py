@@ -1,13 +1,23 @@
-"""Speech decoder benchmark: the codec's general decoder against a decoder fine-tuned on speech at the TTS bitrate.
+"""Fine-tuned decoders against the codec's general decoder, on the same codes or latents (`tokenwave train decoder`).
 
-    python benchmarks/decoder.py [--quick] [--decoder DIR] [--data DIR] [--split test] [--items N] [--name NAME]
+    python benchmarks/decoder.py [--quick] [--task tts|music|sfx] [--decoder DIR] [--data DIR] [--split test]
+                                 [--items N] [--name NAME]
 
-Both decode the same codes (the codec's encoder and quantizer are shared and frozen), so the TTS model's output
-changes only in how its tokens become sound. Clips: ``--items`` clips spread over DATA's split (the test split's
-speakers are held out of every training run), the engine's own speech, encoded at the decoder's bitrate and decoded
-by each decoder. Per system: CER and WER (PocketSphinx, the recogniser of the TTS bar), DNSMOS, and against the
-engine's clip mel distance, STFT distance, SI-SDR, PESQ-wb and STOI. The engine's own CER is the floor of the TTS
-bar (generated CER <= 1.2x the engine's). Writes benchmarks/results/NAME.json (default ``decoder``) and NAME.png.
+Both decoders decode the same codes (the codec's encoder and quantizer are shared and frozen), so a generator's
+output changes only in how its tokens or latents become sound.
+
+``--task tts`` (default decoder ``checkpoints/tts/decoder``): ``--items`` clips spread over DATA's split (the test
+split's speakers are held out of every training run), the engine's own speech, encoded at the decoder's bitrate and
+decoded by each decoder. Per system: CER and WER (PocketSphinx, the recogniser of the TTS bar), DNSMOS, and
+against the engine's clip mel distance, STFT distance, SI-SDR, PESQ-wb and STOI. The engine's own CER is the floor
+of the TTS bar (generated CER <= 1.2x the engine's).
+
+``--task music|sfx`` (default decoder ``checkpoints/<task>/flow/decoder``, for the flow generator's latents): the
+captioned clips of the split, resynthesised through each decoder, and the flow generator's output for each caption
+(same seed, so the same latents) decoded by each; scored by the project tagger (tag accuracy, as in the tasks bar)
+and the CLAP score, beside the real renders.
+
+Writes benchmarks/results/NAME.json (default ``decoder``, or ``decoder-<task>`` for music and sfx) and NAME.png.
 """
 from __future__ import annotations
 
@@ -73,16 +83,95 @@ def make_figure(summary: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
+def tagged(args) -> tuple[dict, list[dict], dict]:
+    """music / sfx: tag accuracy and CLAP of real renders, their resynthesis and the flow generator's output."""
+    from generators import FIELD, score
+
+    from tokenwave.tasks import Sampling, load_task
+
+    task = load_task(args.task, generator="flow")
+    general = load_codec(args.codec)
+    tuned = load_decoder(args.decoder, general)
+    n_q = decoder_n_q(args.decoder)
+    rows = [r for r in sorted(read_manifest(args.data, args.split), key=lambda r: r["id"]) if r.get("caption")]
+    rows = rows[: 4 if args.quick else args.items]
+    wavs: dict[str, list[np.ndarray]] = {k: [] for k in ("reference", "general", "tuned", "generated_general", "generated_tuned")}
+    with progress_bar("decoders", len(rows), "clips") as bar, torch.no_grad():
+        for i, row in enumerate(rows):
+            ref, _ = load_audio(audio_path(args.data, row), SR)
+            x = torch.from_numpy(ref)[None, None]
+            wavs["reference"].append(ref)
+            for name, codec in (("general", general), ("tuned", tuned)):
+                if n_q:
+                    wavs[name].append(codec.reconstruct(x, n_q)[0, 0].numpy())
+                else:
+                    z = codec.encode_latents(torch.nn.functional.pad(x, (0, codec.decoder.istft.tail)))
+                    wavs[name].append(codec.decode_latents(z)[0, 0].numpy()[: len(ref)])
+                task.decoders = {"flow": codec}  # the same latents (same seed), decoded by this decoder
+                wavs[f"generated_{name}"].append(task.generate(row["caption"], min(row["duration"], 10.0),
+                                                               Sampling(seed=i), watermark=False).wav)
+            bar.advance()
+    scored = {k: score(v, rows, SR, FIELD[args.task], per_item=True) for k, v in wavs.items()}
+    summary = {k: {m: v for m, v in s.items() if not m.endswith("_items")} for k, s in scored.items()}
+    for k in ("general", "tuned", "generated_general", "generated_tuned"):
+        summary[k]["tag_acc_over_real"] = ratio(summary[k]["tag_acc"], summary["reference"]["tag_acc"])
+    paired = {}  # tuned minus general on the same clips: mean and standard error of the difference
+    for a, b in (("tuned", "general"), ("generated_tuned", "generated_general")):
+        for m in ("tag_acc", "clap"):
+            d = np.subtract(scored[a][f"{m}_items"], scored[b][f"{m}_items"])
+            paired[f"{a}_minus_{b}_{m}"] = {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d)))
+                                            if len(d) > 1 else 0.0}
+    figures = {"decoder": str(args.decoder), "input": "latents" if n_q == 0 else f"{n_q} codebooks",
+               "data": str(args.data), "split": args.split, "clips": len(rows), "summary": summary, "paired": paired,
+               "ids": [r["id"] for r in rows]}
+    targets = [target("tuned_generated_tag_acc_over_general", ratio(summary["generated_tuned"]["tag_acc"],
+                                                                     summary["generated_general"]["tag_acc"]), ">", 1.0),
+               target("tuned_resynthesis_tag_acc_over_general", ratio(summary["tuned"]["tag_acc"],
+                                                                      summary["general"]["tag_acc"]), ">", 1.0)]
+    return figures, targets, summary
+
+
+def tagged_figure(summary: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    systems = list(summary)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for ax, metric in zip(axes, ("tag_acc", "clap")):
+        ax.bar(systems, [summary[s][metric] for s in systems], yerr=[summary[s].get(f"{metric}_se", 0) for s in systems],
+               color=["#888", "#69c", "#d62", "#69c", "#d62"], capsize=3)
+        ax.set_title(metric, fontsize=10)
+        ax.tick_params(axis="x", labelsize=7, rotation=20)
+    fig.suptitle("real renders, their resynthesis and the flow generator's output: general and fine-tuned decoder", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = arg_parser(__doc__.splitlines()[0])
-    parser.add_argument("--decoder", type=Path, default=REPO_ROOT / "checkpoints" / "tts" / "decoder")
+    parser.add_argument("--task", choices=("tts", "music", "sfx"), default="tts")
+    parser.add_argument("--decoder", type=Path, default=None,
+                        help="default: checkpoints/tts/decoder, or checkpoints/<task>/flow/decoder")
     parser.add_argument("--codec", type=Path, default=None, help="the codec (default: checkpoints/codec)")
-    parser.add_argument("--data", type=Path, default=REPO_ROOT / "data" / "speech")
+    parser.add_argument("--data", type=Path, default=None, help="default: data/speech, or data/<task>")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--items", type=int, default=40)
-    parser.add_argument("--name", default="decoder", help="results file name (benchmarks/results/NAME.json)")
+    parser.add_argument("--items", type=int, default=None, help="default: 40 (tts), 24 (music, sfx)")
+    parser.add_argument("--name", default=None, help="results file name (default: decoder, or decoder-<task>)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
+    ck = REPO_ROOT / "checkpoints"
+    args.decoder = args.decoder or (ck / "tts" / "decoder" if args.task == "tts" else ck / args.task / "flow" / "decoder")
+    args.data = args.data or REPO_ROOT / "data" / ("speech" if args.task == "tts" else args.task)
+    args.items = args.items or (40 if args.task == "tts" else 24)
+    args.name = args.name or ("decoder" if args.task == "tts" else f"decoder-{args.task}")
+    if args.task != "tts":
+        try:
+            figures, targets, summary = tagged(args)
+        except TokenwaveError as err:
+            sys.exit(f"error: {err.one_line()}")
+        result = write_result(args.name, command_line(__file__, argv), targets, figures, args.quick, machine_info())
+        tagged_figure(summary, RESULTS_DIR / f"{args.name}.png")
+        print(json.dumps({k: v for k, v in result.items() if k != "figures"} | {"summary": summary}, indent=1))
+        return result
     try:
         general = load_codec(args.codec)
         speech = load_decoder(args.decoder, general)

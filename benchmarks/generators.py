@@ -66,7 +66,9 @@ def lm_first_audio(task, prompt: str) -> float:
     return time.perf_counter() - t0
 
 
-def score(wavs: list[np.ndarray], rows: list[dict], sr: int, field: str) -> dict:
+def score(wavs: list[np.ndarray], rows: list[dict], sr: int, field: str, per_item: bool = False) -> dict:
+    """Mean tag accuracy (and of ``field`` alone), CLAP score and the tag accuracy's standard error over the clips;
+    ``per_item``: also each clip's tag accuracy and CLAP score (for paired comparisons)."""
     from tokenwave.eval.clap import load_clap
     from tokenwave.eval.tagger import load_tagger, row_labels
 
@@ -77,8 +79,11 @@ def score(wavs: list[np.ndarray], rows: list[dict], sr: int, field: str) -> dict
         acc.append(np.mean([pred.get(k) == v for k, v in want.items()]))
         fam.append(pred.get(field) == want.get(field))
         cl.append(clap.score(r["caption"], wav, sr))
-    return {"tag_acc": float(np.mean(acc)), f"{field}_acc": float(np.mean(fam)), "clap": float(np.mean(cl)),
-            "tag_acc_se": float(np.std(acc, ddof=1) / np.sqrt(len(acc))) if len(acc) > 1 else 0.0}
+    out = {"tag_acc": float(np.mean(acc)), f"{field}_acc": float(np.mean(fam)), "clap": float(np.mean(cl)),
+           "tag_acc_se": float(np.std(acc, ddof=1) / np.sqrt(len(acc))) if len(acc) > 1 else 0.0}
+    if per_item:
+        out.update(tag_acc_items=[float(a) for a in acc], clap_items=[float(c) for c in cl])
+    return out
 
 
 def plot(figures: dict, path: Path) -> None:
