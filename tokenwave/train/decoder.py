@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from tokenwave import SAMPLE_RATE
-from tokenwave.codec.decoders import codes_fingerprint, save_decoder
+from tokenwave.codec.decoders import save_decoder
 from tokenwave.codec.losses import mel_distance, si_sdr
 from tokenwave.codec.model import Codec
 from tokenwave.data.loader import SegmentSampler
@@ -43,7 +43,6 @@ class DecoderRecipe:
         self.codec = codec.to(info.device)
         self.codec.encoder.requires_grad_(False).eval()
         self.codec.quantizer.requires_grad_(False).eval()
-        self.fingerprint = codes_fingerprint(self.codec)
         self.decoder = self.codec.decoder
         self.model = wrap_ddp(self.decoder, info)
         self.modules = {"decoder": self.decoder}
