@@ -74,6 +74,12 @@ def test_a_decoder_loads_only_onto_the_codec_it_was_trained_on(trained, codec_di
         load_decoder(trained / "model", object())
     run = tw("codec", "roundtrip", tmp_path / "missing.wav", "--model", codec_dir, "--decoder", tmp_path, ok=False)
     assert "checkpoint" in run.stderr
+    # nor onto another input: this one decodes 2 codebooks, not 1, nor continuous latents
+    base = load_codec(codec_dir)
+    for n_q, said in ((1, "not the 1-codebook codes"), (0, "not the continuous latents")):
+        with pytest.raises(CheckpointError, match=said):
+            load_decoder(trained / "model", base, n_q=n_q)
+    assert decoder_n_q(trained / "model") == 2 and load_decoder(trained / "model", base, n_q=2) is not base
 
 
 def test_cli_roundtrip_with_a_decoder(trained, codec_dir, tmp_path):
@@ -96,6 +102,10 @@ def test_tts_decodes_with_its_own_decoder(tmp_path):
     a = plain.synthesize("Hello there.", "alice", Sampling(seed=3), watermark=False)
     variant = tiny_codec()
     randomise(variant.decoder, 5)
+    save_decoder(tmp_path / "other", variant, n_q=3)
+    (tmp_path / "other").rename(tmp_path / "tts" / "decoder")  # a decoder of 3 codebooks for a 2-codebook model
+    with pytest.raises(CheckpointError, match="3-codebook codes"):
+        TTS(tmp_path / "tts", codec)
     save_decoder(tmp_path / "tts" / "decoder", variant, n_q=2)
     tts = TTS(tmp_path / "tts", codec)
     assert tts.codec is not codec and tts.codec.encoder is codec.encoder

@@ -41,9 +41,14 @@ def save_decoder(folder: str | os.PathLike, codec: Codec, n_q: int, extra: dict 
                            {"n_q": n_q, "codes_fingerprint": codes_fingerprint(codec), **(extra or {})})
 
 
-def load_decoder(folder: str | os.PathLike, codec) -> Codec:
+def _input(n_q: int) -> str:
+    return "continuous latents" if n_q == 0 else f"{n_q}-codebook codes"
+
+
+def load_decoder(folder: str | os.PathLike, codec, n_q: int | None = None) -> Codec:
     """``codec`` with its decoder replaced by the one in ``folder`` (a new object: the encoder and quantizer are
-    shared, ``codec`` itself is unchanged)."""
+    shared, ``codec`` itself is unchanged). ``n_q``: what it will be given (codebooks, 0 for latents); a decoder
+    trained on another input is refused."""
     if not isinstance(codec, Codec):
         raise InvalidArgumentError(f"the decoder in {folder} needs a tokenwave codec, got {type(codec).__name__}",
                                    "use the codec the decoder was trained on (its config.json names it)")
@@ -51,6 +56,10 @@ def load_decoder(folder: str | os.PathLike, codec) -> Codec:
     if raw.get("codes_fingerprint") != codes_fingerprint(codec) or cfg != codec.cfg:
         raise CheckpointError(f"the decoder in {folder} was trained on another codec's codes",
                               f"load it with the codec it was trained on ({raw.get('codec', 'see its config.json')})")
+    if n_q is not None and int(raw.get("n_q", -1)) != n_q:
+        raise CheckpointError(f"the decoder in {folder} was trained on {_input(int(raw.get('n_q', -1)))}, "
+                              f"not the {_input(n_q)} it would be given here",
+                              "use a decoder trained for this input (`tokenwave train decoder --kbps ...` or --latents)")
     out = Codec(codec.cfg)
     out.encoder, out.quantizer = codec.encoder, codec.quantizer
     out.decoder.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})

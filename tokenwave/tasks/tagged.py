@@ -199,7 +199,8 @@ class TaggedTask:
             if (gen.folder / DECODER / "config.json").exists():
                 from tokenwave.codec.decoders import load_decoder
 
-                self.decoders[kind] = load_decoder(gen.folder / DECODER, self.codec)
+                self.decoders[kind] = load_decoder(gen.folder / DECODER, self.codec,
+                                                   n_q=0 if kind == "flow" else gen.model.cfg.K)
         self.sample_rate = self.codec.sample_rate
         self.frame_rate = self.codec.frame_rate
         self.domain = next((t.split("=", 1)[1] for t in self.vocab.tags if t.startswith("domain=")), task)

@@ -87,7 +87,7 @@ class TTS:
         if (self.folder / DECODER / "config.json").exists():  # a decoder fine-tuned on speech at this bitrate
             from tokenwave.codec.decoders import load_decoder
 
-            self.codec = load_decoder(self.folder / DECODER, self.codec)
+            self.codec = load_decoder(self.folder / DECODER, self.codec, n_q=self.lm.cfg.K)
         self.sample_rate = self.codec.sample_rate
         self.frame_rate = self.codec.frame_rate
         self.K = self.lm.cfg.K
