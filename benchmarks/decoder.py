@@ -12,10 +12,11 @@ decoded by each decoder. Per system: CER and WER (PocketSphinx, the recogniser o
 against the engine's clip mel distance, STFT distance, SI-SDR, PESQ-wb and STOI. The engine's own CER is the floor
 of the TTS bar (generated CER <= 1.2x the engine's).
 
-``--task music|sfx`` (default decoder ``checkpoints/<task>/flow/decoder``, for the flow generator's latents): the
-captioned clips of the split, resynthesised through each decoder, and the flow generator's output for each caption
-(same seed, so the same latents) decoded by each; scored by the project tagger (tag accuracy, as in the tasks bar)
-and the CLAP score, beside the real renders.
+``--task music|sfx`` (default decoder ``checkpoints/music/flow/decoder``, for the flow generator's latents, or
+``checkpoints/sfx/decoder``, for the token LM's 3 kbps codes): the captioned clips of the split, resynthesised
+through each decoder, and the generator's output for each caption (same seed, so the same latents or tokens)
+decoded by each; scored by the project tagger (tag accuracy, as in the tasks bar) and the CLAP score, beside the
+real renders, with paired differences.
 
 Writes benchmarks/results/NAME.json (default ``decoder``, or ``decoder-<task>`` for music and sfx) and NAME.png.
 """
@@ -89,10 +90,11 @@ def tagged(args) -> tuple[dict, list[dict], dict]:
 
     from tokenwave.tasks import Sampling, load_task
 
-    task = load_task(args.task, generator="flow")
     general = load_codec(args.codec)
     tuned = load_decoder(args.decoder, general)
     n_q = decoder_n_q(args.decoder)
+    generator = "flow" if n_q == 0 else "lm"  # latents come from the flow model, codes from the token LM
+    task = load_task(args.task, generator=generator)
     rows = [r for r in sorted(read_manifest(args.data, args.split), key=lambda r: r["id"]) if r.get("caption")]
     rows = rows[: 4 if args.quick else args.items]
     wavs: dict[str, list[np.ndarray]] = {k: [] for k in ("reference", "general", "tuned", "generated_general", "generated_tuned")}
@@ -107,7 +109,7 @@ def tagged(args) -> tuple[dict, list[dict], dict]:
                 else:
                     z = codec.encode_latents(torch.nn.functional.pad(x, (0, codec.decoder.istft.tail)))
                     wavs[name].append(codec.decode_latents(z)[0, 0].numpy()[: len(ref)])
-                task.decoders = {"flow": codec}  # the same latents (same seed), decoded by this decoder
+                task.decoders = {generator: codec}  # the same latents or tokens (same seed), decoded by this decoder
                 wavs[f"generated_{name}"].append(task.generate(row["caption"], min(row["duration"], 10.0),
                                                                Sampling(seed=i), watermark=False).wav)
             bar.advance()
@@ -121,7 +123,7 @@ def tagged(args) -> tuple[dict, list[dict], dict]:
             d = np.subtract(scored[a][f"{m}_items"], scored[b][f"{m}_items"])
             paired[f"{a}_minus_{b}_{m}"] = {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d)))
                                             if len(d) > 1 else 0.0}
-    figures = {"decoder": str(args.decoder), "input": "latents" if n_q == 0 else f"{n_q} codebooks",
+    figures = {"decoder": str(args.decoder), "input": "latents" if n_q == 0 else f"{n_q} codebooks", "generator": generator,
                "data": str(args.data), "split": args.split, "clips": len(rows), "summary": summary, "paired": paired,
                "ids": [r["id"] for r in rows]}
     targets = [target("tuned_generated_tag_acc_over_general", ratio(summary["generated_tuned"]["tag_acc"],
@@ -141,7 +143,7 @@ def tagged_figure(summary: dict, path: Path) -> None:
                color=["#888", "#69c", "#d62", "#69c", "#d62"], capsize=3)
         ax.set_title(metric, fontsize=10)
         ax.tick_params(axis="x", labelsize=7, rotation=20)
-    fig.suptitle("real renders, their resynthesis and the flow generator's output: general and fine-tuned decoder", fontsize=10)
+    fig.suptitle("real renders, their resynthesis and the generator's output: general and fine-tuned decoder", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = arg_parser(__doc__.splitlines()[0])
     parser.add_argument("--task", choices=("tts", "music", "sfx"), default="tts")
     parser.add_argument("--decoder", type=Path, default=None,
-                        help="default: checkpoints/tts/decoder, or checkpoints/<task>/flow/decoder")
+                        help="default: checkpoints/tts/decoder, checkpoints/music/flow/decoder, checkpoints/sfx/decoder")
     parser.add_argument("--codec", type=Path, default=None, help="the codec (default: checkpoints/codec)")
     parser.add_argument("--data", type=Path, default=None, help="default: data/speech, or data/<task>")
     parser.add_argument("--split", default="test")
@@ -159,7 +161,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     ck = REPO_ROOT / "checkpoints"
-    args.decoder = args.decoder or (ck / "tts" / "decoder" if args.task == "tts" else ck / args.task / "flow" / "decoder")
+    args.decoder = args.decoder or {"tts": ck / "tts" / "decoder", "music": ck / "music" / "flow" / "decoder",
+                                    "sfx": ck / "sfx" / "decoder"}[args.task]
     args.data = args.data or REPO_ROOT / "data" / ("speech" if args.task == "tts" else args.task)
     args.items = args.items or (40 if args.task == "tts" else 24)
     args.name = args.name or ("decoder" if args.task == "tts" else f"decoder-{args.task}")
