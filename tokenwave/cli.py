@@ -156,6 +156,11 @@ def _run_training(name: str, presets: dict, preset: str, device: str, seed: int,
     metrics = train(make_recipe(info), out, steps, info, val_every=val_every, ckpt_every=ckpt_every,
                     log_every=log_every, resume=resume, name=name, until=until,
                     time_budget=time_budget, keep_best=keep_best)
+    import torch.distributed as dist
+
+    if dist.is_initialized():  # every rank waits for rank 0's last validation and export, then all leave together
+        dist.barrier()
+        dist.destroy_process_group()
     if info.is_main:
         console.print_json(json.dumps(metrics))
 
