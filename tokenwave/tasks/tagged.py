@@ -31,8 +31,8 @@ from tokenwave.lm.config import LMConfig
 from tokenwave.lm.generate import generate_long
 from tokenwave.lm.model import KIND as LM_KIND
 from tokenwave.lm.model import TokenLM
-from tokenwave.tasks.base import (DECODER, GeneratedAudio, MissingModelError, Sampling, check_duration, default_model_dir,
-                                  finish)
+from tokenwave.tasks.base import (DECODER, GeneratedAudio, MissingModelError, Sampling, check_duration,
+                                  default_model_dir, finish)
 
 SYNONYMS = {"reverb": ("reverb", "echo", "echoing", "reverberant", "hall"),
             "thunder": ("thunder", "thunderclap"), "rain": ("rain", "rainy"), "whistle": ("whistle", "whistling"),
