@@ -238,27 +238,24 @@ def train_decoder(
 DECODER_HELP = "A decoder fine-tuned on this codec's codes (`tokenwave train decoder`), e.g. checkpoints/tts/decoder."
 
 
-def _codec_with_decoder(model: Optional[Path], decoder: Optional[Path], n_q=None, kbps: Optional[float] = None):
-    """The codec (and with ``decoder``, its fine-tuned decoder for ``n_q`` codebooks, or those of ``kbps``)."""
-    from tokenwave.codec import load_codec
-
-    codec = load_codec(model)
-    if kbps is not None:
-        n_q = codec.n_q_for_kbps(kbps)
+def _with_decoder(codec, decoder: Optional[Path], n_q: int):
+    """``codec``, or with ``decoder`` a copy decoding with that fine-tuned decoder (checked for ``n_q`` codebooks)."""
     if decoder is None:
         return codec
     from tokenwave.codec.decoders import load_decoder
 
-    return load_decoder(decoder, codec, n_q=n_q if n_q is not None else codec.n_q)
+    return load_decoder(decoder, codec, n_q=n_q)
 
 
 def _load_for_codec(model: Optional[Path], path: Path, kbps: Optional[float], decoder: Optional[Path] = None):
     import torch
 
     from tokenwave.audio import load_audio
+    from tokenwave.codec import load_codec
 
-    codec = _codec_with_decoder(model, decoder, kbps=kbps)
+    codec = load_codec(model)
     n_q = codec.n_q_for_kbps(kbps) if kbps else codec.n_q
+    codec = _with_decoder(codec, decoder, n_q)
     wav, sr = load_audio(path, codec.sample_rate)
     return codec, n_q, torch.from_numpy(wav)[None, None]
 
@@ -289,10 +286,11 @@ def codec_decode(
 ) -> None:
     """Decode a .twc code file back to audio."""
     from tokenwave.audio import save_audio
+    from tokenwave.codec import load_codec
     from tokenwave.codec.twc import TwcFormatError, read_twc
 
     twc = read_twc(src)
-    codec = _codec_with_decoder(model, decoder, n_q=twc.codes.shape[0])
+    codec = _with_decoder(load_codec(model), decoder, twc.codes.shape[0])
     if twc.sample_rate != codec.sample_rate or twc.hop != codec.hop:
         raise TwcFormatError(f"{src} was made by a {twc.sample_rate} Hz / hop {twc.hop} codec; this one is "
                              f"{codec.sample_rate} Hz / hop {codec.hop}", "decode with the codec that encoded it (--model)")

@@ -46,6 +46,16 @@ class GeneratedAudio:
 # a model folder's optional subfolder: a codec decoder fine-tuned for that model's output (`tokenwave train decoder`)
 DECODER = "decoder"
 
+
+def folder_decoder(folder: Path, codec, n_q: int):
+    """``codec`` decoding with the decoder in ``folder/decoder`` (checked for ``n_q`` codebooks, 0: latents), or
+    None when the model folder has none."""
+    if not (folder / DECODER / "config.json").exists():
+        return None
+    from tokenwave.codec.decoders import load_decoder
+
+    return load_decoder(folder / DECODER, codec, n_q=n_q)
+
 @dataclass
 class Sampling:
     """The sampling controls every task exposes (token LM: temperature, top-k/p, CFG; flow: steps, CFG).

@@ -31,8 +31,8 @@ from tokenwave.lm.config import LMConfig
 from tokenwave.lm.generate import generate_long
 from tokenwave.lm.model import KIND as LM_KIND
 from tokenwave.lm.model import TokenLM
-from tokenwave.tasks.base import (DECODER, GeneratedAudio, MissingModelError, Sampling, check_duration,
-                                  default_model_dir, finish)
+from tokenwave.tasks.base import (GeneratedAudio, MissingModelError, Sampling, check_duration, default_model_dir,
+                                  finish, folder_decoder)
 
 SYNONYMS = {"reverb": ("reverb", "echo", "echoing", "reverberant", "hall"),
             "thunder": ("thunder", "thunderclap"), "rain": ("rain", "rainy"), "whistle": ("whistle", "whistling"),
@@ -196,11 +196,9 @@ class TaggedTask:
         self.codec = codec if codec is not None else load_codec(None)
         self.decoders = {}  # generator kind -> the codec with a decoder fine-tuned for that generator's output
         for kind, gen in self.generators.items():
-            if (gen.folder / DECODER / "config.json").exists():
-                from tokenwave.codec.decoders import load_decoder
-
-                self.decoders[kind] = load_decoder(gen.folder / DECODER, self.codec,
-                                                   n_q=0 if kind == "flow" else gen.model.cfg.K)
+            tuned = folder_decoder(gen.folder, self.codec, 0 if kind == "flow" else gen.model.cfg.K)
+            if tuned is not None:
+                self.decoders[kind] = tuned
         self.sample_rate = self.codec.sample_rate
         self.frame_rate = self.codec.frame_rate
         self.domain = next((t.split("=", 1)[1] for t in self.vocab.tags if t.startswith("domain=")), task)

@@ -20,7 +20,8 @@ from safetensors.torch import load_file
 from tokenwave.conditioning.speech import PhonemeVocab
 from tokenwave.errors import AudioFileError, InvalidArgumentError, TokenwaveError
 from tokenwave.lm.generate import stream as lm_stream
-from tokenwave.tasks.base import DECODER, MAX_TEXT_CHARS, GeneratedAudio, Sampling, default_model_dir, finish
+from tokenwave.tasks.base import (MAX_TEXT_CHARS, GeneratedAudio, Sampling, default_model_dir, finish,
+                                  folder_decoder)
 
 PROMPT_SECONDS = 3.0
 MIN_PROMPT_SECONDS = 1.5
@@ -84,10 +85,9 @@ class TTS:
         self.vocab = PhonemeVocab(self.extra["phonemes"])
         self.phones = PhonemeVocab(self.extra["phones"]) if self.extra.get("phones") else None  # aligned models
         self.codec = codec if codec is not None else load_codec(None)
-        if (self.folder / DECODER / "config.json").exists():  # a decoder fine-tuned on speech at this bitrate
-            from tokenwave.codec.decoders import load_decoder
-
-            self.codec = load_decoder(self.folder / DECODER, self.codec, n_q=self.lm.cfg.K)
+        speech = folder_decoder(self.folder, self.codec, self.lm.cfg.K)  # a decoder fine-tuned on speech, if any
+        if speech is not None:
+            self.codec = speech
         self.sample_rate = self.codec.sample_rate
         self.frame_rate = self.codec.frame_rate
         self.K = self.lm.cfg.K
