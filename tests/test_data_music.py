@@ -161,3 +161,34 @@ def test_missing_synth_or_soundfont(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(MissingSystemPackageError, match="fluidsynth"):
         music.build_music(tmp_path / "ds", minutes=0.3)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_midi_file_ends_every_note(tmp_path: Path) -> None:
+    """A note cut to nothing at the excerpt's end (start == end) once wrote its note-off before its note-on, so
+    fluidsynth held it for ever and rendered gigabytes: every note-on written now has its note-off after it."""
+    import mido
+
+    ex = {"notes": np.array([[60, 0.0, 1.0], [64, 1.0, 2.0], [67, 2.0, 2.0], [62, 1.99999, 2.0]]),
+          "parts": np.array([0, 0, 1, 1]), "programs": [40, 41]}
+    music._write_midi(ex, 80, np.random.default_rng(0), tmp_path / "x.mid")
+    ons = 0
+    for track in mido.MidiFile(tmp_path / "x.mid").tracks:
+        sounding: set[int] = set()
+        for msg in track:
+            if msg.type == "note_on" and msg.velocity > 0:
+                sounding.add(msg.note)
+                ons += 1
+            elif msg.type in ("note_on", "note_off"):
+                sounding.discard(msg.note)
+        assert not sounding, f"notes {sounding} never end"
+    assert ons == 2  # the two real notes; the empty ones are left out
+
+
+@needs_synth
+def test_render_that_never_ends_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fluidsynth run past the time limit is killed, its partial file removed, and the error names the piece."""
+    job = music.plan_music(0.2, seed=0)[0]
+    monkeypatch.setattr(music, "RENDER_TIMEOUT", 0.0001)
+    with pytest.raises(RuntimeError, match="did not finish"):
+        music._render(job, music._require(), tmp_path)
+    assert not list(tmp_path.glob("*.wav"))

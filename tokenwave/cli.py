@@ -377,6 +377,7 @@ def train_lm(
     keep_best: bool = opts.KEEP_BEST,
     tag_dropout: float = typer.Option(0.0, min=0.0, max=0.9, help="Share of tags left out per training item, so prompts naming only some tags work."),
     melody: bool = typer.Option(False, help="Condition on the manifest's melody (pitch class per frame), hidden for half the items."),
+    init: Optional[Path] = opts.INIT,
 ) -> None:
     """Train the token LM on pre-tokenised codes, conditioned on the manifest's tags (and melody)."""
     from tokenwave.patterns import Pattern
@@ -384,7 +385,7 @@ def train_lm(
 
     Pattern(pattern, 1)  # validates the name
     tcfg = LMTrainConfig(frames=frames, batch_size=batch_size, lr=lr, total_steps=steps, tag_dropout=tag_dropout,
-                         melody=melody)
+                         melody=melody, init=None if init is None else str(init))
     _run_training("lm", PRESETS, preset, device, seed,
                   lambda info: LMRecipe(str(tokens), pattern, preset, tcfg, info, seed=seed),
                   out, steps, val_every, ckpt_every, log_every, resume, until, time_budget=time_budget,
@@ -435,6 +436,7 @@ def train_flow(
     patch: int = typer.Option(2, min=1, max=8, help="Latent frames per transformer token (2 halves the sampling cost)."),
     tag_dropout: float = typer.Option(0.0, min=0.0, max=0.9, help="Share of tags left out per training item, so prompts naming only some tags work."),
     melody: bool = typer.Option(False, help="Condition on the manifest's melody (pitch class per frame), hidden for half the items."),
+    init: Optional[Path] = opts.INIT,
     val_every: int = opts.VAL_EVERY,
     ckpt_every: int = opts.CKPT_EVERY,
     log_every: int = opts.LOG_EVERY,
@@ -449,7 +451,7 @@ def train_flow(
     from tokenwave.train.flow import PRESETS, FlowRecipe, FlowTrainConfig
 
     tcfg = FlowTrainConfig(frames=frames, batch_size=batch_size, lr=lr, total_steps=steps, prompt_share=prompt_share,
-                           patch=patch, tag_dropout=tag_dropout, melody=melody)
+                           patch=patch, tag_dropout=tag_dropout, melody=melody, init=None if init is None else str(init))
     _run_training("flow", PRESETS, preset, device, seed, lambda info: FlowRecipe(str(latents), preset, tcfg, info, seed=seed),
                   out, steps, val_every, ckpt_every, log_every, resume, until, time_budget=time_budget,
                   keep_best=keep_best)

@@ -15,3 +15,6 @@ TIME_BUDGET = typer.Option(None, min=1.0, help="Wall-time budget in seconds (a l
                            "the steps that fit and the learning-rate schedule ends there.")
 THREADS = typer.Option(0, help="CPU threads for torch (0: leave torch's default).")
 KEEP_BEST = typer.Option(False, help="Also export the model at its lowest validation loss to OUT/best.")
+INIT = typer.Option(None, "--init", help="Start from a trained model folder (fine-tuning, e.g. checkpoints/music/flow): "
+                    "its architecture, weights, tags and melody conditioner; --preset (and the flow's --patch, the "
+                    "LM's --pattern) then come from it.")

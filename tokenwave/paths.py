@@ -12,3 +12,10 @@ def checkpoints_dir() -> Path:
 
 def default_checkpoint(name: str) -> Path:
     return checkpoints_dir() / name
+
+
+def shown_path(folder: str) -> str:
+    """``folder`` as recorded in a checkpoint: ``checkpoints/...`` for the shipped ones, else as given."""
+    path = Path(folder).resolve()
+    root = checkpoints_dir().resolve()
+    return f"checkpoints/{path.relative_to(root).as_posix()}" if path.is_relative_to(root) else str(folder)

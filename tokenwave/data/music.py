@@ -164,6 +164,10 @@ def plan_music(minutes: float, seed: int = 0) -> list[_Job]:
     return jobs
 
 
+MIN_NOTE_SECONDS = 0.005  # shorter notes are left out of the MIDI file (a few ticks at its resolution)
+RENDER_TIMEOUT = 120.0    # seconds for fluidsynth to render one 8-15 s clip (it takes well under one)
+
+
 def _excerpt(job: _Job) -> dict | None:
     """Notes (seconds, sounding pitch) and metadata of the job's excerpt, from its first usable candidate."""
     seconds = job.frames / MELODY_FRAME_RATE
@@ -215,6 +219,8 @@ def _write_midi(ex: dict, velocity: int, rng: np.random.Generator, path: Path) -
     insts = [pretty_midi.Instrument(program=p) for p in progs]
     top = int(ex["parts"].min())
     for (pitch, start, end), part in zip(ex["notes"], ex["parts"]):
+        if end - start < MIN_NOTE_SECONDS:
+            continue  # cut to nothing at the excerpt's end: in the file its note-off would sort before its note-on
         k = min(int(part) - top, len(progs) - 1)
         vel = int(np.clip(velocity + (6 if part == top else 0) + rng.integers(-6, 7), 1, 127))
         insts[k].notes.append(pretty_midi.Note(velocity=vel, pitch=int(pitch), start=float(start), end=float(end)))
@@ -231,7 +237,11 @@ def _render(job: _Job, sf2: Path, tmp: Path) -> tuple[np.ndarray, dict]:
     _write_midi(ex, job.velocity, np.random.default_rng([job.seed, job.index, 1]), mid)
     cmd = ["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(SAMPLE_RATE), "-T", "wav", "-O", "float",
            "-F", str(wav_path), str(sf2), str(mid)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=RENDER_TIMEOUT)
+    except subprocess.TimeoutExpired as err:  # a note left sounding would render (and fill the disk) for ever
+        wav_path.unlink(missing_ok=True)
+        raise RuntimeError(f"fluidsynth did not finish {ex['piece'].id} in {RENDER_TIMEOUT} s (a note without its end?)") from err
     if res.returncode != 0 or not wav_path.exists():
         raise RuntimeError(f"fluidsynth failed on {ex['piece'].id}: {res.stderr.strip()[-300:]}")
     try:

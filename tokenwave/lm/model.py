@@ -7,14 +7,13 @@ serve every pattern. The model sees ``[prefix (P) | start, step 0, ..., step L-2
 from __future__ import annotations
 
 import math
-import os
 import weakref
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tokenwave.checkpoint import load_checkpoint, save_checkpoint
+from tokenwave.checkpoint import Checkpointable
 from tokenwave.conditioning import Conditioning
 from tokenwave.lm.config import LMConfig
 from tokenwave.patterns import Pattern
@@ -145,7 +144,10 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class TokenLM(nn.Module):
+class TokenLM(Checkpointable, nn.Module):
+    KIND = KIND
+    CONFIG = LMConfig
+
     def __init__(self, cfg: LMConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -259,15 +261,6 @@ class TokenLM(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def save(self, folder: str | os.PathLike, extra: dict | None = None) -> None:
-        save_checkpoint(folder, self.state_dict(), self.cfg, KIND, extra)
-
-    @classmethod
-    def load(cls, folder: str | os.PathLike) -> TokenLM:
-        state, cfg, _ = load_checkpoint(folder, LMConfig, KIND)
-        model = cls(cfg)
-        model.load_state_dict(state)
-        return model.eval()
 
 
 def param_count_str(n: int) -> str:

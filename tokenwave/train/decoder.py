@@ -16,17 +16,10 @@ from tokenwave.codec.losses import mel_distance, si_sdr
 from tokenwave.codec.model import Codec
 from tokenwave.data.loader import SegmentSampler
 from tokenwave.errors import InvalidArgumentError
-from tokenwave.paths import checkpoints_dir
+from tokenwave.paths import shown_path
 from tokenwave.train.codec import CodecTrainConfig, reconstruction_losses
 from tokenwave.train.state import numpy_rng_state, set_numpy_rng_state
 from tokenwave.train.trainer import DistInfo, set_schedule_lr, wrap_ddp
-
-
-def shown_path(folder: str) -> str:
-    """``folder`` as recorded in a checkpoint: ``checkpoints/...`` for the shipped ones, else as given."""
-    path = Path(folder).resolve()
-    root = checkpoints_dir().resolve()
-    return f"checkpoints/{path.relative_to(root).as_posix()}" if path.is_relative_to(root) else str(folder)
 
 
 class DecoderRecipe:

@@ -9,11 +9,12 @@ import torch
 
 from tokenwave.conditioning import TagConditioner, TagVocab
 from tokenwave.data.tokens import LatentDataset
-from tokenwave.errors import DatasetError
+from tokenwave.checkpoint import CheckpointError
+from tokenwave.errors import DatasetError, InvalidArgumentError
 from tokenwave.flow.config import FlowConfig
 from tokenwave.flow.loss import flow_loss
 from tokenwave.flow.model import FlowDiT
-from tokenwave.train.tagged import ConditioningOptions, TaggedModel, TaggedRecipe
+from tokenwave.train.tagged import ConditioningOptions, InitModel, TaggedModel, TaggedRecipe
 from tokenwave.train.trainer import DistInfo
 
 PRESETS = {
@@ -63,10 +64,29 @@ class FlowRecipe(TaggedRecipe):
             self.valid_data = LatentDataset(latents, "train", seed=seed)
         vocab = TagVocab.from_rows(self.train_data.rows)
         k = self.train_data.info
-        cfg = FlowConfig(latent_dim=k["latent_dim"], latent_scale=float(k["stats"]["overall_std"]) or 1.0,
-                         max_frames=max(FlowConfig.max_frames, tcfg.frames), patch=tcfg.patch, **PRESETS[preset])
-        self.setup(FlowModel(cfg, len(vocab), melody=tcfg.melody), vocab)
+        if tcfg.init:
+            self._setup_init(InitModel.read(tcfg.init, FlowDiT), vocab, latents)
+        else:
+            cfg = FlowConfig(latent_dim=k["latent_dim"], latent_scale=float(k["stats"]["overall_std"]) or 1.0,
+                             max_frames=max(FlowConfig.max_frames, tcfg.frames), patch=tcfg.patch, **PRESETS[preset])
+            self.setup(FlowModel(cfg, len(vocab), melody=tcfg.melody), vocab)
         self.latents_info = {key: v for key, v in k.items() if key != "stats"}
+
+    def _setup_init(self, init: InitModel, vocab: TagVocab, latents: str) -> None:
+        """Fine-tune ``init``: its architecture, patch and latent scale (the scale its inputs were trained at) are
+        kept; the data must hold latents of its width."""
+        k, cfg = self.train_data.info, init.cfg
+        if cfg.latent_dim != k["latent_dim"]:
+            raise CheckpointError(f"{init.folder} generates {cfg.latent_dim}-channel latents but {latents} holds "
+                                  f"{k['latent_dim']}-channel ones",
+                                  "encode the data with the codec the model was trained on (`tokenwave codec latents "
+                                  "--model CODEC`), or train without --init")
+        if self.tcfg.frames > cfg.max_frames:
+            raise InvalidArgumentError(f"--frames {self.tcfg.frames} is longer than {init.folder}'s longest window "
+                                       f"({cfg.max_frames} frames)", f"use --frames {cfg.max_frames} or fewer")
+        init.check_source("latents", k, latents)
+        self.tcfg.patch = cfg.patch
+        self.setup_init(init, FlowModel, vocab, "flow")
 
     def loss_args(self) -> tuple:
         return (self.tcfg.prompt_share, self.tcfg.times)

@@ -4,11 +4,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tokenwave.checkpoint import CheckpointError
 from tokenwave.conditioning import TagVocab
 from tokenwave.data.tokens import TokenDataset
 from tokenwave.lm.config import LMConfig
+from tokenwave.errors import InvalidArgumentError
 from tokenwave.lm.model import TokenLM
-from tokenwave.train.tagged import ConditioningOptions, TaggedModel, TaggedRecipe
+from tokenwave.train.tagged import ConditioningOptions, InitModel, TaggedModel, TaggedRecipe
 from tokenwave.train.trainer import DistInfo
 
 PRESETS = {
@@ -26,6 +28,9 @@ class LMTrainConfig(ConditioningOptions):
     warmup: int = 200
     total_steps: int = 10_000
     val_batches: int = 4
+
+
+PREFIX_ROOM = 64  # positions kept for the tag prefix beyond a training window's codes
 
 
 class LMModel(TaggedModel):
@@ -46,10 +51,30 @@ class LMRecipe(TaggedRecipe):
         self.valid_data = TokenDataset(tokens, "valid", seed=seed)
         vocab = TagVocab.from_rows(self.train_data.rows)
         k = self.train_data.info
-        cfg = LMConfig(K=k["K"], codebook_size=k["codebook_size"], pattern=pattern, **PRESETS[preset],
-                       max_len=pattern_length(pattern, k["K"], tcfg.frames) + 64)
-        self.setup(LMModel(cfg, len(vocab), melody=tcfg.melody), vocab)
+        if tcfg.init:
+            self._setup_init(InitModel.read(tcfg.init, TokenLM), vocab, tokens)
+        else:
+            cfg = LMConfig(K=k["K"], codebook_size=k["codebook_size"], pattern=pattern, **PRESETS[preset],
+                           max_len=pattern_length(pattern, k["K"], tcfg.frames) + PREFIX_ROOM)
+            self.setup(LMModel(cfg, len(vocab), melody=tcfg.melody), vocab)
         self.tokens_info = k
+
+    def _setup_init(self, init: InitModel, vocab: TagVocab, tokens: str) -> None:
+        """Fine-tune ``init``: its architecture and delay pattern are kept; the data must hold codes of its codebooks."""
+        k, cfg = self.train_data.info, init.cfg
+        if (cfg.K, cfg.codebook_size) != (k["K"], k["codebook_size"]):
+            raise CheckpointError(f"{init.folder} models {cfg.K} codebooks of {cfg.codebook_size} but {tokens} holds "
+                                  f"{k['K']} of {k['codebook_size']}",
+                                  "tokenize the data at the model's bitrate (`tokenwave codec tokenize --kbps`), or "
+                                  "train without --init")
+        need = pattern_length(cfg.pattern, cfg.K, self.tcfg.frames) + PREFIX_ROOM
+        if need > cfg.max_len:
+            fit = max((f for f in range(1, self.tcfg.frames) if pattern_length(cfg.pattern, cfg.K, f) + PREFIX_ROOM
+                       <= cfg.max_len), default=1)
+            raise InvalidArgumentError(f"--frames {self.tcfg.frames} needs {need} positions (with its tag prefix) but "
+                                       f"{init.folder} has {cfg.max_len}", f"use --frames {fit} or fewer")
+        init.check_source("tokens", k, tokens)
+        self.setup_init(init, LMModel, vocab, "lm")
 
     def validate(self) -> dict[str, float]:
         return self.cross_entropy_validation()

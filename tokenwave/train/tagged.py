@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
+
+from tokenwave.checkpoint import CheckpointError, load_checkpoint
 
 from tokenwave.conditioning import Conditioning, TagConditioner, TagVocab, row_tags
 from tokenwave.conditioning.melody import NO_PITCH, MelodyConditioner, pitch_classes
@@ -21,6 +23,46 @@ class ConditioningOptions:
     tag_dropout: float = 0.0     # share of tags left out per training item (partial prompts)
     melody: bool = False         # condition on the rows' melody (pitch class per frame)
     melody_dropout: float = 0.5  # share of training items whose melody is hidden (melody is optional)
+    init: str | None = None      # a trained model folder the run starts from (fine-tuning), as recorded
+
+
+@dataclass
+class InitModel:
+    """A trained generator folder a run starts from (``--init``): its network's config and weights, its tag vocabulary
+    and embeddings, and its melody conditioner if it has one."""
+
+    folder: str
+    cfg: object
+    state: dict[str, torch.Tensor]
+    tags: list[str]
+    tag_embed: torch.Tensor
+    melody: dict[str, torch.Tensor] | None
+    raw: dict
+
+    @classmethod
+    def read(cls, folder: str | Path, net_cls: type) -> InitModel:
+        """``net_cls`` (``FlowDiT`` or ``TokenLM``) names the checkpoint kind; a folder of another kind, or one
+        without its tag conditioner, is refused with a :class:`CheckpointError`."""
+        state, cfg, raw = load_checkpoint(folder, net_cls.CONFIG, net_cls.KIND)
+        f = Path(folder)
+        if "tags" not in raw or not (f / "tags.safetensors").exists():
+            raise CheckpointError(f"{folder} holds a {net_cls.KIND} network but no tag conditioner (tags.safetensors "
+                                  "and the config's tag list)",
+                                  f"pass a model folder written by `tokenwave train {net_cls.KIND}`, e.g. OUT/model")
+        tag_embed = load_file(str(f / "tags.safetensors"))["embed.weight"]
+        melody = load_file(str(f / "melody.safetensors")) if (f / "melody.safetensors").exists() else None
+        return cls(str(folder), cfg, state, list(raw["tags"]), tag_embed, melody, raw)
+
+    def check_source(self, key: str, data_info: dict, data: str) -> None:
+        """Warn when the model's training data (``raw[key]``, e.g. its latents' info) came from another codec than
+        ``data`` (a path as recorded, so a moved folder also warns)."""
+        import warnings
+
+        mine, theirs = (self.raw.get(key) or {}).get("codec"), data_info.get("codec")
+        if mine and theirs and mine != theirs:
+            warnings.warn(f"{self.folder} was trained on {key} of the codec {mine}, but {data} holds those of {theirs}; "
+                          "fine-tuning on another codec's output starts from a model that does not know it",
+                          stacklevel=3)
 
 
 class TaggedModel(torch.nn.Module):
@@ -54,6 +96,30 @@ class TaggedRecipe:
         self.modules = {"model": self.model}
         self.optimizers = {"opt": torch.optim.AdamW(self.model.parameters(), lr=self.tcfg.lr, weight_decay=0.01,
                                                     betas=(0.9, 0.95))}
+
+    def setup_init(self, init: InitModel, make_model, data_vocab: TagVocab, net: str) -> None:
+        """:meth:`setup` for a run started from ``init``: its architecture and weights, its melody conditioner (the
+        run is melody-conditioned exactly when the model is), and a vocabulary of its tags and the data's. Each tag
+        keeps its embedding by name; a tag new to the model starts as the unknown tag's embedding, which is what
+        the model has seen for it so far. ``--melody`` without a melody conditioner to start from is refused."""
+        from tokenwave.paths import shown_path
+
+        from tokenwave.errors import InvalidArgumentError
+
+        if self.tcfg.melody and init.melody is None:
+            raise InvalidArgumentError(f"--melody given but {init.folder} has no melody conditioner",
+                                       "drop --melody, or train a melody-conditioned model without --init")
+        vocab = TagVocab(init.tags + data_vocab.tags)
+        self.tcfg.init = shown_path(init.folder)
+        self.tcfg.melody = init.melody is not None
+        model = make_model(init.cfg, len(vocab), melody=self.tcfg.melody)
+        getattr(model, net).load_state_dict(init.state)
+        known = {t: i for i, t in enumerate(init.tags)}
+        with torch.no_grad():
+            model.tags.embed.weight.copy_(init.tag_embed[[known.get(t, 0) for t in vocab.tags]])
+        if init.melody is not None:
+            model.melody.load_state_dict(init.melody)
+        self.setup(model, vocab)
 
     def _batch(self, data) -> tuple:
         """``(windows, tag ids, tag mask, lengths, melody)`` on the training device; melody (pitch class per frame,
