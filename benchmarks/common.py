@@ -87,6 +87,14 @@ def ratio(ours: float | None, baseline: float | None) -> float | None:
     return ours / baseline
 
 
+def paired_difference(a: list[float], b: list[float]) -> dict[str, float]:
+    """Mean and standard error of ``a - b`` over the same items (two systems scored on the same clips)."""
+    import numpy as np
+
+    d = np.subtract(a, b)
+    return {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0}
+
+
 def command_line(script: str, argv: list[str] | None = None) -> str:
     """The command that reproduces this run, e.g. ``python benchmarks/codec.py --quick``."""
     argv = sys.argv[1:] if argv is None else argv

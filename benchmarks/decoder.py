@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, RESULTS_DIR, arg_parser, command_line, machine_info, ratio, target, write_result  # noqa: E402
+from common import (REPO_ROOT, RESULTS_DIR, arg_parser, command_line, machine_info, paired_difference, ratio,  # noqa: E402
+                    target, write_result)
 
 from tokenwave.audio import load_audio  # noqa: E402
 from tokenwave.codec import load_codec  # noqa: E402
@@ -120,9 +121,7 @@ def tagged(args) -> tuple[dict, list[dict], dict]:
     paired = {}  # tuned minus general on the same clips: mean and standard error of the difference
     for a, b in (("tuned", "general"), ("generated_tuned", "generated_general")):
         for m in ("tag_acc", "clap"):
-            d = np.subtract(scored[a][f"{m}_items"], scored[b][f"{m}_items"])
-            paired[f"{a}_minus_{b}_{m}"] = {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d)))
-                                            if len(d) > 1 else 0.0}
+            paired[f"{a}_minus_{b}_{m}"] = paired_difference(scored[a][f"{m}_items"], scored[b][f"{m}_items"])
     figures = {"decoder": str(args.decoder), "input": "latents" if n_q == 0 else f"{n_q} codebooks", "generator": generator,
                "data": str(args.data), "split": args.split, "clips": len(rows), "summary": summary, "paired": paired,
                "ids": [r["id"] for r in rows]}

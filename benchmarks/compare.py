@@ -1,0 +1,146 @@
+"""A candidate generator (e.g. a fine-tuned run's model) against the shipped one, paired on the same captions and
+seeds: the measurement that decides whether a new music / sfx checkpoint replaces the old.
+
+    python benchmarks/compare.py --task music --generator flow --candidate runs/flow-music-ft/best \\
+        [--data data/music-xl] [--split valid] [--items 96] [--melody] [--name NAME]
+
+Both models render every captioned clip of ``--data``'s ``--split`` (first ``--items`` by id) for its duration (up
+to 10 s), with the same seed (the item index) and the shipped sampling defaults (``generators.json``), through the
+task's own ``generate`` and the shipped decoder for that generator (the candidate's own ``decoder/`` if it has one).
+Scores: the project tagger's tag accuracy and CLAP-style score (as benchmarks/tasks.py scores the test split);
+with ``--melody``, also the chroma cosine between the output and the row's melody given to it. Choose on the valid
+split; the test split stays for benchmarks/tasks.py.
+Writes benchmarks/results/compare[-NAME].json (+ .png: each metric with its standard error, and the paired
+differences) and prints the JSON.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (REPO_ROOT, RESULTS_DIR, arg_parser, command_line, machine_info, paired_difference,  # noqa: E402
+                    target, write_result)
+from generators import FIELD, score  # noqa: E402
+
+from tokenwave.data.manifest import read_manifest  # noqa: E402
+from tokenwave.progress import progress_bar  # noqa: E402
+from tokenwave.tasks import Sampling, load_task  # noqa: E402
+
+SYSTEMS = ("shipped", "candidate")
+
+
+def candidate_task(task, generator: str, folder: Path):
+    """``task`` with its ``generator`` replaced by the model in ``folder`` (and its decoder, if it has one)."""
+    from tokenwave.tasks.base import folder_decoder
+    from tokenwave.tasks.tagged import Generator
+
+    g = Generator.load(folder)
+    if g.kind != generator:
+        raise SystemExit(f"{folder} holds a {g.kind} model, not a {generator} one")
+    task.generators[generator] = g
+    tuned = folder_decoder(folder, task.codec, 0 if g.kind == "flow" else g.model.cfg.K)
+    if tuned is not None:
+        task.decoders[generator] = tuned
+    return task
+
+
+def render(task, generator: str, rows: list[dict], melody: bool, name: str) -> dict[str, list]:
+    """Each row's caption rendered (seed = index); with ``melody`` also with the row's melody, and its chroma cosine."""
+    from tokenwave.eval.melody import chroma_cosine
+
+    out: dict[str, list] = {"wavs": [], "chroma": []}
+    with progress_bar(name, len(rows), "clips") as bar, torch.no_grad():
+        for i, r in enumerate(rows):
+            seconds = min(r["duration"], 10.0)
+            out["wavs"].append(task.generate(r["caption"], seconds, Sampling(seed=i), watermark=False,
+                                             generator=generator).wav)
+            if melody:
+                mel = np.asarray(r["melody"][: int(seconds * 75)])
+                wav = task.generate(r["caption"], seconds, Sampling(seed=i), melody=mel, watermark=False,
+                                    generator=generator).wav
+                out["chroma"].append(float(chroma_cosine(mel, wav, task.sample_rate)))
+            bar.advance()
+    return out
+
+
+def plot(figures: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tokenwave.plots import save_figure
+
+    metrics = [m for m in ("tag_acc", "clap", "chroma_cosine") if m in figures["shipped"]]
+    fig, axes = plt.subplots(1, len(metrics) + 1, figsize=(3.2 * (len(metrics) + 1), 3.2))
+    for ax, m in zip(axes, metrics):
+        ax.bar(SYSTEMS, [figures[s][m] for s in SYSTEMS], yerr=[figures[s].get(f"{m}_se", 0) for s in SYSTEMS],
+               color=["#888", "#3a7"], capsize=3)
+        ax.set_title(m, fontsize=10)
+    diffs = figures["paired"]
+    names = list(diffs)
+    axes[-1].bar(range(len(names)), [diffs[n]["mean"] for n in names], yerr=[diffs[n]["se"] for n in names],
+                 color="#79c", capsize=3)
+    axes[-1].axhline(0, color="k", lw=0.8)
+    axes[-1].set_xticks(range(len(names)), [n.replace("_", "\n", 1) for n in names], fontsize=7)
+    axes[-1].set_title("candidate - shipped (paired)", fontsize=10)
+    fig.suptitle(f"{figures['task']} / {figures['generator']}: {figures['items']} {figures['split']} clips of "
+                 f"{figures['data']}", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def main() -> None:
+    parser = arg_parser(__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=("sfx", "music"), default="music")
+    parser.add_argument("--generator", choices=("lm", "flow"), default="flow")
+    parser.add_argument("--candidate", type=Path, required=True, help="the candidate model folder (OUT/model, OUT/best)")
+    parser.add_argument("--data", type=Path, default=None, help="dataset (default data/<task>)")
+    parser.add_argument("--split", default="valid")
+    parser.add_argument("--items", type=int, default=48)
+    parser.add_argument("--melody", action="store_true", help="also score melody following (music rows with one)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--name", default="", help="suffix of the result files")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    data = args.data or REPO_ROOT / "data" / args.task
+    rows = [r for r in sorted(read_manifest(data, args.split), key=lambda r: r["id"])
+            if r.get("caption") and (r.get("melody") or not args.melody)][: 3 if args.quick else args.items]
+    if not rows:
+        raise SystemExit(f"{data} has no captioned {args.split} clips")
+    shipped = load_task(args.task, generator=args.generator)
+    shipped_folder = shipped.generators[args.generator].folder
+    renders = {"shipped": render(shipped, args.generator, rows, args.melody, "shipped")}
+    candidate = candidate_task(shipped, args.generator, args.candidate)
+    renders["candidate"] = render(candidate, args.generator, rows, args.melody, "candidate")
+
+    field = FIELD[args.task]
+    scored = {s: score(renders[s]["wavs"], rows, shipped.sample_rate, field, per_item=True) for s in SYSTEMS}
+    if args.melody:
+        for s in SYSTEMS:
+            c = renders[s]["chroma"]
+            scored[s].update(chroma_cosine=float(np.mean(c)), chroma_cosine_items=c,
+                             chroma_cosine_se=float(np.std(c, ddof=1) / np.sqrt(len(c))) if len(c) > 1 else 0.0)
+    shown = data.resolve().relative_to(REPO_ROOT) if data.resolve().is_relative_to(REPO_ROOT) else data
+    figures: dict = {"task": args.task, "generator": args.generator, "data": str(shown), "split": args.split,
+                     "items": len(rows), "shipped_model": str(shipped_folder), "candidate_model": str(args.candidate),
+                     "sampling": "the shipped defaults (generators.json), seed = item index",
+                     **{s: {k: v for k, v in scored[s].items() if not k.endswith("_items")} for s in SYSTEMS}}
+    metrics = [m for m in ("tag_acc", "clap", "chroma_cosine") if f"{m}_items" in scored["shipped"]]
+    figures["paired"] = {m: paired_difference(scored["candidate"][f"{m}_items"], scored["shipped"][f"{m}_items"])
+                         for m in metrics}
+    figures["ids"] = [r["id"] for r in rows]
+    targets = [target(f"candidate_minus_shipped_{m}", figures["paired"][m]["mean"], ">", 0.0) for m in metrics]
+    name = "compare" + (f"-{args.name}" if args.name else "")
+    result = write_result(name, command_line(__file__), targets, figures, args.quick, machine_info())
+    plot(figures, RESULTS_DIR / f"{name}.png")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
