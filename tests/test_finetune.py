@@ -93,6 +93,8 @@ def test_cli_fine_tunes_and_records_the_init(trained):
     def losses(folder):
         return [json.loads(line)["loss"] for line in (folder / "log.jsonl").read_text().splitlines() if '"loss"' in line]
 
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [e["validation"]["step"] for e in log if "validation" in e] == [0, 6]  # where it started, where it ended
     fine, fresh = losses(run), losses(trained / "flow")[:6]
     assert len(fine) == 6 and sum(fine) / 6 < sum(fresh) / 6 - 0.05  # it did not start from scratch
 

@@ -219,6 +219,46 @@ def test_keep_best_exports_the_lowest_validation_loss(tmp_path):
     assert exported[-1] == ("model", 8)
 
 
+def test_keep_best_survives_a_resume(tmp_path):
+    """After --resume, best/ is only replaced by a loss below the best one logged before the resume."""
+    from tokenwave.train.trainer import DistInfo, train
+
+    exported = []
+
+    def run(losses, **kw):
+        recipe = _SleepyRecipe()
+        it = iter(losses)
+        recipe.validate = lambda: {"valid_loss": next(it)}
+        recipe.export = lambda folder, metrics: exported.append((folder.name, metrics["step"]))
+        train(recipe, tmp_path / "run", 8, DistInfo(), val_every=2, ckpt_every=100, log_every=100, keep_best=True, **kw)
+
+    run([3.0, 1.0], until=4)
+    run([2.0, 0.5], resume=True)
+    assert [e for e in exported if e[0] == "best"] == [("best", 2), ("best", 4), ("best", 8)]  # not 2.0 at step 6
+
+
+def test_fine_tuning_run_validates_its_starting_point(tmp_path):
+    """A run started from a trained model (``tcfg.init``) validates before its first step; with --keep-best that
+    model stays best/ until a step beats it."""
+    from tokenwave.train.trainer import DistInfo, train
+
+    recipe = _SleepyRecipe()
+    recipe.tcfg.init = "checkpoints/music/flow"
+    losses = iter([1.2, 3.0, 1.0])
+    recipe.validate = lambda: {"valid_loss": next(losses)}
+    exported = []
+    recipe.export = lambda folder, metrics: exported.append((folder.name, metrics["step"]))
+    train(recipe, tmp_path / "run", 4, DistInfo(), val_every=2, ckpt_every=100, log_every=100, keep_best=True)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [e["validation"]["step"] for e in log if "validation" in e] == [0, 2, 4]
+    assert [e for e in exported if e[0] == "best"] == [("best", 0), ("best", 4)]
+    plain = _SleepyRecipe()  # a run from scratch does not
+    plain.validate = lambda: {"valid_loss": 1.0}
+    train(plain, tmp_path / "plain", 4, DistInfo(), val_every=2, ckpt_every=100, log_every=100)
+    log = [json.loads(line) for line in (tmp_path / "plain" / "log.jsonl").read_text().splitlines()]
+    assert [e["validation"]["step"] for e in log if "validation" in e] == [2, 4]
+
+
 def test_gpu_carry_round_trip(tmp_path):
     """scripts/gpu_carry.py: latents travel as int8 within half a quantisation step, tokens and index exactly."""
     import importlib.util

@@ -115,7 +115,16 @@ def train(recipe: Recipe, out: str | os.PathLike, steps: int, info: DistInfo, va
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
     running: dict[str, float] = {}
-    best = math.inf
+    best = _best_so_far(log, start) if keep_best else math.inf
+    if start == 0 and getattr(getattr(recipe, "tcfg", None), "init", None) and info.is_main:
+        # a fine-tuning run first measures the model it starts from: the log shows the starting point, and
+        # --keep-best keeps that model if no step beats it
+        metrics = {"step": 0, **recipe.validate()}
+        with open(log, "a") as f:
+            f.write(json.dumps({"validation": metrics}) + "\n")
+        if keep_best and "valid_loss" in metrics:
+            best = metrics["valid_loss"]
+            recipe.export(out / "best", metrics)
     t0 = time.time()
     with progress_bar(name, total=steps, unit="steps") as bar:
         bar.update(completed=start)
@@ -154,6 +163,18 @@ def train(recipe: Recipe, out: str | os.PathLike, steps: int, info: DistInfo, va
                 save_train_state(out / "last", done, recipe.modules, recipe.optimizers, recipe.rng_state())
                 recipe.export(out / "model", metrics)
     return metrics
+
+
+def _best_so_far(log: Path, start: int) -> float:
+    """The lowest validation loss logged up to step ``start`` (a resumed ``--keep-best`` run keeps beating it,
+    not whatever its first validation after the resume gives)."""
+    best = math.inf
+    if start and log.exists():
+        for line in log.read_text().splitlines():
+            v = json.loads(line).get("validation") or {}
+            if v.get("step", math.inf) <= start and "valid_loss" in v:
+                best = min(best, v["valid_loss"])
+    return best
 
 
 def _agree(fit: int | None, info: DistInfo) -> int | None:
