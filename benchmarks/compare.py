@@ -2,14 +2,16 @@
 seeds: the measurement that decides whether a new music / sfx checkpoint replaces the old.
 
     python benchmarks/compare.py --task music --generator flow --candidate runs/flow-music-ft/best \\
-        [--data data/music-xl] [--split valid] [--items 96] [--melody] [--name NAME]
+        [--data data/music-xl] [--split valid] [--items 96] [--melody] [--heldout runs/latents-music-xl] [--name NAME]
 
 Both models render every captioned clip of ``--data``'s ``--split`` (first ``--items`` by id) for its duration (up
 to 10 s), with the same seed (the item index) and the shipped sampling defaults (``generators.json``), through the
 task's own ``generate`` and the shipped decoder for that generator (the candidate's own ``decoder/`` if it has one).
 Scores: the project tagger's tag accuracy and CLAP-style score (as benchmarks/tasks.py scores the test split);
-with ``--melody``, also the chroma cosine between the output and the row's melody given to it. Choose on the valid
-split; the test split stays for benchmarks/tasks.py.
+with ``--melody``, also the chroma cosine between the output and the row's melody given to it. ``--heldout`` (the
+latents folder of a flow model's data, the tokens folder of a token LM's) adds each model's training loss on the
+same valid windows, noise and times, batch by batch. Choose on the valid split; the test split stays for
+benchmarks/tasks.py.
 Writes benchmarks/results/compare[-NAME].json (+ .png: each metric with its standard error, and the paired
 differences) and prints the JSON.
 """
@@ -47,6 +49,26 @@ def candidate_task(task, generator: str, folder: Path):
     if tuned is not None:
         task.decoders[generator] = tuned
     return task
+
+
+def heldout_losses(generator: str, folder: Path, heldout: Path, batches: int) -> list[float]:
+    """The model's training loss on ``batches`` valid batches of ``heldout``: the windows, noise and times depend
+    only on the seed, so two models' lists pair batch by batch."""
+    from tokenwave.train.trainer import DistInfo, seed_everything
+
+    train = json.loads((folder / "config.json").read_text()).get("train", {})
+    seed_everything(0)
+    if generator == "flow":
+        from tokenwave.train.flow import FlowRecipe, FlowTrainConfig
+
+        tcfg = FlowTrainConfig(init=str(folder), frames=train.get("frames", 300), batch_size=16, val_batches=batches)
+        recipe = FlowRecipe(str(heldout), "small", tcfg, DistInfo(), seed=0)
+    else:
+        from tokenwave.train.lm import LMRecipe, LMTrainConfig
+
+        tcfg = LMTrainConfig(init=str(folder), frames=train.get("frames", 150), batch_size=16, val_batches=batches)
+        recipe = LMRecipe(str(heldout), "delay", "small", tcfg, DistInfo(), seed=0)
+    return recipe.validation_losses()
 
 
 def render(task, generator: str, rows: list[dict], melody: bool, name: str) -> dict[str, list]:
@@ -104,6 +126,9 @@ def main() -> None:
     parser.add_argument("--split", default="valid")
     parser.add_argument("--items", type=int, default=48)
     parser.add_argument("--melody", action="store_true", help="also score melody following (music rows with one)")
+    parser.add_argument("--heldout", type=Path, default=None,
+                        help="latents (flow) or tokens (token LM) folder: also compare the training loss on its valid split")
+    parser.add_argument("--heldout-batches", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--name", default="", help="suffix of the result files")
     args = parser.parse_args()
@@ -136,6 +161,14 @@ def main() -> None:
                          for m in metrics}
     figures["ids"] = [r["id"] for r in rows]
     targets = [target(f"candidate_minus_shipped_{m}", figures["paired"][m]["mean"], ">", 0.0) for m in metrics]
+    if args.heldout is not None:
+        n = 2 if args.quick else args.heldout_batches
+        losses = {s: heldout_losses(args.generator, f, args.heldout, n)
+                  for s, f in (("shipped", Path(shipped_folder)), ("candidate", args.candidate))}
+        figures["heldout_loss"] = {"data": str(args.heldout), "batches": n, "batch_size": 16,
+                                   **{s: float(np.mean(v)) for s, v in losses.items()},
+                                   "paired": paired_difference(losses["candidate"], losses["shipped"])}
+        targets.append(target("candidate_minus_shipped_heldout_loss", figures["heldout_loss"]["paired"]["mean"], "<", 0.0))
     name = "compare" + (f"-{args.name}" if args.name else "")
     result = write_result(name, command_line(__file__), targets, figures, args.quick, machine_info())
     plot(figures, RESULTS_DIR / f"{name}.png")

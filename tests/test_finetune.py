@@ -58,6 +58,11 @@ def test_init_starts_from_the_models_weights(trained):
     assert not torch.equal(fresh.model.flow.state_dict()["out.weight"], state["out.weight"])
     # the same valid windows and noise: the fine-tuning run starts where the trained model ended, below a fresh one
     assert fine.validate()["valid_loss"] < 0.95 * fresh.validate()["valid_loss"]
+    # validation draws its windows, noise and times from the seed alone: two runs of one model agree batch by batch
+    # (what benchmarks/compare.py --heldout pairs two models on)
+    a, b = recipe(trained, init=str(init)), recipe(trained, init=str(init))
+    a.tcfg.val_batches = b.tcfg.val_batches = 3
+    assert a.validation_losses() == b.validation_losses()
     assert fine.tcfg.init == str(init) and fine.tcfg.patch == json.loads((init / "config.json").read_text())["config"]["patch"]
 
 

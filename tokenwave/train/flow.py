@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
+from tokenwave.checkpoint import CheckpointError
 from tokenwave.conditioning import TagConditioner, TagVocab
 from tokenwave.data.tokens import LatentDataset
-from tokenwave.checkpoint import CheckpointError
 from tokenwave.errors import DatasetError, InvalidArgumentError
 from tokenwave.flow.config import FlowConfig
 from tokenwave.flow.loss import flow_loss
@@ -92,11 +92,16 @@ class FlowRecipe(TaggedRecipe):
         return (self.tcfg.prompt_share, self.tcfg.times)
 
     @torch.no_grad()
-    def validate(self) -> dict[str, float]:
-        """Mean flow-matching loss on valid windows, with fixed noise and times (comparable across steps)."""
+    def validation_losses(self) -> list[float]:
+        """The flow-matching loss of each of ``val_batches`` valid batches, with fixed noise and times (the same
+        for every model validated from the same valid RNG state: comparable across steps and across models)."""
         self.model.eval()
         gen = torch.Generator(device=self.info.device).manual_seed(self.seed)
-        losses = [float(self.model(*self._batch(self.valid_data), 0.0, "uniform", gen)) for _ in range(self.tcfg.val_batches)]
+        return [float(self.model(*self._batch(self.valid_data), 0.0, "uniform", gen)) for _ in range(self.tcfg.val_batches)]
+
+    def validate(self) -> dict[str, float]:
+        """Mean flow-matching loss on valid windows (:meth:`validation_losses`)."""
+        losses = self.validation_losses()
         out: dict = {"valid_loss": round(sum(losses) / len(losses), 5)}
         return out if self.valid_split == "valid" else {**out, "valid_split": self.valid_split}
 

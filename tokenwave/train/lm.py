@@ -7,8 +7,8 @@ from pathlib import Path
 from tokenwave.checkpoint import CheckpointError
 from tokenwave.conditioning import TagVocab
 from tokenwave.data.tokens import TokenDataset
-from tokenwave.lm.config import LMConfig
 from tokenwave.errors import InvalidArgumentError
+from tokenwave.lm.config import LMConfig
 from tokenwave.lm.model import TokenLM
 from tokenwave.train.tagged import ConditioningOptions, InitModel, TaggedModel, TaggedRecipe
 from tokenwave.train.trainer import DistInfo

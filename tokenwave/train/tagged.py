@@ -9,9 +9,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tokenwave.checkpoint import CheckpointError, load_checkpoint
-
 from tokenwave.conditioning import Conditioning, TagConditioner, TagVocab, row_tags
 from tokenwave.conditioning.melody import NO_PITCH, MelodyConditioner, pitch_classes
+from tokenwave.errors import InvalidArgumentError
+from tokenwave.paths import shown_path
 from tokenwave.train.state import numpy_rng_state, set_numpy_rng_state
 from tokenwave.train.trainer import DistInfo, set_schedule_lr, wrap_ddp
 
@@ -102,10 +103,6 @@ class TaggedRecipe:
         run is melody-conditioned exactly when the model is), and a vocabulary of its tags and the data's. Each tag
         keeps its embedding by name; a tag new to the model starts as the unknown tag's embedding, which is what
         the model has seen for it so far. ``--melody`` without a melody conditioner to start from is refused."""
-        from tokenwave.paths import shown_path
-
-        from tokenwave.errors import InvalidArgumentError
-
         if self.tcfg.melody and init.melody is None:
             raise InvalidArgumentError(f"--melody given but {init.folder} has no melody conditioner",
                                        "drop --melody, or train a melody-conditioned model without --init")
@@ -171,13 +168,17 @@ class TaggedRecipe:
         return {"loss": float(loss.detach())}
 
     @torch.no_grad()
+    def validation_losses(self) -> list[float]:
+        """The loss of each of ``val_batches`` validation batches (token models: their cross-entropy)."""
+        self.model.eval()
+        return [float(self.model(*self._batch(self.valid_data))) for _ in range(self.tcfg.val_batches)]
+
     def cross_entropy_validation(self) -> dict[str, float]:
         """Mean loss over ``val_batches`` validation batches, as ``valid_loss`` and ``valid_perplexity`` (token
         models, whose loss is a cross-entropy)."""
         import math
 
-        self.model.eval()
-        losses = [float(self.model(*self._batch(self.valid_data))) for _ in range(self.tcfg.val_batches)]
+        losses = self.validation_losses()
         val = sum(losses) / len(losses)
         return {"valid_loss": round(val, 4), "valid_perplexity": round(math.exp(val), 2)}
 
