@@ -71,21 +71,20 @@ def heldout_losses(generator: str, folder: Path, heldout: Path, batches: int) ->
     return recipe.validation_losses()
 
 
-def render(task, generator: str, rows: list[dict], melody: bool, name: str, cfg: float | None = None) -> dict[str, list]:
-    """Each row's caption rendered (seed = index, guidance ``cfg`` or the model's default); with ``melody`` also with
-    the row's melody, and its chroma cosine."""
+def render(task, generator: str, rows: list[dict], melody: bool, name: str, cfg: float | None = None,
+           steps: int | None = None) -> dict[str, list]:
+    """Each row's caption rendered (seed = index; guidance ``cfg`` and flow ``steps``, or the model's defaults); with
+    ``melody`` also with the row's melody, and its chroma cosine."""
     from tokenwave.eval.melody import chroma_cosine
 
     out: dict[str, list] = {"wavs": [], "chroma": []}
     with progress_bar(name, len(rows), "clips") as bar, torch.no_grad():
         for i, r in enumerate(rows):
-            seconds = min(r["duration"], 10.0)
-            out["wavs"].append(task.generate(r["caption"], seconds, Sampling(seed=i, cfg_scale=cfg), watermark=False,
-                                             generator=generator).wav)
+            seconds, sampling = min(r["duration"], 10.0), Sampling(seed=i, cfg_scale=cfg, steps=steps)
+            out["wavs"].append(task.generate(r["caption"], seconds, sampling, watermark=False, generator=generator).wav)
             if melody:
                 mel = np.asarray(r["melody"][: int(seconds * 75)])
-                wav = task.generate(r["caption"], seconds, Sampling(seed=i, cfg_scale=cfg), melody=mel, watermark=False,
-                                    generator=generator).wav
+                wav = task.generate(r["caption"], seconds, sampling, melody=mel, watermark=False, generator=generator).wav
                 out["chroma"].append(float(chroma_cosine(mel, wav, task.sample_rate)))
             bar.advance()
     return out
@@ -129,6 +128,7 @@ def main() -> None:
     parser.add_argument("--melody", action="store_true", help="also score melody following (music rows with one)")
     parser.add_argument("--candidate-cfg", type=float, default=None,
                         help="the candidate's guidance scale (default: the shipped sampling defaults, as for the shipped model)")
+    parser.add_argument("--candidate-steps", type=int, default=None, help="the candidate's flow ODE steps (default: shipped)")
     parser.add_argument("--heldout", type=Path, default=None,
                         help="latents (flow) or tokens (token LM) folder: also compare the training loss on its valid split")
     parser.add_argument("--heldout-batches", type=int, default=50)
@@ -145,7 +145,8 @@ def main() -> None:
     shipped_folder = shipped.generators[args.generator].folder
     renders = {"shipped": render(shipped, args.generator, rows, args.melody, "shipped")}
     candidate = candidate_task(shipped, args.generator, args.candidate)
-    renders["candidate"] = render(candidate, args.generator, rows, args.melody, "candidate", args.candidate_cfg)
+    renders["candidate"] = render(candidate, args.generator, rows, args.melody, "candidate", args.candidate_cfg,
+                                  args.candidate_steps)
 
     field = FIELD[args.task]
     scored = {s: score(renders[s]["wavs"], rows, shipped.sample_rate, field, per_item=True) for s in SYSTEMS}
@@ -158,7 +159,7 @@ def main() -> None:
     figures: dict = {"task": args.task, "generator": args.generator, "data": str(shown), "split": args.split,
                      "items": len(rows), "shipped_model": str(shipped_folder), "candidate_model": str(args.candidate),
                      "sampling": "the shipped defaults (generators.json), seed = item index",
-                     "candidate_cfg": args.candidate_cfg,
+                     "candidate_cfg": args.candidate_cfg, "candidate_steps": args.candidate_steps,
                      **{s: {k: v for k, v in scored[s].items() if not k.endswith("_items")} for s in SYSTEMS}}
     metrics = [m for m in ("tag_acc", "clap", "chroma_cosine") if f"{m}_items" in scored["shipped"]]
     figures["paired"] = {m: paired_difference(scored["candidate"][f"{m}_items"], scored["shipped"][f"{m}_items"])
