@@ -116,15 +116,22 @@ def train(recipe: Recipe, out: str | os.PathLike, steps: int, info: DistInfo, va
         out.mkdir(parents=True, exist_ok=True)
     running: dict[str, float] = {}
     best = _best_so_far(log, start) if keep_best else math.inf
+
+    def validate(step: int) -> dict:
+        """Validate, log it, and with ``keep_best`` export the model when it beats every validation so far."""
+        nonlocal best
+        metrics = {"step": step, **recipe.validate()}
+        with open(log, "a") as f:
+            f.write(json.dumps({"validation": metrics}) + "\n")
+        if keep_best and metrics.get("valid_loss", math.inf) < best:
+            best = metrics["valid_loss"]
+            recipe.export(out / "best", metrics)
+        return metrics
+
     if start == 0 and getattr(getattr(recipe, "tcfg", None), "init", None) and info.is_main:
         # a fine-tuning run first measures the model it starts from: the log shows the starting point, and
         # --keep-best keeps that model if no step beats it
-        metrics = {"step": 0, **recipe.validate()}
-        with open(log, "a") as f:
-            f.write(json.dumps({"validation": metrics}) + "\n")
-        if keep_best and "valid_loss" in metrics:
-            best = metrics["valid_loss"]
-            recipe.export(out / "best", metrics)
+        metrics = validate(0)
     t0 = time.time()
     with progress_bar(name, total=steps, unit="steps") as bar:
         bar.update(completed=start)
@@ -153,12 +160,7 @@ def train(recipe: Recipe, out: str | os.PathLike, steps: int, info: DistInfo, va
                     f.write(json.dumps(entry) + "\n")
                 bar.update(description=f"{name} " + " ".join(f"{k}={entry[k]:.3g}" for k in list(entry)[2:5]))
             if info.is_main and (done % val_every == 0 or done == stop):
-                metrics = {"step": done, **recipe.validate()}
-                with open(log, "a") as f:
-                    f.write(json.dumps({"validation": metrics}) + "\n")
-                if keep_best and metrics.get("valid_loss", math.inf) < best:
-                    best = metrics["valid_loss"]
-                    recipe.export(out / "best", metrics)
+                metrics = validate(done)
             if info.is_main and (done % ckpt_every == 0 or done == stop):
                 save_train_state(out / "last", done, recipe.modules, recipe.optimizers, recipe.rng_state())
                 recipe.export(out / "model", metrics)
