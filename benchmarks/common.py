@@ -87,12 +87,20 @@ def ratio(ours: float | None, baseline: float | None) -> float | None:
     return ours / baseline
 
 
+def standard_error(values) -> float:
+    """Standard error of the mean over the items (sample std / sqrt(n)); 0 for fewer than two."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    return float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+
+
 def paired_difference(a: list[float], b: list[float]) -> dict[str, float]:
     """Mean and standard error of ``a - b`` over the same items (two systems scored on the same clips)."""
     import numpy as np
 
     d = np.subtract(a, b)
-    return {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0}
+    return {"mean": float(d.mean()), "se": standard_error(d)}
 
 
 def command_line(script: str, argv: list[str] | None = None) -> str:

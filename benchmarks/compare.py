@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (REPO_ROOT, RESULTS_DIR, arg_parser, command_line, machine_info, paired_difference,  # noqa: E402
-                    target, write_result)
+                    standard_error, target, write_result)
 from generators import FIELD, score  # noqa: E402
 
 from tokenwave.data.manifest import read_manifest  # noqa: E402
@@ -154,7 +154,7 @@ def main() -> None:
         for s in SYSTEMS:
             c = renders[s]["chroma"]
             scored[s].update(chroma_cosine=float(np.mean(c)), chroma_cosine_items=c,
-                             chroma_cosine_se=float(np.std(c, ddof=1) / np.sqrt(len(c))) if len(c) > 1 else 0.0)
+                             chroma_cosine_se=standard_error(c))
     shown = data.resolve().relative_to(REPO_ROOT) if data.resolve().is_relative_to(REPO_ROOT) else data
     figures: dict = {"task": args.task, "generator": args.generator, "data": str(shown), "split": args.split,
                      "items": len(rows), "shipped_model": str(shipped_folder), "candidate_model": str(args.candidate),

@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (REPO_ROOT, RESULTS_DIR, arg_parser, command_line, machine_info, paired_difference, ratio,  # noqa: E402
-                    target, write_result)
+                    standard_error, target, write_result)
 
 from tokenwave.audio import load_audio  # noqa: E402
 from tokenwave.codec import load_codec  # noqa: E402
@@ -65,7 +65,7 @@ def score(row: dict, wav: np.ndarray, ref: np.ndarray | None) -> dict:
 
 def mean_se(rows: list[dict], system: str, metric: str) -> tuple[float, float]:
     vals = [r[system][metric] for r in rows if r[system].get(metric) is not None]
-    return float(np.mean(vals)), float(np.std(vals, ddof=1) / np.sqrt(len(vals))) if len(vals) > 1 else 0.0
+    return float(np.mean(vals)), standard_error(vals)
 
 
 def make_figure(summary: dict, path: Path) -> None:

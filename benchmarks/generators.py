@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, RESULTS_DIR, arg_parser, command_line, machine_info, target, write_result  # noqa: E402
+from common import (REPO_ROOT, RESULTS_DIR, arg_parser, command_line, machine_info, standard_error,  # noqa: E402
+                    target, write_result)
 
 from tokenwave.audio import load_audio  # noqa: E402
 from tokenwave.data.manifest import read_manifest  # noqa: E402
@@ -80,7 +81,7 @@ def score(wavs: list[np.ndarray], rows: list[dict], sr: int, field: str, per_ite
         fam.append(pred.get(field) == want.get(field))
         cl.append(clap.score(r["caption"], wav, sr))
     out = {"tag_acc": float(np.mean(acc)), f"{field}_acc": float(np.mean(fam)), "clap": float(np.mean(cl)),
-           "tag_acc_se": float(np.std(acc, ddof=1) / np.sqrt(len(acc))) if len(acc) > 1 else 0.0}
+           "tag_acc_se": standard_error(acc)}
     if per_item:
         out.update(tag_acc_items=[float(a) for a in acc], clap_items=[float(c) for c in cl])
     return out

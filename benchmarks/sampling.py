@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (REPO_ROOT, RESULTS_DIR, arg_parser, atomic_write_text, command_line, machine_info,  # noqa: E402
-                    target, write_result)
+                    standard_error, target, write_result)
 from generators import FIELD, score  # noqa: E402
 
 from tokenwave.data.manifest import read_manifest  # noqa: E402
@@ -153,7 +153,7 @@ def main() -> None:
         figs = score(wavs, rows, sr, field)
         if args.melody:
             figs["chroma_cosine"] = float(np.mean(chroma))
-            figs["chroma_cosine_se"] = float(np.std(chroma, ddof=1) / np.sqrt(len(chroma))) if len(chroma) > 1 else 0.0
+            figs["chroma_cosine_se"] = standard_error(chroma)
         figures["settings"][key(setting)] = figs
         print(key(setting), json.dumps(figs), flush=True)
     metric = figures["metric"]
