@@ -1,17 +1,23 @@
-"""Sampling defaults chosen by measurement on the valid split: one generator of a music / sfx task rendered over a
-grid of classifier-free-guidance scales (and temperatures, token LM), scored the way benchmarks/tasks.py scores the
-test split, so the test figures stay untouched by the choice.
+"""Sampling defaults chosen by measurement on the valid split: one generator of a task rendered over a grid of
+classifier-free-guidance scales (and temperatures and top-k, token LM; steps and solver, flow), scored the way
+benchmarks/tasks.py scores the test split, so the test figures stay untouched by the choice.
 
     python benchmarks/sampling.py --task music --generator flow --cfg 1.5 2 3 4 [--steps 16 32] [--solver euler heun] [--apply]
     python benchmarks/sampling.py --task music --generator lm --melody --cfg 2 3 --temperature 0.7 0.9 [--apply]
+    python benchmarks/sampling.py --task tts --cfg 1.5 2 3 --temperature 0.5 0.7 0.9 [--top-k 20 100] [--apply]
 
-Score: the project tagger's tag accuracy (the cheapest setting within one standard error of the best wins; then
-the higher score, then CLAP score) on N captioned `data/<task>` valid clips, each rendered
-for its duration (up to 10 s), seed = item index; with ``--melody``, the chroma cosine between the output and the
-row's melody given to it. The baseline is the built-in default (CFG 2, temperature 0.9), measured in the same run.
+Score (music / sfx): the project tagger's tag accuracy (the cheapest setting within one standard error of the best
+wins; then the higher score, then CLAP score) on N captioned `data/<task>` valid clips, each rendered for its
+duration (up to 10 s), seed = item index; with ``--melody``, the chroma cosine between the output and the row's
+melody given to it.
+Score (tts): the character error rate under PocketSphinx (lower wins; then the higher speaker similarity) of N
+`data/speech` valid sentences (held-out sentences of the training speakers), each spoken in the voice of another clip
+of its speaker, seed = item index, beside the engine's own speech of the same sentences (``cer_over_engine``, the
+figure of the task's bar) and each setting's paired CER difference to the built-in default.
+The baseline is the built-in default (CFG 2, temperature 0.9, top-k 100), measured in the same run.
 ``--apply`` writes the best setting into checkpoints/<task>/generators.json: ``sampling.<generator>`` (every request
-to that generator) or, with ``--melody``, ``sampling_with_melody.<generator>`` (its requests with a melody, on top of
-the former); controls a request sets itself still win.
+to that generator, the server's included) or, with ``--melody``, ``sampling_with_melody.<generator>`` (its requests
+with a melody, on top of the former); controls a request sets itself still win.
 Writes benchmarks/results/sampling-<task>-<generator>[-melody].json + .png, refreshes sampling.json (every run's
 latest results) and prints the JSON.
 """
@@ -27,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (REPO_ROOT, RESULTS_DIR, arg_parser, atomic_write_text, command_line, machine_info,  # noqa: E402
-                    standard_error, target, write_result)
+                    paired_difference, standard_error, target, write_result)
 from generators import FIELD, score  # noqa: E402
 
 from tokenwave.data.manifest import read_manifest  # noqa: E402
@@ -37,18 +43,20 @@ DEFAULT = Sampling.DEFAULTS
 
 
 def grid(generator: str, cfgs: list[float], temps: list[float], steps: list[int] | None = None,
-         solvers: list[str] | None = None) -> list[dict]:
-    """The built-in default first (the baseline), then every other point of the grid (flow: CFG x steps x solver,
-    the last two only when more than the default is asked for; token LM: CFG x temperature)."""
+         solvers: list[str] | None = None, top_ks: list[int] | None = None) -> list[dict]:
+    """The built-in default first (the baseline), then every other point of the grid (flow: CFG x steps x solver;
+    token LM: CFG x temperature x top-k; the axes past the first two only when more than the default is asked for)."""
     if generator == "lm":
-        points = [{"cfg_scale": c, "temperature": t} for c, t in itertools.product(cfgs, temps)]
+        axes = {"cfg_scale": cfgs, "temperature": temps}
+        if top_ks and top_ks != [DEFAULT["top_k"]]:
+            axes["top_k"] = top_ks
     else:
         axes = {"cfg_scale": cfgs}
         if steps and steps != [DEFAULT["steps"]]:
             axes["steps"] = steps
         if solvers and solvers != [DEFAULT["solver"]]:
             axes["solver"] = solvers
-        points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
     base = {k: DEFAULT[k] for k in points[0]}
     return [base] + [p for p in points if p != base]
 
@@ -99,23 +107,92 @@ def write_summary() -> dict:
 
 def apply(task, generator: str, melody: bool, setting: dict, figures: dict) -> None:
     path = task.folder / "generators.json"
-    choice = json.loads(path.read_text()) if path.exists() else {"default": task.default_generator}
+    choice = json.loads(path.read_text()) if path.exists() else {"default": getattr(task, "default_generator", generator)}
     why = (f"{figures['metric']} {figures['settings'][figures['best']][figures['metric']]:.3f} against "
            f"{figures['settings'][figures['baseline']][figures['metric']]:.3f} at the built-in defaults on "
-           f"{figures['items']} valid-split clips of data/{figures['task']}, measured by benchmarks/sampling.py")
+           f"{figures['items']} valid-split clips of {figures['data']}, measured by benchmarks/sampling.py")
     kind = "sampling_with_melody" if melody else "sampling"
     choice.setdefault(kind, {})[generator] = setting
     choice.setdefault(f"why_{kind}", {})[generator] = why
     atomic_write_text(path, json.dumps(choice, indent=2) + "\n")
 
 
+def render_tagged(task, rows: list[dict], setting: dict, args) -> dict:
+    """Every row's caption rendered with ``setting``: tag accuracy, CLAP score and (``--melody``) chroma cosine."""
+    wavs, chroma = [], []
+    for i, r in enumerate(rows):
+        mel = np.asarray(r["melody"][: int(min(r["duration"], 10.0) * 75)]) if args.melody else None
+        wav = task.generate(r["caption"], min(r["duration"], 10.0), Sampling(seed=i, **setting), melody=mel,
+                            watermark=False, generator=args.generator).wav
+        wavs.append(wav)
+        if args.melody:
+            from tokenwave.eval.melody import chroma_cosine
+
+            chroma.append(chroma_cosine(mel, wav, task.sample_rate))
+    figs = score(wavs, rows, task.sample_rate, FIELD[args.task])
+    if args.melody:
+        figs["chroma_cosine"] = float(np.mean(chroma))
+        figs["chroma_cosine_se"] = standard_error(chroma)
+    return figs
+
+
+def engine_cers(rows: list[dict], data: Path, sr: int) -> list[float]:
+    """The CER of the engine's own recording of each row: what the recogniser makes of the real thing."""
+    from tokenwave.audio import load_audio
+    from tokenwave.data.manifest import audio_path
+    from tokenwave.eval.asr import cer, transcribe
+
+    return [cer(r["text"], transcribe(load_audio(audio_path(data, r), sr)[0], sr)) for r in rows]
+
+
+def render_tts(task, rows: list[dict], data: Path, setting: dict, engine: list[float]) -> dict:
+    """Every row's sentence spoken with ``setting`` in the voice of another clip of its speaker: CER (and over the
+    engine's), WER and the output's speaker-encoder cosine to the row's own recording."""
+    from tokenwave.audio import load_audio
+    from tokenwave.data.manifest import audio_path
+    from tokenwave.eval.asr import cer, transcribe, wer
+    from tokenwave.eval.speaker import load_speaker_encoder
+    from tokenwave.tasks.tts import voice_prompt_for
+
+    spk, sr = load_speaker_encoder(), task.sample_rate
+    cers, wers, sims = [], [], []
+    for i, r in enumerate(rows):
+        wav = task.synthesize(r["text"], voice=voice_prompt_for(r, data), sampling=Sampling(seed=i, **setting),
+                              watermark=False, consent_check=False).wav
+        hyp = transcribe(wav, sr)
+        cers.append(cer(r["text"], hyp))
+        wers.append(wer(r["text"], hyp))
+        sims.append(float(spk.embed(wav, sr) @ spk.embed(load_audio(audio_path(data, r), sr)[0], sr)))
+    return {"cer": float(np.mean(cers)), "cer_se": standard_error(cers),
+            "cer_over_engine": float(np.mean(cers) / max(np.mean(engine), 1e-9)), "wer": float(np.mean(wers)),
+            "speaker_sim": float(np.mean(sims)), "cer_items": cers}
+
+
+def choose(figures: dict, settings: list[dict], tolerance: float | None) -> str:
+    """The cheapest setting (fewest model calls) within ``tolerance`` of the best score (default: the best score's
+    standard error over the clips, so differences the clips cannot tell apart do not buy slower sampling), then the
+    better score, then the tie-break (CLAP score; tts: speaker similarity)."""
+    metric, sign = figures["metric"], (-1 if figures["lower_is_better"] else 1)
+    tie = "speaker_sim" if figures["task"] == "tts" else "clap"
+
+    def val(s: dict, name: str = metric) -> float:
+        return figures["settings"][key(s)][name]
+
+    best = max(settings, key=lambda s: sign * val(s))
+    figures["tolerance"] = tol = tolerance if tolerance is not None else figures["settings"][key(best)].get(f"{metric}_se", 0.0)
+    near = [s for s in settings if sign * val(s) >= sign * val(best) - tol]
+    return key(min(near, key=lambda s: (model_calls(s), -sign * val(s), -val(s, tie))))
+
+
 def main() -> None:
     parser = arg_parser(__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=("sfx", "music"), default="music")
-    parser.add_argument("--generator", choices=("lm", "flow"), default="flow")
+    parser.add_argument("--task", choices=("sfx", "music", "tts"), default="music")
+    parser.add_argument("--generator", choices=("lm", "flow"), default=None,
+                        help="music / sfx: the generator to tune (default: flow; tts has the token LM only)")
     parser.add_argument("--melody", action="store_true", help="score melody following (music, with the row's melody)")
     parser.add_argument("--cfg", type=float, nargs="+", default=[1.5, 2.0, 3.0, 4.0])
     parser.add_argument("--temperature", type=float, nargs="+", default=[0.7, 0.9], help="token LM only")
+    parser.add_argument("--top-k", type=int, nargs="+", default=None, help="token LM only")
     parser.add_argument("--steps", type=int, nargs="+", default=None, help="flow only: ODE steps")
     parser.add_argument("--solver", nargs="+", choices=("euler", "heun"), default=None, help="flow only")
     parser.add_argument("--items", type=int, default=None)
@@ -128,48 +205,39 @@ def main() -> None:
     args = parser.parse_args()
     if args.melody and args.task != "music":
         raise SystemExit("--melody needs --task music")
+    if args.task == "tts" and args.generator == "flow":
+        raise SystemExit("the tts task has the token LM only: leave out --generator")
+    args.generator = args.generator or ("lm" if args.task == "tts" else "flow")
     torch.set_num_threads(args.threads)
     items = args.items or (3 if args.quick else 24)
-    data = REPO_ROOT / "data" / args.task
-    rows = [r for r in read_manifest(data) if r["split"] == "valid" and r.get("caption")
+    tts = args.task == "tts"
+    data = REPO_ROOT / "data" / ("speech" if tts else args.task)
+    need = "text" if tts else "caption"
+    rows = [r for r in read_manifest(data) if r["split"] == "valid" and r.get(need)
             and (r.get("melody") or not args.melody)][:items]
-    task = load_task(args.task, generator=args.generator)
-    sr, field = task.sample_rate, FIELD[args.task]
-    settings = grid(args.generator, args.cfg, args.temperature, args.steps, args.solver)
+    task = load_task("tts") if tts else load_task(args.task, generator=args.generator)
+    settings = grid(args.generator, args.cfg, args.temperature, args.steps, args.solver, args.top_k)
+    model = task.folder if tts else task.generators[args.generator].folder
     figures: dict = {"task": args.task, "generator": args.generator, "melody": args.melody, "items": len(rows),
-                     "split": "valid", "model": str(task.generators[args.generator].folder),
-                     "metric": "chroma_cosine" if args.melody else "tag_acc", "settings": {}}
+                     "split": "valid", "data": f"data/{data.name}", "model": str(model),
+                     "metric": "cer" if tts else "chroma_cosine" if args.melody else "tag_acc",
+                     "lower_is_better": tts, "settings": {}}
+    engine = engine_cers(rows, data, task.sample_rate) if tts else None
+    if tts:
+        figures["engine_cer"] = float(np.mean(engine))
     for setting in settings:
-        wavs, chroma = [], []
-        for i, r in enumerate(rows):
-            mel = np.asarray(r["melody"][: int(min(r["duration"], 10.0) * 75)]) if args.melody else None
-            wav = task.generate(r["caption"], min(r["duration"], 10.0), Sampling(seed=i, **setting), melody=mel,
-                                watermark=False, generator=args.generator).wav
-            wavs.append(wav)
-            if args.melody:
-                from tokenwave.eval.melody import chroma_cosine
-
-                chroma.append(chroma_cosine(mel, wav, sr))
-        figs = score(wavs, rows, sr, field)
-        if args.melody:
-            figs["chroma_cosine"] = float(np.mean(chroma))
-            figs["chroma_cosine_se"] = standard_error(chroma)
+        figs = render_tts(task, rows, data, setting, engine) if tts else render_tagged(task, rows, setting, args)
         figures["settings"][key(setting)] = figs
-        print(key(setting), json.dumps(figs), flush=True)
+        print(key(setting), json.dumps({k: v for k, v in figs.items() if not k.endswith("_items")}), flush=True)
     metric = figures["metric"]
     figures["baseline"] = key(settings[0])
-    # the cheapest setting (fewest model calls) within --tolerance of the best score (default: the best score's
-    # standard error over the clips, so differences the clips cannot tell apart do not buy slower sampling), then
-    # the higher score, then CLAP
-    best_key = max(figures["settings"], key=lambda k: figures["settings"][k][metric])
-    top = figures["settings"][best_key][metric]
-    tolerance = args.tolerance if args.tolerance is not None else figures["settings"][best_key].get(f"{metric}_se", 0.0)
-    near = [s for s in settings if figures["settings"][key(s)][metric] >= top - tolerance]
-    figures["best"] = key(min(near, key=lambda s: (model_calls(s), -figures["settings"][key(s)][metric],
-                                                   -figures["settings"][key(s)]["clap"])))
-    figures["tolerance"] = tolerance
-    best = figures["settings"][figures["best"]][metric] / max(figures["settings"][figures["baseline"]][metric], 1e-9)
-    targets = [target(f"best_{metric}_over_default", best, ">=", 1.0)]
+    if tts:  # each setting against the built-in default on the same sentences, prompts and seeds
+        base = figures["settings"][figures["baseline"]]["cer_items"]
+        for figs in figures["settings"].values():
+            figs["cer_vs_default"] = paired_difference(figs["cer_items"], base)
+    figures["best"] = choose(figures, settings, args.tolerance)
+    ratio = figures["settings"][figures["best"]][metric] / max(figures["settings"][figures["baseline"]][metric], 1e-9)
+    targets = [target(f"best_{metric}_over_default", ratio, "<=" if tts else ">=", 1.0)]
     name = f"sampling-{args.task}-{args.generator}{'-melody' if args.melody else ''}{'-' + args.name if args.name else ''}"
     if args.apply and not args.quick:
         chosen = next(s for s in settings if key(s) == figures["best"])

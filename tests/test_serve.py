@@ -31,6 +31,7 @@ ws_client = pytest.importorskip("websockets.sync.client")
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TEXT = "One sentence here. And another one! A third, for good measure."
+TUNED = {"temperature": 0.6, "top_k": 20, "cfg_scale": 1.5}
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,9 @@ def models(tmp_path_factory):
             for p in variant.decoder.parameters():
                 p.mul_(0.5)
         save_decoder(root / name / "decoder", variant, n_q=2)
+    # measured sampling defaults (benchmarks/sampling.py --apply): a stream's unset controls must take them too
+    for name in ("tts", "sfx"):
+        (root / name / "generators.json").write_text(json.dumps({"sampling": {"lm": TUNED}}))
     return root, codec
 
 
@@ -134,6 +138,7 @@ def test_ws_stream_arrives_early_and_equals_offline(server):
     assert kinds[0] == "started" and kinds[-1] == "done" and code == 1000, events
     assert first is not None and first < total / 2  # the first chunk came long before the end
     offline = tts.synthesize(TEXT, "bob", Sampling(seed=5))  # watermarked, as the server's streams are
+    assert {k: offline.metadata[k] for k in TUNED} == TUNED  # the model's measured defaults, in both
     assert events[-1]["samples"] == len(offline.wav) and events[-1]["watermark"] is True
     assert audio == pcm16(offline.wav)  # a lone stream is bit-identical to the offline file
 
@@ -165,7 +170,9 @@ def test_music_and_sfx_streams_match_offline(server):
     for task in ("music", "sfx"):
         events, audio, *_ = stream(server.ws, {"task": task, "prompt": "heavy rain", "duration": 1.5, "seed": 3})
         assert events[-1]["type"] == "done" and "family=rain" in " ".join(events[-1].get("tags", [])) or task == "music"
-        ref = server.service.tasks[task].generate("heavy rain", 1.5, Sampling(seed=3)).wav
+        out = server.service.tasks[task].generate("heavy rain", 1.5, Sampling(seed=3), generator="lm")
+        ref = out.wav
+        assert task == "music" or {k: out.metadata[k] for k in TUNED} == TUNED
         got = np.frombuffer(audio, dtype="<i2")
         assert len(got) == len(ref) and np.abs(got.astype(np.int32) - np.frombuffer(pcm16(ref), "<i2")).max() <= 2
 

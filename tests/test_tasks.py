@@ -75,6 +75,28 @@ def test_tts_stream_equals_offline_and_text_changes_output(tts_model, codec):
     assert len(other.wav) != len(offline.wav) or not np.array_equal(other.wav, offline.wav)
 
 
+def test_tts_takes_the_models_measured_sampling_defaults(tts_model, codec, tmp_path):
+    """generators.json's ``sampling.lm`` (benchmarks/sampling.py --task tts --apply) fills the controls a request
+    leaves unset; a request's own controls win; a broken file is a clear error."""
+    import shutil
+
+    from tokenwave.checkpoint import CheckpointError
+
+    shutil.copytree(tts_model, tmp_path / "tuned")
+    (tmp_path / "tuned" / "generators.json").write_text(json.dumps({"sampling": {"lm": {"temperature": 0.5, "top_k": 10}}}))
+    plain, tuned = TTS(tts_model, codec), TTS(tmp_path / "tuned", codec)
+    a = tuned.synthesize("Hello there.", "alice", Sampling(seed=3), watermark=False)
+    assert (a.metadata["temperature"], a.metadata["top_k"], a.metadata["cfg_scale"]) == (0.5, 10, 2.0)
+    same = plain.synthesize("Hello there.", "alice", Sampling(seed=3, temperature=0.5, top_k=10), watermark=False)
+    assert np.array_equal(a.wav, same.wav)
+    assert not np.array_equal(a.wav, plain.synthesize("Hello there.", "alice", Sampling(seed=3), watermark=False).wav)
+    mine = tuned.synthesize("Hello there.", "alice", Sampling(seed=3, temperature=1.0), watermark=False)
+    assert (mine.metadata["temperature"], mine.metadata["top_k"]) == (1.0, 10)
+    (tmp_path / "tuned" / "generators.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="generators.json is not valid JSON"):
+        TTS(tmp_path / "tuned", codec)
+
+
 def test_tts_speed_changes_length(tts_model, codec):
     tts = TTS(tts_model, codec)
     slow = tts.synthesize("A short line.", "alice", Sampling(seed=0), speed=0.5, watermark=False)

@@ -11,14 +11,21 @@ VOICE_NAME = r"^[A-Za-z0-9_.+\-]{1,64}$"
 MAX_PROMPT_AUDIO_B64 = 2_000_000  # characters of base64 (about 1.5 MB of audio file)
 
 
+_MEASURED = " Unset: the model's measured default (its generators.json), else {}."
+
+
 class SamplingFields(BaseModel):
+    """The sampling controls of every request; one left out takes the model's measured default, as on the CLI."""
+
     model_config = ConfigDict(extra="forbid")
 
     seed: int = Field(0, ge=0, le=2**31 - 1, description="The same seed and inputs give the same audio.")
-    temperature: float = Field(0.9, ge=0.0, le=2.0, description="0 = greedy.")
-    top_k: int = Field(100, ge=0, le=4096, description="Sample from the k most likely tokens (0 = all).")
-    top_p: float = Field(0.0, ge=0.0, le=1.0, description="Nucleus mass (0 = off).")
-    cfg_scale: float = Field(2.0, ge=0.0, le=10.0, description="Classifier-free guidance (1 = off).")
+    temperature: Optional[float] = Field(None, ge=0.0, le=2.0, description="0 = greedy." + _MEASURED.format(0.9))
+    top_k: Optional[int] = Field(None, ge=0, le=4096,
+                                 description="Sample from the k most likely tokens (0 = all)." + _MEASURED.format(100))
+    top_p: Optional[float] = Field(None, ge=0.0, le=1.0, description="Nucleus mass (0 = off)." + _MEASURED.format(0))
+    cfg_scale: Optional[float] = Field(None, ge=0.0, le=10.0,
+                                       description="Classifier-free guidance (1 = off)." + _MEASURED.format(2))
 
 
 class TTSRequest(SamplingFields):
@@ -47,10 +54,8 @@ class TaggedFileRequest(TaggedRequest, FileFormat):
     pass
 
 
-class StreamRequest(BaseModel):
+class StreamRequest(SamplingFields):
     """The first (and only) text message of a WebSocket ``/v1/stream`` session."""
-
-    model_config = ConfigDict(extra="forbid")
 
     task: Literal["tts", "music", "sfx"]
     format: Literal["pcm16", "opus"] = Field("pcm16", description="Binary frames: PCM16 LE mono, or Ogg/Opus pages.")
@@ -60,11 +65,6 @@ class StreamRequest(BaseModel):
     speed: float = Field(1.0, ge=0.5, le=2.0)
     prompt: Optional[str] = Field(None, min_length=1, max_length=500)
     duration: float = Field(5.0, gt=0.0, le=MAX_DURATION)
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    temperature: float = Field(0.9, ge=0.0, le=2.0)
-    top_k: int = Field(100, ge=0, le=4096)
-    top_p: float = Field(0.0, ge=0.0, le=1.0)
-    cfg_scale: float = Field(2.0, ge=0.0, le=10.0)
 
 
 class ErrorBody(BaseModel):

@@ -149,9 +149,12 @@ class Service:
             yield tail
         info["watermark"] = True
 
-    def _sampling(self, req: dict) -> Sampling:
+    @staticmethod
+    def _sampling(req: dict, task) -> Sampling:
+        """The request's controls; those it leaves unset take the task's measured defaults for the token LM (the
+        generator the server streams), as a CLI render of the same request does."""
         s = Sampling(seed=req.get("seed", 0), temperature=req.get("temperature"), top_k=req.get("top_k"),
-                     top_p=req.get("top_p"), cfg_scale=req.get("cfg_scale")).resolved()
+                     top_p=req.get("top_p"), cfg_scale=req.get("cfg_scale")).resolved(task.defaults_for("lm"))
         s.check()
         return s
 
@@ -179,7 +182,7 @@ class Service:
         from tokenwave.tasks.tts import EDGE_SECONDS, PAUSE_SECONDS, _Edges, check_text, split_sentences
 
         tts, engine = self.tasks["tts"], self.engines["tts"]
-        sampling, speed = self._sampling(req), float(req.get("speed", 1.0))
+        sampling, speed = self._sampling(req, tts), float(req.get("speed", 1.0))
         if not 0.5 <= speed <= 2.0:
             raise InvalidArgumentError(f"speed must be within 0.5..2, got {speed}", "use 1.0 for the natural pace")
         sentences = split_sentences(check_text(req["text"]))
@@ -209,7 +212,7 @@ class Service:
         from tokenwave.conditioning.melody import NO_PITCH
 
         task, engine = self.tasks[name], self.engines[name]
-        sampling = self._sampling(req)
+        sampling = self._sampling(req, task)
         duration = check_duration(float(req.get("duration", 5.0)), self.config.max_duration)
         tags = task.read_prompt(req["prompt"])
         info["tags"] = tags

@@ -43,6 +43,27 @@ class GeneratedAudio:
         atomic_write_text(path.with_name(path.name + ".json"), json.dumps(self.metadata, indent=2) + "\n")
         return path
 
+# a task folder's record of its generators: the default one and the sampling controls measured best for each
+# (benchmarks/tasks.py --choose, benchmarks/sampling.py --apply)
+GENERATORS_FILE = "generators.json"
+
+
+def read_generators(folder: Path) -> dict:
+    """A task folder's ``generators.json`` ({} when it has none)."""
+    import json
+
+    path = Path(folder) / GENERATORS_FILE
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        from tokenwave.checkpoint import CheckpointError
+
+        raise CheckpointError(f"{path} is not valid JSON ({e})",
+                              "restore it from the repository, or delete it to use the built-in defaults") from e
+
+
 # a model folder's optional subfolder: a codec decoder fine-tuned for that model's output (`tokenwave train decoder`)
 DECODER = "decoder"
 

@@ -32,7 +32,7 @@ from tokenwave.lm.generate import generate_long
 from tokenwave.lm.model import KIND as LM_KIND
 from tokenwave.lm.model import TokenLM
 from tokenwave.tasks.base import (GeneratedAudio, MissingModelError, Sampling, check_duration, default_model_dir,
-                                  finish, folder_decoder)
+                                  finish, folder_decoder, read_generators)
 
 SYNONYMS = {"reverb": ("reverb", "echo", "echoing", "reverberant", "hall"),
             "thunder": ("thunder", "thunderclap"), "rain": ("rain", "rainy"), "whistle": ("whistle", "whistling"),
@@ -171,8 +171,6 @@ class TaggedTask:
 
     def __init__(self, task: str, folder: str | os.PathLike | None = None, codec=None,
                  generator: str | None = None) -> None:
-        import json
-
         from tokenwave.codec import load_codec
 
         self.task = task
@@ -181,7 +179,7 @@ class TaggedTask:
         self.generators = {main.kind: main}
         if main.kind == "lm" and (self.folder / "flow" / "config.json").exists():
             self.generators["flow"] = Generator.load(self.folder / "flow")
-        choice = json.loads((self.folder / "generators.json").read_text()) if (self.folder / "generators.json").exists() else {}
+        choice = read_generators(self.folder)
         self.default_generator = choice.get("default", main.kind)
         # a request with a melody goes to the generator measured better at following one, unless it names one
         self.melody_generator = choice.get("default_with_melody") if generator is None else None
@@ -213,6 +211,14 @@ class TaggedTask:
                                        f"use --generator {have.split(',')[0]}, or train one with `tokenwave train "
                                        f"{'flow --latents' if name == 'flow' else 'lm --tokens'} ...`")
         return name
+
+    def defaults_for(self, generator: str, melody: bool = False) -> dict:
+        """The sampling controls measured best for ``generator`` (``generators.json``), with a melody's on top for
+        requests with one: what a request's unset controls take."""
+        defaults = dict(self.sampling_defaults.get(generator, {}))
+        if melody:
+            defaults.update(self.melody_sampling.get(generator, {}))
+        return defaults
 
     @property
     def supports_melody(self) -> bool:
@@ -247,11 +253,7 @@ class TaggedTask:
         if generator is None and melody is not None and self.melody_generator in self.generators:
             generator = self.melody_generator
         g = self.generators[self._pick(generator or self.generator)]
-        # unset controls take the generator's measured defaults, and for requests with a melody its melody ones
-        defaults = dict(self.sampling_defaults.get(g.kind, {}))
-        if melody is not None:
-            defaults.update(self.melody_sampling.get(g.kind, {}))
-        sampling = (sampling or Sampling()).resolved(defaults)
+        sampling = (sampling or Sampling()).resolved(self.defaults_for(g.kind, melody is not None))
         sampling.check()
         tags = self.read_prompt(prompt, g.kind)
         frames = int(round(duration * self.frame_rate))

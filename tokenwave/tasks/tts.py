@@ -21,7 +21,7 @@ from tokenwave.conditioning.speech import PhonemeVocab
 from tokenwave.errors import AudioFileError, InvalidArgumentError, TokenwaveError
 from tokenwave.lm.generate import stream as lm_stream
 from tokenwave.tasks.base import (MAX_TEXT_CHARS, GeneratedAudio, Sampling, default_model_dir, finish,
-                                  folder_decoder)
+                                  folder_decoder, read_generators)
 
 PROMPT_SECONDS = 3.0
 MIN_PROMPT_SECONDS = 1.5
@@ -94,6 +94,12 @@ class TTS:
         vfile = self.folder / "voices.safetensors"
         self.builtin = {k: v.long() for k, v in load_file(str(vfile)).items()} if vfile.exists() else {}
         self.max_frames = int(self.extra.get("train", {}).get("max_frames", 450))
+        # the sampling controls measured best for this model (benchmarks/sampling.py --task tts --apply)
+        self.sampling_defaults = read_generators(self.folder).get("sampling", {}).get("lm", {})
+
+    def defaults_for(self, generator: str = "lm", melody: bool = False) -> dict:
+        """The sampling controls measured best for this model: what a request's unset controls take."""
+        return dict(self.sampling_defaults)
 
     @property
     def voices(self) -> list[str]:
@@ -176,7 +182,7 @@ class TTS:
         ``info`` (a dict), if given, receives the voice's consent metadata before the first chunk."""
         from tokenwave.codec.streaming import StreamingDecoder
 
-        sampling = (sampling or Sampling()).resolved()
+        sampling = (sampling or Sampling()).resolved(self.sampling_defaults)
         sampling.check()
         if not 0.5 <= speed <= 2.0:
             raise InvalidArgumentError(f"speed must be within 0.5..2, got {speed}", "use 1.0 for the natural pace")
@@ -200,7 +206,7 @@ class TTS:
 
     def synthesize(self, text: str, voice=None, sampling: Sampling | None = None, speed: float = 1.0,
                    watermark: bool = True, consent_check: bool = True, registry=None) -> GeneratedAudio:
-        sampling = (sampling or Sampling()).resolved()
+        sampling = (sampling or Sampling()).resolved(self.sampling_defaults)
         info: dict = {}
         wav = np.concatenate(list(self.stream(text, voice, sampling, speed, consent_check, registry, info)))
         meta = {"task": "tts", "text": text, "voice": voice if isinstance(voice, str) or voice is None else "<audio>",
