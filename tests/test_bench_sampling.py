@@ -1,0 +1,44 @@
+"""benchmarks/sampling.py's grid and choice rule: the built-in default first, every axis asked for, and the choice
+honours the metric's direction (TTS: lower CER wins), the cost of a setting and the clips' noise."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import sampling as bench  # noqa: E402
+
+
+def test_grid_puts_the_default_first_and_spans_the_asked_axes():
+    lm = bench.grid("lm", [1.5, 2.0], [0.6, 0.9], top_ks=[20, 100])
+    assert lm[0] == {"cfg_scale": 2.0, "temperature": 0.9, "top_k": 100}
+    assert len(lm) == 8 and len({bench.key(s) for s in lm}) == 8
+    assert all(set(s) == {"cfg_scale", "temperature", "top_k"} for s in lm)
+    # no top-k axis unless more than the default is asked for
+    assert all("top_k" not in s for s in bench.grid("lm", [2.0, 3.0], [0.9], top_ks=[100]))
+    flow = bench.grid("flow", [4.0, 8.0], [], steps=[16, 32], solvers=["euler", "heun"])
+    assert flow[0] == {"cfg_scale": 2.0, "steps": 16, "solver": "euler"} and len(flow) == 9
+
+
+def _figures(metric, lower, values, se=0.0, tie=None):
+    settings = {}
+    for s, v in values:
+        settings[bench.key(s)] = {metric: v, f"{metric}_se": se, "clap": 0.0, "speaker_sim": (tie or {}).get(bench.key(s), 0.0)}
+    return {"metric": metric, "lower_is_better": lower, "task": "tts" if lower else "music", "settings": settings}
+
+
+def test_choice_follows_the_metrics_direction():
+    a, b, c = {"cfg_scale": 2.0, "temperature": 0.9}, {"cfg_scale": 2.0, "temperature": 0.6}, {"cfg_scale": 3.0, "temperature": 0.6}
+    cer = _figures("cer", True, [(a, 0.70), (b, 0.62), (c, 0.66)])
+    assert bench.choose(cer, [a, b, c], None) == bench.key(b)
+    acc = _figures("tag_acc", False, [(a, 0.70), (b, 0.62), (c, 0.66)])
+    assert bench.choose(acc, [a, b, c], None) == bench.key(a)
+
+
+def test_choice_buys_no_slower_setting_within_the_noise():
+    cheap, slow = {"cfg_scale": 4.0, "steps": 16}, {"cfg_scale": 4.0, "steps": 32}
+    figs = _figures("tag_acc", False, [(cheap, 0.55), (slow, 0.58)], se=0.05)
+    assert bench.choose(figs, [cheap, slow], None) == bench.key(cheap)
+    assert bench.choose(figs, [cheap, slow], 0.0) == bench.key(slow)
+    # equal cost and score: the tie-break (TTS: speaker similarity) decides
+    a, b = {"cfg_scale": 2.0, "temperature": 0.9}, {"cfg_scale": 3.0, "temperature": 0.9}
+    tied = _figures("cer", True, [(a, 0.6), (b, 0.6)], tie={bench.key(b): 0.5, bench.key(a): 0.4})
+    assert bench.choose(tied, [a, b], None) == bench.key(b)
