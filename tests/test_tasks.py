@@ -75,6 +75,19 @@ def test_tts_stream_equals_offline_and_text_changes_output(tts_model, codec):
     assert len(other.wav) != len(offline.wav) or not np.array_equal(other.wav, offline.wav)
 
 
+def test_tts_speaks_texts_with_wordless_pieces(tts_model, codec):
+    """A spaced ellipsis once made a sentence of its own that phonemizes to nothing, which phonemizer dropped from
+    its output: the sentences and their phonemes no longer lined up and synthesis failed."""
+    from tokenwave.data.speech import phonemize
+
+    assert phonemize(["hello", ". . .", "", "world"])[1:3] == ["", ""]
+    assert phonemize(["hello", ". . .", "world"])[2] == phonemize(["world"])[0]
+    tts = TTS(tts_model, codec)
+    out = tts.synthesize("Anyway, my money is still on use strict vars . . .", "alice", Sampling(seed=1), watermark=False)
+    phon = tts.phoneme_ids(split_sentences("Anyway, my money is still on use strict vars . . ."))
+    assert len(phon) == 1 and len(out.wav) == tts.frames_for(phon[0], 1.0) * codec.hop
+
+
 def test_tts_takes_the_models_measured_sampling_defaults(tts_model, codec, tmp_path):
     """generators.json's ``sampling.lm`` (benchmarks/sampling.py --task tts --apply) fills the controls a request
     leaves unset; a request's own controls win; a broken file is a clear error."""
@@ -181,6 +194,9 @@ def test_tts_voice_recordings_need_consent_and_opt_outs_win(tts_model, codec, tm
 
 def test_sentence_split_and_silence_trim():
     assert split_sentences("Hi there. Second one!  Third?\nFourth") == ["Hi there.", "Second one!", "Third?", "Fourth"]
+    # pieces without words (a spaced ellipsis, a dash) join a neighbour: every sentence has something to say
+    assert split_sentences("Still on use strict vars . . .") == ["Still on use strict vars . . ."]
+    assert split_sentences("... Wait. Go!\n--\nNow.") == ["... Wait.", "Go! --", "Now."]
     long = ", ".join(["a clause of words"] * 20) + "."
     parts = split_sentences(long, max_chars=80)
     assert all(len(p) <= 80 for p in parts) and " ".join(parts).replace(" ", "") == long.replace(" ", "")

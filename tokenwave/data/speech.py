@@ -183,9 +183,18 @@ _PHONEMIZE_LOCK = threading.Lock()
 def phonemize(texts: list[str]) -> list[str]:
     """en-us IPA (with stress marks and punctuation) of each text, in one batched call. The espeak library keeps
     global state, so calls from several threads (a server's concurrent requests) take turns."""
+    texts = list(texts)
+    # a text without words (punctuation only) has no phonemes; phonemizer would drop it from its output and shift
+    # every later text onto the wrong one, so only texts with words go to it
+    spoken = [i for i, t in enumerate(texts) if re.search(r"\w", t)]
     with _PHONEMIZE_LOCK:
-        out = _phonemizer().phonemize(list(texts), strip=True)
-    return [" ".join(p.split()) for p in out]
+        out = _phonemizer().phonemize([texts[i] for i in spoken], strip=True) if spoken else []
+    if len(out) != len(spoken):
+        raise RuntimeError(f"phonemizer returned {len(out)} results for {len(spoken)} texts")
+    result = [""] * len(texts)
+    for i, p in zip(spoken, out):
+        result[i] = " ".join(p.split())
+    return result
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,21 @@ class SentencePlan:
 
 def split_sentences(text: str, max_chars: int = 160) -> list[str]:
     """Sentences (ending at . ! ? ; or a line break); a sentence longer than ``max_chars`` is split at commas,
-    then at spaces."""
-    parts = [p.strip() for p in re.split(r"(?<=[.!?;])\s+|\n+", text) if p.strip()]
+    then at spaces. A piece with nothing to say (an ellipsis written ". . .", a lone dash) joins the sentence
+    before it, so every sentence has words."""
+    parts: list[str] = []
+    lead = ""  # wordless pieces before the first sentence with words join it
+    for p in (p.strip() for p in re.split(r"(?<=[.!?;])\s+|\n+", text)):
+        if p and not re.search(r"\w", p):
+            if parts:
+                parts[-1] = f"{parts[-1]} {p}"
+            else:
+                lead = f"{lead} {p}".strip()
+        elif p:
+            parts.append(f"{lead} {p}".strip())
+            lead = ""
+    if lead:
+        parts.append(lead)
     out: list[str] = []
     for p in parts:
         while len(p) > max_chars:
