@@ -171,7 +171,11 @@ def render_tts(task, rows: list[dict], data: Path, setting: dict, engine: list[f
 def choose(figures: dict, settings: list[dict], tolerance: float | None) -> str:
     """The cheapest setting (fewest model calls) within ``tolerance`` of the best score (default: the best score's
     standard error over the clips, so differences the clips cannot tell apart do not buy slower sampling), then the
-    better score, then the tie-break (CLAP score; tts: speaker similarity)."""
+    better score, then the tie-break (CLAP score; tts: speaker similarity).
+
+    Where each setting has a paired difference to the built-in default (tts: ``cer_vs_default``, the same sentences,
+    prompts and seeds), the default stays unless the best setting beats it by more than that difference's standard
+    error: every setting costs the same there, so the noise of the clips alone would otherwise pick the winner."""
     metric, sign = figures["metric"], (-1 if figures["lower_is_better"] else 1)
     tie = "speaker_sim" if figures["task"] == "tts" else "clap"
 
@@ -179,6 +183,10 @@ def choose(figures: dict, settings: list[dict], tolerance: float | None) -> str:
         return figures["settings"][key(s)][name]
 
     best = max(settings, key=lambda s: sign * val(s))
+    paired = figures["settings"][key(best)].get(f"{metric}_vs_default")
+    if paired is not None and tolerance is None:
+        figures["tolerance"] = paired["se"]
+        return key(best) if sign * paired["mean"] > paired["se"] else key(settings[0])
     figures["tolerance"] = tol = tolerance if tolerance is not None else figures["settings"][key(best)].get(f"{metric}_se", 0.0)
     near = [s for s in settings if sign * val(s) >= sign * val(best) - tol]
     return key(min(near, key=lambda s: (model_calls(s), -sign * val(s), -val(s, tie))))

@@ -42,3 +42,13 @@ def test_choice_buys_no_slower_setting_within_the_noise():
     a, b = {"cfg_scale": 2.0, "temperature": 0.9}, {"cfg_scale": 3.0, "temperature": 0.9}
     tied = _figures("cer", True, [(a, 0.6), (b, 0.6)], tie={bench.key(b): 0.5, bench.key(a): 0.4})
     assert bench.choose(tied, [a, b], None) == bench.key(b)
+
+
+def test_paired_choice_keeps_the_default_unless_the_gain_beats_its_noise():
+    a, b = {"cfg_scale": 2.0, "temperature": 0.9}, {"cfg_scale": 2.0, "temperature": 0.6}
+    figs = _figures("cer", True, [(a, 0.70), (b, 0.68)])
+    figs["settings"][bench.key(a)]["cer_vs_default"] = {"mean": 0.0, "se": 0.0}
+    figs["settings"][bench.key(b)]["cer_vs_default"] = {"mean": -0.02, "se": 0.03}
+    assert bench.choose(figs, [a, b], None) == bench.key(a)  # within the noise: the default stays
+    figs["settings"][bench.key(b)]["cer_vs_default"] = {"mean": -0.02, "se": 0.01}
+    assert bench.choose(figs, [a, b], None) == bench.key(b)
