@@ -81,10 +81,21 @@ def plot(figures: dict, path: Path) -> None:
     names = list(figures["settings"])
     metric = figures["metric"]
     vals = [figures["settings"][n][metric] for n in names]
+    errs = [figures["settings"][n].get(f"{metric}_se", 0.0) for n in names]
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(names)), 3.4))
     colors = ["#3a7" if n == figures["best"] else "#888" if n == figures["baseline"] else "#79c" for n in names]
-    ax.bar(range(len(names)), vals, color=colors)
-    ax.set_xticks(range(len(names)), [n.replace(" ", "\n") for n in names], fontsize=7)
+    ax.bar(range(len(names)), vals, yerr=errs, capsize=3, color=colors)
+    short = {"cfg_scale=": "cfg ", "temperature=": "T ", "top_k=": "k ", "steps=": "", "solver=": ""}
+
+    def label(n: str) -> str:
+        for a, b in short.items():
+            n = n.replace(a, b)
+        return n.replace(" ", "\n").replace("cfg\n", "cfg ").replace("T\n", "T ").replace("k\n", "k ")
+
+    ax.set_xticks(range(len(names)), [label(n) for n in names], fontsize=7)
+    if figures.get("engine_cer"):  # tts: the task's bar, 1.2x the engine's own CER on the same sentences
+        ax.axhline(1.2 * figures["engine_cer"], color="#c73", ls="--", lw=1, label="bar: 1.2x the engine's CER")
+        ax.legend(fontsize=7, loc="lower right")
     ax.set_ylabel(metric)
     ax.set_title(f"{figures['task']} / {figures['generator']}{' with melody' if figures['melody'] else ''}: "
                  f"{metric} on {figures['items']} valid clips (green: chosen, grey: built-in default)", fontsize=8)
