@@ -2,7 +2,8 @@
 classifier-free-guidance scales (and temperatures and top-k, token LM; steps and solver, flow), scored the way
 benchmarks/tasks.py scores the test split, so the test figures stay untouched by the choice.
 
-    python benchmarks/sampling.py --task music --generator flow --cfg 1.5 2 3 4 [--steps 16 32] [--solver euler heun] [--apply]
+    python benchmarks/sampling.py --task music --generator flow --cfg 1.5 2 3 4 [--steps 16 32] [--solver euler heun]
+        [--cfg-until 0.5 0.7 1] [--data data/music-xl] [--apply]
     python benchmarks/sampling.py --task music --generator lm --melody --cfg 2 3 --temperature 0.7 0.9 [--apply]
     python benchmarks/sampling.py --task tts --cfg 1.5 2 3 --temperature 0.5 0.7 0.9 [--top-k 20 100] [--apply]
 
@@ -43,9 +44,11 @@ DEFAULT = Sampling.DEFAULTS
 
 
 def grid(generator: str, cfgs: list[float], temps: list[float], steps: list[int] | None = None,
-         solvers: list[str] | None = None, top_ks: list[int] | None = None) -> list[dict]:
-    """The built-in default first (the baseline), then every other point of the grid (flow: CFG x steps x solver;
-    token LM: CFG x temperature x top-k; the axes past the first two only when more than the default is asked for)."""
+         solvers: list[str] | None = None, top_ks: list[int] | None = None,
+         cfg_untils: list[float] | None = None) -> list[dict]:
+    """The built-in default first (the baseline), then every other point of the grid (flow: CFG x steps x solver x
+    guidance interval; token LM: CFG x temperature x top-k; the axes past the first two only when more than the
+    default is asked for)."""
     if generator == "lm":
         axes = {"cfg_scale": cfgs, "temperature": temps}
         if top_ks and top_ks != [DEFAULT["top_k"]]:
@@ -56,14 +59,25 @@ def grid(generator: str, cfgs: list[float], temps: list[float], steps: list[int]
             axes["steps"] = steps
         if solvers and solvers != [DEFAULT["solver"]]:
             axes["solver"] = solvers
+        if cfg_untils and cfg_untils != [DEFAULT["cfg_until"]]:
+            axes["cfg_until"] = cfg_untils
     points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
     base = {k: DEFAULT[k] for k in points[0]}
     return [base] + [p for p in points if p != base]
 
 
-def model_calls(setting: dict) -> int:
-    """Model evaluations per window of a setting (flow: steps, twice for Heun); equal for token-LM settings."""
-    return setting.get("steps", DEFAULT["steps"]) * (2 if setting.get("solver") == "heun" else 1)
+def repo_path(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (as results record data folders)."""
+    path = Path(path).resolve()
+    return path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def model_calls(setting: dict) -> float:
+    """The cost of a setting in single-batch model evaluations per window (flow: steps, twice for Heun, and each
+    guided one twice again, the share of guided steps set by ``cfg_until``); equal for token-LM settings."""
+    calls = setting.get("steps", DEFAULT["steps"]) * (2 if setting.get("solver") == "heun" else 1)
+    guided = setting.get("cfg_scale", DEFAULT["cfg_scale"]) not in (0.0, 1.0)
+    return calls * (1 + (setting.get("cfg_until", DEFAULT["cfg_until"]) if guided else 0.0))
 
 
 def key(setting: dict) -> str:
@@ -140,10 +154,11 @@ def render_tagged(task, rows: list[dict], setting: dict, args) -> dict:
             from tokenwave.eval.melody import chroma_cosine
 
             chroma.append(chroma_cosine(mel, wav, task.sample_rate))
-    figs = score(wavs, rows, task.sample_rate, FIELD[args.task])
+    figs = score(wavs, rows, task.sample_rate, FIELD[args.task], per_item=True)
     if args.melody:
         figs["chroma_cosine"] = float(np.mean(chroma))
         figs["chroma_cosine_se"] = standard_error(chroma)
+        figs["chroma_cosine_items"] = [float(c) for c in chroma]
     return figs
 
 
@@ -180,26 +195,24 @@ def render_tts(task, rows: list[dict], data: Path, setting: dict, engine: list[f
 
 
 def choose(figures: dict, settings: list[dict], tolerance: float | None) -> str:
-    """The cheapest setting (fewest model calls) within ``tolerance`` of the best score (default: the best score's
-    standard error over the clips, so differences the clips cannot tell apart do not buy slower sampling), then the
-    better score, then the tie-break (CLAP score; tts: speaker similarity).
-
-    Where each setting has a paired difference to the built-in default (tts: ``cer_vs_default``, the same sentences,
-    prompts and seeds), the default stays unless the best setting beats it by more than that difference's standard
-    error: every setting costs the same there, so the noise of the clips alone would otherwise pick the winner."""
+    """The setting to apply. Only the built-in default and the settings that beat it by more than the standard error
+    of their paired difference to it (``<metric>_vs_default``: the same clips and seeds) are eligible, so the noise
+    of the clips alone cannot pick a winner; among those, the cheapest (:func:`model_calls`) within ``tolerance`` of
+    the best score (default: that paired standard error), then the better score, then the tie-break (CLAP score;
+    tts: speaker similarity)."""
     metric, sign = figures["metric"], (-1 if figures["lower_is_better"] else 1)
     tie = "speaker_sim" if figures["task"] == "tts" else "clap"
 
     def val(s: dict, name: str = metric) -> float:
         return figures["settings"][key(s)][name]
 
-    best = max(settings, key=lambda s: sign * val(s))
-    paired = figures["settings"][key(best)].get(f"{metric}_vs_default")
-    if paired is not None and tolerance is None:
-        figures["tolerance"] = paired["se"]
-        return key(best) if sign * paired["mean"] > paired["se"] else key(settings[0])
-    figures["tolerance"] = tol = tolerance if tolerance is not None else figures["settings"][key(best)].get(f"{metric}_se", 0.0)
-    near = [s for s in settings if sign * val(s) >= sign * val(best) - tol]
+    def paired(s: dict) -> dict:
+        return figures["settings"][key(s)].get(f"{metric}_vs_default") or {"mean": 0.0, "se": 0.0}
+
+    eligible = [settings[0]] + [s for s in settings[1:] if sign * paired(s)["mean"] > paired(s)["se"]]
+    best = max(eligible, key=lambda s: sign * val(s))
+    figures["tolerance"] = tol = tolerance if tolerance is not None else paired(best)["se"]
+    near = [s for s in eligible if sign * val(s) >= sign * val(best) - tol]
     return key(min(near, key=lambda s: (model_calls(s), -sign * val(s), -val(s, tie))))
 
 
@@ -214,7 +227,11 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, nargs="+", default=None, help="token LM only")
     parser.add_argument("--steps", type=int, nargs="+", default=None, help="flow only: ODE steps")
     parser.add_argument("--solver", nargs="+", choices=("euler", "heun"), default=None, help="flow only")
+    parser.add_argument("--cfg-until", type=float, nargs="+", default=None,
+                        help="flow only: guide the steps at times t <= this (1: every step)")
     parser.add_argument("--items", type=int, default=None)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="dataset whose valid split to render (default: data/<task>, data/speech for tts)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--apply", action="store_true", help="write the best setting into generators.json")
     parser.add_argument("--tolerance", type=float, default=None,
@@ -230,15 +247,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     items = args.items or (3 if args.quick else 24)
     tts = args.task == "tts"
-    data = REPO_ROOT / "data" / ("speech" if tts else args.task)
+    data = args.data or REPO_ROOT / "data" / ("speech" if tts else args.task)
     need = "text" if tts else "caption"
     rows = [r for r in read_manifest(data) if r["split"] == "valid" and r.get(need)
             and (r.get("melody") or not args.melody)][:items]
     task = load_task("tts") if tts else load_task(args.task, generator=args.generator)
-    settings = grid(args.generator, args.cfg, args.temperature, args.steps, args.solver, args.top_k)
+    settings = grid(args.generator, args.cfg, args.temperature, args.steps, args.solver, args.top_k, args.cfg_until)
     model = task.folder if tts else task.generators[args.generator].folder
     figures: dict = {"task": args.task, "generator": args.generator, "melody": args.melody, "items": len(rows),
-                     "split": "valid", "data": f"data/{data.name}", "model": str(model),
+                     "split": "valid", "data": repo_path(data), "model": str(model),
                      "metric": "cer" if tts else "chroma_cosine" if args.melody else "tag_acc",
                      "lower_is_better": tts, "settings": {}}
     engine = engine_cers(rows, data, task.sample_rate) if tts else None
@@ -250,10 +267,10 @@ def main() -> None:
         print(key(setting), json.dumps({k: v for k, v in figs.items() if not k.endswith("_items")}), flush=True)
     metric = figures["metric"]
     figures["baseline"] = key(settings[0])
-    if tts:  # each setting against the built-in default on the same sentences, prompts and seeds
-        base = figures["settings"][figures["baseline"]]["cer_items"]
-        for figs in figures["settings"].values():
-            figs["cer_vs_default"] = paired_difference(figs["cer_items"], base)
+    # each setting against the built-in default on the same clips and seeds
+    base = figures["settings"][figures["baseline"]][f"{metric}_items"]
+    for figs in figures["settings"].values():
+        figs[f"{metric}_vs_default"] = paired_difference(figs[f"{metric}_items"], base)
     figures["best"] = choose(figures, settings, args.tolerance)
     ratio = figures["settings"][figures["best"]][metric] / max(figures["settings"][figures["baseline"]][metric], 1e-9)
     targets = [target(f"best_{metric}_over_default", ratio, "<=" if tts else ">=", 1.0)]

@@ -16,12 +16,20 @@ def test_grid_puts_the_default_first_and_spans_the_asked_axes():
     assert all("top_k" not in s for s in bench.grid("lm", [2.0, 3.0], [0.9], top_ks=[100]))
     flow = bench.grid("flow", [4.0, 8.0], [], steps=[16, 32], solvers=["euler", "heun"])
     assert flow[0] == {"cfg_scale": 2.0, "steps": 16, "solver": "euler"} and len(flow) == 9
+    interval = bench.grid("flow", [4.0], [], cfg_untils=[0.5, 1.0])
+    assert interval == [{"cfg_scale": 2.0, "cfg_until": 1.0}, {"cfg_scale": 4.0, "cfg_until": 0.5},
+                        {"cfg_scale": 4.0, "cfg_until": 1.0}]
+    # cost: unguided steps run one pass, guided ones two; Heun doubles both
+    assert bench.model_calls({"cfg_scale": 4.0, "cfg_until": 0.5}) < bench.model_calls({"cfg_scale": 4.0})
+    assert bench.model_calls({"cfg_scale": 1.0}) == 16 and bench.model_calls({"cfg_scale": 4.0, "solver": "heun"}) == 64
 
 
 def _figures(metric, lower, values, se=0.0, tie=None):
-    settings = {}
+    """Figures of settings scored ``values``; each one's paired difference to the first has standard error ``se``."""
+    settings, base = {}, values[0][1]
     for s, v in values:
-        settings[bench.key(s)] = {metric: v, f"{metric}_se": se, "clap": 0.0, "speaker_sim": (tie or {}).get(bench.key(s), 0.0)}
+        settings[bench.key(s)] = {metric: v, f"{metric}_vs_default": {"mean": v - base, "se": se}, "clap": 0.0,
+                                  "speaker_sim": (tie or {}).get(bench.key(s), 0.0)}
     return {"metric": metric, "lower_is_better": lower, "task": "tts" if lower else "music", "settings": settings}
 
 
@@ -34,14 +42,15 @@ def test_choice_follows_the_metrics_direction():
 
 
 def test_choice_buys_no_slower_setting_within_the_noise():
+    default = {"cfg_scale": 2.0, "steps": 16}
     cheap, slow = {"cfg_scale": 4.0, "steps": 16}, {"cfg_scale": 4.0, "steps": 32}
-    figs = _figures("tag_acc", False, [(cheap, 0.55), (slow, 0.58)], se=0.05)
-    assert bench.choose(figs, [cheap, slow], None) == bench.key(cheap)
-    assert bench.choose(figs, [cheap, slow], 0.0) == bench.key(slow)
+    figs = _figures("tag_acc", False, [(default, 0.40), (cheap, 0.55), (slow, 0.58)], se=0.05)
+    assert bench.choose(figs, [default, cheap, slow], None) == bench.key(cheap)
+    assert bench.choose(figs, [default, cheap, slow], 0.0) == bench.key(slow)
     # equal cost and score: the tie-break (TTS: speaker similarity) decides
-    a, b = {"cfg_scale": 2.0, "temperature": 0.9}, {"cfg_scale": 3.0, "temperature": 0.9}
-    tied = _figures("cer", True, [(a, 0.6), (b, 0.6)], tie={bench.key(b): 0.5, bench.key(a): 0.4})
-    assert bench.choose(tied, [a, b], None) == bench.key(b)
+    d, a, b = ({"cfg_scale": c, "temperature": 0.9} for c in (2.0, 1.5, 3.0))
+    tied = _figures("cer", True, [(d, 0.7), (a, 0.6), (b, 0.6)], se=0.01, tie={bench.key(b): 0.5, bench.key(a): 0.4})
+    assert bench.choose(tied, [d, a, b], None) == bench.key(b)
 
 
 def test_paired_choice_keeps_the_default_unless_the_gain_beats_its_noise():

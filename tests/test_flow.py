@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from tokenwave.conditioning import Conditioning
+from tokenwave.errors import InvalidArgumentError
 from tokenwave.flow import FlowConfig, FlowDiT, FlowSampling, decode_long, flow_loss, sample, sample_long, stream_chunks
 from tokenwave.flow.sample import plan_windows, stream_latency
 
@@ -90,6 +91,24 @@ def test_cfg_zero_is_unconditional_and_one_is_conditional():
     # any other scale batches both passes: u + s (c - u); 0.5 lies between the two
     half = run(cond, 0.5)
     assert (half - cond_only).abs().mean() < (run(cond, 0.0) - cond_only).abs().mean()
+
+
+def test_guidance_interval_guides_the_early_steps_only():
+    """``cfg_until``: guided velocity at times t <= cfg_until, the conditional one after (4 Euler steps evaluate at
+    t = 0, 0.25, 0.5, 0.75)."""
+    model, cond = tiny(), tags(2)
+    run = lambda until, scale=3.0: sample(model, 16, cond, FlowSampling(steps=4, method="euler", cfg_scale=scale,  # noqa: E731
+                                                                        seed=1, cfg_until=until))
+    everywhere = run(1.0)
+    assert torch.equal(everywhere, run(0.75))  # every step's time is <= 0.75
+    assert torch.equal(run(0.6), run(0.74)) and not torch.equal(run(0.74), everywhere)  # the same steps guided
+    early = run(0.0)  # the first step only
+    assert not torch.equal(early, run(0.6)) and not torch.equal(early, run(1.0, scale=1.0))
+    # the closer the interval reaches the data, the closer the result to guiding every step
+    gaps = [(run(u) - everywhere).abs().mean().item() for u in (0.0, 0.3, 0.6)]
+    assert gaps[0] > gaps[1] > gaps[2] > 0
+    with pytest.raises(InvalidArgumentError, match="cfg_until"):
+        run(1.5)
 
 
 def test_more_steps_converge():

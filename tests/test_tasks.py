@@ -268,6 +268,13 @@ def test_flow_generator_renders_music_and_sfx(music_model, codec, tmp_path):
     assert np.array_equal(half.wav[:n], same.wav[:n]) and not np.array_equal(half.wav[-n:], same.wav[-n:])
     heun = music.generate("a reel", 2.0, Sampling(seed=3, steps=4, solver="heun"), watermark=False)
     assert not np.array_equal(a.wav, heun.wav)
+    # a guidance interval: unguided late steps change the output; reaching every step is the default
+    early = music.generate("a reel", 2.0, Sampling(seed=3, steps=4, cfg_until=0.3), watermark=False)
+    assert early.metadata["cfg_until"] == 0.3 and a.metadata["cfg_until"] == 1.0
+    assert not np.array_equal(a.wav, early.wav)
+    assert np.array_equal(a.wav, music.generate("a reel", 2.0, Sampling(seed=3, steps=4, cfg_until=0.8), watermark=False).wav)
+    with pytest.raises(InvalidArgumentError, match="cfg_until must be within 0..1"):
+        music.generate("a reel", 1.0, Sampling(cfg_until=2.0))
     clip = tmp_path / "clip.wav"
     sf.write(clip, a.wav, SR)
     cont = music.generate("a reel", 1.0, Sampling(seed=3, steps=4), continue_from=str(clip), watermark=False)
@@ -420,6 +427,7 @@ def test_cli_tasks_write_audio_and_metadata(cli_env, tmp_path, codec):
     (("sfx", "rain", "--generator", "flow"), "has no flow generator"),
     (("sfx", "rain", "--generator", "gan"), "unknown generator 'gan'"),
     (("tts", "Hi.", "--generator", "flow"), "text-to-speech has no 'flow' generator"),
+    (("music", "a reel", "--cfg-until", "1.5"), "cfg_until must be within 0..1, got 1.5"),
 ])
 def test_cli_errors_are_one_line_with_a_fix(cli_env, tmp_path, args, message):
     run = _cli(*args, "-o", tmp_path / "x.wav", env=cli_env)

@@ -25,13 +25,17 @@ METHODS = ("euler", "heun")
 @dataclass
 class FlowSampling:
     """``steps`` ODE steps of ``method`` (euler: 1 model call per step, heun: 2); ``cfg_scale`` 0 is unconditional,
-    1 conditional, > 1 guided (conditional and unconditional run in one batch); ``seed``: item b's noise comes
-    from its own generator seeded ``seed + b``, so an item's output does not depend on its batch."""
+    1 conditional, > 1 guided (conditional and unconditional run in one batch); ``cfg_until``: guidance applies at
+    times t <= cfg_until only (t = 0 is noise, 1 the data), the steps after it run the conditional model alone
+    (a guidance interval: guidance shapes the sound early, while near the data it only exaggerates; 1 guides every
+    step); ``seed``: item b's noise comes from its own generator seeded ``seed + b``, so an item's output does not
+    depend on its batch."""
 
     steps: int = 16
     method: str = "heun"
     cfg_scale: float = 2.0
     seed: int = 0
+    cfg_until: float = 1.0
 
     def check(self) -> None:
         if self.method not in METHODS:
@@ -40,6 +44,9 @@ class FlowSampling:
             raise InvalidArgumentError(f"steps must be >= 1, got {self.steps}", "use e.g. 16")
         if self.cfg_scale < 0:
             raise InvalidArgumentError(f"cfg_scale must be >= 0, got {self.cfg_scale}", "use 0 (unconditional) .. ~5")
+        if not 0.0 <= self.cfg_until <= 1.0:
+            raise InvalidArgumentError(f"cfg_until must be within 0..1, got {self.cfg_until}",
+                                       "use 1 to guide every step, or e.g. 0.7 to leave the last 30% unguided")
 
     @property
     def model_calls(self) -> int:
@@ -57,11 +64,21 @@ def item_noise(D: int, frames: Sequence[int], seeds: Sequence[int], device: torc
 
 
 def guided_velocity(model: FlowDiT, cond: Conditioning | None, scale: float, mask: torch.Tensor | None,
-                    prompt: torch.Tensor | None, prompt_mask: torch.Tensor | None) -> Callable:
-    """``v(x [B, D, T], t float) -> [B, D, T]`` with classifier-free guidance ``u + scale * (c - u)``. Scale 1 runs the
-    conditional pass only and scale 0 the unconditional one only (so both are exact); otherwise one batch of 2B."""
+                    prompt: torch.Tensor | None, prompt_mask: torch.Tensor | None, until: float = 1.0) -> Callable:
+    """``v(x [B, D, T], t float) -> [B, D, T]`` with classifier-free guidance ``u + scale * (c - u)`` at times
+    ``t <= until`` and the conditional velocity after. Scale 1 runs the conditional pass only and scale 0 the
+    unconditional one only (so both are exact); otherwise one batch of 2B while guided."""
+    conditional = lambda x, t: model(x, x.new_full((x.shape[0],), t), cond, mask, prompt, prompt_mask)  # noqa: E731
     if cond is None or cond.batch_size is None or scale == 1.0:
-        return lambda x, t: model(x, x.new_full((x.shape[0],), t), cond, mask, prompt, prompt_mask)
+        return conditional
+    guided = _guided_pass(model, cond, scale, mask, prompt, prompt_mask)
+    if until >= 1.0:
+        return guided
+    return lambda x, t: guided(x, t) if t <= until else conditional(x, t)
+
+
+def _guided_pass(model: FlowDiT, cond: Conditioning, scale: float, mask: torch.Tensor | None,
+                 prompt: torch.Tensor | None, prompt_mask: torch.Tensor | None) -> Callable:
     null = cond.null_like(model.null_cond)
     if scale == 0.0:
         return lambda x, t: model(x, x.new_full((x.shape[0],), t), null, mask, prompt, prompt_mask)
@@ -149,7 +166,7 @@ def sample(model: FlowDiT, frames: int | Sequence[int], cond: Conditioning | Non
             x = torch.where(given[:, None], (1 - t) * x0 + t * x1_known, x)
         return x if keep is None else x * keep
 
-    velocity = guided_velocity(model, cond, params.cfg_scale, mask, x1_known, given)
+    velocity = guided_velocity(model, cond, params.cfg_scale, mask, x1_known, given, params.cfg_until)
     out = integrate(velocity, x0, params.steps, params.method, fix) * cfg.latent_scale
     if given is not None:
         out = torch.where(given[:, None], known, out)  # exactly the given latents, not a rescaled copy

@@ -91,9 +91,10 @@ class Sampling:
     cfg_scale: float | None = None
     steps: int | None = None  # flow generator only
     solver: str | None = None  # flow generator only: euler (1 model call per step) or heun (2)
+    cfg_until: float | None = None  # flow generator only: guide at times t <= cfg_until (0 noise .. 1 data)
 
     DEFAULTS: ClassVar[dict] = {"temperature": 0.9, "top_k": 100, "top_p": 0.0, "cfg_scale": 2.0, "steps": 16,
-                                "solver": "euler"}
+                                "solver": "euler", "cfg_until": 1.0}
 
     def resolved(self, defaults: dict | None = None) -> "Sampling":
         """A copy with every unset control filled from ``defaults`` (the model's, for this request), then
@@ -105,7 +106,7 @@ class Sampling:
         from tokenwave.flow.sample import FlowSampling
 
         s = self.resolved()
-        p = FlowSampling(steps=s.steps, method=s.solver, cfg_scale=s.cfg_scale, seed=s.seed)
+        p = FlowSampling(steps=s.steps, method=s.solver, cfg_scale=s.cfg_scale, seed=s.seed, cfg_until=s.cfg_until)
         p.check()
         return p
 
@@ -123,6 +124,9 @@ class Sampling:
             raise InvalidArgumentError(f"steps must be within 1..256, got {s.steps}", "use 8-32 steps")
         if s.solver not in ("euler", "heun"):
             raise InvalidArgumentError(f"unknown solver {s.solver!r}", "use euler or heun")
+        if not 0.0 <= s.cfg_until <= 1.0:
+            raise InvalidArgumentError(f"cfg_until must be within 0..1, got {s.cfg_until}",
+                                       "use 1 to guide every flow step, or e.g. 0.7 to leave the last 30% unguided")
 
 
 def check_duration(duration: float, limit: float = MAX_DURATION) -> float:

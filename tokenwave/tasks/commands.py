@@ -11,11 +11,11 @@ console = Console()
 
 
 def _sampling(seed: int, temperature: Optional[float], top_k: Optional[int], top_p: Optional[float],
-              cfg: Optional[float], steps: Optional[int], solver: Optional[str] = None):
+              cfg: Optional[float], steps: Optional[int], solver: Optional[str] = None, cfg_until: Optional[float] = None):
     from tokenwave.tasks import Sampling
 
     return Sampling(seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, cfg_scale=cfg, steps=steps,
-                    solver=solver)
+                    solver=solver, cfg_until=cfg_until)
 
 
 def _write_output(result, out: Path) -> None:
@@ -36,6 +36,8 @@ _CFG = typer.Option(None, min=0.0, help="Classifier-free guidance scale (1 = off
 _STEPS = typer.Option(None, min=1, max=256, help="Sampling steps (flow generator)." + _DEFAULT.format(16))
 _SOLVER = typer.Option(None, help="ODE solver (flow generator): euler (1 model call per step) or heun (2)."
                        + _DEFAULT.format("euler"))
+_CFG_UNTIL = typer.Option(None, help="Flow generator: guide the steps at times t <= this only "
+                          "(0 noise .. 1 data; the later steps run unguided)." + _DEFAULT.format(1))
 _GENERATOR = typer.Option(None, help="Generator: lm (token-AR) or flow (flow matching); default: the model's "
                           "measured better one (generators.json beside it).")
 _WM = typer.Option(True, "--watermark/--no-watermark", help="Embed the inaudible watermark (recorded in OUT.json).")
@@ -77,13 +79,14 @@ def music(
     generator: Optional[str] = _GENERATOR,
     seed: int = _SEED, temperature: Optional[float] = _TEMP, top_k: Optional[int] = _TOPK, top_p: Optional[float] = _TOPP,
     cfg: Optional[float] = _CFG,
-    steps: Optional[int] = _STEPS, solver: Optional[str] = _SOLVER, watermark: bool = _WM,
+    steps: Optional[int] = _STEPS, solver: Optional[str] = _SOLVER, cfg_until: Optional[float] = _CFG_UNTIL,
+    watermark: bool = _WM,
 ) -> None:
     """Render music from a text prompt (genre, instrument, tempo, key), optionally following a melody."""
     from tokenwave.tasks import load_task
 
     result = load_task("music", model, generator=generator).generate(
-        prompt, duration, _sampling(seed, temperature, top_k, top_p, cfg, steps, solver),
+        prompt, duration, _sampling(seed, temperature, top_k, top_p, cfg, steps, solver, cfg_until),
         melody=str(melody) if melody else None, continue_from=str(continue_from) if continue_from else None,
         watermark=watermark)
     _write_output(result, out)
@@ -97,13 +100,14 @@ def sfx(
     generator: Optional[str] = _GENERATOR,
     seed: int = _SEED, temperature: Optional[float] = _TEMP, top_k: Optional[int] = _TOPK, top_p: Optional[float] = _TOPP,
     cfg: Optional[float] = _CFG,
-    steps: Optional[int] = _STEPS, solver: Optional[str] = _SOLVER, watermark: bool = _WM,
+    steps: Optional[int] = _STEPS, solver: Optional[str] = _SOLVER, cfg_until: Optional[float] = _CFG_UNTIL,
+    watermark: bool = _WM,
 ) -> None:
     """Render a sound effect from a text prompt."""
     from tokenwave.tasks import load_task
 
     result = load_task("sfx", model, generator=generator).generate(
-        prompt, duration, _sampling(seed, temperature, top_k, top_p, cfg, steps, solver), watermark=watermark)
+        prompt, duration, _sampling(seed, temperature, top_k, top_p, cfg, steps, solver, cfg_until), watermark=watermark)
     _write_output(result, out)
 
 
