@@ -116,6 +116,12 @@ def plot(figures: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
+def _without_items(figures: dict) -> dict:
+    """A sweep's figures without the per-clip lists (those stay in its own file)."""
+    settings = {k: {m: v for m, v in f.items() if not m.endswith("_items")} for k, f in figures.get("settings", {}).items()}
+    return {**figures, "settings": settings}
+
+
 def write_summary() -> dict:
     import datetime
 
@@ -124,8 +130,8 @@ def write_summary() -> dict:
                "quick": any(r["quick"] for r in parts.values()), "date": datetime.date.today().isoformat(),
                "machine": next(iter(parts.values()))["machine"] if parts else machine_info(),
                "targets": [{**t, "name": f"{name}_{t['name']}"} for name, r in parts.items() for t in r["targets"]],
-               "figures": {name: {**r["figures"], "source": f"benchmarks/results/sampling-{name}.json", "date": r["date"]}
-                           for name, r in parts.items()}}
+               "figures": {name: {**_without_items(r["figures"]), "source": f"benchmarks/results/sampling-{name}.json",
+                                  "date": r["date"]} for name, r in parts.items()}}
     atomic_write_text(RESULTS_DIR / "sampling.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     return summary
 
