@@ -99,12 +99,12 @@ def plot(figures: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(names)), 3.4))
     colors = ["#3a7" if n == figures["best"] else "#888" if n == figures["baseline"] else "#79c" for n in names]
     ax.bar(range(len(names)), vals, yerr=errs, capsize=3, color=colors)
-    short = {"cfg_scale=": "cfg ", "temperature=": "T ", "top_k=": "k ", "steps=": "", "solver=": ""}
+    short = {"cfg_scale=": "cfg ", "temperature=": "T ", "top_k=": "k ", "steps=": "", "solver=": "", "cfg_until=": "to "}
 
     def label(n: str) -> str:
         for a, b in short.items():
             n = n.replace(a, b)
-        return n.replace(" ", "\n").replace("cfg\n", "cfg ").replace("T\n", "T ").replace("k\n", "k ")
+        return n.replace(" ", "\n").replace("cfg\n", "cfg ").replace("T\n", "T ").replace("k\n", "k ").replace("to\n", "to ")
 
     ax.set_xticks(range(len(names)), [label(n) for n in names], fontsize=7)
     if figures.get("engine_cer"):  # tts: the task's bar, 1.2x the engine's own CER on the same sentences
