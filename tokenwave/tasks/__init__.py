@@ -87,7 +87,7 @@ class Pipeline:
     def music(self, prompt: str, duration: float = 10.0, seed: int = 0, melody=None, continue_from=None,
               watermark: bool = True, generator: str | None = None, **sampling) -> GeneratedAudio:
         """``generator``: "lm" or "flow" (default: the model folder's own choice); ``sampling``: the fields of
-        :class:`Sampling` (temperature, top_k, top_p, cfg_scale, steps, solver)."""
+        :class:`Sampling` (temperature, top_k, top_p, cfg_scale, steps, solver, cfg_until)."""
         from tokenwave.tasks.base import Sampling
 
         return self.task("music").generate(prompt, duration, Sampling(seed=seed, **sampling), melody, continue_from,
