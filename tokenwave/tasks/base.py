@@ -124,9 +124,7 @@ class Sampling:
             raise InvalidArgumentError(f"steps must be within 1..256, got {s.steps}", "use 8-32 steps")
         if s.solver not in ("euler", "heun"):
             raise InvalidArgumentError(f"unknown solver {s.solver!r}", "use euler or heun")
-        if not 0.0 <= s.cfg_until <= 1.0:
-            raise InvalidArgumentError(f"cfg_until must be within 0..1, got {s.cfg_until}",
-                                       "use 1 to guide every flow step, or e.g. 0.7 to leave the last 30% unguided")
+        self.flow_params()  # the flow sampler's own checks (the guidance interval)
 
 
 def check_duration(duration: float, limit: float = MAX_DURATION) -> float:
