@@ -87,6 +87,12 @@ def ratio(ours: float | None, baseline: float | None) -> float | None:
     return ours / baseline
 
 
+def repo_path(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (as results record data folders), else absolute."""
+    path = Path(path).resolve()
+    return path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def standard_error(values) -> float:
     """Standard error of the mean over the items (sample std / sqrt(n)); 0 for fewer than two."""
     import numpy as np

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (REPO_ROOT, RESULTS_DIR, arg_parser, command_line, machine_info, paired_difference,  # noqa: E402
-                    standard_error, target, write_result)
+                    repo_path, standard_error, target, write_result)
 from generators import FIELD, score  # noqa: E402
 
 from tokenwave.data.manifest import read_manifest  # noqa: E402
@@ -155,8 +155,7 @@ def main() -> None:
             c = renders[s]["chroma"]
             scored[s].update(chroma_cosine=float(np.mean(c)), chroma_cosine_items=c,
                              chroma_cosine_se=standard_error(c))
-    shown = data.resolve().relative_to(REPO_ROOT) if data.resolve().is_relative_to(REPO_ROOT) else data
-    figures: dict = {"task": args.task, "generator": args.generator, "data": str(shown), "split": args.split,
+    figures: dict = {"task": args.task, "generator": args.generator, "data": repo_path(data), "split": args.split,
                      "items": len(rows), "shipped_model": str(shipped_folder), "candidate_model": str(args.candidate),
                      "sampling": "the shipped defaults (generators.json), seed = item index",
                      "candidate_cfg": args.candidate_cfg, "candidate_steps": args.candidate_steps,

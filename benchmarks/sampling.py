@@ -34,11 +34,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (REPO_ROOT, RESULTS_DIR, arg_parser, atomic_write_text, command_line, machine_info,  # noqa: E402
-                    paired_difference, standard_error, target, write_result)
+                    paired_difference, repo_path, standard_error, target, write_result)
 from generators import FIELD, score  # noqa: E402
 
 from tokenwave.data.manifest import read_manifest  # noqa: E402
 from tokenwave.tasks import Sampling, load_task  # noqa: E402
+from tokenwave.tasks.base import GENERATORS_FILE, read_generators  # noqa: E402
 
 DEFAULT = Sampling.DEFAULTS
 
@@ -64,12 +65,6 @@ def grid(generator: str, cfgs: list[float], temps: list[float], steps: list[int]
     points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
     base = {k: DEFAULT[k] for k in points[0]}
     return [base] + [p for p in points if p != base]
-
-
-def repo_path(path: Path) -> str:
-    """``path`` relative to the repository when it lies inside it (as results record data folders)."""
-    path = Path(path).resolve()
-    return path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def model_calls(setting: dict) -> float:
@@ -137,8 +132,8 @@ def write_summary() -> dict:
 
 
 def apply(task, generator: str, melody: bool, setting: dict, figures: dict) -> None:
-    path = task.folder / "generators.json"
-    choice = json.loads(path.read_text()) if path.exists() else {"default": getattr(task, "default_generator", generator)}
+    path = task.folder / GENERATORS_FILE
+    choice = read_generators(task.folder) or {"default": getattr(task, "default_generator", generator)}
     why = (f"{figures['metric']} {figures['settings'][figures['best']][figures['metric']]:.3f} against "
            f"{figures['settings'][figures['baseline']][figures['metric']]:.3f} at the built-in defaults on "
            f"{figures['items']} valid-split clips of {figures['data']}, measured by benchmarks/sampling.py")
@@ -168,20 +163,25 @@ def render_tagged(task, rows: list[dict], setting: dict, args) -> dict:
     return figs
 
 
-def engine_cers(rows: list[dict], data: Path, sr: int) -> list[float]:
-    """The CER of the engine's own recording of each row: what the recogniser makes of the real thing."""
+def engine_reference(rows: list[dict], data: Path, sr: int) -> dict:
+    """The engine's own recording of each row, measured once for every setting: its CER (what the recogniser makes
+    of the real thing) and its speaker embedding."""
     from tokenwave.audio import load_audio
     from tokenwave.data.manifest import audio_path
     from tokenwave.eval.asr import cer, transcribe
+    from tokenwave.eval.speaker import load_speaker_encoder
 
-    return [cer(r["text"], transcribe(load_audio(audio_path(data, r), sr)[0], sr)) for r in rows]
+    spk, cers, embeddings = load_speaker_encoder(), [], []
+    for r in rows:
+        wav = load_audio(audio_path(data, r), sr)[0]
+        cers.append(cer(r["text"], transcribe(wav, sr)))
+        embeddings.append(spk.embed(wav, sr))
+    return {"cer": cers, "embedding": embeddings}
 
 
-def render_tts(task, rows: list[dict], data: Path, setting: dict, engine: list[float]) -> dict:
+def render_tts(task, rows: list[dict], data: Path, setting: dict, engine: dict) -> dict:
     """Every row's sentence spoken with ``setting`` in the voice of another clip of its speaker: CER (and over the
     engine's), WER and the output's speaker-encoder cosine to the row's own recording."""
-    from tokenwave.audio import load_audio
-    from tokenwave.data.manifest import audio_path
     from tokenwave.eval.asr import cer, transcribe, wer
     from tokenwave.eval.speaker import load_speaker_encoder
     from tokenwave.tasks.tts import voice_prompt_for
@@ -194,9 +194,9 @@ def render_tts(task, rows: list[dict], data: Path, setting: dict, engine: list[f
         hyp = transcribe(wav, sr)
         cers.append(cer(r["text"], hyp))
         wers.append(wer(r["text"], hyp))
-        sims.append(float(spk.embed(wav, sr) @ spk.embed(load_audio(audio_path(data, r), sr)[0], sr)))
+        sims.append(float(spk.embed(wav, sr) @ engine["embedding"][i]))
     return {"cer": float(np.mean(cers)), "cer_se": standard_error(cers),
-            "cer_over_engine": float(np.mean(cers) / max(np.mean(engine), 1e-9)), "wer": float(np.mean(wers)),
+            "cer_over_engine": float(np.mean(cers) / max(np.mean(engine["cer"]), 1e-9)), "wer": float(np.mean(wers)),
             "speaker_sim": float(np.mean(sims)), "cer_items": cers}
 
 
@@ -264,9 +264,9 @@ def main() -> None:
                      "split": "valid", "data": repo_path(data), "model": str(model),
                      "metric": "cer" if tts else "chroma_cosine" if args.melody else "tag_acc",
                      "lower_is_better": tts, "settings": {}}
-    engine = engine_cers(rows, data, task.sample_rate) if tts else None
+    engine = engine_reference(rows, data, task.sample_rate) if tts else None
     if tts:
-        figures["engine_cer"] = float(np.mean(engine))
+        figures["engine_cer"] = float(np.mean(engine["cer"]))
     for setting in settings:
         figs = render_tts(task, rows, data, setting, engine) if tts else render_tagged(task, rows, setting, args)
         figures["settings"][key(setting)] = figs
