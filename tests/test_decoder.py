@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from task_models import SR, randomise, tagged_model, tiny_codec
+from task_models import PHONES, SR, randomise, tagged_model, tiny_codec
 from task_models import tts_model as make_tts_model
 
 from tokenwave.checkpoint import CheckpointError
 from tokenwave.codec import load_codec
-from tokenwave.codec.decoders import codes_fingerprint, decoder_n_q, load_decoder, save_decoder
+from tokenwave.codec.decoders import (PhoneDecoder, codes_fingerprint, decoder_n_q, decoder_phones, load_decoder,
+                                      save_decoder, with_phone_decoder)
+from tokenwave.codec.streaming import StreamingDecoder
 from tokenwave.data.sfx import build_sfx
 from tokenwave.errors import InvalidArgumentError
 from tokenwave.tasks import load_task
@@ -146,3 +148,121 @@ def test_tagged_task_decodes_each_generator_with_its_own_decoder(tmp_path):
     lm = task.generate("a reel", 1.0, Sampling(seed=3, steps=4), generator="lm", watermark=False).wav
     assert np.array_equal(lm, before["lm"])
     assert len(flow) == len(before["flow"]) and not np.allclose(flow, before["flow"], atol=1e-4)
+
+
+# --- phone-informed decoders (`tokenwave train decoder --alignments`) ------------------------------------------------
+def _frames(vocab, T: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    pos = torch.randint(0, 16, (1, T), generator=g)
+    return torch.stack([torch.randint(2, len(vocab), (1, T), generator=g), pos, pos.flip(-1)], 1)
+
+
+def test_phone_decoder_starts_as_its_decoder_hears_the_phones_and_streams(codec_dir, tmp_path):
+    base = load_codec(codec_dir)
+    phoned = with_phone_decoder(base, PHONES)
+    assert isinstance(phoned.decoder, PhoneDecoder) and phoned.encoder is base.encoder
+    assert decoder_phones(phoned).symbols[2:] == sorted(PHONES) and decoder_phones(base) is None
+    codes = base.encode(torch.randn(1, 1, SR // 2) * 0.3, 2)
+    T = codes.shape[-1]
+    frames = _frames(phoned.decoder.phones, T, 0)
+    # zero phone embeddings: exactly the decoder it was made from, with or without phones
+    assert torch.allclose(phoned.decode(codes, frames), base.decode(codes), atol=1e-6)
+    for m in (phoned.decoder.phone_embed, phoned.decoder.pos_embed, phoned.decoder.left_embed):
+        randomise(m, 3)
+    heard = phoned.decode(codes, frames)
+    assert not torch.allclose(heard, phoned.decode(codes, _frames(phoned.decoder.phones, T, 1)), atol=1e-4)
+    assert not torch.allclose(heard, phoned.decode(codes), atol=1e-4)
+    # no phones: every frame gets the "no phone known" input training gives dropped items
+    assert torch.equal(phoned.decode(codes), phoned.decode(codes, torch.zeros_like(frames)))
+    # streaming in uneven chunks, each with its frames' phones, equals offline
+    with StreamingDecoder(phoned) as dec:
+        outs, t = [], 0
+        for n in (1, 2, 5, 8, T - 16):
+            outs.append(dec.push(codes[..., t: t + n], frames[..., t: t + n]))
+            t += n
+        outs.append(dec.flush())
+    assert (torch.cat(outs, -1) - heard).abs().max() < 1e-4
+    # errors: a plain decoder is given phones; phones that do not fit the codes
+    with pytest.raises(InvalidArgumentError, match="takes no phone timings"):
+        base.decode(codes, frames)
+    with pytest.raises(InvalidArgumentError, match="do not fit codes of"):
+        phoned.decode(codes, frames[..., :-1])
+    # saved and loaded: the same phones, the same sound (float16 weights)
+    save_decoder(tmp_path / "pd", phoned, n_q=2)
+    loaded = load_decoder(tmp_path / "pd", base, n_q=2)
+    assert isinstance(loaded.decoder, PhoneDecoder) and loaded.decoder.phones.symbols == phoned.decoder.phones.symbols
+    assert torch.allclose(loaded.decode(codes, frames), heard, atol=2e-2)
+
+
+@pytest.fixture(scope="module")
+def aligned_speech(tmp_path_factory):
+    from tokenwave.data.align import align_dataset
+    from tokenwave.data.speech import build_speech
+
+    data = build_speech(tmp_path_factory.mktemp("sp") / "speech", minutes=0.4, seed=0)
+    align_dataset(data)
+    return data
+
+
+def test_phone_decoder_recipe_gives_each_segment_its_clips_phones(aligned_speech, codec_dir, tmp_path):
+    """Training segments start on frame boundaries and each frame is given the phone its clip's alignment says
+    sounds at the frame's centre; dropped items and unaligned clips get "no phone known"."""
+    from tokenwave.data.align import read_alignments
+    from tokenwave.train.codec import CodecTrainConfig
+    from tokenwave.train.decoder import DecoderRecipe
+    from tokenwave.train.trainer import DistInfo
+
+    al = read_alignments(aligned_speech / "alignments.jsonl")
+    tcfg = CodecTrainConfig(segment_seconds=0.5, batch_size=6, lr=1e-3, total_steps=4, warmup=1, val_clips=2)
+    rec = DecoderRecipe(str(codec_dir), [str(aligned_speech)], 2, tcfg, DistInfo(),
+                        alignments=[str(aligned_speech / "alignments.jsonl")])
+    hop, vocab = rec.codec.hop, rec.decoder.phones
+    assert set(vocab.symbols[2:]) == {p for a in al.values() for p in a["phones"]}
+    wav, where = rec.train_data.draw(6, hop)
+    frames = rec._phones(where, 10)
+    assert frames.shape == (6, 3, 10) and all(start % hop == 0 for _, start in where)
+    for b, (clip, start) in enumerate(where):
+        if clip not in al:
+            assert not frames[b].any()
+            continue
+        starts = np.asarray(al[clip]["starts"])
+        for j in range(10):
+            centre = (start // hop + j + 0.5) / rec.codec.frame_rate
+            phone = al[clip]["phones"][max(0, int(np.searchsorted(starts, centre, side="right")) - 1)]
+            assert vocab.symbols[int(frames[b, 0, j])] == phone
+    dropped = rec._phones(where, 10, drop=np.ones(6, dtype=bool))
+    assert not dropped.any()
+    losses = [rec.train_step(step)["loss"] for step in range(4)]
+    assert all(np.isfinite(losses))
+    rec.export(tmp_path / "model", rec.validate())
+    cfg = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert cfg["phones"] == vocab.symbols[2:] and cfg["phone_dropout"] == 0.1
+    assert isinstance(load_decoder(tmp_path / "model", load_codec(codec_dir), 2).decoder, PhoneDecoder)
+
+
+def test_tts_gives_a_phone_decoder_the_plans_phones(codec_dir, tmp_path):
+    """An aligned TTS model's phone-informed decoder hears each sentence's espeak-ng timing: the sound changes with
+    the phone embeddings, a stream still equals the file, and the resynthesis floor takes a clip's alignment."""
+    codec = load_codec(codec_dir)
+    make_tts_model(tmp_path / "tts", codec, max_frames=120, aligned=True)
+    text = "The cat sat on the mat. Dogs bark."
+    plain = TTS(tmp_path / "tts", codec).synthesize(text, "alice", Sampling(seed=3), watermark=False).wav
+    phoned = with_phone_decoder(codec, PHONES[:-3])  # its own vocabulary, not the model's
+    save_decoder(tmp_path / "tts" / "decoder", phoned, n_q=2)
+    tts = TTS(tmp_path / "tts", codec)
+    (plan, _) = tts.plan(["The cat sat on the mat.", "Dogs bark."])
+    assert plan.decoder_frames.shape == (3, plan.frames)
+    assert [tts.decoder_phones.symbols[i] for i in plan.decoder_frames[0]] == \
+        [p if p in PHONES[:-3] else "<unk>" for p in (tts.phones.symbols[i] for i in plan.aligned[0])]
+    assert np.allclose(tts.synthesize(text, "alice", Sampling(seed=3), watermark=False).wav, plain, atol=1e-2)
+    for m in (phoned.decoder.phone_embed, phoned.decoder.pos_embed, phoned.decoder.left_embed):
+        randomise(m, 4)
+    save_decoder(tmp_path / "tts" / "decoder", phoned, n_q=2)
+    tts = TTS(tmp_path / "tts", codec)
+    res = tts.synthesize(text, "alice", Sampling(seed=3), watermark=False).wav
+    assert len(res) == len(plain) and not np.allclose(res, plain, atol=1e-2)
+    assert np.array_equal(np.concatenate(list(tts.stream(text, "alice", Sampling(seed=3)))), res)
+    wav = (0.3 * np.sin(2 * np.pi * 200 * np.arange(SR) / SR)).astype(np.float32)
+    timing = {"phones": ["_", "a", "s", "_"], "starts": [0.0, 0.2, 0.5, 0.8], "end": 1.0}
+    with_phones, alone = tts.resynthesize(wav, timing), tts.resynthesize(wav)
+    assert len(with_phones) == len(alone) == len(wav) and not np.allclose(with_phones, alone, atol=1e-3)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tokenwave.audio import save_audio
-from tokenwave.data.manifest import write_manifest
+from tokenwave.data.manifest import read_manifest, write_manifest
 from tokenwave.paths import checkpoints_dir
 
 SR = 24000
@@ -132,21 +132,16 @@ class ReferenceTask:
         return load_audio(Path(dataset) / row["path"], SR)[0]
 
 
-class _IdentityCodec:
-    """Encodes to the waveform itself: the codec floor of a lossless codec equals the reference."""
-
-    def encode(self, x, n_q):
-        return x
-
-    def decode(self, codes):
-        return codes
-
-
 class ReferenceTTS(ReferenceTask):
-    """The reference stand-in with a (lossless) codec and K, so the TTS report adds its codec floor."""
+    """The reference stand-in with a lossless resynthesis, so the TTS report adds its codec floor; it records the
+    alignment each clip's resynthesis is given."""
 
-    K = 2
-    codec = _IdentityCodec()
+    def __init__(self) -> None:
+        self.alignments = []
+
+    def resynthesize(self, wav, alignment=None):
+        self.alignments.append(alignment)
+        return wav
 
 
 def _run_cli(args):
@@ -183,9 +178,16 @@ def test_eval_music_and_sfx_reports(eval_models, datasets, tmp_path, monkeypatch
 
 def test_eval_tts_and_codec_reports(eval_models, datasets, tmp_path, monkeypatch):
     monkeypatch.setenv("TOKENWAVE_CHECKPOINTS", str(eval_models))
-    monkeypatch.setattr("tokenwave.eval.suite._load_task", lambda task, model, generator=None: ReferenceTTS())
+    task = ReferenceTTS()
+    monkeypatch.setattr("tokenwave.eval.suite._load_task", lambda name, model, generator=None: task)
+    # an aligned copy of the data: each clip's floor is resynthesised with its own phone timings
+    data = shutil.copytree(datasets["speech"], tmp_path / "speech")
+    rows = [r for r in read_manifest(data) if r["split"] == "test"][:2]
+    timings = {r["id"]: {"id": r["id"], "phones": ["_", r["id"]], "starts": [0.0, 0.1], "end": 0.5} for r in rows[:1]}
+    (data / "alignments.jsonl").write_text("".join(json.dumps(a) + "\n" for a in timings.values()))
     out = tmp_path / "tts"
-    _run_cli(["eval", "tts", "--data", datasets["speech"], "--out", out, "--limit", 2])
+    _run_cli(["eval", "tts", "--data", data, "--out", out, "--limit", 2])
+    assert task.alignments == [timings[rows[0]["id"]], None]  # the aligned clip's, then none for the other
     m = json.loads((out / "metrics.json").read_text())
     gen, ref = m["summary"]["generated"], m["summary"]["reference (engine)"]
     assert gen["cer"] == ref["cer"] and gen["dnsmos_ovrl"] == pytest.approx(ref["dnsmos_ovrl"])

@@ -204,6 +204,11 @@ def train_decoder(
     kbps: float = typer.Option(3.0, help="The bitrate it decodes (the generator's: 3 kbps = 4 codebooks for TTS)."),
     latents: bool = typer.Option(False, "--latents", help="Decode the codec's continuous latents (a flow generator's "
                                                           "output) instead of codes; --kbps is then ignored."),
+    init: Optional[Path] = typer.Option(None, help="Start from this decoder (a folder from `tokenwave train decoder`) "
+                                                   "instead of the codec's own."),
+    alignments: list[Path] = typer.Option([], "--alignments", help="alignments.jsonl of the speech data "
+                                          "(`tokenwave data align`): a phone-informed decoder, told each frame's phone."),
+    phone_dropout: float = typer.Option(0.1, help="With --alignments: the share of items decoded without phones."),
     steps: int = typer.Option(5000, min=1, help="Total optimisation steps."),
     batch_size: int = typer.Option(12, min=1),
     segment: float = typer.Option(1.0, help="Training segment length in seconds."),
@@ -231,7 +236,9 @@ def train_decoder(
     tcfg = CodecTrainConfig(segment_seconds=segment, batch_size=batch_size, lr=lr, total_steps=steps, warmup=200,
                             val_clips=val_clips)
     _run_training("decoder", {"default": None}, "default", device, seed,
-                  lambda info: DecoderRecipe(codec_folder, [str(d) for d in data], n_q, tcfg, info, seed=seed),
+                  lambda info: DecoderRecipe(codec_folder, [str(d) for d in data], n_q, tcfg, info, seed=seed,
+                                             init=None if init is None else str(init),
+                                             alignments=[str(a) for a in alignments], phone_dropout=phone_dropout),
                   out, steps, val_every, ckpt_every, log_every, resume, until, threads, time_budget, keep_best)
 
 

@@ -5,6 +5,12 @@ the decoder that turns codes back into sound changes (the approach Vocos and mul
 EnCodec's tokens). A decoder folder holds ``model.safetensors`` (the decoder's weights), ``config.json`` (the
 codec's config, the number of codebooks it decodes, and a fingerprint of the encoder and quantizer it was trained
 on) and a ``MODEL.md``. :func:`load_decoder` refuses a decoder trained on another codec's codes.
+
+A speech decoder may also be **phone-informed** (:class:`PhoneDecoder`, ``tokenwave train decoder --alignments``):
+besides the codes it is told, frame by frame, which phone sounds (the TTS model's own aligned timing at inference,
+the engines' phone timings in training). Low-bitrate codes blur formants; the phone tells the decoder which
+vowel or consonant it is rendering. Without timings it decodes like a plain decoder (it is trained with the
+phones dropped from some items).
 """
 from __future__ import annotations
 
@@ -13,13 +19,46 @@ import os
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from tokenwave.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from tokenwave.codec.config import CodecConfig
-from tokenwave.codec.model import Codec
+from tokenwave.codec.model import Codec, Decoder
+from tokenwave.conditioning.speech import MAX_POS, PhonemeVocab
 from tokenwave.errors import InvalidArgumentError
 
 KIND = "codec-decoder"
+
+
+class PhoneDecoder(Decoder):
+    """A codec decoder that is also given each frame's phone: ``frames LongTensor [B, 3, T]`` (phone id, frames
+    from the phone's start, frames to its end; :func:`tokenwave.conditioning.speech.frame_inputs` with
+    :attr:`phones`), embedded and added after the first layer. The embeddings start at zero, so a fresh one decodes
+    exactly like the decoder it is made from. ``frames`` None: decoded from the codes alone (every frame given the
+    "no phone known" input: padding id, place 0, which training gives the items whose phones it drops)."""
+
+    def __init__(self, cfg: CodecConfig, phones: list[str]) -> None:
+        super().__init__(cfg)
+        self.phones = PhonemeVocab(phones)
+        self.phone_embed = nn.Embedding(len(self.phones), cfg.dec_dim)
+        self.pos_embed = nn.Embedding(MAX_POS, cfg.dec_dim)
+        self.left_embed = nn.Embedding(MAX_POS, cfg.dec_dim)
+        for m in (self.phone_embed, self.pos_embed, self.left_embed):
+            nn.init.zeros_(m.weight)
+
+    def frame_input(self, frames: torch.Tensor) -> torch.Tensor:
+        """``frames [B, 3, T]`` -> ``[B, dec_dim, T]``."""
+        return (self.phone_embed(frames[:, 0]) + self.pos_embed(frames[:, 1]) + self.left_embed(frames[:, 2])).transpose(1, 2)
+
+    def forward(self, z: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+        if z.shape[-1] == 0:
+            return z.new_zeros(z.shape[0], 1, 0)
+        if frames is None:
+            frames = torch.zeros(z.shape[0], 3, z.shape[-1], dtype=torch.long, device=z.device)
+        elif frames.shape[0] != z.shape[0] or frames.shape[-1] != z.shape[-1] or frames.shape[1] != 3:
+            raise InvalidArgumentError(f"phone timings of shape {tuple(frames.shape)} do not fit codes of "
+                                       f"{z.shape[-1]} frames", "give one [3, T] column per code frame (frame_inputs)")
+        return self.istft(self.head(self.net(z, self.frame_input(frames.to(z.device)))))
 
 
 def codes_fingerprint(codec: Codec) -> str:
@@ -37,8 +76,9 @@ def save_decoder(folder: str | os.PathLike, codec: Codec, n_q: int, extra: dict 
     flow generator's output); weights in float16 by default: they load as float32, and the difference is far below
     the decoder's own error."""
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in codec.decoder.state_dict().items()}
+    phones = {"phones": codec.decoder.phones.symbols[2:]} if isinstance(codec.decoder, PhoneDecoder) else {}
     return save_checkpoint(folder, state, codec.cfg, KIND,
-                           {"n_q": n_q, "codes_fingerprint": codes_fingerprint(codec), **(extra or {})})
+                           {"n_q": n_q, "codes_fingerprint": codes_fingerprint(codec), **phones, **(extra or {})})
 
 
 def _input(n_q: int) -> str:
@@ -62,6 +102,8 @@ def load_decoder(folder: str | os.PathLike, codec, n_q: int | None = None) -> Co
                               "use a decoder trained for this input (`tokenwave train decoder --kbps ...` or --latents)")
     out = Codec(codec.cfg)
     out.encoder, out.quantizer = codec.encoder, codec.quantizer
+    if raw.get("phones"):
+        out.decoder = PhoneDecoder(codec.cfg, raw["phones"])
     out.decoder.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     device = next(codec.parameters()).device
     return out.to(device).eval()
@@ -72,4 +114,22 @@ def decoder_n_q(folder: str | os.PathLike) -> int:
     return int(load_checkpoint(folder, CodecConfig, KIND)[2]["n_q"])
 
 
-__all__ = ["KIND", "codes_fingerprint", "decoder_n_q", "load_decoder", "save_decoder"]
+def with_phone_decoder(codec: Codec, phones: list[str]) -> Codec:
+    """``codec`` (a new object sharing encoder and quantizer) whose decoder is a :class:`PhoneDecoder` made from
+    ``codec``'s decoder: the same weights, zero phone embeddings (so the same output until it is trained)."""
+    out = Codec(codec.cfg)
+    out.encoder, out.quantizer = codec.encoder, codec.quantizer
+    out.decoder = PhoneDecoder(codec.cfg, phones)
+    missing, unexpected = out.decoder.load_state_dict(codec.decoder.state_dict(), strict=False)
+    assert not unexpected and all(k.split(".")[0] in ("phone_embed", "pos_embed", "left_embed") for k in missing)
+    return out.to(next(codec.parameters()).device)
+
+
+def decoder_phones(codec) -> PhonemeVocab | None:
+    """The phone vocabulary of ``codec``'s decoder when it is phone-informed, else None."""
+    dec = getattr(codec, "decoder", None)
+    return dec.phones if isinstance(dec, PhoneDecoder) else None
+
+
+__all__ = ["KIND", "PhoneDecoder", "codes_fingerprint", "decoder_n_q", "decoder_phones", "load_decoder",
+           "save_decoder", "with_phone_decoder"]

@@ -25,6 +25,7 @@ class SegmentSampler:
         self.segment, self.gain_db = segment, gain_db
         self.rng = np.random.default_rng(seed)
         self.clips: dict[str, list[np.ndarray]] = {}
+        self.ids: dict[str, list[str]] = {}  # each clip's manifest id, in the order of ``clips``
         rows = [(d, r) for d in datasets for r in read_manifest(d, split)]
         if max_clips is not None:
             rows = rows[:max_clips]
@@ -34,6 +35,7 @@ class SegmentSampler:
             for d, r in rows:
                 wav, _ = load_audio(audio_path(d, r), SAMPLE_RATE)
                 self.clips.setdefault(r["domain"], []).append(wav)
+                self.ids.setdefault(r["domain"], []).append(r["id"])
                 bar.advance()
         self.domains = sorted(self.clips)
         self.weights = {d: np.array([len(w) for w in c], dtype=np.float64) / sum(len(w) for w in c) for d, c in self.clips.items()}
@@ -43,20 +45,30 @@ class SegmentSampler:
         return sum(len(w) for c in self.clips.values() for w in c) / SAMPLE_RATE
 
     def sample(self, batch_size: int) -> torch.Tensor:
+        return self.draw(batch_size)[0]
+
+    def draw(self, batch_size: int, align: int = 1) -> tuple[torch.Tensor, list[tuple[str, int]]]:
+        """A batch and where each item comes from: ``(clip id, first sample)``; ``align``: starts fall on multiples
+        of it (a codec hop, so the segment's frames are the clip's frames)."""
         out = np.zeros((batch_size, 1, self.segment), dtype=np.float32)
+        where = []
         for b in range(batch_size):
             domain = self.domains[self.rng.integers(len(self.domains))]
-            wav = self.clips[domain][self.rng.choice(len(self.clips[domain]), p=self.weights[domain])]
+            i = self.rng.choice(len(self.clips[domain]), p=self.weights[domain])
+            wav, start = self.clips[domain][i], 0
             if len(wav) > self.segment:
-                start = self.rng.integers(len(wav) - self.segment + 1)
-                piece = wav[start: start + self.segment]
-            else:
-                piece = wav
+                start = int(self.rng.integers((len(wav) - self.segment) // align + 1)) * align
+            piece = wav[start: start + self.segment]
             gain = 10 ** (self.rng.uniform(*self.gain_db) / 20)
             out[b, 0, : len(piece)] = np.clip(piece * gain, -1, 1)
-        return torch.from_numpy(out)
+            where.append((self.ids[domain][i], start))
+        return torch.from_numpy(out), where
 
     def fixed(self, count: int, seconds: float) -> list[tuple[str, torch.Tensor]]:
         """Up to ``count`` clips per domain (first ``seconds`` of each), for validation: ``[(domain, [1, 1, N])]``."""
         n = int(seconds * SAMPLE_RATE)
         return [(d, torch.from_numpy(w[:n].copy())[None, None]) for d in self.domains for w in self.clips[d][:count]]
+
+    def fixed_ids(self, count: int) -> list[str]:
+        """The ids of the clips :meth:`fixed` returns, in its order."""
+        return [i for d in self.domains for i in self.ids[d][:count]]

@@ -118,6 +118,14 @@ def evaluate_tts(model: str | os.PathLike | None, data: Path, out: Path, split: 
     sr = task.sample_rate
     spk = load_speaker_encoder()
     rows = _rows(data, split, limit, need="text")
+    # the clips' phone timings, if aligned: a phone-informed decoder's codec floor is decoded with them
+    aligned = Path(data) / "alignments.jsonl"
+    if aligned.exists():
+        from tokenwave.data.align import read_alignments
+
+        alignments = read_alignments(aligned)
+    else:
+        alignments = {}
     items, examples = [], []
     with progress_bar("eval tts", total=len(rows), unit="clips") as bar:
         for i, row in enumerate(rows):
@@ -126,12 +134,9 @@ def evaluate_tts(model: str | os.PathLike | None, data: Path, out: Path, split: 
             other = next((r for r in rows[i + 1:] + rows[:i] if r.get("speaker") != row.get("speaker")), None)
             item = {"id": row["id"], "speaker": row.get("speaker", ""), "text": row["text"]}
             # the codec floor: the engine's speech through the task's codec at the task's bitrate
-            K = getattr(task, "K", None)
             systems = [("generated", gen), ("reference", ref)]
-            if K is not None and hasattr(task, "codec"):
-                with torch.no_grad():
-                    x = torch.from_numpy(np.ascontiguousarray(ref))[None, None]
-                    systems.append(("codec", task.codec.decode(task.codec.encode(x, K))[0, 0].numpy()[: len(ref)]))
+            if hasattr(task, "resynthesize"):
+                systems.append(("codec", task.resynthesize(ref, alignments.get(row["id"]))))
             for name, wav in systems:
                 hyp = transcribe(wav, sr)
                 item[f"{name}_transcript"] = hyp

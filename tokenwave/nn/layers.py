@@ -63,8 +63,10 @@ class ConvNeXtStack(nn.Module):
         self.blocks = nn.ModuleList([ConvNeXtBlock(dim, mlp_ratio, kernel, layer_scale=1.0 / depth) for _ in range(depth)])
         self.norm_out = ChannelLayerNorm(dim, eps=1e-6)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm_in(self.embed(x))
+    def forward(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+        """``add`` (``[B, dim, T]``, optional): a per-frame input added after the embedding conv."""
+        x = self.embed(x)
+        x = self.norm_in(x if add is None else x + add)
         for block in self.blocks:
             x = block(x)
         return self.norm_out(x)

@@ -36,11 +36,13 @@ class UnknownVoiceError(TokenwaveError):
 @dataclass
 class SentencePlan:
     """One sentence ready to generate: phoneme ids, its length in frames and (aligned models) the per-frame phones
-    ``LongTensor [3, frames]``."""
+    ``LongTensor [3, frames]``, for the model and (a phone-informed decoder) for the decoder, each in its own
+    phone vocabulary."""
 
     phonemes: torch.Tensor
     frames: int
     aligned: torch.Tensor | None = None
+    decoder_frames: torch.Tensor | None = None
 
 
 def split_sentences(text: str, max_chars: int = 160) -> list[str]:
@@ -101,6 +103,10 @@ class TTS:
         speech = folder_decoder(self.folder, self.codec, self.lm.cfg.K)  # a decoder fine-tuned on speech, if any
         if speech is not None:
             self.codec = speech
+        from tokenwave.codec.decoders import decoder_phones
+
+        # a phone-informed decoder is told each frame's phone: only an aligned model's frames have known phones
+        self.decoder_phones = decoder_phones(self.codec) if self.phones is not None else None
         self.sample_rate = self.codec.sample_rate
         self.frame_rate = self.codec.frame_rate
         self.K = self.lm.cfg.K
@@ -181,8 +187,24 @@ class TTS:
 
             timing = text_timings(text, speed, self.sample_rate)
             frames = int(np.clip(round(timing["end"] * self.frame_rate), 8, 2 * self.max_frames))
-            out.append(SentencePlan(ph, frames, frame_inputs(self.phones, *frame_phones(timing, frames, self.frame_rate))))
+            timed = frame_phones(timing, frames, self.frame_rate)
+            out.append(SentencePlan(ph, frames, frame_inputs(self.phones, *timed),
+                                    None if self.decoder_phones is None else frame_inputs(self.decoder_phones, *timed)))
         return out
+
+    def resynthesize(self, wav: np.ndarray, alignment: dict | None = None) -> np.ndarray:
+        """``wav`` (at :attr:`sample_rate`) through this model's codes and decoder: what any speech this model makes
+        can at best sound like. A phone-informed decoder is given the clip's phones when ``alignment`` (a row of a
+        dataset's ``alignments.jsonl``) is known, else decodes the codes alone."""
+        from tokenwave.conditioning.speech import frame_inputs
+        from tokenwave.data.align import frame_phones
+
+        with torch.no_grad():
+            codes = self.codec.encode(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None, None], self.K)
+            frames = None
+            if alignment is not None and self.decoder_phones is not None:
+                frames = frame_inputs(self.decoder_phones, *frame_phones(alignment, codes.shape[-1], self.frame_rate))[None]
+            return self.codec.decode(codes, frames)[0, 0].numpy()[: len(wav)]
 
     def condition(self, plan: SentencePlan, prompt: torch.Tensor):
         """The :class:`Conditioning` of one sentence in the voice of ``prompt`` (codes ``[K, Tp]``)."""
@@ -208,11 +230,15 @@ class TTS:
         for i, plan in enumerate(plans):
             params = sampling.lm_params(seed=sampling.seed + i)
             edge = _Edges(int(EDGE_SECONDS * self.sample_rate), plan.frames * self.codec.hop)
+            done = 0  # frames decoded so far
             with StreamingDecoder(self.codec) as dec, torch.no_grad():
                 cond = self.condition(plan, prompt)
                 for step in lm_stream(self.lm, plan.frames, cond, params):
-                    if step[0].shape[-1]:
-                        yield edge(dec.push(step[0][None])[0, 0].numpy())
+                    t = step[0].shape[-1]
+                    if t:
+                        phones = None if plan.decoder_frames is None else plan.decoder_frames[None, :, done: done + t]
+                        yield edge(dec.push(step[0][None], phones)[0, 0].numpy())
+                        done += t
                 yield edge(dec.flush()[0, 0].numpy())
             if i + 1 < len(plans):
                 yield pause

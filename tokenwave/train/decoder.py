@@ -1,6 +1,10 @@
 """Decoder fine-tuning recipe: a codec's decoder trained further on one domain at one bitrate (or on the continuous
 latents a flow generator makes), the encoder and quantizer frozen, so the codes and latents, and every generator
-trained on them, stay valid. The codec recipe's reconstruction losses; no adversarial term."""
+trained on them, stay valid. The codec recipe's reconstruction losses; no adversarial term.
+
+With ``alignments`` (a speech set's ``alignments.jsonl``, ``tokenwave data align``) the decoder is phone-informed
+(:class:`tokenwave.codec.decoders.PhoneDecoder`): every frame is also given the phone sounding there; a share of
+items (``phone_dropout``) are decoded without, so it still decodes codes alone."""
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -11,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from tokenwave import SAMPLE_RATE
-from tokenwave.codec.decoders import save_decoder
+from tokenwave.codec.decoders import load_decoder, save_decoder, with_phone_decoder
 from tokenwave.codec.losses import mel_distance, si_sdr
 from tokenwave.codec.model import Codec
 from tokenwave.data.loader import SegmentSampler
@@ -24,7 +28,8 @@ from tokenwave.train.trainer import DistInfo, set_schedule_lr, wrap_ddp
 
 class DecoderRecipe:
     def __init__(self, codec_folder: str, data: list[str], n_q: int, tcfg: CodecTrainConfig, info: DistInfo,
-                 seed: int = 0) -> None:
+                 seed: int = 0, init: str | None = None, alignments: list[str] | None = None,
+                 phone_dropout: float = 0.1) -> None:
         from tokenwave.codec import load_codec
 
         codec = load_codec(codec_folder)
@@ -32,7 +37,21 @@ class DecoderRecipe:
             raise InvalidArgumentError(f"{codec_folder} is not a tokenwave codec", "decoders are trained for tokenwave codecs")
         if not 0 <= n_q <= codec.n_q:
             raise InvalidArgumentError(f"n_q={n_q} is out of range", f"use 1..{codec.n_q} codebooks, or 0 for latents")
+        if init is not None:  # start from a decoder already fine-tuned on these codes
+            codec = load_decoder(init, codec, n_q)
+        self.alignments: dict[str, dict] = {}
+        if alignments:
+            from tokenwave.data.align import read_alignments
+
+            for path in alignments:
+                self.alignments.update(read_alignments(path))
+            if not self.alignments:
+                raise InvalidArgumentError("the alignments hold no clips", "align the dataset: tokenwave data align --data DATASET")
+            codec = with_phone_decoder(codec, sorted({p for a in self.alignments.values() for p in a["phones"]}))
+        self.phone_dropout = phone_dropout
+        self._frames: dict[str, torch.Tensor] = {}  # clip id -> its frame inputs, made on first use
         self.codec_folder, self.n_q, self.tcfg, self.info = str(codec_folder), n_q, tcfg, info
+        self.init = None if init is None else str(init)
         self.codec = codec.to(info.device)
         self.codec.encoder.requires_grad_(False).eval()
         self.codec.quantizer.requires_grad_(False).eval()
@@ -43,7 +62,9 @@ class DecoderRecipe:
         cfg = self.codec.cfg
         segment = int(tcfg.segment_seconds * SAMPLE_RATE) // cfg.hop * cfg.hop + (cfg.n_fft - cfg.hop)
         self.train_data = SegmentSampler(data, "train", segment, seed=seed + info.rank)
-        self.valid = SegmentSampler(data, "valid", segment, seed=seed).fixed(tcfg.val_clips, tcfg.val_seconds) if info.is_main else []
+        valid = SegmentSampler(data, "valid", segment, seed=seed) if info.is_main else None
+        self.valid = valid.fixed(tcfg.val_clips, tcfg.val_seconds) if valid else []
+        self.valid_ids = valid.fixed_ids(tcfg.val_clips) if valid else []
         self.tail = cfg.n_fft - cfg.hop
         self.base_validation = self.validate() if info.is_main else {}
 
@@ -56,12 +77,43 @@ class DecoderRecipe:
         q = self.codec.quantizer
         return q.decode(q.encode(z, self.n_q))
 
+    def _clip_frames(self, clip: str, frames: int) -> torch.Tensor | None:
+        """A clip's frame inputs (``[3, >= frames]``), or None when it has no alignment."""
+        from tokenwave.conditioning.speech import frame_inputs
+        from tokenwave.data.align import frame_phones
+
+        a = self.alignments.get(clip)
+        if a is None:
+            return None
+        have = self._frames.get(clip)
+        if have is None or have.shape[-1] < frames:
+            rate = self.codec.frame_rate
+            n = max(frames, int(np.ceil(float(a.get("end", a["starts"][-1])) * rate)) + 1)
+            have = self._frames[clip] = frame_inputs(self.decoder.phones, *frame_phones(a, n, rate))
+        return have
+
+    def _phones(self, where: list[tuple[str, int]], frames: int, drop: np.ndarray | None = None) -> torch.Tensor | None:
+        """``[B, 3, frames]`` frame inputs of segments starting at hop-aligned ``(clip, sample)``; an item with no
+        alignment, or dropped, gets silence's id with no place (the embedding of "no phone known")."""
+        if not self.alignments:
+            return None
+        out = torch.zeros(len(where), 3, frames, dtype=torch.long)  # id 0: padding = no phone
+        for b, (clip, start) in enumerate(where):
+            first = start // self.codec.hop
+            fr = None if drop is not None and drop[b] else self._clip_frames(clip, first + frames)
+            if fr is not None:
+                out[b] = fr[:, first: first + frames]
+        return out.to(self.info.device)
+
     def train_step(self, step: int) -> dict[str, float]:
         t = self.tcfg
         set_schedule_lr(self.optimizers, t.lr, step, t.warmup, t.total_steps)
         self.decoder.train()
-        wav = self.train_data.sample(t.batch_size).to(self.info.device)
-        wav_hat = self.model(self._codes_latents(wav))
+        wav, where = self.train_data.draw(t.batch_size, self.codec.hop if self.alignments else 1)
+        wav = wav.to(self.info.device)
+        z = self._codes_latents(wav)
+        drop = self.train_data.rng.random(len(where)) < self.phone_dropout if self.alignments else None
+        wav_hat = self.model(z, self._phones(where, z.shape[-1], drop))
         losses, total = reconstruction_losses(wav_hat[..., : -self.tail], wav[..., : -self.tail], t)
         self.optimizers["gen"].zero_grad(set_to_none=True)
         total.backward()
@@ -73,17 +125,23 @@ class DecoderRecipe:
     def validate(self) -> dict[str, float]:
         self.decoder.eval()
         mels, sdrs = [], []
-        for _, wav in self.valid:
+        for (_, wav), clip in zip(self.valid, self.valid_ids):
             wav = wav.to(self.info.device)
-            rec = self.decoder(self._codes_latents(F.pad(wav, (0, self.tail))))[..., : wav.shape[-1]]
+            z = self._codes_latents(F.pad(wav, (0, self.tail)))
+            rec = self.decoder(z, self._phones([(clip, 0)], z.shape[-1]))[..., : wav.shape[-1]]
             mels.append(mel_distance(rec, wav, SAMPLE_RATE))
             sdrs.append(float(si_sdr(rec, wav).mean()))
         return {"valid_loss": round(float(np.mean(mels)), 4), "mel_distance": round(float(np.mean(mels)), 4),
                 "si_sdr": round(float(np.mean(sdrs)), 3)}
 
     def export(self, folder: Path, metrics: dict) -> None:
-        save_decoder(folder, self.codec, self.n_q, {"codec": shown_path(self.codec_folder), "validation": metrics,
-                                                     "base_validation": self.base_validation, "train": asdict(self.tcfg)})
+        extra = {"codec": shown_path(self.codec_folder), "validation": metrics, "base_validation": self.base_validation,
+                 "train": asdict(self.tcfg)}
+        if self.init:
+            extra["init"] = shown_path(self.init)
+        if self.alignments:
+            extra["phone_dropout"] = self.phone_dropout
+        save_decoder(folder, self.codec, self.n_q, extra)
 
     def rng_state(self) -> dict:
         return {"train_data": numpy_rng_state(self.train_data.rng)}
