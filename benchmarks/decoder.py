@@ -1,16 +1,23 @@
 """Fine-tuned decoders against the codec's general decoder, on the same codes or latents (`tokenwave train decoder`).
 
-    python benchmarks/decoder.py [--quick] [--task tts|music|sfx] [--decoder DIR] [--data DIR] [--split test]
-                                 [--items N] [--name NAME]
+    python benchmarks/decoder.py [--quick] [--task tts|music|sfx] [--decoder DIR] [--baseline DIR] [--data DIR]
+                                 [--split test] [--items N] [--name NAME]
 
 Both decoders decode the same codes (the codec's encoder and quantizer are shared and frozen), so a generator's
 output changes only in how its tokens or latents become sound.
 
-``--task tts`` (default decoder ``checkpoints/tts/decoder``): ``--items`` clips spread over DATA's split (the test
-split's speakers are held out of every training run), the engine's own speech, encoded at the decoder's bitrate and
-decoded by each decoder. Per system: CER and WER (PocketSphinx, the recogniser of the TTS bar), DNSMOS, and
-against the engine's clip mel distance, STFT distance, SI-SDR, PESQ-wb and STOI. The engine's own CER is the floor
-of the TTS bar (generated CER <= 1.2x the engine's).
+``--task tts`` (candidate ``--decoder``, default ``checkpoints/tts/decoder``; baseline ``--baseline``, default the
+codec's own decoder): ``--items`` clips spread over DATA's split (the test split's speakers are held out of every
+training run), two ways:
+- resynthesis: the engine's own speech, encoded at the decoder's bitrate and decoded by each decoder (a
+  phone-informed one given the clip's phones when DATA has ``alignments.jsonl``); CER and WER (PocketSphinx, the
+  recogniser of the TTS bar), DNSMOS, and against the engine's clip mel distance, STFT distance, SI-SDR, PESQ-wb and
+  STOI;
+- generated: the TTS model (``--model``, default ``checkpoints/tts``) speaking the clip's sentence in the voice of
+  another clip of its speaker (seed = item index, the model's default sampling, as ``benchmarks/tasks.py``), the
+  same tokens decoded by each decoder; CER, WER and DNSMOS.
+The engine's own CER is the floor of the TTS bar (generated CER <= 1.2x the engine's); the paired differences
+(candidate - baseline, same clips and tokens) decide.
 
 ``--task music|sfx`` (default decoder ``checkpoints/music/flow/decoder``, for the flow generator's latents, or
 ``checkpoints/sfx/decoder``, for the token LM's 3 kbps codes): the captioned clips of the split, resynthesised
@@ -45,7 +52,7 @@ from tokenwave.plots import save_figure  # noqa: E402
 from tokenwave.progress import progress_bar  # noqa: E402
 
 SR = 24000
-SYSTEMS = ("engine", "general", "speech")
+SYSTEMS = ("engine", "baseline", "candidate")
 
 
 def pick_rows(data: Path, split: str, n: int) -> list[dict]:
@@ -71,16 +78,21 @@ def mean_se(rows: list[dict], system: str, metric: str) -> tuple[float, float]:
 def make_figure(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    panels = [("cer", "CER (PocketSphinx)"), ("stoi", "STOI"), ("mel_distance", "mel distance"), ("dnsmos_ovrl", "DNSMOS overall")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2))
-    colors = {"engine": "#888", "general": "#69c", "speech": "#d62"}
-    for ax, (metric, title) in zip(axes, panels):
-        systems = [s for s in SYSTEMS if metric in summary[s]]
-        ax.bar(systems, [summary[s][metric] for s in systems], yerr=[summary[s].get(f"{metric}_se", 0) for s in systems],
-               color=[colors[s] for s in systems], capsize=3)
+    panels = [("cer", "CER (PocketSphinx)", SYSTEMS), ("cer", "CER of generated speech", ("engine", "baseline_generated",
+              "candidate_generated")), ("stoi", "STOI", SYSTEMS), ("dnsmos_ovrl", "DNSMOS overall", SYSTEMS)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.4))
+    colors = {"engine": "#888", "baseline": "#69c", "candidate": "#d62"}
+    for ax, (metric, title, systems) in zip(axes, panels):
+        systems = [s for s in systems if metric in summary[s]]
+        ax.bar([s.split("_")[0] for s in systems], [summary[s][metric] for s in systems],
+               yerr=[summary[s].get(f"{metric}_se", 0) for s in systems],
+               color=[colors[s.split("_")[0]] for s in systems], capsize=3)
+        if title.startswith("CER of"):
+            ax.axhline(1.2 * summary["engine"]["cer"], color="k", lw=0.8, ls="--", label="bar: 1.2x engine")
+            ax.legend(fontsize=7)
         ax.set_title(title, fontsize=10)
         ax.tick_params(axis="x", labelsize=8)
-    fig.suptitle("engine speech, and its 3 kbps codes through the general and the speech decoder", fontsize=10)
+    fig.suptitle("engine speech and generated speech through the baseline and the candidate decoder", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -153,6 +165,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--decoder", type=Path, default=None,
                         help="default: checkpoints/tts/decoder, checkpoints/music/flow/decoder, checkpoints/sfx/decoder")
     parser.add_argument("--codec", type=Path, default=None, help="the codec (default: checkpoints/codec)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="tts: the decoder to compare against (default: the codec's own decoder)")
+    parser.add_argument("--model", type=Path, default=None, help="tts: the TTS model that speaks (default: checkpoints/tts)")
     parser.add_argument("--data", type=Path, default=None, help="default: data/speech, or data/<task>")
     parser.add_argument("--split", default="test")
     parser.add_argument("--items", type=int, default=None, help="default: 40 (tts), 24 (music, sfx)")
@@ -175,43 +190,64 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps({k: v for k, v in result.items() if k != "figures"} | {"summary": summary}, indent=1))
         return result
     try:
-        general = load_codec(args.codec)
-        speech = load_decoder(args.decoder, general)
-        n_q = decoder_n_q(args.decoder)
-        rows = pick_rows(args.data, args.split, 6 if args.quick else args.items)
+        figures, targets, summary = speech(args)
     except TokenwaveError as err:
         sys.exit(f"error: {err.one_line()}")
-    results = []
-    with progress_bar("decoders", len(rows), "clips") as bar, torch.no_grad():
-        for row in rows:
-            ref, _ = load_audio(audio_path(args.data, row), SR)
-            x = torch.from_numpy(ref)[None, None]
-            coded = {"general": general.reconstruct(x, n_q)[0, 0].numpy(), "speech": speech.reconstruct(x, n_q)[0, 0].numpy()}
-            results.append({"id": row["id"], "speaker": row.get("speaker"), "engine": score(row, ref, None),
-                            **{s: score(row, w, ref) for s, w in coded.items()}})
-            bar.advance()
-    metrics = [k for k, v in results[0]["general"].items() if isinstance(v, float)]
-    summary: dict = {}
-    for s in SYSTEMS:
-        summary[s] = {}
-        for m in metrics:
-            if m in results[0][s]:
-                summary[s][m], summary[s][f"{m}_se"] = mean_se(results, s, m)
-    for s in ("general", "speech"):
-        summary[s]["cer_over_engine"] = ratio(summary[s]["cer"], summary["engine"]["cer"])
-    better = [r["speech"]["cer"] < r["general"]["cer"] for r in results]
-    worse = [r["speech"]["cer"] > r["general"]["cer"] for r in results]
-    figures = {"decoder": str(args.decoder), "codebooks": n_q, "kbps": general.bitrate(n_q) / 1000,
-               "data": str(args.data), "split": args.split, "clips": len(results), "summary": summary,
-               "speech_decoder_cer_lower_on": sum(better), "speech_decoder_cer_higher_on": sum(worse),
-               "per_clip": [{"id": r["id"], **{s: {"cer": round(r[s]["cer"], 4), "transcript": r[s]["transcript"]}
-                                              for s in SYSTEMS}} for r in results]}
-    targets = [target("speech_decoder_cer_over_general", ratio(summary["speech"]["cer"], summary["general"]["cer"]), "<", 1.0),
-               target("speech_decoder_stoi_over_general", ratio(summary["speech"]["stoi"], summary["general"]["stoi"]), ">", 1.0)]
     result = write_result(args.name, command_line(__file__, argv), targets, figures, args.quick, machine_info())
     make_figure(summary, RESULTS_DIR / f"{args.name}.png")
     print(json.dumps({k: v for k, v in result.items() if k != "figures"} | {"summary": summary}, indent=1))
     return result
+
+
+def speech(args) -> tuple[dict, list[dict], dict]:
+    """tts: resynthesis and generated speech through the baseline and the candidate decoder."""
+    from tokenwave.data.align import read_alignments
+    from tokenwave.tasks.base import Sampling
+    from tokenwave.tasks.tts import TTS, voice_prompt_for
+
+    codec = load_codec(args.codec)
+    tts = {"baseline": TTS(args.model, codec, decoder=args.baseline if args.baseline is not None else False),
+           "candidate": TTS(args.model, codec, decoder=args.decoder)}
+    rows = pick_rows(args.data, args.split, 6 if args.quick else args.items)
+    aligned = args.data / "alignments.jsonl"
+    alignments = read_alignments(aligned) if aligned.exists() else {}
+    results = []
+    with progress_bar("decoders", len(rows), "clips") as bar, torch.no_grad():
+        for i, row in enumerate(rows):
+            ref, _ = load_audio(audio_path(args.data, row), SR)
+            voice = voice_prompt_for(row, args.data)
+            item = {"id": row["id"], "speaker": row.get("speaker"), "text": row["text"], "engine": score(row, ref, None)}
+            for s, task in tts.items():
+                item[s] = score(row, task.resynthesize(ref, alignments.get(row["id"])), ref)
+                gen = task.synthesize(row["text"], voice, Sampling(seed=i), watermark=False, consent_check=False).wav
+                item[f"{s}_generated"] = score(row, gen, None)
+            results.append(item)
+            bar.advance()
+    summary: dict = {}
+    for s in (*SYSTEMS, "baseline_generated", "candidate_generated"):
+        summary[s] = {}
+        for m in (k for k, v in results[0][s].items() if isinstance(v, float)):
+            summary[s][m], summary[s][f"{m}_se"] = mean_se(results, s, m)
+        if s != "engine":
+            summary[s]["cer_over_engine"] = ratio(summary[s]["cer"], summary["engine"]["cer"])
+    paired = {way: paired_difference([r[f"candidate{way}"]["cer"] for r in results],
+                                     [r[f"baseline{way}"]["cer"] for r in results]) for way in ("", "_generated")}
+    figures = {"candidate": str(args.decoder), "baseline": str(args.baseline or "the codec's own decoder"),
+               "model": str(args.model or "checkpoints/tts"), "codebooks": tts["candidate"].K,
+               "kbps": codec.bitrate(tts["candidate"].K) / 1000, "data": str(args.data), "split": args.split,
+               "clips": len(results), "phone_timings": bool(alignments), "summary": summary,
+               "resynthesis_cer_candidate_minus_baseline": paired[""],
+               "generated_cer_candidate_minus_baseline": paired["_generated"],
+               "per_clip": [{"id": r["id"], **{s: {"cer": round(r[s]["cer"], 4), "transcript": r[s]["transcript"]}
+                                              for s in (*SYSTEMS, "baseline_generated", "candidate_generated")}}
+                            for r in results]}
+    targets = [target("candidate_generated_cer_over_baseline",
+                      ratio(summary["candidate_generated"]["cer"], summary["baseline_generated"]["cer"]), "<", 1.0),
+               target("candidate_resynthesis_cer_over_baseline",
+                      ratio(summary["candidate"]["cer"], summary["baseline"]["cer"]), "<", 1.0),
+               target("candidate_stoi_over_baseline", ratio(summary["candidate"]["stoi"], summary["baseline"]["stoi"]), ">", 1.0),
+               target("candidate_generated_cer_over_engine", summary["candidate_generated"]["cer_over_engine"], "<=", 1.2)]
+    return figures, targets, summary
 
 
 if __name__ == "__main__":

@@ -262,6 +262,13 @@ def test_tts_gives_a_phone_decoder_the_plans_phones(codec_dir, tmp_path):
     res = tts.synthesize(text, "alice", Sampling(seed=3), watermark=False).wav
     assert len(res) == len(plain) and not np.allclose(res, plain, atol=1e-2)
     assert np.array_equal(np.concatenate(list(tts.stream(text, "alice", Sampling(seed=3)))), res)
+    # decoder=False: the codec's own decoder despite the folder's; decoder=DIR: that one
+    own = TTS(tmp_path / "tts", codec, decoder=False)
+    assert own.codec is codec and own.decoder_phones is None
+    assert np.array_equal(own.synthesize(text, "alice", Sampling(seed=3), watermark=False).wav, plain)
+    save_decoder(tmp_path / "elsewhere", phoned, n_q=2)
+    assert np.array_equal(TTS(tmp_path / "tts", codec, decoder=tmp_path / "elsewhere").synthesize(
+        text, "alice", Sampling(seed=3), watermark=False).wav, res)
     wav = (0.3 * np.sin(2 * np.pi * 200 * np.arange(SR) / SR)).astype(np.float32)
     timing = {"phones": ["_", "a", "s", "_"], "starts": [0.0, 0.2, 0.5, 0.8], "end": 1.0}
     with_phones, alone = tts.resynthesize(wav, timing), tts.resynthesize(wav)

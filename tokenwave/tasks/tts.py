@@ -90,8 +90,12 @@ class TTS:
 
     task = "tts"
 
-    def __init__(self, folder: str | os.PathLike | None = None, codec=None) -> None:
+    def __init__(self, folder: str | os.PathLike | None = None, codec=None,
+                 decoder: str | os.PathLike | bool | None = None) -> None:
+        """``decoder``: None decodes with the folder's own ``decoder/`` when it has one; a decoder folder (``tokenwave
+        train decoder``) decodes with that one instead; False with the codec's own decoder."""
         from tokenwave.codec import load_codec
+        from tokenwave.codec.decoders import load_decoder
         from tokenwave.train.tts import TTSModel
 
         self.folder = default_model_dir("tts", folder)
@@ -100,7 +104,10 @@ class TTS:
         self.vocab = PhonemeVocab(self.extra["phonemes"])
         self.phones = PhonemeVocab(self.extra["phones"]) if self.extra.get("phones") else None  # aligned models
         self.codec = codec if codec is not None else load_codec(None)
-        speech = folder_decoder(self.folder, self.codec, self.lm.cfg.K)  # a decoder fine-tuned on speech, if any
+        if decoder is None:
+            speech = folder_decoder(self.folder, self.codec, self.lm.cfg.K)  # a decoder fine-tuned on speech, if any
+        else:
+            speech = load_decoder(decoder, self.codec, n_q=self.lm.cfg.K) if decoder is not False else None
         if speech is not None:
             self.codec = speech
         from tokenwave.codec.decoders import decoder_phones
