@@ -208,9 +208,9 @@ class TTS:
 
         with torch.no_grad():
             codes = self.codec.encode(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None, None], self.K)
-            frames = None
-            if alignment is not None and self.decoder_phones is not None:
-                frames = frame_inputs(self.decoder_phones, *frame_phones(alignment, codes.shape[-1], self.frame_rate))[None]
+            if alignment is None or self.decoder_phones is None:  # any codec's decode(codes)
+                return self.codec.decode(codes)[0, 0].numpy()[: len(wav)]
+            frames = frame_inputs(self.decoder_phones, *frame_phones(alignment, codes.shape[-1], self.frame_rate))[None]
             return self.codec.decode(codes, frames)[0, 0].numpy()[: len(wav)]
 
     def condition(self, plan: SentencePlan, prompt: torch.Tensor):
