@@ -238,6 +238,14 @@ def test_phone_decoder_recipe_gives_each_segment_its_clips_phones(aligned_speech
     cfg = json.loads((tmp_path / "model" / "config.json").read_text())
     assert cfg["phones"] == vocab.symbols[2:] and cfg["phone_dropout"] == 0.1
     assert isinstance(load_decoder(tmp_path / "model", load_codec(codec_dir), 2).decoder, PhoneDecoder)
+    # bad requests: a share outside 0..1; alignments of other clips
+    with pytest.raises(InvalidArgumentError, match="phone_dropout must be within 0..1"):
+        DecoderRecipe(str(codec_dir), [str(aligned_speech)], 2, tcfg, DistInfo(), phone_dropout=1.5,
+                      alignments=[str(aligned_speech / "alignments.jsonl")])
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"id": "not-a-clip", "phones": ["_"], "starts": [0.0], "end": 1.0}) + "\n")
+    with pytest.raises(InvalidArgumentError, match="none of the training clips"):
+        DecoderRecipe(str(codec_dir), [str(aligned_speech)], 2, tcfg, DistInfo(), alignments=[str(other)])
 
 
 def test_tts_gives_a_phone_decoder_the_plans_phones(codec_dir, tmp_path):

@@ -40,6 +40,9 @@ class DecoderRecipe:
         if init is not None:  # start from a decoder already fine-tuned on these codes
             codec = load_decoder(init, codec, n_q)
         self.alignments: dict[str, dict] = {}
+        if not 0.0 <= phone_dropout <= 1.0:
+            raise InvalidArgumentError(f"phone_dropout must be within 0..1, got {phone_dropout}",
+                                       "use e.g. 0.1: one item in ten is decoded without phones")
         if alignments:
             from tokenwave.data.align import read_alignments
 
@@ -62,6 +65,9 @@ class DecoderRecipe:
         cfg = self.codec.cfg
         segment = int(tcfg.segment_seconds * SAMPLE_RATE) // cfg.hop * cfg.hop + (cfg.n_fft - cfg.hop)
         self.train_data = SegmentSampler(data, "train", segment, seed=seed + info.rank)
+        if self.alignments and not any(i in self.alignments for ids in self.train_data.ids.values() for i in ids):
+            raise InvalidArgumentError(f"none of the training clips of {', '.join(data)} has an alignment",
+                                       "pass the alignments.jsonl of the same dataset (tokenwave data align --data DATASET)")
         valid = SegmentSampler(data, "valid", segment, seed=seed) if info.is_main else None
         self.valid = valid.fixed(tcfg.val_clips, tcfg.val_seconds) if valid else []
         self.valid_ids = valid.fixed_ids(tcfg.val_clips) if valid else []
