@@ -15,7 +15,8 @@ training run), two ways:
   STOI;
 - generated: the TTS model (``--model``, default ``checkpoints/tts``) speaking the clip's sentence in the voice of
   another clip of its speaker (seed = item index, the model's default sampling, as ``benchmarks/tasks.py``), the
-  same tokens decoded by each decoder; CER, WER and DNSMOS.
+  same tokens decoded by each decoder; CER, WER, DNSMOS and the speaker encoder's cosine to the row's own
+  recording against another speaker's (``speaker_margin``).
 The engine's own CER is the floor of the TTS bar (generated CER <= 1.2x the engine's); the paired differences
 (candidate - baseline, same clips and tokens) decide.
 
@@ -208,6 +209,9 @@ def speech(args) -> tuple[dict, list[dict], dict]:
     codec = load_codec(args.codec)
     tts = {"baseline": TTS(args.model, codec, decoder=args.baseline if args.baseline is not None else False),
            "candidate": TTS(args.model, codec, decoder=args.decoder)}
+    from tokenwave.eval.speaker import load_speaker_encoder
+
+    spk = load_speaker_encoder()
     rows = pick_rows(args.data, args.split, 6 if args.quick else args.items)
     aligned = args.data / "alignments.jsonl"
     alignments = read_alignments(aligned) if aligned.exists() else {}
@@ -217,10 +221,17 @@ def speech(args) -> tuple[dict, list[dict], dict]:
             ref, _ = load_audio(audio_path(args.data, row), SR)
             voice = voice_prompt_for(row, args.data)
             item = {"id": row["id"], "speaker": row.get("speaker"), "text": row["text"], "engine": score(row, ref, None)}
+            # speaker similarity of the generated speech: to the row's own recording, and to the next row's of
+            # another speaker (the evaluation suite's measure)
+            other = next((r for r in rows[i + 1:] + rows[:i] if r.get("speaker") != row.get("speaker")), row)
+            e_ref, e_other = spk.embed(ref, SR), spk.embed(load_audio(audio_path(args.data, other), SR)[0], SR)
             for s, task in tts.items():
                 item[s] = score(row, task.resynthesize(ref, alignments.get(row["id"])), ref)
                 gen = task.synthesize(row["text"], voice, Sampling(seed=i), watermark=False, consent_check=False).wav
-                item[f"{s}_generated"] = score(row, gen, None)
+                e_gen = spk.embed(gen, SR)
+                item[f"{s}_generated"] = score(row, gen, None) | {
+                    "speaker_sim": float(e_gen @ e_ref), "other_speaker_sim": float(e_gen @ e_other),
+                    "speaker_margin": float(e_gen @ e_ref - e_gen @ e_other)}
             results.append(item)
             bar.advance()
     summary: dict = {}
@@ -232,12 +243,15 @@ def speech(args) -> tuple[dict, list[dict], dict]:
             summary[s]["cer_over_engine"] = ratio(summary[s]["cer"], summary["engine"]["cer"])
     paired = {way: paired_difference([r[f"candidate{way}"]["cer"] for r in results],
                                      [r[f"baseline{way}"]["cer"] for r in results]) for way in ("", "_generated")}
+    margin = paired_difference([r["candidate_generated"]["speaker_margin"] for r in results],
+                               [r["baseline_generated"]["speaker_margin"] for r in results])
     figures = {"candidate": str(args.decoder), "baseline": str(args.baseline or "the codec's own decoder"),
                "model": str(args.model or "checkpoints/tts"), "codebooks": tts["candidate"].K,
                "kbps": codec.bitrate(tts["candidate"].K) / 1000, "data": str(args.data), "split": args.split,
                "clips": len(results), "phone_timings": bool(alignments), "summary": summary,
                "resynthesis_cer_candidate_minus_baseline": paired[""],
                "generated_cer_candidate_minus_baseline": paired["_generated"],
+               "generated_speaker_margin_candidate_minus_baseline": margin,
                "per_clip": [{"id": r["id"], **{s: {"cer": round(r[s]["cer"], 4), "transcript": r[s]["transcript"]}
                                               for s in (*SYSTEMS, "baseline_generated", "candidate_generated")}}
                             for r in results]}

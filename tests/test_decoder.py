@@ -13,8 +13,8 @@ from task_models import tts_model as make_tts_model
 
 from tokenwave.checkpoint import CheckpointError
 from tokenwave.codec import load_codec
-from tokenwave.codec.decoders import (PhoneDecoder, codes_fingerprint, decoder_n_q, decoder_phones, load_decoder,
-                                      save_decoder, with_phone_decoder)
+from tokenwave.codec.decoders import (PhoneDecoder, codes_fingerprint, decoder_n_q, decoder_phones, decoder_voice,
+                                      load_decoder, save_decoder, voice_vector, with_phone_decoder)
 from tokenwave.codec.streaming import StreamingDecoder
 from tokenwave.data.sfx import build_sfx
 from tokenwave.errors import InvalidArgumentError
@@ -194,6 +194,33 @@ def test_phone_decoder_starts_as_its_decoder_hears_the_phones_and_streams(codec_
     assert torch.allclose(loaded.decode(codes, frames), heard, atol=2e-2)
 
 
+def test_a_decoder_told_the_voice(codec_dir, tmp_path):
+    """``--voice``: the voice's vector (a prompt's mean code vector) shifts every frame; the projection starts at
+    zero (the phone decoder it is made from), no voice is the zero vector, streaming still equals offline."""
+    base = load_codec(codec_dir)
+    plain = with_phone_decoder(base, PHONES)
+    voiced = with_phone_decoder(plain, PHONES, voice=True)
+    assert decoder_voice(voiced) and not decoder_voice(plain) and not decoder_voice(base)
+    wav = torch.randn(1, 1, SR // 2) * 0.3
+    codes = base.encode(wav, 2)
+    frames = _frames(voiced.decoder.phones, codes.shape[-1], 0)
+    a, b = voice_vector(base, codes), voice_vector(base, base.encode(torch.randn(1, 1, SR // 2), 2))
+    assert a.shape == (1, base.latent_dim)
+    assert torch.allclose(voiced.decode(codes, frames, a), plain.decode(codes, frames), atol=1e-6)
+    randomise(voiced.decoder.voice_proj, 5)
+    heard = voiced.decode(codes, frames, a)
+    assert not torch.allclose(heard, voiced.decode(codes, frames, b), atol=1e-4)
+    assert torch.equal(voiced.decode(codes, frames), voiced.decode(codes, frames, torch.zeros_like(a)))
+    with StreamingDecoder(voiced) as dec:
+        outs = [dec.push(codes[..., :7], frames[..., :7], a), dec.push(codes[..., 7:], frames[..., 7:], a), dec.flush()]
+    assert (torch.cat(outs, -1) - heard).abs().max() < 1e-4
+    with pytest.raises(InvalidArgumentError, match="takes no voice"):
+        plain.decode(codes, frames, a)
+    save_decoder(tmp_path / "vd", voiced, n_q=2)
+    loaded = load_decoder(tmp_path / "vd", base, n_q=2)
+    assert decoder_voice(loaded) and torch.allclose(loaded.decode(codes, frames, a), heard, atol=2e-2)
+
+
 @pytest.fixture(scope="module")
 def aligned_speech(tmp_path_factory):
     from tokenwave.data.align import align_dataset
@@ -238,6 +265,20 @@ def test_phone_decoder_recipe_gives_each_segment_its_clips_phones(aligned_speech
     cfg = json.loads((tmp_path / "model" / "config.json").read_text())
     assert cfg["phones"] == vocab.symbols[2:] and cfg["phone_dropout"] == 0.1
     assert isinstance(load_decoder(tmp_path / "model", load_codec(codec_dir), 2).decoder, PhoneDecoder)
+    # --voice: each item is told the voice of another clip of its speaker; dropped items none
+    voiced = DecoderRecipe(str(codec_dir), [str(aligned_speech)], 2, tcfg, DistInfo(), voice=True,
+                           alignments=[str(aligned_speech / "alignments.jsonl")])
+    assert decoder_voice(voiced.codec)
+    _, where = voiced.train_data.draw(6, hop)
+    vs = voiced._voices(where, np.zeros(6, dtype=bool))
+    for b, (clip, _) in enumerate(where):
+        match = [i for i, v in voiced.voices.items() if torch.equal(v, vs[b])]
+        assert match and all(voiced.speaker[i] == voiced.speaker[clip] for i in match)
+        assert clip not in match or len(voiced.same_speaker[voiced.speaker[clip]]) == 1
+    assert not voiced._voices(where, np.ones(6, dtype=bool)).any()
+    assert np.isfinite(voiced.train_step(0)["loss"])
+    with pytest.raises(InvalidArgumentError, match="pass --alignments with --voice"):
+        DecoderRecipe(str(codec_dir), [str(aligned_speech)], 2, tcfg, DistInfo(), voice=True)
     # bad requests: a share outside 0..1; alignments of other clips
     with pytest.raises(InvalidArgumentError, match="phone_dropout must be within 0..1"):
         DecoderRecipe(str(codec_dir), [str(aligned_speech)], 2, tcfg, DistInfo(), phone_dropout=1.5,
@@ -277,6 +318,15 @@ def test_tts_gives_a_phone_decoder_the_plans_phones(codec_dir, tmp_path):
     save_decoder(tmp_path / "elsewhere", phoned, n_q=2)
     assert np.array_equal(TTS(tmp_path / "tts", codec, decoder=tmp_path / "elsewhere").synthesize(
         text, "alice", Sampling(seed=3), watermark=False).wav, res)
+    # a decoder also told the voice: it gets the prompt's voice vector (so the sound changes with its projection)
+    voiced = with_phone_decoder(phoned, PHONES[:-3], voice=True)
+    randomise(voiced.decoder.voice_proj, 6)
+    save_decoder(tmp_path / "voiced", voiced, n_q=2)
+    told = TTS(tmp_path / "tts", codec, decoder=tmp_path / "voiced")
+    assert told.decoder_voice and not tts.decoder_voice
+    spoken = told.synthesize(text, "alice", Sampling(seed=3), watermark=False).wav
+    assert len(spoken) == len(res) and not np.allclose(spoken, res, atol=1e-2)
+    assert np.array_equal(np.concatenate(list(told.stream(text, "alice", Sampling(seed=3)))), spoken)
     wav = (0.3 * np.sin(2 * np.pi * 200 * np.arange(SR) / SR)).astype(np.float32)
     timing = {"phones": ["_", "a", "s", "_"], "starts": [0.0, 0.2, 0.5, 0.8], "end": 1.0}
     with_phones, alone = tts.resynthesize(wav, timing), tts.resynthesize(wav)

@@ -208,7 +208,10 @@ def train_decoder(
                                                    "instead of the codec's own."),
     alignments: list[Path] = typer.Option([], "--alignments", help="alignments.jsonl of the speech data "
                                           "(`tokenwave data align`): a phone-informed decoder, told each frame's phone."),
-    phone_dropout: float = typer.Option(0.1, help="With --alignments: the share of items decoded without phones."),
+    phone_dropout: float = typer.Option(0.1, help="With --alignments: the share of items decoded without phones "
+                                                  "(and, with --voice, without a voice)."),
+    voice: bool = typer.Option(False, "--voice", help="With --alignments: also told the voice's timbre (the mean code "
+                                                      "vector of another clip of the speaker, as TTS gives its prompt's)."),
     steps: int = typer.Option(5000, min=1, help="Total optimisation steps."),
     batch_size: int = typer.Option(12, min=1),
     segment: float = typer.Option(1.0, help="Training segment length in seconds."),
@@ -238,7 +241,8 @@ def train_decoder(
     _run_training("decoder", {"default": None}, "default", device, seed,
                   lambda info: DecoderRecipe(codec_folder, [str(d) for d in data], n_q, tcfg, info, seed=seed,
                                              init=None if init is None else str(init),
-                                             alignments=[str(a) for a in alignments], phone_dropout=phone_dropout),
+                                             alignments=[str(a) for a in alignments], phone_dropout=phone_dropout,
+                                             voice=voice),
                   out, steps, val_every, ckpt_every, log_every, resume, until, threads, time_budget, keep_best)
 
 

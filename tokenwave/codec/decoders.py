@@ -37,7 +37,7 @@ class PhoneDecoder(Decoder):
     exactly like the decoder it is made from. ``frames`` None: decoded from the codes alone (every frame given the
     "no phone known" input: padding id, place 0, which training gives the items whose phones it drops)."""
 
-    def __init__(self, cfg: CodecConfig, phones: list[str]) -> None:
+    def __init__(self, cfg: CodecConfig, phones: list[str], voice: bool = False) -> None:
         super().__init__(cfg)
         self.phones = PhonemeVocab(phones)
         self.phone_embed = nn.Embedding(len(self.phones), cfg.dec_dim)
@@ -45,12 +45,18 @@ class PhoneDecoder(Decoder):
         self.left_embed = nn.Embedding(MAX_POS, cfg.dec_dim)
         for m in (self.phone_embed, self.pos_embed, self.left_embed):
             nn.init.zeros_(m.weight)
+        # ``voice``: also told the voice's timbre, the mean code vector of a prompt of it (:func:`voice_vector`)
+        self.voice_proj = nn.Linear(cfg.latent_dim, cfg.dec_dim) if voice else None
+        if self.voice_proj is not None:
+            nn.init.zeros_(self.voice_proj.weight)
+            nn.init.zeros_(self.voice_proj.bias)
 
     def frame_input(self, frames: torch.Tensor) -> torch.Tensor:
         """``frames [B, 3, T]`` -> ``[B, dec_dim, T]``."""
         return (self.phone_embed(frames[:, 0]) + self.pos_embed(frames[:, 1]) + self.left_embed(frames[:, 2])).transpose(1, 2)
 
-    def forward(self, z: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, frames: torch.Tensor | None = None, voice: torch.Tensor | None = None) -> torch.Tensor:
+        """``voice`` ``[B, latent_dim]`` (:func:`voice_vector`), for a decoder trained with voices; None: unknown."""
         if z.shape[-1] == 0:
             return z.new_zeros(z.shape[0], 1, 0)
         if frames is None:
@@ -58,7 +64,13 @@ class PhoneDecoder(Decoder):
         elif frames.shape[0] != z.shape[0] or frames.shape[-1] != z.shape[-1] or frames.shape[1] != 3:
             raise InvalidArgumentError(f"phone timings of shape {tuple(frames.shape)} do not fit codes of "
                                        f"{z.shape[-1]} frames", "give one [3, T] column per code frame (frame_inputs)")
-        return self.istft(self.head(self.net(z, self.frame_input(frames.to(z.device)))))
+        add = self.frame_input(frames.to(z.device))
+        if self.voice_proj is not None:
+            v = z.new_zeros(z.shape[0], z.shape[1]) if voice is None else voice.to(z.device).expand(z.shape[0], -1)
+            add = add + self.voice_proj(v)[:, :, None]
+        elif voice is not None:
+            raise InvalidArgumentError("this decoder takes no voice", "decode without one, or train one with --voice")
+        return self.istft(self.head(self.net(z, add)))
 
 
 def codes_fingerprint(codec: Codec) -> str:
@@ -76,7 +88,8 @@ def save_decoder(folder: str | os.PathLike, codec: Codec, n_q: int, extra: dict 
     flow generator's output); weights in float16 by default: they load as float32, and the difference is far below
     the decoder's own error."""
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in codec.decoder.state_dict().items()}
-    phones = {"phones": codec.decoder.phones.symbols[2:]} if isinstance(codec.decoder, PhoneDecoder) else {}
+    dec = codec.decoder
+    phones = {"phones": dec.phones.symbols[2:], "voice": dec.voice_proj is not None} if isinstance(dec, PhoneDecoder) else {}
     return save_checkpoint(folder, state, codec.cfg, KIND,
                            {"n_q": n_q, "codes_fingerprint": codes_fingerprint(codec), **phones, **(extra or {})})
 
@@ -103,7 +116,7 @@ def load_decoder(folder: str | os.PathLike, codec, n_q: int | None = None) -> Co
     out = Codec(codec.cfg)
     out.encoder, out.quantizer = codec.encoder, codec.quantizer
     if raw.get("phones"):
-        out.decoder = PhoneDecoder(codec.cfg, raw["phones"])
+        out.decoder = PhoneDecoder(codec.cfg, raw["phones"], voice=bool(raw.get("voice")))
     out.decoder.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     device = next(codec.parameters()).device
     return out.to(device).eval()
@@ -114,15 +127,29 @@ def decoder_n_q(folder: str | os.PathLike) -> int:
     return int(load_checkpoint(folder, CodecConfig, KIND)[2]["n_q"])
 
 
-def with_phone_decoder(codec: Codec, phones: list[str]) -> Codec:
+def with_phone_decoder(codec: Codec, phones: list[str], voice: bool = False) -> Codec:
     """``codec`` (a new object sharing encoder and quantizer) whose decoder is a :class:`PhoneDecoder` made from
-    ``codec``'s decoder: the same weights, zero phone embeddings (so the same output until it is trained)."""
+    ``codec``'s decoder (plain or phone-informed): the same weights, zero for what it lacks (phone embeddings, the
+    voice projection), so the same output until it is trained."""
     out = Codec(codec.cfg)
     out.encoder, out.quantizer = codec.encoder, codec.quantizer
-    out.decoder = PhoneDecoder(codec.cfg, phones)
-    missing, unexpected = out.decoder.load_state_dict(codec.decoder.state_dict(), strict=False)
-    assert not unexpected and all(k.split(".")[0] in ("phone_embed", "pos_embed", "left_embed") for k in missing)
+    out.decoder = PhoneDecoder(codec.cfg, phones, voice)
+    state = {k: v for k, v in codec.decoder.state_dict().items() if k in out.decoder.state_dict()}
+    missing, _ = out.decoder.load_state_dict(state, strict=False)
+    assert all(k.split(".")[0] in ("phone_embed", "pos_embed", "left_embed", "voice_proj") for k in missing)
     return out.to(next(codec.parameters()).device)
+
+
+def voice_vector(codec: Codec, codes: torch.Tensor) -> torch.Tensor:
+    """A voice's timbre as a phone-informed decoder with voices takes it: the mean over frames of the code vectors
+    of a prompt of it, ``codes [B, K, T] -> [B, latent_dim]``."""
+    return codec.quantizer.decode(codes).mean(-1)
+
+
+def decoder_voice(codec) -> bool:
+    """Whether ``codec``'s decoder is told the voice (a phone-informed decoder trained with ``--voice``)."""
+    dec = getattr(codec, "decoder", None)
+    return isinstance(dec, PhoneDecoder) and dec.voice_proj is not None
 
 
 def decoder_phones(codec) -> PhonemeVocab | None:
@@ -131,5 +158,5 @@ def decoder_phones(codec) -> PhonemeVocab | None:
     return dec.phones if isinstance(dec, PhoneDecoder) else None
 
 
-__all__ = ["KIND", "PhoneDecoder", "codes_fingerprint", "decoder_n_q", "decoder_phones", "load_decoder",
-           "save_decoder", "with_phone_decoder"]
+__all__ = ["KIND", "PhoneDecoder", "codes_fingerprint", "decoder_n_q", "decoder_phones", "decoder_voice",
+           "load_decoder", "save_decoder", "voice_vector", "with_phone_decoder"]

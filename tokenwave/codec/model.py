@@ -47,9 +47,10 @@ class Decoder(nn.Module):
         self.head = nn.Conv1d(cfg.dec_dim, cfg.n_fft + 2, 1)
         self.istft = CausalISTFT(cfg.n_fft, cfg.hop)
 
-    def forward(self, z: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
-        """``frames``: per-frame phones, only for a phone-informed decoder (:class:`tokenwave.codec.decoders.PhoneDecoder`)."""
-        if frames is not None:
+    def forward(self, z: torch.Tensor, frames: torch.Tensor | None = None, voice: torch.Tensor | None = None) -> torch.Tensor:
+        """``frames`` (per-frame phones), ``voice``: only for a phone-informed decoder
+        (:class:`tokenwave.codec.decoders.PhoneDecoder`)."""
+        if frames is not None or voice is not None:
             raise InvalidArgumentError("this decoder takes no phone timings",
                                        "decode without them, or load a phone-informed decoder (`train decoder --alignments`)")
         if z.shape[-1] == 0:
@@ -130,14 +131,15 @@ class Codec(CodecRates, Checkpointable, nn.Module):
         return self.quantizer.decode(codes)
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+    def decode(self, codes: torch.Tensor, frames: torch.Tensor | None = None, voice: torch.Tensor | None = None) -> torch.Tensor:
         """``codes [B, K, T]`` (any K <= n_q) -> ``wav [B, 1, T * hop]`` at 24 kHz. ``frames``: each frame's phone
-        (``LongTensor [B, 3, T]``, :func:`tokenwave.conditioning.speech.frame_inputs`), for a phone-informed decoder."""
+        (``LongTensor [B, 3, T]``, :func:`tokenwave.conditioning.speech.frame_inputs`) and ``voice`` (``[B, latent_dim]``),
+        for a phone-informed decoder."""
         if codes.dim() != 3:
             raise InvalidArgumentError(f"codes must be [B, K, T], got shape {tuple(codes.shape)}", "add a batch axis")
         if codes.numel() and (codes.min() < 0 or codes.max() >= self.cfg.codebook_size):
             raise InvalidArgumentError("codes out of range", f"codes must lie in 0..{self.cfg.codebook_size - 1}")
-        return self.decoder(self.quantizer.decode(codes), frames)
+        return self.decoder(self.quantizer.decode(codes), frames, voice)
 
     @torch.no_grad()
     def reconstruct(self, wav: torch.Tensor, n_q: int | None = None) -> torch.Tensor:

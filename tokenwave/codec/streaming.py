@@ -56,10 +56,10 @@ class StreamingDecoder(_Stream):
         self.codec = codec
         super().__init__(codec.decoder)
 
-    def push(self, codes: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+    def push(self, codes: torch.Tensor, frames: torch.Tensor | None = None, voice: torch.Tensor | None = None) -> torch.Tensor:
         """``codes [B, K, t]`` -> ``wav [B, 1, n]``: every sample that no later frame can change. ``frames``: the
-        same frames' phones (``[B, 3, t]``), for a phone-informed decoder."""
-        return self.codec.decoder(self.codec.quantizer.decode(codes), frames)
+        same frames' phones (``[B, 3, t]``), ``voice``: the voice's vector, for a phone-informed decoder."""
+        return self.codec.decoder(self.codec.quantizer.decode(codes), frames, voice)
 
     def push_latents(self, z: torch.Tensor) -> torch.Tensor:
         return self.codec.decoder(z)

@@ -110,10 +110,11 @@ class TTS:
             speech = load_decoder(decoder, self.codec, n_q=self.lm.cfg.K) if decoder is not False else None
         if speech is not None:
             self.codec = speech
-        from tokenwave.codec.decoders import decoder_phones
+        from tokenwave.codec.decoders import decoder_phones, decoder_voice
 
         # a phone-informed decoder is told each frame's phone: only an aligned model's frames have known phones
         self.decoder_phones = decoder_phones(self.codec) if self.phones is not None else None
+        self.decoder_voice = self.decoder_phones is not None and decoder_voice(self.codec)  # and the prompt's voice
         self.sample_rate = self.codec.sample_rate
         self.frame_rate = self.codec.frame_rate
         self.K = self.lm.cfg.K
@@ -202,16 +203,25 @@ class TTS:
     def resynthesize(self, wav: np.ndarray, alignment: dict | None = None) -> np.ndarray:
         """``wav`` (at :attr:`sample_rate`) through this model's codes and decoder: what any speech this model makes
         can at best sound like. A phone-informed decoder is given the clip's phones when ``alignment`` (a row of a
-        dataset's ``alignments.jsonl``) is known, else decodes the codes alone."""
+        dataset's ``alignments.jsonl``) is known, else decodes the codes alone; one told the voice gets the voice of
+        the clip's first 3 s."""
         from tokenwave.conditioning.speech import frame_inputs
         from tokenwave.data.align import frame_phones
 
         with torch.no_grad():
             codes = self.codec.encode(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None, None], self.K)
-            if alignment is None or self.decoder_phones is None:  # any codec's decode(codes)
+            if self.decoder_phones is None:  # any codec's decode(codes)
                 return self.codec.decode(codes)[0, 0].numpy()[: len(wav)]
-            frames = frame_inputs(self.decoder_phones, *frame_phones(alignment, codes.shape[-1], self.frame_rate))[None]
-            return self.codec.decode(codes, frames)[0, 0].numpy()[: len(wav)]
+            frames = None if alignment is None else \
+                frame_inputs(self.decoder_phones, *frame_phones(alignment, codes.shape[-1], self.frame_rate))[None]
+            voice = self._voice(codes[0, :, : int(PROMPT_SECONDS * self.frame_rate)])
+            return self.codec.decode(codes, frames, voice)[0, 0].numpy()[: len(wav)]
+
+    def _voice(self, prompt: torch.Tensor) -> torch.Tensor | None:
+        """What a decoder told the voice is given: the voice vector of the prompt's codes ``[K, T]`` (else None)."""
+        from tokenwave.codec.decoders import voice_vector
+
+        return voice_vector(self.codec, prompt[None]) if self.decoder_voice else None
 
     def condition(self, plan: SentencePlan, prompt: torch.Tensor):
         """The :class:`Conditioning` of one sentence in the voice of ``prompt`` (codes ``[K, Tp]``)."""
@@ -233,6 +243,7 @@ class TTS:
         if info is not None:
             info.update(voice_info)
         plans = self.plan(sentences, speed)
+        voice_vec = self._voice(prompt)
         pause = np.zeros(int(PAUSE_SECONDS * self.sample_rate), dtype=np.float32)
         for i, plan in enumerate(plans):
             params = sampling.lm_params(seed=sampling.seed + i)
@@ -244,7 +255,7 @@ class TTS:
                     t = step[0].shape[-1]
                     if t:
                         phones = None if plan.decoder_frames is None else plan.decoder_frames[None, :, done: done + t]
-                        yield edge(dec.push(step[0][None], phones)[0, 0].numpy())
+                        yield edge(dec.push(step[0][None], phones, voice_vec)[0, 0].numpy())
                         done += t
                 yield edge(dec.flush()[0, 0].numpy())
             if i + 1 < len(plans):

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from tokenwave import SAMPLE_RATE
-from tokenwave.codec.decoders import load_decoder, save_decoder, with_phone_decoder
+from tokenwave.codec.decoders import load_decoder, save_decoder, voice_vector, with_phone_decoder
 from tokenwave.codec.losses import mel_distance, si_sdr
 from tokenwave.codec.model import Codec
 from tokenwave.data.loader import SegmentSampler
@@ -29,7 +29,7 @@ from tokenwave.train.trainer import DistInfo, set_schedule_lr, wrap_ddp
 class DecoderRecipe:
     def __init__(self, codec_folder: str, data: list[str], n_q: int, tcfg: CodecTrainConfig, info: DistInfo,
                  seed: int = 0, init: str | None = None, alignments: list[str] | None = None,
-                 phone_dropout: float = 0.1) -> None:
+                 phone_dropout: float = 0.1, voice: bool = False) -> None:
         from tokenwave.codec import load_codec
 
         codec = load_codec(codec_folder)
@@ -50,7 +50,9 @@ class DecoderRecipe:
                 self.alignments.update(read_alignments(path))
             if not self.alignments:
                 raise InvalidArgumentError("the alignments hold no clips", "align the dataset: tokenwave data align --data DATASET")
-            codec = with_phone_decoder(codec, sorted({p for a in self.alignments.values() for p in a["phones"]}))
+            codec = with_phone_decoder(codec, sorted({p for a in self.alignments.values() for p in a["phones"]}), voice)
+        elif voice:
+            raise InvalidArgumentError("a decoder told the voice is phone-informed", "pass --alignments with --voice")
         self.phone_dropout = phone_dropout
         self._frames: dict[str, torch.Tensor] = {}  # clip id -> its frame inputs, made on first use
         self.codec_folder, self.n_q, self.tcfg, self.info = str(codec_folder), n_q, tcfg, info
@@ -68,6 +70,15 @@ class DecoderRecipe:
         if self.alignments and not any(i in self.alignments for ids in self.train_data.ids.values() for i in ids):
             raise InvalidArgumentError(f"none of the training clips of {', '.join(data)} has an alignment",
                                        "pass the alignments.jsonl of the same dataset (tokenwave data align --data DATASET)")
+        self.voice = voice
+        if voice:  # each item is told the voice of another clip of its speaker, as TTS tells it its prompt's
+            from tokenwave.data.manifest import read_manifest
+
+            self.speaker = {r["id"]: r.get("speaker") or r["id"] for d in data for r in read_manifest(d, "train")}
+            self.voices = self._voice_vectors(self.train_data)
+            self.same_speaker: dict[str, list[str]] = {}
+            for i in self.voices:
+                self.same_speaker.setdefault(self.speaker[i], []).append(i)
         valid = SegmentSampler(data, "valid", segment, seed=seed) if info.is_main else None
         self.valid = valid.fixed(tcfg.val_clips, tcfg.val_seconds) if valid else []
         self.valid_ids = valid.fixed_ids(tcfg.val_clips) if valid else []
@@ -111,6 +122,34 @@ class DecoderRecipe:
                 out[b] = fr[:, first: first + frames]
         return out.to(self.info.device)
 
+    PROMPT_SECONDS = 3.0
+
+    @torch.no_grad()
+    def _voice_of(self, wav: torch.Tensor) -> torch.Tensor:
+        """``wav [1, 1, N]`` -> the voice vector of its first 3 s ``[1, latent_dim]`` (what TTS takes from a prompt)."""
+        n = min(wav.shape[-1], int(self.PROMPT_SECONDS * SAMPLE_RATE))
+        return voice_vector(self.codec, self.codec.encode(wav[..., :n].to(self.info.device), self.n_q))
+
+    def _voice_vectors(self, sampler: SegmentSampler) -> dict[str, torch.Tensor]:
+        from tokenwave.progress import progress_bar
+
+        out = {}
+        with progress_bar("voices", total=sum(map(len, sampler.ids.values())), unit="clips") as bar:
+            for d in sampler.domains:
+                for i, wav in zip(sampler.ids[d], sampler.clips[d]):
+                    out[i] = self._voice_of(torch.from_numpy(wav)[None, None])[0]
+                    bar.advance()
+        return out
+
+    def _voices(self, where: list[tuple[str, int]], drop: np.ndarray) -> torch.Tensor:
+        """``[B, latent_dim]``: each item's voice from another clip of its speaker (zeros, "unknown", if dropped)."""
+        out = torch.zeros(len(where), self.codec.latent_dim, device=self.info.device)
+        for b, (clip, _) in enumerate(where):
+            if not drop[b]:
+                others = [i for i in self.same_speaker[self.speaker[clip]] if i != clip] or [clip]
+                out[b] = self.voices[others[int(self.train_data.rng.integers(len(others)))]]
+        return out
+
     def train_step(self, step: int) -> dict[str, float]:
         t = self.tcfg
         set_schedule_lr(self.optimizers, t.lr, step, t.warmup, t.total_steps)
@@ -119,7 +158,8 @@ class DecoderRecipe:
         wav = wav.to(self.info.device)
         z = self._codes_latents(wav)
         drop = self.train_data.rng.random(len(where)) < self.phone_dropout if self.alignments else None
-        wav_hat = self.model(z, self._phones(where, z.shape[-1], drop))
+        voice = self._voices(where, self.train_data.rng.random(len(where)) < self.phone_dropout) if self.voice else None
+        wav_hat = self.model(z, self._phones(where, z.shape[-1], drop), voice)
         losses, total = reconstruction_losses(wav_hat[..., : -self.tail], wav[..., : -self.tail], t)
         self.optimizers["gen"].zero_grad(set_to_none=True)
         total.backward()
@@ -134,7 +174,8 @@ class DecoderRecipe:
         for (_, wav), clip in zip(self.valid, self.valid_ids):
             wav = wav.to(self.info.device)
             z = self._codes_latents(F.pad(wav, (0, self.tail)))
-            rec = self.decoder(z, self._phones([(clip, 0)], z.shape[-1]))[..., : wav.shape[-1]]
+            voice = self._voice_of(wav) if self.voice else None  # the clip's own: validation only
+            rec = self.decoder(z, self._phones([(clip, 0)], z.shape[-1]), voice)[..., : wav.shape[-1]]
             mels.append(mel_distance(rec, wav, SAMPLE_RATE))
             sdrs.append(float(si_sdr(rec, wav).mean()))
         return {"valid_loss": round(float(np.mean(mels)), 4), "mel_distance": round(float(np.mean(mels)), 4),
