@@ -134,7 +134,8 @@ def with_phone_decoder(codec: Codec, phones: list[str], voice: bool = False) -> 
     out = Codec(codec.cfg)
     out.encoder, out.quantizer = codec.encoder, codec.quantizer
     out.decoder = PhoneDecoder(codec.cfg, phones, voice)
-    state = {k: v for k, v in codec.decoder.state_dict().items() if k in out.decoder.state_dict()}
+    wanted = out.decoder.state_dict().keys()
+    state = {k: v for k, v in codec.decoder.state_dict().items() if k in wanted}
     missing, _ = out.decoder.load_state_dict(state, strict=False)
     assert all(k.split(".")[0] in ("phone_embed", "pos_embed", "left_embed", "voice_proj") for k in missing)
     return out.to(next(codec.parameters()).device)
