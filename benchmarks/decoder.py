@@ -202,19 +202,17 @@ def main(argv: list[str] | None = None) -> dict:
 
 def speech(args) -> tuple[dict, list[dict], dict]:
     """tts: resynthesis and generated speech through the baseline and the candidate decoder."""
-    from tokenwave.data.align import read_alignments
+    from tokenwave.data.align import dataset_alignments
+    from tokenwave.eval.speaker import load_speaker_encoder
     from tokenwave.tasks.base import Sampling
     from tokenwave.tasks.tts import TTS, voice_prompt_for
 
     codec = load_codec(args.codec)
     tts = {"baseline": TTS(args.model, codec, decoder=args.baseline if args.baseline is not None else False),
            "candidate": TTS(args.model, codec, decoder=args.decoder)}
-    from tokenwave.eval.speaker import load_speaker_encoder
-
     spk = load_speaker_encoder()
     rows = pick_rows(args.data, args.split, 6 if args.quick else args.items)
-    aligned = args.data / "alignments.jsonl"
-    alignments = read_alignments(aligned) if aligned.exists() else {}
+    alignments = dataset_alignments(args.data)
     results = []
     with progress_bar("decoders", len(rows), "clips") as bar, torch.no_grad():
         for i, row in enumerate(rows):

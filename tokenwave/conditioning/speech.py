@@ -25,6 +25,7 @@ UNK = 1
 POOL = 4  # voice-prompt frames per prefix position
 LENGTH_BUCKET = 4  # frames per length bucket
 N_LENGTHS = 256
+PROMPT_SECONDS = 3.0  # a voice prompt: what TTS takes of a recording, and what a decoder told the voice hears
 MAX_POS = 16  # frames counted within a phone (from its start and to its end), clipped
 
 
@@ -52,6 +53,14 @@ def frame_inputs(vocab: PhonemeVocab, phones: list[str], pos: list[int], left: l
     return torch.stack([torch.tensor(vocab.encode(phones), dtype=torch.long),
                         torch.tensor(pos, dtype=torch.long).clamp_max(MAX_POS - 1),
                         torch.tensor(left, dtype=torch.long).clamp_max(MAX_POS - 1)])
+
+
+def alignment_inputs(vocab: PhonemeVocab, alignment: dict, frames: int, frame_rate: float) -> torch.Tensor:
+    """:func:`frame_inputs` of ``frames`` codec frames timed by ``alignment`` (a row of ``alignments.jsonl``, or
+    :func:`tokenwave.data.align.text_timings`)."""
+    from tokenwave.data.align import frame_phones
+
+    return frame_inputs(vocab, *frame_phones(alignment, frames, frame_rate))
 
 
 class SpeechConditioner(nn.Module):

@@ -290,6 +290,12 @@ def align_dataset(folder: str | os.PathLike, out: str | os.PathLike | None = Non
     return {"path": str(path), "rows": len(rows), "aligned": len(lines), "skipped": skipped}
 
 
+def dataset_alignments(folder: str | os.PathLike) -> dict[str, dict]:
+    """A dataset's ``alignments.jsonl`` by clip id, or ``{}`` when it has not been aligned."""
+    path = Path(folder) / "alignments.jsonl"
+    return read_alignments(path) if path.exists() else {}
+
+
 def read_alignments(path: str | os.PathLike) -> dict[str, dict]:
     path = Path(path)
     if not path.exists():

@@ -118,14 +118,9 @@ def evaluate_tts(model: str | os.PathLike | None, data: Path, out: Path, split: 
     sr = task.sample_rate
     spk = load_speaker_encoder()
     rows = _rows(data, split, limit, need="text")
-    # the clips' phone timings, if aligned: a phone-informed decoder's codec floor is decoded with them
-    aligned = Path(data) / "alignments.jsonl"
-    if aligned.exists():
-        from tokenwave.data.align import read_alignments
+    from tokenwave.data.align import dataset_alignments
 
-        alignments = read_alignments(aligned)
-    else:
-        alignments = {}
+    alignments = dataset_alignments(data)  # if aligned, a phone-informed decoder's codec floor is decoded with them
     items, examples = [], []
     with progress_bar("eval tts", total=len(rows), unit="clips") as bar:
         for i, row in enumerate(rows):

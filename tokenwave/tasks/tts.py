@@ -17,13 +17,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from tokenwave.conditioning.speech import PhonemeVocab
+from tokenwave.conditioning.speech import PROMPT_SECONDS, PhonemeVocab
 from tokenwave.errors import AudioFileError, InvalidArgumentError, TokenwaveError
 from tokenwave.lm.generate import stream as lm_stream
 from tokenwave.tasks.base import (MAX_TEXT_CHARS, GeneratedAudio, Sampling, default_model_dir, finish,
                                   folder_decoder, read_generators)
 
-PROMPT_SECONDS = 3.0
 MIN_PROMPT_SECONDS = 1.5
 PAUSE_SECONDS = 0.15   # silence between sentences
 EDGE_SECONDS = 0.01    # fade at each sentence's edges
@@ -95,7 +94,7 @@ class TTS:
         """``decoder``: None decodes with the folder's own ``decoder/`` when it has one; a decoder folder (``tokenwave
         train decoder``) decodes with that one instead; False with the codec's own decoder."""
         from tokenwave.codec import load_codec
-        from tokenwave.codec.decoders import load_decoder
+        from tokenwave.codec.decoders import decoder_phones, decoder_voice, load_decoder
         from tokenwave.train.tts import TTSModel
 
         self.folder = default_model_dir("tts", folder)
@@ -110,8 +109,6 @@ class TTS:
             speech = load_decoder(decoder, self.codec, n_q=self.lm.cfg.K) if decoder is not False else None
         if speech is not None:
             self.codec = speech
-        from tokenwave.codec.decoders import decoder_phones, decoder_voice
-
         # a phone-informed decoder is told each frame's phone: only an aligned model's frames have known phones
         self.decoder_phones = decoder_phones(self.codec) if self.phones is not None else None
         self.decoder_voice = self.decoder_phones is not None and decoder_voice(self.codec)  # and the prompt's voice
@@ -205,15 +202,14 @@ class TTS:
         can at best sound like. A phone-informed decoder is given the clip's phones when ``alignment`` (a row of a
         dataset's ``alignments.jsonl``) is known, else decodes the codes alone; one told the voice gets the voice of
         the clip's first 3 s."""
-        from tokenwave.conditioning.speech import frame_inputs
-        from tokenwave.data.align import frame_phones
+        from tokenwave.conditioning.speech import alignment_inputs
 
         with torch.no_grad():
             codes = self.codec.encode(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None, None], self.K)
             if self.decoder_phones is None:  # any codec's decode(codes)
                 return self.codec.decode(codes)[0, 0].numpy()[: len(wav)]
             frames = None if alignment is None else \
-                frame_inputs(self.decoder_phones, *frame_phones(alignment, codes.shape[-1], self.frame_rate))[None]
+                alignment_inputs(self.decoder_phones, alignment, codes.shape[-1], self.frame_rate)[None]
             voice = self._voice(codes[0, :, : int(PROMPT_SECONDS * self.frame_rate)])
             return self.codec.decode(codes, frames, voice)[0, 0].numpy()[: len(wav)]
 

@@ -96,8 +96,7 @@ class DecoderRecipe:
 
     def _clip_frames(self, clip: str, frames: int) -> torch.Tensor | None:
         """A clip's frame inputs (``[3, >= frames]``), or None when it has no alignment."""
-        from tokenwave.conditioning.speech import frame_inputs
-        from tokenwave.data.align import frame_phones
+        from tokenwave.conditioning.speech import alignment_inputs
 
         a = self.alignments.get(clip)
         if a is None:
@@ -106,7 +105,7 @@ class DecoderRecipe:
         if have is None or have.shape[-1] < frames:
             rate = self.codec.frame_rate
             n = max(frames, int(np.ceil(float(a.get("end", a["starts"][-1])) * rate)) + 1)
-            have = self._frames[clip] = frame_inputs(self.decoder.phones, *frame_phones(a, n, rate))
+            have = self._frames[clip] = alignment_inputs(self.decoder.phones, a, n, rate)
         return have
 
     def _phones(self, where: list[tuple[str, int]], frames: int, drop: np.ndarray | None = None) -> torch.Tensor | None:
@@ -122,12 +121,12 @@ class DecoderRecipe:
                 out[b] = fr[:, first: first + frames]
         return out.to(self.info.device)
 
-    PROMPT_SECONDS = 3.0
-
     @torch.no_grad()
     def _voice_of(self, wav: torch.Tensor) -> torch.Tensor:
         """``wav [1, 1, N]`` -> the voice vector of its first 3 s ``[1, latent_dim]`` (what TTS takes from a prompt)."""
-        n = min(wav.shape[-1], int(self.PROMPT_SECONDS * SAMPLE_RATE))
+        from tokenwave.conditioning.speech import PROMPT_SECONDS
+
+        n = min(wav.shape[-1], int(PROMPT_SECONDS * SAMPLE_RATE))
         return voice_vector(self.codec, self.codec.encode(wav[..., :n].to(self.info.device), self.n_q))
 
     def _voice_vectors(self, sampler: SegmentSampler) -> dict[str, torch.Tensor]:

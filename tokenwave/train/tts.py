@@ -17,8 +17,8 @@ import torch
 from safetensors.torch import save_file
 
 from tokenwave.checkpoint import load_checkpoint, save_checkpoint
-from tokenwave.conditioning.speech import PhonemeVocab, SpeechConditioner, frame_inputs, prefix_positions
-from tokenwave.data.align import frame_phones, read_alignments
+from tokenwave.conditioning.speech import PhonemeVocab, SpeechConditioner, alignment_inputs, prefix_positions
+from tokenwave.data.align import read_alignments
 from tokenwave.data.tokens import _open_split
 from tokenwave.errors import DatasetError
 from tokenwave.lm.config import LMConfig
@@ -104,7 +104,7 @@ class UtteranceDataset:
 
     def aligned(self, r: dict) -> torch.Tensor:
         """``LongTensor [3, frames]``: the row's phone per frame and the frame's place in it."""
-        return frame_inputs(self.phones, *frame_phones(self.alignments[r["id"]], r["frames"], self.info["frame_rate"]))
+        return alignment_inputs(self.phones, self.alignments[r["id"]], r["frames"], self.info["frame_rate"])
 
     def sample(self, batch: int, min_prompt: int) -> tuple[torch.Tensor, torch.Tensor, list, list, list | None]:
         """``(codes [B, K, Tmax] zero-padded, lengths [B], phoneme id tensors, prompt code tensors, per-frame phone
