@@ -41,6 +41,14 @@ def test_bad_minutes(tmp_path, minutes):
     assert not (tmp_path / "x").exists() and list(tmp_path.iterdir()) == []
 
 
+def test_voice_set_is_for_speech_only(tmp_path):
+    line = one_error_line(tw("data", "build", "music", "--voices", "wide", "--out", str(tmp_path / "x")))
+    assert "--voices" in line and "speech" in line and "fix:" in line
+    assert not (tmp_path / "x").exists()
+    run = tw("data", "build", "speech", "--voices", "huge", "--out", str(tmp_path / "x"))
+    assert run.returncode == 2 and "huge" in run.stderr and "wide" in run.stderr
+
+
 def test_unwritable_output(tmp_path):
     blocker = tmp_path / "afile"
     blocker.write_text("x")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -12,7 +13,7 @@ import soundfile as sf
 
 from tokenwave.data import speech
 from tokenwave.data.manifest import read_manifest
-from tokenwave.errors import InvalidArgumentError, MissingSystemPackageError, OutputPathError
+from tokenwave.errors import DatasetError, InvalidArgumentError, MissingSystemPackageError, OutputPathError
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("espeak-ng") and shutil.which("flite") and Path(speech.FORTUNES_DIR).is_dir()),
@@ -45,6 +46,33 @@ def test_speakers_and_held_out() -> None:
     assert len(held) >= 3 and set(held) <= set(spk)
     assert any(h.startswith("flite:") for h in held) and sum(h.startswith("espeak-ng:") for h in held) >= 2
     assert held == speech.held_out_speakers(0) and held != speech.held_out_speakers(1)
+
+
+def test_wide_voice_set_trains_on_more_speakers_and_tests_on_the_same() -> None:
+    standard, wide = set(speech.speakers()), speech.speakers("wide")
+    assert len(wide) == len(set(wide)) and standard < set(wide) and len(wide) >= 10 * len(standard)
+    assert not any(s.endswith(tuple(f"+{v}" for v in speech.WIDE_EXCLUDED_VARIANTS)) for s in wide)
+    held = set(speech.held_out_speakers(0))
+    jobs = list(itertools.islice(speech._plan(0, voices="wide"), 600))
+    train = {j.speaker for j in jobs if j.split != "test"}
+    assert {j.speaker for j in jobs if j.split == "test"} <= held and not train & held
+    assert len(train - standard) > 0.8 * len(train)  # most training clips come from speakers the standard set lacks
+    # the same clip schedule: each clip keeps its split and its sentence's split, whatever the voice set
+    assert [j.split for j in jobs] == [j.split for j in itertools.islice(speech._plan(0), 600)]
+
+
+def test_unknown_voice_set(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="wide"):
+        speech.build_speech(tmp_path / "out", minutes=0.1, voices="huge")
+    assert not (tmp_path / "out").exists()
+
+
+def test_wide_build_records_its_voice_set(tmp_path: Path) -> None:
+    out = speech.build_speech(tmp_path / "wide", minutes=0.3, seed=0, voices="wide")
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["voices"] == "wide" and info["speakers"] == speech.speakers("wide")
+    assert info["held_out_speakers"] == speech.held_out_speakers(0)
+    assert {r["speaker"] for r in read_manifest(out)} <= set(info["speakers"])
 
 
 def test_every_speaker_sounds_different(tmp_path: Path) -> None:

@@ -260,7 +260,8 @@ def test_fine_tuning_run_validates_its_starting_point(tmp_path):
 
 
 def test_gpu_carry_round_trip(tmp_path):
-    """scripts/gpu_carry.py: latents travel as int8 within half a quantisation step, tokens and index exactly."""
+    """scripts/gpu_carry.py: latents travel as int8 within half a quantisation step, tokens (bit-packed, and cut to
+    --max-frames) and index exactly."""
     import importlib.util
 
     import numpy as np
@@ -291,7 +292,7 @@ def test_gpu_carry_round_trip(tmp_path):
     assert [json.loads(line)["id"] for line in (tmp_path / "back" / "index.jsonl").read_text().splitlines()] == ["c0", "c1"]
     tok = tmp_path / "tok"
     tok.mkdir()
-    codes = {"train": rng.integers(0, 1024, (4, 30)).astype(np.int16), "valid": rng.integers(0, 1024, (4, 5)).astype(np.int16)}
+    codes = {"train": rng.integers(0, 1024, (4, 3000)).astype(np.int16), "valid": rng.integers(0, 1024, (4, 5)).astype(np.int16)}
     save_file(codes, str(tok / "codes.safetensors"))
     (tok / "index.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
     (tok / "tokens.json").write_text("{}")
@@ -299,6 +300,23 @@ def test_gpu_carry_round_trip(tmp_path):
     carry.unpack(tmp_path / "tp", tmp_path / "tb")
     got = load_file(str(tmp_path / "tb" / "codes.safetensors"))
     assert all(np.array_equal(got[k], codes[k]) for k in codes)
+    assert (tmp_path / "tp" / "codes.bits.safetensors").stat().st_size < (tok / "codes.safetensors").stat().st_size
+    # --max-frames: only the short clips travel, each with its own codes at its new offset
+    long_rows = [{"id": "a", "split": "train", "offset": 0, "frames": 12}, {"id": "b", "split": "train", "offset": 12,
+                 "frames": 5}, {"id": "c", "split": "train", "offset": 17, "frames": 13},
+                 {"id": "d", "split": "valid", "offset": 0, "frames": 5}]
+    (tok / "index.jsonl").write_text("".join(json.dumps(r) + "\n" for r in long_rows))
+    (tok / "tokens.json").write_text(json.dumps({"codebook_size": 1024, "clips": 4, "frames": {"train": 30, "valid": 5}}))
+    carry.pack(tok, tmp_path / "short", ["train"], max_frames=12)
+    carry.unpack(tmp_path / "short", tmp_path / "sb")
+    rows = [json.loads(line) for line in (tmp_path / "sb" / "index.jsonl").read_text().splitlines()]
+    got = load_file(str(tmp_path / "sb" / "codes.safetensors"))
+    assert [r["id"] for r in rows] == ["a", "b"] and set(got) == {"train"} and got["train"].shape == (4, 17)
+    for r, old in zip(rows, long_rows):
+        assert np.array_equal(got["train"][:, r["offset"]: r["offset"] + r["frames"]],
+                              codes["train"][:, old["offset"]: old["offset"] + old["frames"]])
+    info = json.loads((tmp_path / "sb" / "tokens.json").read_text())
+    assert info == {"codebook_size": 1024, "clips": 2, "frames": {"train": 17}}
 
 
 def test_time_budget_under_torchrun_stops_every_rank_together(tmp_path, sfx_data):

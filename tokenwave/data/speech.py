@@ -34,6 +34,11 @@ ESPEAK_VARIANTS = ("m1", "m3", "m5", "f2", "f4", "klatt2")
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
 #: Default mean F0 (Hz) of the flite voices whose pitch ``int_f0_target_mean`` moves; rms ignores it.
 FLITE_F0 = {"kal": 95.0, "kal16": 95.0, "awb": 130.0, "slt": 170.0}
+#: espeak-ng variants left out of the wide voice set: whispers have no pitch to hear a speaker by; ``fast`` is a test.
+WIDE_EXCLUDED_VARIANTS = ("whisper", "whisperf", "fast")
+#: Voice sets a speech dataset can be built with: ``standard`` (the variants above) or ``wide`` (every variant
+#: this espeak-ng has, for training only: the held-out test speakers are the standard set's either way).
+VOICE_SETS = ("standard", "wide")
 #: kal and kal16 are one speaker at two rates, so only these may be held out.
 FLITE_HOLDOUT = ("awb", "rms", "slt")
 
@@ -120,9 +125,16 @@ def _run(cmd: list[str]) -> str:
     return res.stdout
 
 
-def speakers() -> list[str]:
-    """Every speaker id this machine's engines give, sorted: English espeak-ng accents x variants, then flite voices."""
-    return list(_speakers())
+def speakers(voices: str = "standard") -> list[str]:
+    """Every speaker id of a voice set (:data:`VOICE_SETS`) this machine's engines give: English espeak-ng accents x
+    variants (sorted), then flite voices."""
+    return list(_speakers(_check_voices(voices)))
+
+
+def _check_voices(voices: str) -> str:
+    if voices not in VOICE_SETS:
+        raise DatasetError(f"unknown voice set {voices!r}", f"use one of: {', '.join(VOICE_SETS)}")
+    return voices
 
 
 @functools.lru_cache(maxsize=1)
@@ -138,12 +150,13 @@ def _espeak_accents() -> dict[str, str]:
     return accents
 
 
-@functools.lru_cache(maxsize=1)
-def _speakers() -> tuple[str, ...]:
+@functools.lru_cache(maxsize=2)
+def _speakers(voices: str = "standard") -> tuple[str, ...]:
     accents = _espeak_accents()
     variants = {line.split()[4][3:] for line in _run(["espeak-ng", "--voices=variant"]).splitlines()[1:]
                 if len(line.split()) >= 5 and line.split()[4].startswith("!v/")}
-    espeak = [f"espeak-ng:{a}+{v}" for a in sorted(accents) for v in ESPEAK_VARIANTS if v in variants]
+    wanted = ESPEAK_VARIANTS if voices == "standard" else sorted(variants - set(WIDE_EXCLUDED_VARIANTS))
+    espeak = [f"espeak-ng:{a}+{v}" for a in sorted(accents) for v in wanted if v in variants]
     listed = _run(["flite", "-lv"]).split(":", 1)[-1].split()
     flite = [f"flite:{v}" for v in FLITE_VOICES if v in listed]
     if len(espeak) < 6 or not flite:
@@ -208,10 +221,11 @@ class _Job:
     pitch: float | None
 
 
-def _plan(seed: int, batch: int = 32) -> Iterator[_Job]:
-    """Endless clip plans: split from the schedule, then speaker, sentence, rate, pitch from a per-clip rng."""
+def _plan(seed: int, batch: int = 32, voices: str = "standard") -> Iterator[_Job]:
+    """Endless clip plans: split from the schedule, then speaker, sentence, rate, pitch from a per-clip rng. The
+    held-out speakers are the standard set's whatever ``voices`` is, so a wide set's test split is the standard one's."""
     held = _held_out(seed)
-    pools = {"test": list(held), "train": [s for s in _speakers() if s not in held]}
+    pools = {"test": list(held), "train": [s for s in _speakers(voices) if s not in held]}
     pools["valid"] = pools["train"]
     sentences = _split_sentences()
     start = 0
@@ -280,17 +294,22 @@ def _render(job: _Job, tmp: Path) -> np.ndarray:
     return check_audio(wav, f"{job.speaker} saying {job.text!r}")
 
 
-def build_speech(out: str | Path, minutes: float, seed: int = 0, overwrite: bool = False, workers: int = 2) -> Path:
+def build_speech(out: str | Path, minutes: float, seed: int = 0, overwrite: bool = False, workers: int = 2,
+                 voices: str = "standard") -> Path:
     """Build a speech dataset of about ``minutes`` of audio at ``out``; returns the dataset folder.
+
+    ``voices="wide"`` trains on every espeak-ng variant (about 15 times the standard set's speakers); the test
+    split keeps the standard set's held-out speakers, so models trained on either are measured alike.
 
     Rows carry ``text``, ``phonemes``, ``speaker``, ``engine``, ``voice``, ``rate`` (espeak-ng: words per
     minute; flite: duration stretch) and ``pitch`` (espeak-ng: 0-99; flite: mean F0 in Hz, None for rms).
     """
     minutes = check_minutes(minutes)
+    _check_voices(voices)
     _require_engines()
     sentences = _sentences()
     held = held_out_speakers(seed)
-    info = {"builder": "speech", "seed": seed, "minutes": minutes, "speakers": speakers(),
+    info = {"builder": "speech", "seed": seed, "minutes": minutes, "voices": voices, "speakers": speakers(voices),
             "held_out_speakers": held, "sentence_count": len(sentences),
             "sentences_per_split": {s: len(v) for s, v in _split_sentences().items()},
             "units": {"rate": "espeak-ng words/min | flite duration_stretch", "pitch": "espeak-ng 0-99 | flite F0 Hz"}}
@@ -299,7 +318,7 @@ def build_speech(out: str | Path, minutes: float, seed: int = 0, overwrite: bool
     with DatasetWriter(out, "speech", info, overwrite=overwrite) as writer, \
             tempfile.TemporaryDirectory(prefix="tokenwave-speech-") as tmp, \
             progress_bar("speech", total=target, unit="s") as bar:
-        clips = render_in_order(_plan(seed), lambda job: _render(job, Path(tmp)), workers=max(1, workers))
+        clips = render_in_order(_plan(seed, voices=voices), lambda job: _render(job, Path(tmp)), workers=max(1, workers))
         try:
             for job, wav in clips:
                 engine, voice = job.speaker.split(":", 1)
