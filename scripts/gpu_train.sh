@@ -3,6 +3,7 @@
 # LM, the music flow model and the TTS model side by side on the one GPU within a wall-time budget, and return each
 # exported model folder as a tar (weights stored as float16 to fit the transfer; the models load them as float32).
 #   BUDGET=430 DEVICE=cuda OUT=/tmp/out [RUNS="lm-music flow-music tts"] [CARRY=runs/gpu] scripts/gpu_train.sh
+# A run named tts-bN[-lrX] is the TTS recipe at batch N (and learning rate X), beside the others, to compare.
 set -uo pipefail
 BUDGET=${BUDGET:-430}
 DEVICE=${DEVICE:-cuda}
@@ -31,9 +32,12 @@ for run in $RUNS; do
     flow-music) $TW flow --latents runs/latents-music --out runs/gpu-flow-music --preset small --frames 300 \
       --steps 100000 --batch-size ${FLOW_BATCH:-128} --lr 7e-4 --patch 2 --tag-dropout 0.3 --melody --val-every 1000 \
       --ckpt-every 2000 $COMMON > "$OUT/flow-music.log" 2>&1 & ;;
-    tts) $TW tts --tokens runs/tokens-speech --out runs/gpu-tts --preset small --alignments runs/alignments.jsonl \
-      --steps 100000 --batch-size ${TTS_BATCH:-48} --val-every ${TTS_VAL:-1000} --ckpt-every 2000 $COMMON \
-      > "$OUT/tts.log" 2>&1 & ;;
+    tts|tts-b*)
+      batch=${TTS_BATCH:-48}; lr=1e-3
+      if [ "$run" != tts ]; then spec=${run#tts-b}; batch=${spec%%-lr*}; [ "$spec" != "$batch" ] && lr=${spec#*-lr}; fi
+      $TW tts --tokens runs/tokens-speech --out runs/gpu-$run --preset small --alignments runs/alignments.jsonl \
+      --steps 100000 --batch-size $batch --lr $lr --val-every ${TTS_VAL:-1000} --ckpt-every 2000 $COMMON \
+      > "$OUT/$run.log" 2>&1 & ;;
   esac
 done
 wait
