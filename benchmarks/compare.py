@@ -12,6 +12,14 @@ with ``--melody``, also the chroma cosine between the output and the row's melod
 latents folder of a flow model's data, the tokens folder of a token LM's) adds each model's training loss on the
 same valid windows, noise and times, batch by batch. Choose on the valid split; the test split stays for
 benchmarks/tasks.py.
+``--task tts`` (``--candidate`` a TTS model folder, e.g. a `tokenwave train tts` run's ``best/``): both models speak
+the first ``--items`` sentences of ``--data`` (default ``data/speech``) ``--split`` in the voice of another clip of
+the row's speaker (seed = item index, each model's default sampling), decoded by the same decoder (the shipped
+model's ``decoder/``, or ``--candidate-decoder`` for the candidate). Scores: CER under PocketSphinx (the recogniser of
+the TTS bar), the speaker encoder's cosine to the row's own recording minus to another speaker's (``speaker_margin``)
+and whether the row's speaker is the nearest of the split's speakers (``identified``; centroids of each speaker's
+first 8 clips), with paired differences.
+
 Writes benchmarks/results/compare[-NAME].json (+ .png: each metric with its standard error, and the paired
 differences) and prints the JSON.
 """
@@ -90,6 +98,63 @@ def render(task, generator: str, rows: list[dict], melody: bool, name: str, cfg:
     return out
 
 
+def tts_compare(args) -> tuple[dict, list[dict]]:
+    """``--task tts``: the shipped TTS model against the candidate, the same sentences, prompts, seeds and decoder."""
+    from tasks import speaker_identification
+
+    from tokenwave.audio import load_audio
+    from tokenwave.codec import load_codec
+    from tokenwave.data.manifest import audio_path
+    from tokenwave.eval.asr import cer, transcribe
+    from tokenwave.eval.speaker import load_speaker_encoder
+    from tokenwave.paths import default_checkpoint
+    from tokenwave.tasks.tts import TTS, voice_prompt_for
+
+    data = args.data or REPO_ROOT / "data" / "speech"
+    rows = [r for r in sorted(read_manifest(data, args.split), key=lambda r: r["id"]) if r.get("text")]
+    rows = rows[: 3 if args.quick else args.items]
+    if not rows:
+        raise SystemExit(f"{data} has no {args.split} sentences")
+    codec = load_codec()
+    shipped_folder = default_checkpoint("tts")
+    models = {"shipped": TTS(shipped_folder, codec),
+              "candidate": TTS(args.candidate, codec, decoder=args.candidate_decoder or shipped_folder / "decoder")}
+    spk, sr = load_speaker_encoder(), codec.sample_rate
+    per_item: dict[str, dict[str, list]] = {s: {"cer": [], "speaker_margin": [], "wavs": []} for s in SYSTEMS}
+    with progress_bar("tts", len(rows), "clips") as bar, torch.no_grad():
+        for i, row in enumerate(rows):
+            voice = voice_prompt_for(row, data)
+            other = next((r for r in rows[i + 1:] + rows[:i] if r.get("speaker") != row.get("speaker")), row)
+            e_ref = spk.embed(load_audio(audio_path(data, row), sr)[0], sr)
+            e_other = spk.embed(load_audio(audio_path(data, other), sr)[0], sr)
+            for s, tts in models.items():
+                wav = tts.synthesize(row["text"], voice, Sampling(seed=i), watermark=False, consent_check=False).wav
+                e = spk.embed(wav, sr)
+                per_item[s]["cer"].append(cer(row["text"], transcribe(wav, sr)))
+                per_item[s]["speaker_margin"].append(float(e @ e_ref - e @ e_other))
+                per_item[s]["wavs"].append(wav)
+            bar.advance()
+    for s in SYSTEMS:
+        ident = speaker_identification(models[s], data, rows, per_item[s].pop("wavs"), args.split, per_speaker=8)
+        per_item[s]["identified"] = [float(h) for h in ident.pop("hits")]
+        per_item[s]["identification"] = {k: v for k, v in ident.items() if k != "margins"}
+    metrics = ("cer", "speaker_margin", "identified")
+    figures: dict = {"task": "tts", "generator": "lm", "data": repo_path(data), "split": args.split,
+                     "items": len(rows), "shipped_model": repo_path(shipped_folder),
+                     "candidate_model": str(args.candidate),
+                     "candidate_decoder": str(args.candidate_decoder or repo_path(shipped_folder / "decoder")),
+                     "sampling": "each model's defaults, seed = item index; prompt: another clip of the row's speaker",
+                     **{s: {**{m: float(np.mean(per_item[s][m])) for m in metrics},
+                            **{f"{m}_se": standard_error(per_item[s][m]) for m in metrics},
+                            "identification": per_item[s]["identification"]} for s in SYSTEMS}}
+    figures["paired"] = {m: paired_difference(per_item["candidate"][m], per_item["shipped"][m]) for m in metrics}
+    figures["ids"] = [r["id"] for r in rows]
+    targets = [target("candidate_minus_shipped_cer", figures["paired"]["cer"]["mean"], "<=", 0.0),
+               target("candidate_minus_shipped_speaker_margin", figures["paired"]["speaker_margin"]["mean"], ">", 0.0),
+               target("candidate_minus_shipped_identified", figures["paired"]["identified"]["mean"], ">", 0.0)]
+    return figures, targets
+
+
 def plot(figures: dict, path: Path) -> None:
     import matplotlib
 
@@ -98,7 +163,8 @@ def plot(figures: dict, path: Path) -> None:
 
     from tokenwave.plots import save_figure
 
-    metrics = [m for m in ("tag_acc", "clap", "chroma_cosine") if m in figures["shipped"]]
+    metrics = [m for m in ("tag_acc", "clap", "chroma_cosine", "cer", "speaker_margin", "identified")
+               if m in figures["shipped"]]
     fig, axes = plt.subplots(1, len(metrics) + 1, figsize=(3.2 * (len(metrics) + 1), 3.2))
     for ax, m in zip(axes, metrics):
         ax.bar(SYSTEMS, [figures[s][m] for s in SYSTEMS], yerr=[figures[s].get(f"{m}_se", 0) for s in SYSTEMS],
@@ -119,7 +185,7 @@ def plot(figures: dict, path: Path) -> None:
 
 def main() -> None:
     parser = arg_parser(__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=("sfx", "music"), default="music")
+    parser.add_argument("--task", choices=("sfx", "music", "tts"), default="music")
     parser.add_argument("--generator", choices=("lm", "flow"), default="flow")
     parser.add_argument("--candidate", type=Path, required=True, help="the candidate model folder (OUT/model, OUT/best)")
     parser.add_argument("--data", type=Path, default=None, help="dataset (default data/<task>)")
@@ -133,9 +199,18 @@ def main() -> None:
                         help="latents (flow) or tokens (token LM) folder: also compare the training loss on its valid split")
     parser.add_argument("--heldout-batches", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--candidate-decoder", type=Path, default=None,
+                        help="tts: the decoder for the candidate (default: the shipped model's decoder/)")
     parser.add_argument("--name", default="", help="suffix of the result files")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    name = "compare" + (f"-{args.name}" if args.name else "")
+    if args.task == "tts":
+        figures, targets = tts_compare(args)
+        result = write_result(name, command_line(__file__), targets, figures, args.quick, machine_info())
+        plot(figures, RESULTS_DIR / f"{name}.png")
+        print(json.dumps(result, indent=1))
+        return
     data = args.data or REPO_ROOT / "data" / args.task
     rows = [r for r in sorted(read_manifest(data, args.split), key=lambda r: r["id"])
             if r.get("caption") and (r.get("melody") or not args.melody)][: 3 if args.quick else args.items]
@@ -173,7 +248,6 @@ def main() -> None:
                                    **{s: float(np.mean(v)) for s, v in losses.items()},
                                    "paired": paired_difference(losses["candidate"], losses["shipped"])}
         targets.append(target("candidate_minus_shipped_heldout_loss", figures["heldout_loss"]["paired"]["mean"], "<", 0.0))
-    name = "compare" + (f"-{args.name}" if args.name else "")
     result = write_result(name, command_line(__file__), targets, figures, args.quick, machine_info())
     plot(figures, RESULTS_DIR / f"{name}.png")
     print(json.dumps(result, indent=1))

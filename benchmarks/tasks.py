@@ -39,17 +39,19 @@ TTS_10S = ("The old lighthouse keeper climbed the winding stairs every evening. 
            "watched the ships pass safely. Nobody in the village remembered a night without its light.")
 
 
-def speaker_identification(task, data: Path, rows: list[dict], gens: list[np.ndarray]) -> dict:
-    """Share of generated clips whose nearest speaker (mean embedding over that speaker's test clips) is theirs; and
-    ``engine_identified``, the same for the engine's own clip of each row (its speaker's centroid without it): the
-    ceiling the speaker encoder allows."""
+def speaker_identification(task, data: Path, rows: list[dict], gens: list[np.ndarray], split: str = "test",
+                           per_speaker: int | None = None) -> dict:
+    """Share of generated clips whose nearest speaker (mean embedding over that speaker's ``split`` clips, the first
+    ``per_speaker`` by id when given) is theirs; and ``engine_identified``, the same for the engine's own clip of
+    each row (its speaker's centroid without it): the ceiling the speaker encoder allows. ``hits`` and ``margins``
+    per row."""
     from tokenwave.eval.speaker import load_speaker_encoder
 
     spk = load_speaker_encoder()
     sr = task.sample_rate
     by_speaker: dict[str, list[np.ndarray]] = {}
-    for r in read_manifest(data):
-        if r["split"] == "test":
+    for r in sorted(read_manifest(data, split), key=lambda r: r["id"]):
+        if per_speaker is None or len(by_speaker.get(r["speaker"], [])) < per_speaker:
             by_speaker.setdefault(r["speaker"], []).append(spk.embed(load_audio(audio_path(data, r), sr)[0], sr))
     names = sorted(by_speaker)
 
@@ -71,7 +73,7 @@ def speaker_identification(task, data: Path, rows: list[dict], gens: list[np.nda
             loo[own] = unit(np.mean(rest, 0))
         ref_hits.append(int(np.argmax(loo @ ref) == own))
     return {"speakers": len(names), "identified": float(np.mean(hits)), "margin_mean": float(np.mean(margins)),
-            "engine_identified": float(np.mean(ref_hits))}
+            "engine_identified": float(np.mean(ref_hits)), "hits": hits, "margins": margins}
 
 
 def bench_tts(items: int, out: Path) -> tuple[dict, list]:
