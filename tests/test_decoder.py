@@ -194,6 +194,38 @@ def test_phone_decoder_starts_as_its_decoder_hears_the_phones_and_streams(codec_
     assert torch.allclose(loaded.decode(codes, frames), heard, atol=2e-2)
 
 
+def test_a_phone_decoder_moved_to_another_phone_set_keeps_each_phones_embedding(codec_dir):
+    """New data with another phone set (``--init`` a phone-informed decoder): each phone keeps what it learnt, a
+    new phone starts at zero, so the same phones sound the same."""
+    base = load_codec(codec_dir)
+    phoned = with_phone_decoder(base, PHONES, voice=True)
+    for m in (phoned.decoder.phone_embed, phoned.decoder.pos_embed, phoned.decoder.voice_proj):
+        randomise(m, 5)
+    more = sorted(PHONES[1:] + ["x", "zz"])  # one phone gone, two new ones
+    moved = with_phone_decoder(phoned, more, voice=True)
+    old, new = phoned.decoder.phones, moved.decoder.phones
+    for sym in new.symbols:
+        row = moved.decoder.phone_embed.weight[new.index[sym]]
+        if sym in old.index:
+            assert torch.equal(row, phoned.decoder.phone_embed.weight[old.index[sym]])
+        else:
+            assert not row.any()
+    codes = base.encode(torch.randn(1, 1, SR // 2) * 0.3, 2)
+    T = codes.shape[-1]
+    shared = [p for p in more if p in old.index]
+    g = torch.Generator().manual_seed(0)
+    said = [shared[i] for i in torch.randint(0, len(shared), (T,), generator=g)]
+    pos = torch.randint(0, 16, (1, T), generator=g)
+
+    def frames(vocab):
+        return torch.stack([torch.tensor([vocab.encode(said)]), pos, pos.flip(-1)], 1)
+
+    frames_old, frames_new = frames(old), frames(new)
+    assert not torch.equal(frames_old[:, 0], frames_new[:, 0])  # the same phones under other ids
+    voice = torch.randn(1, base.latent_dim)
+    assert torch.allclose(moved.decode(codes, frames_new, voice), phoned.decode(codes, frames_old, voice), atol=1e-5)
+
+
 def test_a_decoder_told_the_voice(codec_dir, tmp_path):
     """``--voice``: the voice's vector (a prompt's mean code vector) shifts every frame; the projection starts at
     zero (the phone decoder it is made from), no voice is the zero vector, streaming still equals offline."""

@@ -130,12 +130,21 @@ def decoder_n_q(folder: str | os.PathLike) -> int:
 def with_phone_decoder(codec: Codec, phones: list[str], voice: bool = False) -> Codec:
     """``codec`` (a new object sharing encoder and quantizer) whose decoder is a :class:`PhoneDecoder` made from
     ``codec``'s decoder (plain or phone-informed): the same weights, zero for what it lacks (phone embeddings, the
-    voice projection), so the same output until it is trained."""
+    voice projection), so the same output until it is trained. A phone-informed decoder's phone embeddings follow
+    their symbols into ``phones``; phones it lacks start at zero."""
     out = Codec(codec.cfg)
     out.encoder, out.quantizer = codec.encoder, codec.quantizer
     out.decoder = PhoneDecoder(codec.cfg, phones, voice)
     wanted = out.decoder.state_dict().keys()
     state = {k: v for k, v in codec.decoder.state_dict().items() if k in wanted}
+    old = decoder_phones(codec)
+    if old is not None and old.symbols != out.decoder.phones.symbols:
+        # another phone set (new data): each phone keeps its learnt embedding by symbol, a new one starts at zero
+        table = torch.zeros_like(out.decoder.phone_embed.weight)
+        for i, sym in enumerate(out.decoder.phones.symbols):
+            if sym in old.index:
+                table[i] = state["phone_embed.weight"][old.index[sym]]
+        state["phone_embed.weight"] = table
     missing, _ = out.decoder.load_state_dict(state, strict=False)
     assert all(k.split(".")[0] in ("phone_embed", "pos_embed", "left_embed", "voice_proj") for k in missing)
     return out.to(next(codec.parameters()).device)
