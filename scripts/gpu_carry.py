@@ -52,16 +52,16 @@ def pack(src: Path, dst: Path, splits: list[str] | None, max_frames: int | None 
         rows = [r for r in rows if r["split"] in splits]
     if max_frames:
         rows = [r for r in rows if r["frames"] <= max_frames]
-    codes = None
-    if not (src / "latents.safetensors").exists():
+    latents = (src / "latents.safetensors").exists()
+    if latents and max_frames:
+        raise SystemExit("--max-frames is for tokens folders")
+    if not latents:
         codes = {k: v for k, v in load_file(str(src / "codes.safetensors")).items() if k in {r["split"] for r in rows}}
         if max_frames:
-            codes = _select_codes(rows, codes)
-    elif max_frames:
-        raise SystemExit("--max-frames is for tokens folders")
+            codes = _select_codes(rows, codes)  # rewrites the rows' offsets, so before the index is written
     with gzip.open(dst / "index.jsonl.gz", "wt") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
-    if (src / "latents.safetensors").exists():
+    if latents:
         shutil.copy(src / "latents.json", dst / "latents.json")
         out = {}
         for name, x in load_file(str(src / "latents.safetensors")).items():
