@@ -107,6 +107,7 @@ def tts_compare(args) -> tuple[dict, list[dict]]:
     from tokenwave.data.manifest import audio_path
     from tokenwave.eval.asr import cer, transcribe
     from tokenwave.eval.speaker import load_speaker_encoder
+    from tokenwave.eval.suite import other_speaker_row
     from tokenwave.paths import default_checkpoint
     from tokenwave.tasks.tts import TTS, voice_prompt_for
 
@@ -124,7 +125,7 @@ def tts_compare(args) -> tuple[dict, list[dict]]:
     with progress_bar("tts", len(rows), "clips") as bar, torch.no_grad():
         for i, row in enumerate(rows):
             voice = voice_prompt_for(row, data)
-            other = next((r for r in rows[i + 1:] + rows[:i] if r.get("speaker") != row.get("speaker")), row)
+            other = other_speaker_row(rows, i) or row
             e_ref = spk.embed(load_audio(audio_path(data, row), sr)[0], sr)
             e_other = spk.embed(load_audio(audio_path(data, other), sr)[0], sr)
             for s, tts in models.items():

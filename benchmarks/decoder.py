@@ -204,6 +204,7 @@ def speech(args) -> tuple[dict, list[dict], dict]:
     """tts: resynthesis and generated speech through the baseline and the candidate decoder."""
     from tokenwave.data.align import dataset_alignments
     from tokenwave.eval.speaker import load_speaker_encoder
+    from tokenwave.eval.suite import other_speaker_row
     from tokenwave.tasks.base import Sampling
     from tokenwave.tasks.tts import TTS, voice_prompt_for
 
@@ -221,7 +222,7 @@ def speech(args) -> tuple[dict, list[dict], dict]:
             item = {"id": row["id"], "speaker": row.get("speaker"), "text": row["text"], "engine": score(row, ref, None)}
             # speaker similarity of the generated speech: to the row's own recording, and to the next row's of
             # another speaker (the evaluation suite's measure)
-            other = next((r for r in rows[i + 1:] + rows[:i] if r.get("speaker") != row.get("speaker")), row)
+            other = other_speaker_row(rows, i) or row
             e_ref, e_other = spk.embed(ref, SR), spk.embed(load_audio(audio_path(args.data, other), SR)[0], SR)
             for s, task in tts.items():
                 item[s] = score(row, task.resynthesize(ref, alignments.get(row["id"])), ref)

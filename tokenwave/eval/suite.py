@@ -107,6 +107,12 @@ def _content_scores(row: dict, wavs: dict[str, np.ndarray], sr: int) -> dict:
     return out
 
 
+def other_speaker_row(rows: list[dict], i: int) -> dict | None:
+    """The first row after ``rows[i]`` (wrapping round) spoken by another speaker, or None: the clip a TTS output's
+    similarity to its own speaker is set against."""
+    return next((r for r in rows[i + 1:] + rows[:i] if r.get("speaker") != rows[i].get("speaker")), None)
+
+
 def evaluate_tts(model: str | os.PathLike | None, data: Path, out: Path, split: str = "test",
                  limit: int | None = None, seed: int = 0, task=None) -> dict:
     from tokenwave.eval.asr import cer, transcribe, wer
@@ -126,7 +132,7 @@ def evaluate_tts(model: str | os.PathLike | None, data: Path, out: Path, split: 
         for i, row in enumerate(rows):
             gen = np.asarray(task.generate_row(row, data, seed=seed + i), dtype=np.float32).reshape(-1)
             ref, _ = load_audio(audio_path(data, row), sr)
-            other = next((r for r in rows[i + 1:] + rows[:i] if r.get("speaker") != row.get("speaker")), None)
+            other = other_speaker_row(rows, i)
             item = {"id": row["id"], "speaker": row.get("speaker", ""), "text": row["text"]}
             # the codec floor: the engine's speech through the task's codec at the task's bitrate
             systems = [("generated", gen), ("reference", ref)]
