@@ -124,12 +124,13 @@ def tts_compare(args) -> tuple[dict, list[dict]]:
     per_item: dict[str, dict[str, list]] = {s: {"cer": [], "speaker_margin": [], "wavs": []} for s in SYSTEMS}
     with progress_bar("tts", len(rows), "clips") as bar, torch.no_grad():
         for i, row in enumerate(rows):
-            voice = voice_prompt_for(row, data)
+            prompt = voice_prompt_for(row, data)
             other = other_speaker_row(rows, i) or row
             e_ref = spk.embed(load_audio(audio_path(data, row), sr)[0], sr)
             e_other = spk.embed(load_audio(audio_path(data, other), sr)[0], sr)
             for s, tts in models.items():
-                wav = tts.synthesize(row["text"], voice, Sampling(seed=i), watermark=False, consent_check=False).wav
+                wav = tts.synthesize(row["text"], sampling=Sampling(seed=i), watermark=False, consent_check=False,
+                                     **prompt).wav
                 e = spk.embed(wav, sr)
                 per_item[s]["cer"].append(cer(row["text"], transcribe(wav, sr)))
                 per_item[s]["speaker_margin"].append(float(e @ e_ref - e @ e_other))

@@ -218,7 +218,7 @@ def speech(args) -> tuple[dict, list[dict], dict]:
     with progress_bar("decoders", len(rows), "clips") as bar, torch.no_grad():
         for i, row in enumerate(rows):
             ref, _ = load_audio(audio_path(args.data, row), SR)
-            voice = voice_prompt_for(row, args.data)
+            prompt = voice_prompt_for(row, args.data)
             item = {"id": row["id"], "speaker": row.get("speaker"), "text": row["text"], "engine": score(row, ref, None)}
             # speaker similarity of the generated speech: to the row's own recording, and to the next row's of
             # another speaker (the evaluation suite's measure)
@@ -226,7 +226,8 @@ def speech(args) -> tuple[dict, list[dict], dict]:
             e_ref, e_other = spk.embed(ref, SR), spk.embed(load_audio(audio_path(args.data, other), SR)[0], SR)
             for s, task in tts.items():
                 item[s] = score(row, task.resynthesize(ref, alignments.get(row["id"])), ref)
-                gen = task.synthesize(row["text"], voice, Sampling(seed=i), watermark=False, consent_check=False).wav
+                gen = task.synthesize(row["text"], sampling=Sampling(seed=i), watermark=False, consent_check=False,
+                                      **prompt).wav
                 e_gen = spk.embed(gen, SR)
                 item[f"{s}_generated"] = score(row, gen, None) | {
                     "speaker_sim": float(e_gen @ e_ref), "other_speaker_sim": float(e_gen @ e_other),

@@ -189,8 +189,8 @@ def render_tts(task, rows: list[dict], data: Path, setting: dict, engine: dict) 
     spk, sr = load_speaker_encoder(), task.sample_rate
     cers, wers, sims = [], [], []
     for i, r in enumerate(rows):
-        wav = task.synthesize(r["text"], voice=voice_prompt_for(r, data), sampling=Sampling(seed=i, **setting),
-                              watermark=False, consent_check=False).wav
+        wav = task.synthesize(r["text"], sampling=Sampling(seed=i, **setting), watermark=False, consent_check=False,
+                              **voice_prompt_for(r, data)).wav
         hyp = transcribe(wav, sr)
         cers.append(cer(r["text"], hyp))
         wers.append(wer(r["text"], hyp))

@@ -50,8 +50,10 @@ PHONES = ["_", "a", "aɪ", "b", "d", "eɪ", "f", "h", "i", "iː", "k", "l", "m",
           "ð", "ŋ", "ɐ", "ɑː", "ɔ", "ə", "ɛ", "ɜː", "ɪ", "ɹ", "ʃ", "ʊ", "ʌ", "æ", "ɡ", "ɑːɹ", "ɔːɹ"]
 
 
-def tts_model(folder, codec, preset: dict | None = None, K: int = 2, max_frames: int = 60, aligned: bool = False) -> None:
-    """A tiny random TTS model; ``aligned``: one told each frame's phone (``tokenwave train tts --alignments``)."""
+def tts_model(folder, codec, preset: dict | None = None, K: int = 2, max_frames: int = 60, aligned: bool = False,
+              voices: tuple[str, ...] = ("alice", "bob")) -> None:
+    """A tiny random TTS model; ``aligned``: one told each frame's phone (``tokenwave train tts --alignments``);
+    ``voices``: its built-in voices' names."""
     preset = preset or dict(dim=32, depth=1, heads=2)
     cfg = LMConfig(K=K, codebook_size=codec.codebook_size, max_len=512 if max_frames <= 60 else 1280, **preset)
     symbols = sorted(set("abcdefghijklmnopqrstuvwxyzæðŋɐɑɔəɛɜɪɹʃʊʌʒθˈˌː "))
@@ -63,10 +65,10 @@ def tts_model(folder, codec, preset: dict | None = None, K: int = 2, max_frames:
                 p.mul_(0.1)
     save_checkpoint(folder, model.state_dict(), cfg, "tts",
                     {"phonemes": symbols, "duration": [1.0, 4.0], "train": {"max_frames": max_frames},
-                     "voices": ["alice", "bob"], **({"phones": PHONES} if aligned else {})})
+                     "voices": list(voices), **({"phones": PHONES} if aligned else {})})
     g = torch.Generator().manual_seed(1)
     voices = {n: torch.randint(0, codec.codebook_size, (K, 225 if max_frames > 60 else 40), generator=g).to(torch.int16)
-              for n in ("alice", "bob")}
+              for n in voices}
     save_file(voices, str(folder / "voices.safetensors"))
 
 

@@ -245,6 +245,13 @@ def test_http_files_and_bad_requests(server):
     assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
     wav, sr = sf.read(io.BytesIO(r.content), dtype="int16")
     assert sr == tm.SR and wav.tobytes() == pcm16(tts.synthesize("Hello there.", "alice", Sampling(seed=2)).wav)
+    assert "x-accent" not in r.headers  # alice's name carries no accent: the reference one
+    # an accent asked for is used (and said) whatever the voice
+    r = httpx.post(server.http + "/v1/tts", json={"text": "Hello there.", "voice": "alice", "seed": 2,
+                                                  "accent": "en-gb-x-rp"}, timeout=60)
+    assert r.status_code == 200 and r.headers["x-accent"] == "en-gb-x-rp"
+    assert sf.read(io.BytesIO(r.content), dtype="int16")[0].tobytes() == \
+        pcm16(tts.synthesize("Hello there.", "alice", Sampling(seed=2), accent="en-gb-x-rp").wav)
     r = httpx.post(server.http + "/v1/music", json={"prompt": "a reel", "duration": 1.0, "format": "ogg"}, timeout=60)
     assert r.status_code == 200 and r.content[:4] == b"OggS"
     bad = [("/v1/tts", b"{oops", 422, "JSON"), ("/v1/karaoke", b"{}", 404, ""),
@@ -253,6 +260,9 @@ def test_http_files_and_bad_requests(server):
            ("/v1/sfx", json.dumps({"prompt": "rain", "duration": 10}).encode(), 400, "over the 3 s limit"),
            ("/v1/tts", json.dumps({"text": "hi", "extra": 1}).encode(), 422, "extra"),
            ("/v1/tts", json.dumps({"text": "hi", "voice": ".."}).encode(), 400, "unknown voice"),
+           ("/v1/tts", json.dumps({"text": "hi", "accent": "EN US!"}).encode(), 422, "accent"),
+           ("/v1/tts", json.dumps({"text": "hi", "accent": "en-mars"}).encode(), 400, "unknown accent 'en-mars'"),
+           ("/v1/tts", json.dumps({"text": "hi", "voice_text": ""}).encode(), 422, "voice_text"),
            ("/v1/tts", json.dumps({"text": "hi", "voice_audio": "@@@"}).encode(), 400, "base64"),
            ("/v1/tts", json.dumps({"text": "hi", "voice_audio": base64.b64encode(b"RIFFjunk").decode()}).encode(),
             400, "readable"),

@@ -409,6 +409,11 @@ def test_cli_tasks_write_audio_and_metadata(cli_env, tmp_path, codec):
     assert json.loads((tmp_path / "hi.wav.json").read_text())["watermark"] is False
     run = _cli("tts", "--list-voices", env=cli_env)
     assert run.stdout.split() == ["alice", "bob"]
+    run = _cli("tts", "--list-accents", env=cli_env)
+    assert {"en-us", "en-gb-x-rp", "en-029"} <= set(run.stdout.split())
+    run = _cli("tts", "Hello world.", "--voice", "bob", "--accent", "en-029", "-o", tmp_path / "acc.wav", env=cli_env)
+    assert run.returncode == 0 and "accent: en-029 (as asked)" in run.stdout, run.stderr
+    assert json.loads((tmp_path / "acc.wav.json").read_text())["accent"] == "en-029"
     run = _cli("music", "a reel", "--duration", 0.5, "-o", tmp_path / "m.wav", env=cli_env)
     assert run.returncode == 0, run.stderr
     run = _cli("music", "a reel", "--duration", 0.5, "--generator", "flow", "--steps", 3, "-o", tmp_path / "f.wav",
@@ -422,6 +427,7 @@ def test_cli_tasks_write_audio_and_metadata(cli_env, tmp_path, codec):
     (("tts", ""), "the text is empty"),
     (("tts", "Hi.", "--voice", "nobody"), "unknown voice 'nobody'"),
     (("tts", "Hi.", "--voice", "missing.wav"), "unknown voice 'missing.wav'"),
+    (("tts", "Hi.", "--accent", "en-mars"), "unknown accent 'en-mars'"),
     (("sfx", "rain", "--duration", "0"), "duration must be positive"),
     (("sfx", "rain", "--duration", "600"), "over the 60 s limit"),
     (("sfx", "rain", "--generator", "flow"), "has no flow generator"),

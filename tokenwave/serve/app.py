@@ -200,7 +200,8 @@ def make_app(service: Service) -> FastAPI:
         data, media = encode_file(wav, service.sample_rate, body.format)
         return Response(data, media_type=media, headers={
             "X-Audio-Seconds": f"{len(wav) / service.sample_rate:.3f}", "X-Watermark": "1",
-            "X-Render-Seconds": f"{time.perf_counter() - t0:.3f}"})
+            "X-Render-Seconds": f"{time.perf_counter() - t0:.3f}",
+            **({"X-Accent": info["accent"]} if info.get("accent") else {})})
 
     errors = {400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 404: {"model": ErrorBody},
               413: {"model": ErrorBody}, 422: {"model": ErrorBody}, 429: {"model": ErrorBody}, 503: {"model": ErrorBody}}
@@ -327,7 +328,7 @@ def make_app(service: Service) -> FastAPI:
                 await ws.send_json({"type": "done", "audio_seconds": round(seconds, 3), "samples": samples,
                                     "time_to_first_audio_ms": round(1000 * (ttfa or 0), 1),
                                     "seconds": round(time.perf_counter() - t0, 3),
-                                    **{k: v for k, v in info.items() if k in ("tags", "voice_kind", "watermark")}})
+                                    **{k: v for k, v in info.items() if k in ("tags", "voice_kind", "accent", "watermark")}})
                 service.metrics.audio_seconds += seconds
                 outcome = "finished"
                 await ws.close(1000)

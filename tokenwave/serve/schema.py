@@ -9,6 +9,8 @@ from tokenwave.tasks.base import MAX_DURATION, MAX_TEXT_CHARS
 
 VOICE_NAME = r"^[A-Za-z0-9_.+\-]{1,64}$"
 MAX_PROMPT_AUDIO_B64 = 2_000_000  # characters of base64 (about 1.5 MB of audio file)
+ACCENT_NAME = r"^[a-z0-9\-]{2,40}$"
+MAX_VOICE_TEXT = 1000
 
 
 _MEASURED = " Unset: the model's measured default (its generators.json), else {}."
@@ -34,6 +36,12 @@ class TTSRequest(SamplingFields):
     voice_audio: Optional[str] = Field(
         None, max_length=MAX_PROMPT_AUDIO_B64,
         description="Instead of `voice`: base64 of a WAV/FLAC/OGG recording (1.5-30 s) of a consented voice.")
+    voice_text: Optional[str] = Field(
+        None, min_length=1, max_length=MAX_VOICE_TEXT,
+        description="With voice_audio: the words the recording says; the speech is then timed in its accent.")
+    accent: Optional[str] = Field(None, pattern=ACCENT_NAME,
+                                  description="The English accent to time the speech in (e.g. en-gb-x-rp), whatever "
+                                              "the voice; unset: the built-in voice's own, or the recording's.")
     speed: float = Field(1.0, ge=0.5, le=2.0, description="Speaking rate.")
 
 
@@ -62,6 +70,8 @@ class StreamRequest(SamplingFields):
     text: Optional[str] = Field(None, min_length=1, max_length=MAX_TEXT_CHARS)
     voice: Optional[str] = Field(None, pattern=VOICE_NAME)
     voice_audio: Optional[str] = Field(None, max_length=MAX_PROMPT_AUDIO_B64)
+    voice_text: Optional[str] = Field(None, min_length=1, max_length=MAX_VOICE_TEXT)
+    accent: Optional[str] = Field(None, pattern=ACCENT_NAME)
     speed: float = Field(1.0, ge=0.5, le=2.0)
     prompt: Optional[str] = Field(None, min_length=1, max_length=500)
     duration: float = Field(5.0, gt=0.0, le=MAX_DURATION)

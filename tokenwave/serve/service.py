@@ -192,9 +192,10 @@ class Service:
 
             raise UnknownVoiceError(f"unknown voice {voice!r}", f"use one of {', '.join(tts.voices[:12])}"
                                     " (GET /v1/models), or send a recording as voice_audio")
-        prompt, voice_info = tts.prompt_codes(voice, self.config.consent_check, self.registry)
+        prompt, voice_info = tts.prompt_codes(voice, self.config.consent_check, self.registry, req.get("voice_text"),
+                                              req.get("accent"))
         info.update(voice_info)
-        plans = tts.plan(sentences, speed)
+        plans = tts.plan(sentences, speed, voice_info.get("accent"))
         pause = np.zeros(int(PAUSE_SECONDS * self.sample_rate), dtype=np.float32)
         info["sentences"] = len(sentences)
         yield None  # checked

@@ -79,10 +79,14 @@ class Pipeline:
         return self.codec.sample_rate
 
     def tts(self, text: str, voice=None, seed: int = 0, speed: float = 1.0, watermark: bool = True,
-            consent_check: bool = True, **sampling) -> GeneratedAudio:
+            consent_check: bool = True, prompt_text: str | None = None, accent: str | None = None,
+            **sampling) -> GeneratedAudio:
+        """``voice``: a built-in voice name or a recording (path or ``(wav, sample_rate)``); ``prompt_text``: the
+        words the recording says (its accent then times the speech); ``accent``: an accent to time it in instead."""
         from tokenwave.tasks.base import Sampling
 
-        return self.task("tts").synthesize(text, voice, Sampling(seed=seed, **sampling), speed, watermark, consent_check)
+        return self.task("tts").synthesize(text, voice, Sampling(seed=seed, **sampling), speed, watermark, consent_check,
+                                           prompt_text=prompt_text, accent=accent)
 
     def music(self, prompt: str, duration: float = 10.0, seed: int = 0, melody=None, continue_from=None,
               watermark: bool = True, generator: str | None = None, **sampling) -> GeneratedAudio:

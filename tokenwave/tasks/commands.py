@@ -23,7 +23,12 @@ def _write_output(result, out: Path) -> None:
     meta = result.metadata
     console.print(f"wrote {out} ({result.duration:.2f} s, {result.sample_rate} Hz"
                   f"{', watermarked' if meta.get('watermark') else ''})"
-                  + (f"; tags: {', '.join(meta['tags'])}" if meta.get("tags") else ""))
+                  + (f"; tags: {', '.join(meta['tags'])}" if meta.get("tags") else "")
+                  + (f"; accent: {meta['accent']} ({_ACCENT_FROM.get(meta.get('accent_from'), '')})"
+                     if meta.get("accent") else ""))
+
+
+_ACCENT_FROM = {"given": "as asked", "voice name": "the voice's own", "prompt": "detected in the voice prompt"}
 
 
 _SEED = typer.Option(0, help="Random seed: the same seed and inputs give the same audio.")
@@ -48,6 +53,13 @@ def tts(
     out: Path = typer.Option(Path("tts.wav"), "--out", "-o", help="Audio file to write (.wav, .flac, .ogg)."),
     voice: Optional[str] = typer.Option(None, help="A built-in voice name or a recording (>= 3 s) of the voice."),
     list_voices: bool = typer.Option(False, "--list-voices", help="Print the built-in voices and exit."),
+    prompt_text: Optional[str] = typer.Option(None, "--prompt-text",
+                                              help="The words the --voice recording says: the speech is then timed "
+                                                   "in the recording's accent (detected; about 2 s)."),
+    accent: Optional[str] = typer.Option(None, help="The English accent to time the speech in, whatever the voice "
+                                                    "(default: a built-in voice's own, a recording's with "
+                                                    "--prompt-text, else en-us)."),
+    list_accents: bool = typer.Option(False, "--list-accents", help="Print the accents --accent takes and exit."),
     model: Optional[Path] = typer.Option(None, help="TTS checkpoint folder (default: checkpoints/tts)."),
     speed: float = typer.Option(1.0, help="Speaking rate (0.5-2)."),
     generator: Optional[str] = typer.Option(None, help="Generator: lm (token-AR; the only one for speech)."),
@@ -60,12 +72,17 @@ def tts(
     """Speak TEXT in a voice (a built-in one or a 3-second recording of a consented voice)."""
     from tokenwave.tasks import load_task
 
+    if list_accents:
+        from tokenwave.data.accent import accents
+
+        console.print("\n".join(accents()))
+        return
     task = load_task("tts", model, generator=generator)
     if list_voices:
         console.print("\n".join(task.voices))
         return
     result = task.synthesize(text, voice, _sampling(seed, temperature, top_k, top_p, cfg, None), speed, watermark,
-                             consent_check)
+                             consent_check, prompt_text=prompt_text, accent=accent)
     _write_output(result, out)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,8 @@ class TTS:
         self.max_frames = int(self.extra.get("train", {}).get("max_frames", 450))
         # the sampling controls measured best for this model (benchmarks/sampling.py --task tts --apply)
         self.sampling_defaults = read_generators(self.folder).get("sampling", {}).get("lm", {})
+        self._accents: dict = {}  # detected accents of recent prompts
+        self._accents_lock = threading.Lock()
 
     def defaults_for(self, generator: str = "lm", melody: bool = False) -> dict:
         """The sampling controls measured best for this model: what a request's unset controls take."""
@@ -130,16 +133,27 @@ class TTS:
         return sorted(self.builtin)
 
     # --- inputs ------------------------------------------------------------------------------------------------
-    def prompt_codes(self, voice, consent_check: bool = True, registry=None) -> tuple[torch.Tensor, dict]:
-        """A voice -> (codes ``[K, <=225]``, consent metadata): a built-in voice name (the project's own engine
-        voices), or a recording (an audio file or ``(wav, sample_rate)``), which must match a consented voice of the
-        registry (:mod:`tokenwave.safety.consent`) unless the operator disables the check."""
+    def prompt_codes(self, voice, consent_check: bool = True, registry=None, prompt_text: str | None = None,
+                     accent: str | None = None) -> tuple[torch.Tensor, dict]:
+        """A voice -> (codes ``[K, <=225]``, metadata: consent and the accent the speech will be timed in): a
+        built-in voice name (the project's own engine voices; its name carries its accent), or a recording (an audio
+        file or ``(wav, sample_rate)``), which must match a consented voice of the registry
+        (:mod:`tokenwave.safety.consent`) unless the operator disables the check. A recording's accent is detected
+        from it and ``prompt_text``, the words it says (:mod:`tokenwave.data.accent`); ``accent`` given overrides
+        both; with neither, the reference accent (``en-us``) times the speech."""
+        if accent is not None:
+            from tokenwave.data.accent import check_accent
+
+            check_accent(accent)
         if voice is None:
             voice = self.voices[0] if self.voices else None
             if voice is None:
                 raise UnknownVoiceError("this model has no built-in voices", "pass --voice with a 3-second recording")
         if isinstance(voice, str) and voice in self.builtin:
-            return self.builtin[voice], {"voice_kind": "built-in"}
+            from tokenwave.data.accent import accent_of_voice
+
+            named = accent_of_voice(voice)
+            return self.builtin[voice], {"voice_kind": "built-in", **_accent_info(accent, named, "voice name")}
         if isinstance(voice, tuple):
             wav, sr = voice
         else:
@@ -162,13 +176,35 @@ class TTS:
         if seconds < MIN_PROMPT_SECONDS:
             raise AudioFileError(f"the voice prompt holds {seconds:.2f} s of sound, under {MIN_PROMPT_SECONDS} s",
                                  f"record at least {PROMPT_SECONDS:g} s of the voice speaking")
-        wav = wav[: int(PROMPT_SECONDS * self.sample_rate)]
+        whole, wav = wav, wav[: int(PROMPT_SECONDS * self.sample_rate)]
         from tokenwave.safety.consent import check_voice_prompt
 
         consent = check_voice_prompt(wav, self.sample_rate, registry, enabled=consent_check)
+        detected, fit = None, None
+        if accent is None and prompt_text is not None and self.phones is not None:  # only an aligned model is timed
+            match = self._detect_accent(whole, prompt_text)
+            detected, fit = match.accent, match.score
+        info = {"voice_kind": "recording", "consent": consent.as_metadata(),
+                **_accent_info(accent, detected, "prompt")}
+        if fit is not None:
+            info["accent_fit"] = fit
         with torch.no_grad():
-            return self.codec.encode(torch.from_numpy(wav)[None, None], self.K)[0], \
-                {"voice_kind": "recording", "consent": consent.as_metadata()}
+            return self.codec.encode(torch.from_numpy(wav)[None, None], self.K)[0], info
+
+    def _detect_accent(self, wav: np.ndarray, text: str):
+        """:func:`tokenwave.data.accent.detect_accent` of a trimmed prompt, remembered for the last few prompts
+        (about 2 s of espeak-ng work each)."""
+        import hashlib
+
+        from tokenwave.data.accent import detect_accent
+
+        key = (hashlib.sha1(np.ascontiguousarray(wav).tobytes()).hexdigest(), text.strip())
+        with self._accents_lock:  # a server's requests share the cache (espeak-ng calls take turns anyway)
+            if key not in self._accents:
+                if len(self._accents) >= 64:
+                    self._accents.pop(next(iter(self._accents)))
+                self._accents[key] = detect_accent(wav, self.sample_rate, text)
+            return self._accents[key]
 
     def phoneme_ids(self, sentences: list[str]) -> list[torch.Tensor]:
         from tokenwave.data.speech import phonemize
@@ -179,9 +215,10 @@ class TTS:
         a, b = self.extra["duration"]
         return int(np.clip(round((a * len(phonemes) + b) / speed), 8, self.max_frames))
 
-    def plan(self, sentences: list[str], speed: float = 1.0) -> list[SentencePlan]:
+    def plan(self, sentences: list[str], speed: float = 1.0, accent: str | None = None) -> list[SentencePlan]:
         """Each sentence's phonemes and length; an aligned model's frames follow espeak-ng's timing of the sentence
-        in its reference voice (at ``speed`` times its rate), others the length fitted on the phoneme count."""
+        in ``accent`` (None: its reference voice) at ``speed`` times the reference rate, others the length fitted on
+        the phoneme count."""
         out = []
         for text, ph in zip(sentences, self.phoneme_ids(sentences), strict=True):
             if self.phones is None:
@@ -190,7 +227,7 @@ class TTS:
             from tokenwave.conditioning.speech import frame_inputs
             from tokenwave.data.align import frame_phones, text_timings
 
-            timing = text_timings(text, speed, self.sample_rate)
+            timing = text_timings(text, speed, self.sample_rate, accent=accent)
             frames = int(np.clip(round(timing["end"] * self.frame_rate), 8, 2 * self.max_frames))
             timed = frame_phones(timing, frames, self.frame_rate)
             out.append(SentencePlan(ph, frames, frame_inputs(self.phones, *timed),
@@ -225,9 +262,12 @@ class TTS:
 
     # --- generation --------------------------------------------------------------------------------------------
     def stream(self, text: str, voice=None, sampling: Sampling | None = None, speed: float = 1.0,
-               consent_check: bool = True, registry=None, info: dict | None = None) -> Iterator[np.ndarray]:
+               consent_check: bool = True, registry=None, info: dict | None = None, prompt_text: str | None = None,
+               accent: str | None = None) -> Iterator[np.ndarray]:
         """Yield float32 audio chunks as the model makes them (one per few frames), sentence after sentence.
-        ``info`` (a dict), if given, receives the voice's consent metadata before the first chunk."""
+        ``info`` (a dict), if given, receives the voice's consent metadata and accent before the first chunk.
+        ``prompt_text``: the words a recorded voice says, from which its accent is detected; ``accent``: the accent
+        to time the speech in, whatever the voice (:meth:`prompt_codes`)."""
         from tokenwave.codec.streaming import StreamingDecoder
 
         sampling = (sampling or Sampling()).resolved(self.sampling_defaults)
@@ -235,10 +275,10 @@ class TTS:
         if not 0.5 <= speed <= 2.0:
             raise InvalidArgumentError(f"speed must be within 0.5..2, got {speed}", "use 1.0 for the natural pace")
         sentences = split_sentences(check_text(text))
-        prompt, voice_info = self.prompt_codes(voice, consent_check, registry)
+        prompt, voice_info = self.prompt_codes(voice, consent_check, registry, prompt_text, accent)
         if info is not None:
             info.update(voice_info)
-        plans = self.plan(sentences, speed)
+        plans = self.plan(sentences, speed, voice_info.get("accent"))
         voice_vec = self._voice(prompt)
         pause = np.zeros(int(PAUSE_SECONDS * self.sample_rate), dtype=np.float32)
         for i, plan in enumerate(plans):
@@ -258,23 +298,28 @@ class TTS:
                 yield pause
 
     def synthesize(self, text: str, voice=None, sampling: Sampling | None = None, speed: float = 1.0,
-                   watermark: bool = True, consent_check: bool = True, registry=None) -> GeneratedAudio:
+                   watermark: bool = True, consent_check: bool = True, registry=None, prompt_text: str | None = None,
+                   accent: str | None = None) -> GeneratedAudio:
         sampling = (sampling or Sampling()).resolved(self.sampling_defaults)
         info: dict = {}
-        wav = np.concatenate(list(self.stream(text, voice, sampling, speed, consent_check, registry, info)))
+        wav = np.concatenate(list(self.stream(text, voice, sampling, speed, consent_check, registry, info,
+                                              prompt_text, accent)))
         meta = {"task": "tts", "text": text, "voice": voice if isinstance(voice, str) or voice is None else "<audio>",
                 **info, "model": str(self.folder), "generator": "lm", "speed": speed, **sampling.__dict__}
         return finish(wav, self.sample_rate, meta, watermark)
 
     def generate_row(self, row: dict, dataset: str | os.PathLike, seed: int = 0) -> np.ndarray:
-        """Evaluation: speak ``row["text"]`` in the voice of another clip of ``row["speaker"]`` in ``dataset``."""
+        """Evaluation: speak ``row["text"]`` in the voice of another clip of ``row["speaker"]`` in ``dataset``, given
+        that clip's transcript (:func:`voice_prompt_for`), so its accent is detected."""
         # the evaluation data's own speakers: the operator's data, so no consent lookup
-        return self.synthesize(row["text"], voice=voice_prompt_for(row, dataset), sampling=Sampling(seed=seed),
-                               watermark=False, consent_check=False).wav
+        return self.synthesize(row["text"], sampling=Sampling(seed=seed), watermark=False, consent_check=False,
+                               **voice_prompt_for(row, dataset)).wav
 
 
-def voice_prompt_for(row: dict, dataset: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Another clip of the same speaker (the next one by id, deterministic) as ``(wav, sample_rate)``."""
+def voice_prompt_for(row: dict, dataset: str | os.PathLike) -> dict:
+    """The voice prompt evaluations give for ``row``: another clip of the same speaker (the next one by id of at
+    least the prompt's length, deterministic) and its transcript, as VALL-E is prompted, as :meth:`TTS.synthesize`'s
+    ``voice`` (``(wav, sample_rate)``) and ``prompt_text``."""
     from tokenwave.audio import load_audio
     from tokenwave.data.manifest import audio_path, read_manifest
 
@@ -283,7 +328,17 @@ def voice_prompt_for(row: dict, dataset: str | os.PathLike) -> tuple[np.ndarray,
         raise InvalidArgumentError(f"speaker {row.get('speaker')!r} has no other clip in {dataset}",
                                    "evaluate on a dataset with several clips per speaker")
     rows.sort(key=lambda r: (r["duration"] < PROMPT_SECONDS, r["id"] <= row["id"], r["id"]))
-    return load_audio(audio_path(dataset, rows[0]))
+    return {"voice": load_audio(audio_path(dataset, rows[0])), "prompt_text": rows[0].get("text")}
+
+
+def _accent_info(given: str | None, found: str | None, source: str) -> dict:
+    """What a request's speech is timed in: the ``accent`` given, else the one ``found`` (from the voice's ``source``),
+    else the reference voice (``accent`` None)."""
+    if given is not None:
+        return {"accent": given, "accent_from": "given"}
+    if found is not None:
+        return {"accent": found, "accent_from": source}
+    return {"accent": None, "accent_from": "reference"}
 
 
 def trim_silence(wav: np.ndarray, sample_rate: int, threshold_db: float = -40.0) -> np.ndarray:
