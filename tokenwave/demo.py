@@ -98,7 +98,8 @@ def _tasks_section(out: Path, seed: int) -> str:
             if task == "tts":
                 voice = model.voices[(extra or 0) * 7 % len(model.voices)]
                 res = model.synthesize(prompt, voice, Sampling(seed=seed))
-                caption = f"“{prompt}” — voice {voice}"
+                accent = res.metadata.get("accent")
+                caption = f"“{prompt}” — voice {voice}" + (f", timed in its {accent} accent" if accent else "")
             else:
                 melody = None
                 if extra == "melody":  # a rising and falling C-major scale, 19 frames (a quarter second) per note

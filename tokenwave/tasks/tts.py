@@ -1,6 +1,7 @@
 """Text-to-speech with a voice prompt: text -> sentences -> phonemes (espeak-ng via phonemizer) -> the TTS token
 LM (conditioned on phonemes, 3 s of the voice's codes and the length; an aligned model also on each frame's phone,
-timed by espeak-ng's reference voice) -> codec decode.
+timed by espeak-ng in the voice's accent: one asked for, a built-in voice's own, a recording's detected from its
+transcript (:mod:`tokenwave.data.accent`), else the reference ``en-us``) -> codec decode.
 
 Offline output is the concatenation of the streamed chunks, so a stream and a file of the same request and seed
 are the same audio.
