@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tokenwave.audio import resample
-from tokenwave.data.accent import MIN_MATCH, accent_of_voice, accents, check_accent, detect_accent
+from tokenwave.data.accent import MIN_MATCH, accents, check_accent, detect_accent, timing_of_voice
 from tokenwave.data.align import espeak_timings, text_timings
 from tokenwave.data.speech import _espeak_accents, trim_silence
 from tokenwave.errors import InvalidArgumentError
@@ -24,13 +24,15 @@ def spoken(accent: str, variant: str, rate: int, pitch: int, text: str = TEXT) -
     return trim_silence(resample(audio, sr, SR), SR)
 
 
-@pytest.mark.parametrize("accent, variant, rate, pitch", [("en-029", "m3", 176, 35), ("en-us", "f2", 150, 60),
-                                                         ("en-gb-x-gbcwmd", "m5", 190, 45)])
-def test_detects_the_accent_of_engine_speech_in_any_voice_rate_and_pitch(accent, variant, rate, pitch):
+@pytest.mark.parametrize("accent, variant, rate, pitch, timing", [("en-029", "m3", 176, 35, "m3"),
+                                                                 ("en-us", "f2", 150, 60, "f2"),
+                                                                 ("en-gb-x-gbcwmd", "m5", 190, 45, "")])
+def test_detects_the_accent_of_engine_speech_in_any_voice_rate_and_pitch(accent, variant, rate, pitch, timing):
     m = detect_accent(spoken(accent, variant, rate, pitch), SR, TEXT)
     assert m.accent == accent, m.scores
     assert set(m.scores) == set(accents()) and m.score == max(m.scores.values()) >= MIN_MATCH
     assert abs(m.rate - rate) <= 0.1 * rate  # the fitted rate is near the one spoken
+    assert m.variant == timing  # m5 times its stresses as espeak-ng's default does; m3 and f2 their own way
 
 
 def test_speech_no_accent_fits_gets_none():
@@ -39,7 +41,7 @@ def test_speech_no_accent_fits_gets_none():
     half = len(wav) // 2
     slowed = np.concatenate([wav[:half], resample(wav[half:], SR, int(SR * 1.6))])
     m = detect_accent(slowed, SR, TEXT)
-    assert m.accent is None and m.score < MIN_MATCH and m.rate is None
+    assert m.accent is None and m.score < MIN_MATCH and m.rate is None and m.variant is None
     # and the wrong words entirely
     assert detect_accent(spoken("en-029", "m3", 176, 35, "Dogs bark at the moon all night long."), SR, TEXT).accent is None
 
@@ -52,8 +54,10 @@ def test_accent_errors_and_names():
     with pytest.raises(InvalidArgumentError, match="unknown accent 'en-mars'.*en-029"):
         check_accent("en-mars")
     assert check_accent("en-gb-x-rp") == "en-gb-x-rp"
-    assert accent_of_voice("en-029+f2") == "en-029" and accent_of_voice("espeak-ng:en-gb-x-rp+m3") == "en-gb-x-rp"
-    assert accent_of_voice("kal") is None and accent_of_voice("alice") is None
+    assert timing_of_voice("en-029+f2") == ("en-029", "f2")
+    assert timing_of_voice("espeak-ng:en-gb-x-rp+m3") == ("en-gb-x-rp", "m3")
+    assert timing_of_voice("en-us") == ("en-us", None)
+    assert timing_of_voice("kal") == (None, None) and timing_of_voice("alice") == (None, None)
 
 
 def test_text_timings_follow_the_accent():
@@ -63,6 +67,9 @@ def test_text_timings_follow_the_accent():
     rp = text_timings(text, accent="en-gb-x-rp")
     assert rp != ref and rp == text_timings(text, accent="en-gb-x-rp")  # deterministic
     assert rp["phones"] != ref["phones"]  # the accents phone it differently (non-rhotic "dark")
+    f4 = text_timings(text, accent="en-gb-x-rp", variant="f4")  # a variant's own stress timing: the same phones,
+    spoken = [p for p in f4["phones"] if p != "_"]                # stressed ones longer
+    assert spoken == [p for p in rp["phones"] if p != "_"] and f4["end"] > rp["end"]
     with pytest.raises(InvalidArgumentError, match="unknown accent"):
         text_timings(text, accent="en-mars")
 
@@ -79,11 +86,14 @@ def test_tts_times_speech_in_the_voices_accent(aligned_tts, tmp_path):
     tts, text = aligned_tts, "I can't ask for a bath after dark."
     (ref,) = tts.plan([text])
     (rp,) = tts.plan([text], accent="en-gb-x-rp")
+    (rp_f2,) = tts.plan([text], accent="en-gb-x-rp", variant="f2")
     assert rp.frames == round(text_timings(text, accent="en-gb-x-rp")["end"] * 75) != ref.frames
-    # a built-in voice named for an accent speaks in it; one without (alice) in the reference; a given accent wins
+    assert rp_f2.frames == round(text_timings(text, accent="en-gb-x-rp", variant="f2")["end"] * 75)
+    # a built-in voice named for an accent speaks in it, with its variant's timing; one without (alice) in the
+    # reference; a given accent wins
     out = tts.synthesize(text, "en-gb-x-rp+f2", Sampling(seed=1), watermark=False)
     assert out.metadata["accent"] == "en-gb-x-rp" and out.metadata["accent_from"] == "voice name"
-    assert len(out.wav) == rp.frames * tts.codec.hop
+    assert out.metadata["accent_variant"] == "f2" and len(out.wav) == rp_f2.frames * tts.codec.hop
     out = tts.synthesize(text, "alice", Sampling(seed=1), watermark=False)
     assert out.metadata["accent"] is None and len(out.wav) == ref.frames * tts.codec.hop
     out = tts.synthesize(text, "alice", Sampling(seed=1), watermark=False, accent="en-gb-x-rp")
@@ -97,8 +107,8 @@ def test_tts_detects_a_recordings_accent_from_its_transcript(aligned_tts):
     voice = (spoken("en-029", "m3", 176, 35), SR)
     out = tts.synthesize(text, voice, Sampling(seed=2), watermark=False, consent_check=False, prompt_text=TEXT)
     assert out.metadata["accent"] == "en-029" and out.metadata["accent_from"] == "prompt"
-    assert out.metadata["accent_fit"] >= MIN_MATCH
-    (plan,) = tts.plan([text], accent="en-029")
+    assert out.metadata["accent_fit"] >= MIN_MATCH and out.metadata["accent_variant"] == "m3"
+    (plan,) = tts.plan([text], accent="en-029", variant="m3")
     assert len(out.wav) == plan.frames * tts.codec.hop
     # without its transcript a recording is timed in the reference accent, and so is one no accent fits
     plain = tts.synthesize(text, voice, Sampling(seed=2), watermark=False, consent_check=False)

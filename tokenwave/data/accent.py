@@ -8,7 +8,9 @@ A prompt's accent is found the way the datasets are aligned: its transcript is s
 English accent, and the accent whose rhythm (loudness envelope) fits the recording best wins. Speaking rate is
 fitted per accent from the recording's length; the speaking styles (variants) whose stress timing differs from
 espeak-ng's default are each tried, since they lengthen stressed syllables. A recording whose best fit is poor
-(another engine, a human voice far from every accent) gets no accent: the caller keeps the reference.
+(another engine, a human voice far from every accent) gets no accent: the caller keeps the reference. The variant
+whose stress timing fitted best is kept too: TTS times the speech with it (measured: speaker identification on the
+benchmark's 24 clips rose from 13 to 14 with it).
 """
 from __future__ import annotations
 
@@ -30,12 +32,14 @@ _RATES = (80, 450)      # espeak-ng's usable words per minute
 @dataclass
 class AccentMatch:
     """The detected accent (None when nothing fits), how well it fits (envelope correlation, -1..1), every
-    accent's fit and the fitted speaking rate (words per minute in espeak-ng's terms)."""
+    accent's fit, the fitted speaking rate (words per minute in espeak-ng's terms) and the variant of
+    :data:`TIMING_VARIANTS` whose stress timing fitted best ("" for espeak-ng's default)."""
 
     accent: str | None
     score: float
     scores: dict[str, float] = field(default_factory=dict)
     rate: int | None = None
+    variant: str | None = None
 
 
 def accents() -> list[str]:
@@ -53,10 +57,20 @@ def check_accent(name: str) -> str:
     return name
 
 
-def accent_of_voice(name: str) -> str | None:
-    """The accent a built-in voice's name carries (``en-029+f2`` -> ``en-029``), or None (a flite voice)."""
-    head = name.split(":", 1)[-1].split("+", 1)[0]
-    return head if head in accents() else None
+def timing_of_voice(name: str) -> tuple[str | None, str | None]:
+    """The accent and variant a built-in voice's name carries (``en-029+f2`` -> ``("en-029", "f2")``), or
+    ``(None, None)`` (a flite voice, a name of no accent)."""
+    head, _, variant = name.split(":", 1)[-1].partition("+")
+    return (head, variant or None) if head in accents() else (None, None)
+
+
+def timing_voice(accent: str, variant: str | None = None) -> str:
+    """The espeak-ng voice that times speech in ``accent`` (its voice file: the name may also match an mbrola voice)
+    and, given, a variant's stress timing."""
+    from tokenwave.data.speech import _espeak_accents
+
+    file = _espeak_accents()[check_accent(accent)]
+    return f"{file}+{variant}" if variant else file
 
 
 def _log_envelope(wav: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -112,9 +126,9 @@ def detect_accent(wav: np.ndarray, sample_rate: int, text: str) -> AccentMatch:
         raise InvalidArgumentError(f"the voice prompt holds {len(wav) / sample_rate:.2f} s of sound, too little to "
                                    "tell its accent", "give a recording of at least 1.5 s")
     target = _log_envelope(wav, sample_rate)
-    scores, rates = {}, {}
+    scores, fitted = {}, {}
     for name, file in sorted(_espeak_accents().items()):
-        best, best_rate = -1.0, None
+        best, best_fit = -1.0, (None, None)
         for variant in TIMING_VARIANTS:
             voice = f"{file}+{variant}" if variant else file
             rate = 170  # fitted to the recording's length twice (espeak's length is near, not exactly, 1/rate)
@@ -124,9 +138,9 @@ def detect_accent(wav: np.ndarray, sample_rate: int, text: str) -> AccentMatch:
             for r in (rate - 1, rate, rate + 1):
                 fit = _fit(_log_envelope(_spoken(text, voice, r, sample_rate), sample_rate), target)
                 if fit > best:
-                    best, best_rate = fit, r
-        scores[name], rates[name] = round(best, 4), best_rate
+                    best, best_fit = fit, (r, variant)
+        scores[name], fitted[name] = round(best, 4), best_fit
     top = max(scores, key=scores.get)
     if scores[top] < MIN_MATCH:
         return AccentMatch(None, scores[top], scores)
-    return AccentMatch(top, scores[top], scores, rates[top])
+    return AccentMatch(top, scores[top], scores, *fitted[top])

@@ -234,18 +234,18 @@ def align_row(row: dict, clip: np.ndarray | None = None, sample_rate: int = 24_0
 
 
 def text_timings(text: str, speed: float = 1.0, sample_rate: int = 24_000, pad_s: float = 0.05,
-                 accent: str | None = None) -> dict:
+                 accent: str | None = None, variant: str | None = None) -> dict:
     """The alignment new text gets at inference: espeak-ng's ``accent`` (an English accent of the speech datasets;
-    None: the reference voice) at the reference rate x ``speed``, cut like the training clips (``pad_s`` before the
-    first phone and after the last). The cut comes from the phone events alone, not the audio (espeak-ng's noise
-    sources differ from run to run), so the same text always gets the same timing."""
+    None: the reference voice), with a ``variant``'s stress timing if given, at the reference rate x ``speed``, cut
+    like the training clips (``pad_s`` before the first phone and after the last). The cut comes from the phone
+    events alone, not the audio (espeak-ng's noise sources differ from run to run), so the same text always gets
+    the same timing."""
     if accent is None:
         voice = REFERENCE_VOICE
     else:
-        from tokenwave.data.accent import check_accent
-        from tokenwave.data.speech import _espeak_accents
+        from tokenwave.data.accent import timing_voice
 
-        voice = _espeak_accents()[check_accent(accent)]  # by file: the name may also match an mbrola voice
+        voice = timing_voice(accent, variant)
     audio, sr, phones, starts = espeak_timings(text, voice, int(round(REFERENCE_RATE * speed)))
     spoken = [i for i, p in enumerate(phones) if p != SIL]
     total = len(audio) / sr

@@ -195,7 +195,7 @@ class Service:
         prompt, voice_info = tts.prompt_codes(voice, self.config.consent_check, self.registry, req.get("voice_text"),
                                               req.get("accent"))
         info.update(voice_info)
-        plans = tts.plan(sentences, speed, voice_info.get("accent"))
+        plans = tts.plan(sentences, speed, voice_info.get("accent"), voice_info.get("accent_variant"))
         pause = np.zeros(int(PAUSE_SECONDS * self.sample_rate), dtype=np.float32)
         info["sentences"] = len(sentences)
         yield None  # checked

@@ -151,10 +151,11 @@ class TTS:
             if voice is None:
                 raise UnknownVoiceError("this model has no built-in voices", "pass --voice with a 3-second recording")
         if isinstance(voice, str) and voice in self.builtin:
-            from tokenwave.data.accent import accent_of_voice
+            from tokenwave.data.accent import timing_of_voice
 
-            named = accent_of_voice(voice)
-            return self.builtin[voice], {"voice_kind": "built-in", **_accent_info(accent, named, "voice name")}
+            named, variant = timing_of_voice(voice)
+            return self.builtin[voice], {"voice_kind": "built-in",
+                                         **_accent_info(accent, named, "voice name", variant)}
         if isinstance(voice, tuple):
             wav, sr = voice
         else:
@@ -181,12 +182,12 @@ class TTS:
         from tokenwave.safety.consent import check_voice_prompt
 
         consent = check_voice_prompt(wav, self.sample_rate, registry, enabled=consent_check)
-        detected, fit = None, None
+        detected, variant, fit = None, None, None
         if accent is None and prompt_text is not None and self.phones is not None:  # only an aligned model is timed
             match = self._detect_accent(whole, prompt_text)
-            detected, fit = match.accent, match.score
+            detected, variant, fit = match.accent, match.variant, match.score
         info = {"voice_kind": "recording", "consent": consent.as_metadata(),
-                **_accent_info(accent, detected, "prompt")}
+                **_accent_info(accent, detected, "prompt", variant)}
         if fit is not None:
             info["accent_fit"] = fit
         with torch.no_grad():
@@ -216,10 +217,11 @@ class TTS:
         a, b = self.extra["duration"]
         return int(np.clip(round((a * len(phonemes) + b) / speed), 8, self.max_frames))
 
-    def plan(self, sentences: list[str], speed: float = 1.0, accent: str | None = None) -> list[SentencePlan]:
+    def plan(self, sentences: list[str], speed: float = 1.0, accent: str | None = None,
+             variant: str | None = None) -> list[SentencePlan]:
         """Each sentence's phonemes and length; an aligned model's frames follow espeak-ng's timing of the sentence
-        in ``accent`` (None: its reference voice) at ``speed`` times the reference rate, others the length fitted on
-        the phoneme count."""
+        in ``accent`` (None: its reference voice; ``variant``: an espeak-ng variant's stress timing) at ``speed``
+        times the reference rate, others the length fitted on the phoneme count."""
         out = []
         for text, ph in zip(sentences, self.phoneme_ids(sentences), strict=True):
             if self.phones is None:
@@ -228,7 +230,7 @@ class TTS:
             from tokenwave.conditioning.speech import frame_inputs
             from tokenwave.data.align import frame_phones, text_timings
 
-            timing = text_timings(text, speed, self.sample_rate, accent=accent)
+            timing = text_timings(text, speed, self.sample_rate, accent=accent, variant=variant)
             frames = int(np.clip(round(timing["end"] * self.frame_rate), 8, 2 * self.max_frames))
             timed = frame_phones(timing, frames, self.frame_rate)
             out.append(SentencePlan(ph, frames, frame_inputs(self.phones, *timed),
@@ -279,7 +281,7 @@ class TTS:
         prompt, voice_info = self.prompt_codes(voice, consent_check, registry, prompt_text, accent)
         if info is not None:
             info.update(voice_info)
-        plans = self.plan(sentences, speed, voice_info.get("accent"))
+        plans = self.plan(sentences, speed, voice_info.get("accent"), voice_info.get("accent_variant"))
         voice_vec = self._voice(prompt)
         pause = np.zeros(int(PAUSE_SECONDS * self.sample_rate), dtype=np.float32)
         for i, plan in enumerate(plans):
@@ -332,14 +334,15 @@ def voice_prompt_for(row: dict, dataset: str | os.PathLike) -> dict:
     return {"voice": load_audio(audio_path(dataset, rows[0])), "prompt_text": rows[0].get("text")}
 
 
-def _accent_info(given: str | None, found: str | None, source: str) -> dict:
+def _accent_info(given: str | None, found: str | None, source: str, variant: str | None = None) -> dict:
     """What a request's speech is timed in: the ``accent`` given, else the one ``found`` (from the voice's ``source``),
-    else the reference voice (``accent`` None)."""
+    else the reference voice (``accent`` None); with the voice's own stress timing (``accent_variant``, an espeak-ng
+    variant) where it is known."""
     if given is not None:
-        return {"accent": given, "accent_from": "given"}
+        return {"accent": given, "accent_from": "given", "accent_variant": variant}
     if found is not None:
-        return {"accent": found, "accent_from": source}
-    return {"accent": None, "accent_from": "reference"}
+        return {"accent": found, "accent_from": source, "accent_variant": variant}
+    return {"accent": None, "accent_from": "reference", "accent_variant": None}
 
 
 def trim_silence(wav: np.ndarray, sample_rate: int, threshold_db: float = -40.0) -> np.ndarray:
