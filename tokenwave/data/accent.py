@@ -9,8 +9,8 @@ English accent, and the accent whose rhythm (loudness envelope) fits the recordi
 fitted per accent from the recording's length; the speaking styles (variants) whose stress timing differs from
 espeak-ng's default are each tried, since they lengthen stressed syllables. A recording whose best fit is poor
 (another engine, a human voice far from every accent) gets no accent: the caller keeps the reference. The variant
-whose stress timing fitted best is kept too: TTS times the speech with it (measured: speaker identification on the
-benchmark's 24 clips rose from 13 to 14 with it).
+whose stress timing fitted best is kept too, and TTS times the speech with it (chosen on the valid split: a higher
+speaker margin than the accent alone; checkpoints/tts/MODEL.md).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from tokenwave.errors import InvalidArgumentError
 
 #: espeak-ng variants with their own stress timing among the training set's (m1, m5 and klatt2 time as the default)
 TIMING_VARIANTS = ("", "m3", "f2", "f4")
-MIN_MATCH = 0.9         # a best fit under this is no accent (measured: engine clips mostly fit at 0.9-0.99, flite's at most 0.86)
+MIN_MATCH = 0.9         # a best fit under this is no accent (engine clips fit at 0.9-0.99, flite's at most 0.86)
 _HOP_S = 0.01           # envelope frames
 _SMOOTH = 5             # frames of the moving average over the log envelope (evens out pitch periods)
 _LAG = 3                # frames either way the two envelopes may be offset
@@ -74,12 +74,12 @@ def timing_voice(accent: str, variant: str | None = None) -> str:
 
 
 def _log_envelope(wav: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The smoothed log loudness envelope (the alignment's RMS envelope, ``_HOP_S`` frames)."""
     from scipy.ndimage import uniform_filter1d
 
-    hop = max(1, int(_HOP_S * sample_rate))
-    n = len(wav) // hop
-    env = np.log(np.sqrt((wav[: n * hop].astype(np.float64).reshape(n, hop) ** 2).mean(1) + 1e-10))
-    return uniform_filter1d(env, _SMOOTH)
+    from tokenwave.data.align import _envelope
+
+    return uniform_filter1d(np.log(_envelope(wav, max(1, int(_HOP_S * sample_rate)))), _SMOOTH)
 
 
 def _fit(a: np.ndarray, b: np.ndarray) -> float:
@@ -111,14 +111,12 @@ def detect_accent(wav: np.ndarray, sample_rate: int, text: str) -> AccentMatch:
     """The accent of a recording ``wav`` (mono float) that says ``text``."""
     import re
 
-    from tokenwave.data.speech import _espeak_accents
+    from tokenwave.data.speech import _espeak_accents, trim_bounds
 
     text = (text or "").strip()
     if not re.search(r"\w", text):
         raise InvalidArgumentError("the voice prompt's transcript is empty",
                                    "give the words the recording says (e.g. --prompt-text \"...\"), or leave it out")
-    from tokenwave.data.speech import trim_bounds
-
     wav = np.asarray(wav, dtype=np.float32)
     a, b = trim_bounds(wav, sample_rate, pad_s=0.0)  # both sides cut alike: the fit allows only a small offset
     wav = wav[a:b]
