@@ -122,7 +122,9 @@ def test_tts_training_from_speech_tokens_and_synthesis(tmp_path):
     tts = load_task("tts", aligned / "model", load_codec(codec_run / "model"))
     assert tts.phones is not None and {"_", "ð", "ɛ"} <= set(tts.phones.symbols)
     out = tts.synthesize("Hello there.", tts.voices[0], Sampling(seed=0), watermark=False)
-    assert len(out.wav) == tts.plan(["Hello there."])[0].frames * tts.codec.hop
+    # timed in the built-in voice's own accent and stress timing (its name says them)
+    plan = tts.plan(["Hello there."], 1.0, out.metadata["accent"], out.metadata["accent_variant"])[0]
+    assert out.metadata["accent_from"] == "voice name" and len(out.wav) == plan.frames * tts.codec.hop
 
 
 def test_optimizer_state_resumes_by_parameter_name(tmp_path):
