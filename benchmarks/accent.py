@@ -23,19 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO_ROOT, RESULTS_DIR, arg_parser, command_line, machine_info, target, write_result  # noqa: E402
 
 from tokenwave.audio import load_audio  # noqa: E402
-from tokenwave.data.accent import accents, detect_accent  # noqa: E402
+from tokenwave.data.accent import accents, detect_accent, timing_of_voice  # noqa: E402
 from tokenwave.data.align import REFERENCE_VOICE  # noqa: E402
 from tokenwave.data.manifest import audio_path, read_manifest  # noqa: E402
 from tokenwave.progress import progress_bar  # noqa: E402
 from tokenwave.tasks.tts import trim_silence  # noqa: E402
 
 SR = 24_000
-
-
-def true_accent(speaker: str) -> str | None:
-    """An espeak-ng speaker's accent (``espeak-ng:en-029+m3`` -> ``en-029``); None for another engine's voice."""
-    engine, voice = speaker.split(":", 1)
-    return voice.split("+", 1)[0] if engine == "espeak-ng" else None
 
 
 def measure(data: Path, split: str, items: int) -> dict:
@@ -48,7 +42,7 @@ def measure(data: Path, split: str, items: int) -> dict:
             m = detect_accent(trim_silence(wav, SR), SR, r["text"])
             seconds.append(time.perf_counter() - t0)
             found.append(m.accent)
-            truth.append(true_accent(r["speaker"]))
+            truth.append(timing_of_voice(r["speaker"])[0])  # None for a flite voice
             fits.append(m.score)
             bar.advance(1)
     espeak = [i for i, t in enumerate(truth) if t is not None]
