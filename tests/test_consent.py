@@ -65,7 +65,7 @@ def test_held_out_speakers_are_refused(registry):
 
 def test_opt_out_blocks_even_with_consent(registry):
     registry.optout("spk1-person", voice(1, 3), SR, reason="asked to be removed")
-    with pytest.raises(OptedOutVoiceError, match="opted-out speaker 'spk1-person'"):
+    with pytest.raises(OptedOutVoiceError, match="the voice is on the opt-out list"):
         registry.check(voice(1, 5), SR)
     assert registry.check(voice(2, 5), SR).allowed  # others unaffected
     with pytest.raises(OptedOutVoiceError):  # and the speaker cannot be re-registered under another name
@@ -182,3 +182,24 @@ def test_cli_voices(tmp_path, monkeypatch):
     assert runner.invoke(app, ["voices", "revoke", "alice", "--registry", reg]).exit_code == 0
     listed = json.loads(runner.invoke(app, ["voices", "list", "--json", "--registry", reg]).output)
     assert listed["voices"][0]["status"] == "revoked" and listed["optouts"][0]["name"] == "carol"
+
+
+def test_refusals_name_no_person_and_give_no_score(registry):
+    """A refusal says only which rule refused (no registered name, no similarity to climb), on every path."""
+    registry.optout("spk1-person", voice(1, 3), SR, reason="asked to be removed")
+    refusals = []
+    with pytest.raises(NoConsentError) as err:
+        registry.check(voice(HELD_OUT[0], 0), SR)
+    refusals.append(err.value)
+    assert err.value.message == "the voice prompt matches no consented voice"
+    with pytest.raises(OptedOutVoiceError) as err:
+        registry.check(voice(1, 5), SR)
+    refusals.append(err.value)
+    assert err.value.message == "the voice is on the opt-out list"
+    with pytest.raises(OptedOutVoiceError) as err:
+        registry.add("again", voice(1, 9), SR, CONSENT, recorded_by="tester")
+    refusals.append(err.value)
+    assert err.value.message == "the voice is on the opt-out list"
+    for e in refusals:
+        text = e.one_line()
+        assert "spk" not in text and not any(c.isdigit() for c in text), text

@@ -26,6 +26,9 @@ from tokenwave.errors import InvalidArgumentError, TokenwaveError
 
 MATCH_THRESHOLD = 0.75  # cosine; calibrate per encoder with equal_error_rate on held-out speakers
 OPTOUT_THRESHOLD = 0.70  # a little stricter than a match: a borderline opted-out voice is blocked
+# A refusal names no registered person and gives no score: a score would be a gradient to climb, a name a leak.
+NO_CONSENT = "the voice prompt matches no consented voice"
+OPTED_OUT = "the voice is on the opt-out list"
 
 
 class ConsentError(TokenwaveError):
@@ -175,8 +178,7 @@ class VoiceRegistry:
         e = self.embed(wav, sr)
         optout, sim = self._best(e, "optouts")
         if optout is not None and sim >= self.optout_threshold:
-            raise OptedOutVoiceError(f"the reference audio for {name!r} matches opted-out speaker {optout!r} "
-                                     f"(similarity {sim:.2f})", "this voice may not be registered or cloned")
+            raise OptedOutVoiceError(OPTED_OUT, "this voice may not be registered or cloned")
         self.db.execute("INSERT INTO voices VALUES (?, ?, ?, ?, ?, ?, 'active', NULL, ?)",
                         (name, consent, date, recorded_by, audio_sha256(wav), e.tobytes(), _now()))
         self.db.commit()
@@ -250,12 +252,9 @@ class VoiceRegistry:
         threshold = self.threshold if threshold is None else threshold
         result = self.match(wav, sr, threshold)
         if result.optout is not None:
-            raise OptedOutVoiceError(f"the voice prompt matches opted-out speaker {result.optout!r} "
-                                     f"(similarity {result.optout_similarity:.2f})",
-                                     "use another voice; an opt-out overrides any consent record")
+            raise OptedOutVoiceError(OPTED_OUT, "use another voice; an opt-out overrides any consent record")
         if not result.allowed:
-            near = f" (closest: {result.voice!r} at {result.similarity:.2f} < {threshold:.2f})" if result.voice else ""
-            raise NoConsentError(f"the voice prompt matches no consented voice{near}",
+            raise NoConsentError(NO_CONSENT,
                                  "register the speaker with `tokenwave voices add NAME AUDIO --consent '...'`, "
                                  "or (operator only) disable the check with --no-consent-check")
         return result
