@@ -4,7 +4,10 @@ Every script builds its parser with :func:`arg_parser` (which adds ``--quick``),
 :func:`target`, and ends with :func:`write_result`, which writes ``benchmarks/results/NAME.json`` atomically::
 
     {"benchmark", "command", "quick", "date", "machine": {"cpu", "threads", "torch", "gpu"},
-     "targets": [{"name", "value", "op", "target", "met"}], "figures": {...every measured number...}}
+     "targets": [{"name", "value", "op", "target", "met", "command"}], "figures": {...every measured number...}}
+
+Each target records the command that measured it: a new target gets the run's command, a target a partial rerun
+keeps from the previous file (:func:`kept_targets`) keeps its own.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from tokenwave.fileio import atomic_write_text
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+UNKNOWN_COMMAND = "unknown (before per-target commands)"  # a target kept from a file older than per-target commands
 OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
 
@@ -115,12 +119,19 @@ def command_line(script: str, argv: list[str] | None = None) -> str:
     return " ".join(["python", f"benchmarks/{Path(script).name}", *argv])
 
 
+def kept_targets(previous: dict, keep: Callable[[dict], bool]) -> list[dict]:
+    """The targets of a previous result dict that ``keep`` accepts, for a partial rerun to carry over: each keeps the
+    command that measured it (:data:`UNKNOWN_COMMAND` for files written before targets recorded one)."""
+    return [{**t, "command": t.get("command") or UNKNOWN_COMMAND} for t in previous.get("targets", []) if keep(t)]
+
+
 def write_result(name: str, command: str, targets: list[dict], figures: dict, quick: bool,
                  machine: dict | None = None) -> dict[str, Any]:
-    """Write ``benchmarks/results/NAME.json`` (atomically) and return the result dict."""
+    """Write ``benchmarks/results/NAME.json`` (atomically) and return the result dict. ``command`` is this run's;
+    each target without a ``command`` of its own (the ones this run measured) is given it."""
+    rows = [_clean({**t, "command": t.get("command") or command}) for t in targets]
     result = {"benchmark": name, "command": command, "quick": bool(quick), "date": _dt.date.today().isoformat(),
-              "machine": machine or machine_info(), "targets": [_clean(t) for t in targets],
-              "figures": _clean(figures)}
+              "machine": machine or machine_info(), "targets": rows, "figures": _clean(figures)}
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     atomic_write_text(path, json.dumps(result, indent=1, ensure_ascii=False) + "\n")

@@ -121,7 +121,8 @@ def write_summary() -> dict | None:
     summary = {"benchmark": "generators", "command": " ; ".join(r["command"] for r in parts.values()),
                "quick": any(r["quick"] for r in parts.values()), "date": datetime.date.today().isoformat(),
                "machine": next(iter(parts.values()))["machine"],
-               "targets": [{**t, "name": f"{task}_{t['name']}"} for task, r in parts.items() for t in r["targets"]],
+               "targets": [{**t, "name": f"{task}_{t['name']}", "command": t.get("command", r["command"])}
+                           for task, r in parts.items() for t in r["targets"]],
                "figures": {task: {**r["figures"], "source": f"benchmarks/results/generators-{task}.json", "date": r["date"]}
                            for task, r in parts.items()}}
     atomic_write_text(RESULTS_DIR / "generators.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")

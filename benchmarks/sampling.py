@@ -124,7 +124,8 @@ def write_summary() -> dict:
     summary = {"benchmark": "sampling", "command": " ; ".join(r["command"] for r in parts.values()),
                "quick": any(r["quick"] for r in parts.values()), "date": datetime.date.today().isoformat(),
                "machine": next(iter(parts.values()))["machine"] if parts else machine_info(),
-               "targets": [{**t, "name": f"{name}_{t['name']}"} for name, r in parts.items() for t in r["targets"]],
+               "targets": [{**t, "name": f"{name}_{t['name']}", "command": t.get("command", r["command"])}
+                           for name, r in parts.items() for t in r["targets"]],
                "figures": {name: {**_without_items(r["figures"]), "source": f"benchmarks/results/sampling-{name}.json",
                                   "date": r["date"]} for name, r in parts.items()}}
     atomic_write_text(RESULTS_DIR / "sampling.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, RESULTS_DIR, arg_parser, command_line, machine_info, target, write_result  # noqa: E402
+from common import (REPO_ROOT, RESULTS_DIR, arg_parser, command_line, kept_targets, machine_info, target,  # noqa: E402
+                    write_result)
 
 from tokenwave.audio import load_audio  # noqa: E402
 from tokenwave.data.manifest import audio_path, read_manifest  # noqa: E402
@@ -261,7 +262,7 @@ def main() -> None:
     if set(args.only) != {"tts", "music", "sfx", "speed"} and previous.exists():  # a partial rerun keeps the rest
         old = json.loads(previous.read_text())
         figures = {k: v for k, v in old["figures"].items() if k not in args.only}
-        targets = [t for t in old["targets"] if _target_part(t["name"]) not in args.only]
+        targets = kept_targets(old, lambda t: _target_part(t["name"]) not in args.only)  # each with its command
     for name in ("tts", "music", "sfx"):
         if name in args.only:
             f, t = bench_tts(items, args.out) if name == "tts" else bench_tagged(name, items, args.out, args.choose)
