@@ -5,6 +5,7 @@ Waveforms are ``[B, 1, N]`` at the model's own ``sample_rate``; codes ``LongTens
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -70,6 +71,16 @@ class HFCodec(CodecRates, torch.nn.Module):
     @property
     def latency_samples(self) -> int:
         return self.hop
+
+    def content_hash(self) -> str:
+        """The model's config and every weight and buffer -> 16 hex digits (a SHA-256): what decides its codes (no
+        fine-tuned decoders exist for these backends, so the whole model is hashed)."""
+        cfg = {k: v for k, v in self.model.config.to_dict().items() if k not in ("transformers_version", "_name_or_path")}
+        h = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode())
+        for name, t in sorted(self.model.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
 
     def _pad(self, wav: torch.Tensor) -> torch.Tensor:
         if wav.dim() != 3 or wav.shape[1] != 1:

@@ -6,6 +6,9 @@ runs at the sample rate, which is what makes it fast on a CPU; every layer is ca
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import random
 
 import torch
@@ -102,6 +105,17 @@ class Codec(CodecRates, Checkpointable, nn.Module):
     def latency_samples(self) -> int:
         """Algorithmic latency of encode+decode in streaming: one frame to fill, plus the ISTFT overlap."""
         return self.cfg.n_fft
+
+    def content_hash(self) -> str:
+        """What decides the codes and latents -> 16 hex digits: a SHA-256 of the config and the encoder's and
+        quantizer's weights and buffers. A fine-tuned decoder (:mod:`tokenwave.codec.decoders`) leaves it unchanged,
+        so a generator trained on this codec's codes matches it with any of its decoders."""
+        h = hashlib.sha256(json.dumps(dataclasses.asdict(self.cfg), sort_keys=True).encode())
+        for part in (self.encoder, self.quantizer):
+            for name, t in sorted(part.state_dict().items()):
+                h.update(name.encode())
+                h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
 
     # --- offline API -------------------------------------------------------------------------------
     def _check_wav(self, wav: torch.Tensor) -> torch.Tensor:
