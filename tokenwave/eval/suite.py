@@ -20,7 +20,7 @@ from tokenwave.data.manifest import audio_path, read_manifest
 from tokenwave.errors import DatasetError
 from tokenwave.eval.report import write_report
 from tokenwave.progress import progress_bar
-from tokenwave.train.trainer import seed_everything
+from tokenwave.seeding import seed_everything
 
 TASKS = ("codec", "tts", "music", "sfx")
 

@@ -10,17 +10,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
 from tokenwave.progress import progress_bar
+from tokenwave.seeding import seed_everything  # noqa: F401  (the CLI's training commands seed through here)
 from tokenwave.train.state import load_train_state, save_train_state
 
 
@@ -68,12 +67,6 @@ def set_schedule_lr(optimizers: dict[str, torch.optim.Optimizer], base_lr: float
         for group in opt.param_groups:
             group["lr"] = lr
     return lr
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 class Recipe(Protocol):
