@@ -3,7 +3,7 @@ import struct
 import pytest
 import torch
 
-from tokenwave.codec import Codec, load_codec
+from tokenwave.codec import AudioCodec, Codec, load_codec
 from tokenwave.codec.losses import mel_distance, si_sdr
 from tokenwave.codec.streaming import StreamingDecoder, StreamingEncoder
 from tokenwave.codec.twc import HEADER, TwcFormatError, decode_twc, encode_twc, read_twc, write_twc
@@ -32,6 +32,7 @@ def test_shapes_rates_and_bitrate():
     assert [c.n_q_for_kbps(k) for k in (1.5, 3, 6)] == [2, 4, 8]
     with pytest.raises(InvalidArgumentError):
         c.n_q_for_kbps(5)
+    assert isinstance(c, AudioCodec)  # every member of the written contract is there
 
 
 def test_encode_decode_shapes_and_determinism(codec):

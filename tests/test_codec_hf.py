@@ -5,6 +5,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from tokenwave.codec import UnknownModelError, load_codec  # noqa: E402
+from tokenwave.codec.base import AudioCodec  # noqa: E402
 from tokenwave.codec.hf import HFCodec, HFCodecError  # noqa: E402
 from tokenwave.errors import InvalidArgumentError  # noqa: E402
 
@@ -34,6 +35,7 @@ def test_hf_codec_interface(hf_folder):
     kind, folder = hf_folder
     codec = load_codec(folder)
     assert isinstance(codec, HFCodec) and codec.kind == kind
+    assert isinstance(codec, AudioCodec)  # every member of the written contract is there
     wav = torch.randn(1, 1, codec.sample_rate) * 0.1
     codes = codec.encode(wav)
     frames = -(-wav.shape[-1] // codec.hop)
@@ -44,7 +46,7 @@ def test_hf_codec_interface(hf_folder):
     assert out.dim() == 3 and out.shape[:2] == (1, 1) and abs(out.shape[-1] - wav.shape[-1]) <= codec.hop
     assert torch.isfinite(out).all()
     z = codec.encode_latents(wav)
-    assert z.dim() == 3 and abs(z.shape[-1] - codes.shape[-1]) <= 1
+    assert z.dim() == 3 and z.shape[1] == codec.latent_dim and abs(z.shape[-1] - codes.shape[-1]) <= 1
     assert codec.decode_latents(z).shape[-1] == out.shape[-1]
     assert codec.reconstruct(wav).shape == wav.shape
     assert codec.bitrate(codec.n_q) == pytest.approx(codec.n_q * codec.frame_rate * (codec.codebook_size - 1).bit_length())

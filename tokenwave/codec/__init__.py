@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tokenwave.codec.base import AudioCodec
 from tokenwave.codec.config import CodecConfig
 from tokenwave.codec.model import Codec
 from tokenwave.errors import TokenwaveError
@@ -14,7 +15,7 @@ class UnknownModelError(TokenwaveError):
     pass
 
 
-def load_codec(model: str | os.PathLike | None = None):
+def load_codec(model: str | os.PathLike | None = None) -> AudioCodec:
     """Load a codec: ``None`` -> the shipped default (``checkpoints/codec``); a tokenwave checkpoint folder; or a
     Hugging Face EnCodec / DAC / Mimi folder saved with ``save_pretrained``. All share the same interface."""
     from tokenwave.codec.hf import HFCodec, hf_model_type
@@ -28,4 +29,4 @@ def load_codec(model: str | os.PathLike | None = None):
     return Codec.load(path)
 
 
-__all__ = ["Codec", "CodecConfig", "UnknownModelError", "load_codec"]
+__all__ = ["AudioCodec", "Codec", "CodecConfig", "UnknownModelError", "load_codec"]

@@ -36,6 +36,8 @@ def hf_model_type(folder: str | os.PathLike) -> str | None:
 
 
 class HFCodec(CodecRates, torch.nn.Module):
+    """A Hugging Face EnCodec / DAC / Mimi folder as an :class:`~tokenwave.codec.base.AudioCodec`."""
+
     def __init__(self, model: torch.nn.Module, kind: str) -> None:
         super().__init__()
         self.model, self.kind = model.eval(), kind
@@ -54,6 +56,7 @@ class HFCodec(CodecRates, torch.nn.Module):
             self.codebook_size = int(cfg.codebook_size)
             self.n_q = int(cfg.num_quantizers)
         self.frame_rate = self.sample_rate / self.hop
+        self.latent_dim = int(cfg.hidden_size)  # channels of encode_latents for all three backends
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> HFCodec:
