@@ -71,12 +71,12 @@ def score(wavs: list[np.ndarray], rows: list[dict], sr: int, field: str, per_ite
     """Mean tag accuracy (and of ``field`` alone), CLAP score and the tag accuracy's standard error over the clips;
     ``per_item``: also each clip's tag accuracy and CLAP score (for paired comparisons)."""
     from tokenwave.eval.clap import load_clap
-    from tokenwave.eval.tagger import load_tagger, row_labels
+    from tokenwave.eval.tagger import content_labels, load_tagger
 
     tagger, clap = load_tagger(), load_clap()
     acc, fam, cl = [], [], []
     for wav, r in zip(wavs, rows):
-        pred, want = tagger.predict(wav, sr), row_labels(r)
+        pred, want = tagger.predict(wav, sr), content_labels(r)
         acc.append(np.mean([pred.get(k) == v for k, v in want.items()]))
         fam.append(pred.get(field) == want.get(field))
         cl.append(clap.score(r["caption"], wav, sr))

@@ -9,8 +9,9 @@ sentences (target <= 1.2); speaker identification: the share of outputs whose mo
 project's speaker encoder, cosine to the mean embedding of each speaker's clips) is the prompted one (target:
 most, > 0.5); DNSMOS of both.
 Music and sfx (data/music, data/sfx, test split: held-out pieces and parameter ranges, rendered for their caption
-and duration up to 10 s): tag accuracy of the project's tagger on generated audio over its accuracy on the real
-renders (target >= 0.8), KL, FAD and CLAP score beside the codec-resynthesis floor; melody-conditioned music:
+and duration up to 10 s): tag accuracy of the project's tagger (the prompt's tag fields: music's collection, genre,
+instrument, tempo, mode; sfx's family; not the music-or-sfx domain, reported apart) on generated audio over its
+accuracy on the real renders (target >= 0.8), KL, FAD and CLAP score beside the codec-resynthesis floor; melody-conditioned music:
 chroma cosine between the row's melody and the output (target >= 0.6), beside unconditioned output's. Every
 generator a task ships (token LM; flow model in checkpoints/<task>/flow) is scored the same way (``by_generator``);
 the targets read the default one, and ``--choose`` makes the better one the default (generators.json).

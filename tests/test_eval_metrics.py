@@ -9,7 +9,7 @@ from tokenwave.eval.fidelity import mel_distance, si_sdr, stft_distance
 from tokenwave.eval.listen import mean_interval, wilson_interval
 from tokenwave.eval.melody import chroma_cosine
 from tokenwave.eval.speaker import equal_error_rate
-from tokenwave.eval.tagger import frechet_distance, tag_accuracy, tag_kl
+from tokenwave.eval.tagger import content_accuracy, content_labels, frechet_distance, tag_accuracy, tag_kl
 
 SR = 24000
 
@@ -92,6 +92,10 @@ def test_tag_accuracy_eer_and_recall_known_answers():
     acc = tag_accuracy([{"domain": "music", "mode": "major"}, {"domain": "music", "mode": "minor"}],
                        [{"domain": "music", "mode": "major"}, {"domain": "music", "mode": "major"}])
     assert acc == {"domain": 1.0, "mode": 0.5, "mean": 0.75}
+    assert content_accuracy(acc) == 0.5  # a generated clip is not credited for being music when asked for music
+    sfx = {"domain": "sfx", "tags": {"family": "rain"}}
+    assert content_labels(sfx) == {"family": "rain"}
+    assert content_labels({"domain": "sfx", "tags": {}}) == {"domain": "sfx"}  # nothing else to score
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((4, 16))
     emb = np.repeat(centres, 5, axis=0) + 0.05 * rng.standard_normal((20, 16))

@@ -42,6 +42,19 @@ def row_labels(row: dict) -> dict[str, str]:
     return out
 
 
+def content_labels(row: dict) -> dict[str, str]:
+    """The labels a generated clip's tag accuracy is scored on: :func:`row_labels` without ``domain`` (music or
+    sound effect, which the task itself fixes and which would pad the score), unless the row has no other field."""
+    out = row_labels(row)
+    return {f: v for f, v in out.items() if f != "domain"} or out
+
+
+def content_accuracy(per_field: dict[str, float]) -> float | None:
+    """The mean of :func:`tag_accuracy`'s per-field accuracies without ``domain`` (``None`` when no other field)."""
+    vals = [v for f, v in per_field.items() if f not in ("domain", "mean")]
+    return float(np.mean(vals)) if vals else None
+
+
 class Tagger(nn.Module, Checkpointable):
     KIND = "tagger"
     CONFIG = TaggerConfig
