@@ -1,0 +1,395 @@
+"""benchmarks/results/*.json (and the checkpoints' generators.json and config.json) -> the figures in README.md and
+the model cards (checkpoints/**/MODEL.md), so that no figure a reader sees is typed by hand.
+
+    python benchmarks/figures.py --write   # rewrite every generated region from the results files
+    python benchmarks/figures.py --check   # exit 1, listing every region that disagrees with them
+
+A generated region is the text between ``<!-- figures:NAME begin -->`` and ``<!-- figures:NAME end -->``; the prose
+around it stays hand-written. Each region is a function of the results files below (:data:`REGIONS`); a value a file
+does not hold is shown as "—" and named on stderr, so a results file that gains or loses keys never breaks the
+script. tests/test_figures.py runs ``--check``.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import math
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MISSING = "—"
+MARKER = re.compile(r"<!-- figures:(?P<name>[a-z0-9-]+) begin -->(?P<body>.*?)<!-- figures:(?P=name) end -->", re.DOTALL)
+TAGGED = ("music", "sfx")
+GENERATOR_NAMES = {"lm": "token LM", "flow": "flow matching"}
+
+
+class Sources:
+    """Reads the JSON files under ``root`` once each and looks values up by dotted path, noting what is missing."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.cache: dict[str, Any] = {}
+        self.missing: list[str] = []
+
+    def doc(self, rel: str) -> dict:
+        """The JSON file ``rel`` (a results name such as ``"tasks"`` means ``benchmarks/results/tasks.json``)."""
+        rel = rel if rel.endswith(".json") else f"benchmarks/results/{rel}.json"
+        if rel not in self.cache:
+            path = self.root / rel
+            self.cache[rel] = json.loads(path.read_text()) if path.exists() else None
+            if self.cache[rel] is None:
+                self.missing.append(rel)
+        return self.cache[rel] or {}
+
+    def get(self, rel: str, dotted: str) -> Any:
+        """The value at ``dotted`` (keys separated by dots; a key holding a dot is written with ``\\.``) in ``rel``."""
+        x: Any = self.doc(rel)
+        for k in re.split(r"(?<!\\)\.", dotted):
+            k = k.replace("\\.", ".")
+            if not isinstance(x, dict) or k not in x:
+                self.missing.append(f"{rel}: {dotted}")
+                return None
+            x = x[k]
+        return x
+
+    def target(self, rel: str, name: str) -> dict | None:
+        """The target row ``name`` of results file ``rel``."""
+        row = next((t for t in self.doc(rel).get("targets", []) if t.get("name") == name), None)
+        if row is None:
+            self.missing.append(f"{rel}: target {name}")
+        return row
+
+
+def fmt(v: Any, digits: int = 3) -> str:
+    """A figure as printed: 3 significant digits (integers of 3+ digits whole), ``—`` when missing."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return MISSING
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if v != 0 and abs(v) >= 10 ** (digits - 1):
+            return f"{v:.0f}"
+        return f"{v:#.{digits}g}".rstrip(".") if abs(v) >= 1e-3 or v == 0 else f"{v:.1e}"
+    return str(v)
+
+
+def plain(v: Any) -> str:
+    """A setting as written (``5``, ``0.8``), ``—`` when missing."""
+    return MISSING if v is None else f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
+
+def pct(v: Any) -> str:
+    return MISSING if v is None else f"{100 * v:.1f}%"
+
+
+def met(row: dict | None) -> str:
+    if row is None or row.get("met") is None:
+        return MISSING
+    return "met" if row["met"] else "**not met**"
+
+
+def bar(row: dict | None) -> str:
+    return MISSING if row is None else f"{row['op']} {plain(row['target'])}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def targets_table(src: Sources, rel: str, rows: list[tuple[str, str]]) -> str:
+    """``rows`` of (label, target name) of results file ``rel``: value, bar, met and the command that measured it."""
+    out = []
+    for label, name in rows:
+        t = src.target(rel, name)
+        note = f" ({t['note']})" if t and t.get("note") else ""
+        out.append([label, f"**{fmt(t and t['value'])}**", bar(t), met(t),
+                    f"`{t['command']}`{note}" if t and t.get("command") else MISSING])
+    return table(["target", "value", "bar", "", "measured by"], out)
+
+
+# ---- README ---------------------------------------------------------------------------------------------------
+
+def readme_headline(src: Sources) -> str:
+    """Every shipped model's headline figures: the targets (with their bars and commands) and beside them the
+    figures of the same runs that have no bar."""
+    rows: list[list[str]] = []
+
+    def trow(model: str, label: str, rel: str, name: str, show: Callable[[Any], str] = fmt) -> None:
+        t = src.target(rel, name)
+        rows.append([model, label, f"**{show(t and t['value'])}**", bar(t), met(t),
+                     f"`{rel}.json` `{name}`"])
+
+    def frow(model: str, label: str, rel: str, path: str, show: Callable[[Any], str] = fmt) -> None:
+        rows.append([model, label, show(src.get(rel, path)), MISSING, "", f"`{rel}.json` `{path}`"])
+
+    c = "codec (`checkpoints/codec`)"
+    for domain in ("speech", "music", "sfx"):
+        trow(c, f"{domain}: mel distance at 6 kbps over Opus 6 kbps's", "codec", f"{domain}_mel_distance_6kbps_over_opus6k")
+    trow(c, "speech: PESQ-wb at 6 kbps over Opus 6 kbps's", "codec", "speech_pesq_wb_6kbps_over_opus6k")
+    trow(c, "encode + decode, x real time (2 threads)", "codec", "encode_decode_x_realtime")
+    trow(c, "encode + decode speed over EnCodec-24k's, same run", "codec", "encode_decode_speed_over_encodec")
+    t = "text-to-speech (`checkpoints/tts`)"
+    items = src.get("tasks", "figures.tts.items")
+    trow(t, "CER over the engine's own speech (PocketSphinx)", "tasks", "tts_cer_over_engine")
+    trow(t, f"held-out speaker identified, {fmt(items)} clips (project's speaker encoder, in-domain)", "tasks",
+         "tts_speaker_identified_share", pct)
+    trow(t, "10 s of speech, x real time (2 threads)", "tasks", "tts_10s_x_realtime")
+    trow(t, "accent found in unseen voices' prompts", "accent", "test_accent_accuracy", pct)
+    for task in TAGGED:
+        default = src.get("tasks", f"figures.{task}.generator")
+        gens = list(src.get("tasks", f"figures.{task}.by_generator") or {})
+        for g in sorted(gens, key=lambda g: g != default):
+            where = f"checkpoints/{task}" + ("/flow" if g == "flow" else "")
+            model = f"{task}: {GENERATOR_NAMES.get(g, g)}{' (default)' if g == default else ''} (`{where}`)"
+            label = "tag accuracy over the real renders' (project's tagger, in-domain; not the domain field)"
+            if g == default:
+                trow(model, label, "tasks", f"{task}_tag_accuracy_over_real_renders")
+            else:
+                frow(model, label, "tasks", f"figures.{task}.by_generator.{g}.tag_acc_ratio")
+            frow(model, "CLAP score (project's CLAP-style model, in-domain)", "tasks",
+                 f"figures.{task}.by_generator.{g}.generated.clap")
+            if task == "music":
+                if g == src.get("tasks", "figures.music.melody.generator"):
+                    trow(model, "melody chroma cosine", "tasks", "music_melody_chroma_cosine")
+                else:
+                    frow(model, "melody chroma cosine", "tasks", f"figures.music.by_generator.{g}.melody.chroma_cosine_with_melody")
+            if g == default:
+                trow(model, "10 s, x real time (2 threads)", "tasks", f"{task}_10s_x_realtime")
+            else:
+                frow(model, "10 s, x real time (2 threads)", "tasks", f"figures.speed.{task}.by_generator.{g}.x_realtime")
+    for model, label, folder, key in (("eval speaker encoder", "EER on held-out speakers", "speaker", "heldout_eer"),
+                                      ("eval audio tagger", "mean tag accuracy on the test splits", "tagger", "test_acc_mean"),
+                                      ("eval CLAP-style model", "text-to-audio recall@1 on held-out pairs", "clap",
+                                       "test_recall@1")):
+        rel = f"checkpoints/eval/{folder}/config.json"
+        rows.append([f"{model} (`checkpoints/eval/{folder}`)", label, pct(src.get(rel, f"validation.{key}")),
+                     MISSING, "", f"`{rel}` `validation.{key}`"])
+    return table(["model", "figure", "value", "bar", "", "from"], rows)
+
+
+# ---- model cards ----------------------------------------------------------------------------------------------
+
+def codec_speed(src: Sources) -> str:
+    x = src.target("codec", "encode_decode_x_realtime")
+    e = src.target("codec", "encode_decode_speed_over_encodec")
+    enc = src.get("codec", "figures.speed.encodec_6kbps.encode_decode_x_realtime")
+    return (f"**{fmt(x and x['value'])}x faster than real time, {fmt(e and e['value'])}x faster than `transformers`' "
+            f"EncodecModel (24 kHz config, {fmt(enc)}x real time)**")
+
+
+CODEC_METRICS = {"mel_distance": "mel dist", "stft_distance": "MR-STFT dist", "si_sdr": "SI-SDR dB",
+                 "pesq_wb": "PESQ-wb", "stoi": "STOI"}
+
+
+def codec_fidelity(src: Sources) -> str:
+    """Every domain and system ``codec.json`` holds under ``figures.fidelity`` (new ones appear as they are added)."""
+    fid = src.get("codec", "figures.fidelity") or {}
+    metrics = list(CODEC_METRICS) + sorted({m for d in fid.values() for s in d.values() if isinstance(s, dict)
+                                            for m in s if m not in CODEC_METRICS and not m.endswith("_clips")})
+    rows = []
+    for domain, systems in fid.items():
+        for system, vals in systems.items():
+            if isinstance(vals, dict):
+                rows.append([domain, system.replace("_", " ")] + [fmt(vals.get(m)) if m in vals else "" for m in metrics])
+    clips = src.get("codec", "figures.clips") or {}
+    head = (f"`{src.doc('codec').get('command', MISSING)}` ({', '.join(f'{n} {d}' for d, n in clips.items())} clips "
+            f"of up to {plain(src.get('codec', 'figures.clip_seconds_max'))} s, {src.doc('codec').get('date', MISSING)}):")
+    return head + "\n\n" + table(["domain", "system"] + [CODEC_METRICS.get(m, m) for m in metrics], rows)
+
+
+def codec_targets(src: Sources) -> str:
+    names = [t["name"] for t in src.doc("codec").get("targets", [])]
+    return targets_table(src, "codec", [(n.replace("_", " "), n) for n in names])
+
+
+def tts_figures(src: Sources) -> str:
+    f = "figures.tts"
+    cols = ("generated", "codec", "engine")
+
+    def row(label: str, key: str, show: Callable[[Any], str] = fmt) -> list[str]:
+        return [label] + [show(src.get("tasks", f"{f}.{c}.{key}")) if key in (src.get("tasks", f"{f}.{c}") or {})
+                          else "" for c in cols]
+
+    ident = src.get("tasks", f"{f}.speaker_identification") or {}
+    hits = ident.get("hits") or []
+    rows = [row("CER under PocketSphinx", "cer"), row("CER over the engine's", "cer_over_engine"),
+            row("WER", "wer"), row("DNSMOS overall", "dnsmos_ovrl"), row("DNSMOS signal", "dnsmos_sig"),
+            row("DNSMOS P.808", "dnsmos_p808"),
+            row("speaker-encoder cosine to the row's own recording", "speaker_sim"),
+            row("speaker-encoder cosine to another speaker's recording", "other_speaker_sim"),
+            [f"prompted speaker identified among the {fmt(ident.get('speakers'))} held-out ones",
+             f"{pct(ident.get('identified'))} ({sum(hits)} of {len(hits)}; margin {fmt(ident.get('margin_mean'))})",
+             "", pct(ident.get("engine_identified"))]]
+    return (table(["", "generated", "codec resynthesis", "engine"], rows) + "\n\n"
+            + targets_table(src, "tasks", [("CER over the engine's", "tts_cer_over_engine"),
+                                            ("speaker identified", "tts_speaker_identified_share"),
+                                            ("10 s of speech, x real time", "tts_10s_x_realtime")]))
+
+
+def tagged_figures(task: str, this: str) -> Callable[[Sources], str]:
+    """A music / sfx generator's test figures from ``tasks.json``, beside the task's other generator, the codec floor
+    and the real renders, and the task's targets."""
+
+    def render(src: Sources) -> str:
+        base = f"figures.{task}.by_generator"
+        gens = src.get("tasks", base) or {}
+        order = [this] + [g for g in gens if g != this]
+        cols = [(f"{GENERATOR_NAMES.get(g, g)}{' (this model)' if g == this else ''}", f"{base}.{g}.generated")
+                for g in order]
+        cols += [("codec resynthesis (floor)", f"{base}.{this}.codec"), ("real renders", f"{base}.{this}.reference")]
+        fields = sorted({k.removeprefix("tag_acc_") for _, p in cols for k in (src.get("tasks", p) or {})
+                         if k.startswith("tag_acc_") and k not in ("tag_acc_mean", "tag_acc_with_domain", "tag_acc_domain")})
+
+        def row(label: str, key: str) -> list[str]:
+            return [label] + [fmt((src.get("tasks", p) or {}).get(key)) if key in (src.get("tasks", p) or {}) else ""
+                              for _, p in cols]
+
+        rows = [row(f"tag accuracy ({', '.join(fields)}; not the domain)", "tag_acc")]
+        rows += [row(f"  {field}", f"tag_acc_{field}") for field in fields if len(fields) > 1]
+        rows += [row(f"heard as {task} at all (domain, apart)", "tag_acc_domain"), row("CLAP score", "clap"),
+                 row("KL (tagger's class distributions)", "kl"), row("FAD (tagger embeddings)", "fad")]
+        rows.append(["tag accuracy over the real renders'"] + [fmt(src.get("tasks", f"{base}.{g}.tag_acc_ratio"))
+                                                                for g in order] + ["", ""])
+        if task == "music":
+            rows.append(["melody chroma cosine with the melody given (without)"]
+                        + [f"{fmt(src.get('tasks', f'{base}.{g}.melody.chroma_cosine_with_melody'))} "
+                           f"({fmt(src.get('tasks', f'{base}.{g}.melody.chroma_cosine_without_melody'))})"
+                           for g in order] + ["", ""])
+        rows.append(["10 s on 2 threads, x real time"]
+                    + [fmt(src.get("tasks", f"figures.speed.{task}.by_generator.{g}.x_realtime")) for g in order] + ["", ""])
+        t = src.target("tasks", f"{task}_tag_accuracy_over_real_renders")
+        default = src.get("tasks", f"figures.{task}.generator")
+        head = (f"`benchmarks/results/tasks.json`, {fmt(src.get('tasks', 'figures.items_per_task'))} held-out test "
+                f"clips (`{t['command'] if t else MISSING}`); the task's default generator: {GENERATOR_NAMES.get(default, default)}; "
+                "scored by the project's tagger and CLAP-style model (in-domain judges, trained on the project's renders):")
+        names = [(f"{task} tag accuracy over the real renders' (default generator)", f"{task}_tag_accuracy_over_real_renders")]
+        if task == "music":
+            names.append(("melody chroma cosine (the generator for melody requests)", "music_melody_chroma_cosine"))
+        names.append((f"10 s of {task}, x real time (default generator)", f"{task}_10s_x_realtime"))
+        return (head + "\n\n" + table([""] + [c for c, _ in cols], rows) + "\n\n" + targets_table(src, "tasks", names))
+
+    return render
+
+
+def generator_choice(task: str) -> Callable[[Sources], str]:
+    """The measurement behind ``checkpoints/<task>/generators.json``'s default, as that file records it."""
+
+    def render(src: Sources) -> str:
+        rel = f"checkpoints/{task}/generators.json"
+        default = src.get(rel, "default")
+        measured = src.get(rel, "measured") or {}
+        parts = [f"{GENERATOR_NAMES.get(g, g)} {fmt(m.get('tag_acc'))}" for g, m in
+                 sorted(measured.items(), key=lambda kv: kv[0] != default)]
+        return (f"`generators.json` ({src.get(rel, 'date')}): default **{GENERATOR_NAMES.get(default, default)}**, by tag "
+                f"accuracy as measured for the choice, domain field included ({', '.join(parts)})")
+
+    return render
+
+
+def eval_validation(name: str, rows: list[tuple[str, tuple[str, ...], Callable[[Any], str]]]) -> Callable[[Sources], str]:
+    """An eval model's validation figures, from the ``validation`` its ``config.json`` holds: one row per
+    (label, keys, format), the keys' values joined by " / "."""
+
+    def render(src: Sources) -> str:
+        rel = f"checkpoints/eval/{name}/config.json"
+        step = src.get(rel, "validation.step")
+        body = [[label, " / ".join(show(src.get(rel, f"validation.{k}")) for k in keys)] for label, keys, show in rows]
+        return f"From `config.json` (`validation`, step {fmt(step)}):\n\n" + table(["figure", "value"], body)
+
+    return render
+
+
+TAGGER_FIELDS = ("domain", "instrument", "mode", "tempo", "collection", "genre", "family", "mean")
+
+#: file -> region name -> renderer. Every region listed must be in its file, and every marker in a file listed here.
+REGIONS: dict[str, dict[str, Callable[[Sources], str]]] = {
+    "README.md": {"headline": readme_headline},
+    "checkpoints/codec/MODEL.md": {"codec-speed": codec_speed, "codec-fidelity": codec_fidelity,
+                                   "codec-targets": codec_targets},
+    "checkpoints/tts/MODEL.md": {"tts": tts_figures},
+    "checkpoints/music/MODEL.md": {"music-choice": generator_choice("music"), "music-lm": tagged_figures("music", "lm")},
+    "checkpoints/music/flow/MODEL.md": {"music-flow": tagged_figures("music", "flow")},
+    "checkpoints/sfx/MODEL.md": {"sfx-choice": generator_choice("sfx"), "sfx-lm": tagged_figures("sfx", "lm")},
+    "checkpoints/sfx/flow/MODEL.md": {"sfx-choice": generator_choice("sfx"), "sfx-flow": tagged_figures("sfx", "flow")},
+    "checkpoints/eval/speaker/MODEL.md": {"speaker": eval_validation("speaker", [
+        ("EER: valid (seen speakers, new utterances) / held-out speakers (never trained on)",
+         ("valid_eer", "heldout_eer"), pct),
+        ("same-speaker cosine: valid / held-out", ("valid_same_speaker_cosine", "heldout_same_speaker_cosine"), fmt),
+        ("other-speaker cosine: valid / held-out", ("valid_other_speaker_cosine", "heldout_other_speaker_cosine"), fmt)])},
+    "checkpoints/eval/tagger/MODEL.md": {"tagger": eval_validation("tagger", [
+        (f"{f}: test / valid accuracy", (f"test_acc_{f}", f"valid_acc_{f}"), pct) for f in TAGGER_FIELDS])},
+    "checkpoints/eval/clap/MODEL.md": {"clap": eval_validation("clap", [
+        ("text-to-audio recall@1: test / valid", ("test_recall@1", "valid_recall@1"), pct),
+        ("recall@5: test / valid", ("test_recall@5", "valid_recall@5"), pct),
+        ("pairs: test / valid", ("test_pairs", "valid_pairs"), lambda v: MISSING if v is None else f"{v:.0f}")])},
+}
+
+
+def render_file(text: str, regions: dict[str, Callable[[Sources], str]], src: Sources, where: str) -> tuple[str, list[str]]:
+    """``text`` with every generated region rewritten, and the problems found (unknown or absent markers)."""
+    problems, seen = [], set()
+
+    def sub(m: re.Match) -> str:
+        name, body = m["name"], m["body"]
+        seen.add(name)
+        if name not in regions:
+            problems.append(f"{where}: marker figures:{name} has no generator (known: {', '.join(regions) or 'none'})")
+            return m[0]
+        new = regions[name](src)
+        new = f"\n{new}\n" if body.startswith("\n") else new  # a block region keeps its lines, an inline one its line
+        return f"<!-- figures:{name} begin -->{new}<!-- figures:{name} end -->"
+
+    out = MARKER.sub(sub, text)
+    problems += [f"{where}: region figures:{n} is missing (add its begin/end markers)" for n in regions if n not in seen]
+    return out, problems
+
+
+def run(root: Path, write: bool) -> list[str]:
+    """Render every region under ``root``; write the files (``write``) or return every disagreement."""
+    src, problems = Sources(root), []
+    for rel, regions in REGIONS.items():
+        path = root / rel
+        if not path.exists():
+            problems.append(f"{rel}: missing")
+            continue
+        text = path.read_text()
+        new, found = render_file(text, regions, src, rel)
+        problems += found
+        if new != text:
+            if write:
+                path.write_text(new)
+            else:
+                diff = difflib.unified_diff(text.splitlines(), new.splitlines(), f"{rel} (as written)",
+                                            f"{rel} (from the results files)", n=0, lineterm="")
+                problems.append(f"{rel}: generated figures disagree with the results files\n" + "\n".join(diff))
+    for m in dict.fromkeys(src.missing):
+        print(f"figures: not in the results files: {m}", file=sys.stderr)
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--write", action="store_true", help="rewrite the generated regions")
+    mode.add_argument("--check", action="store_true", help="exit 1 if any generated region disagrees")
+    parser.add_argument("--root", type=Path, default=REPO_ROOT, help="the repository (default: this one)")
+    args = parser.parse_args(argv)
+    problems = run(args.root, args.write)
+    for p in problems:
+        print(p, file=sys.stderr)
+    if args.check and problems:
+        print(f"{len(problems)} disagreement(s); run `python benchmarks/figures.py --write`", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
