@@ -154,6 +154,12 @@ class BatchEngine:
 
     # --- loop --------------------------------------------------------------------------------------------------
     def _loop(self) -> None:
+        # no autograd: with it on, the KV cache and ``hidden`` chained every step's graph, and each job left about
+        # 40 MB of activations alive (RSS grew without bound); inference mode also makes a step 1.3-1.9x faster
+        with torch.inference_mode():
+            self._run()
+
+    def _run(self) -> None:
         while True:
             with self._cv:
                 while not self._stop and not self.active and not self.waiting and not self.parked:
