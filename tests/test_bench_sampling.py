@@ -61,3 +61,22 @@ def test_paired_choice_keeps_the_default_unless_the_gain_beats_its_noise():
     assert bench.choose(figs, [a, b], None) == bench.key(a)  # within the noise: the default stays
     figs["settings"][bench.key(b)]["cer_vs_default"] = {"mean": -0.02, "se": 0.01}
     assert bench.choose(figs, [a, b], None) == bench.key(b)
+
+
+def test_the_valid_choice_is_checked_on_test_clips_and_can_fail(monkeypatch):
+    default, chosen = {"cfg_scale": 2.0}, {"cfg_scale": 4.0}
+    test_rows = [{"id": i} for i in range(4)]
+    scores = {2.0: [0.5, 0.5, 0.5, 0.5], 4.0: [0.25, 0.5, 0.5, 0.5]}  # the choice is worse on the test clips
+    monkeypatch.setattr(bench, "render_tagged", lambda task, rows, setting, args: {
+        "tag_acc_items": scores[setting["cfg_scale"]][: len(rows)]})
+    figs = {"metric": "tag_acc", "task": "music", "best": bench.key(chosen)}
+    row = bench.test_check(None, None, figs, [default, chosen], Path("."), test_rows)
+    assert row["name"] == "chosen_tag_acc_minus_default_on_test" and row["op"] == ">"
+    assert row["value"] == -0.0625 and row["met"] is False and row["items"] == 4
+    assert figs["test"]["tag_acc"] == {"chosen": 0.4375, "default": 0.5}
+    scores[4.0] = [0.75, 0.5, 0.5, 0.5]
+    assert bench.test_check(None, None, figs, [default, chosen], Path("."), test_rows)["met"] is True
+    # the default chosen on valid: nothing to check, and the row says so rather than passing
+    figs["best"] = bench.key(default)
+    row = bench.test_check(None, None, figs, [default, chosen], Path("."), test_rows)
+    assert row["met"] is None and row["value"] is None and "nothing to check" in row["note"]
