@@ -26,6 +26,7 @@ MISSING = "—"
 MARKER = re.compile(r"<!-- figures:(?P<name>[a-z0-9-]+) begin -->(?P<body>.*?)<!-- figures:(?P=name) end -->", re.DOTALL)
 TAGGED = ("music", "sfx")
 GENERATOR_NAMES = {"lm": "token LM", "flow": "flow matching"}
+TAG_ACC_WITHOUT_DOMAIN = "2026-12-07"  # results written before this date count the domain field in tag accuracy
 
 
 class Sources:
@@ -295,6 +296,66 @@ def generator_choice(task: str) -> Callable[[Sources], str]:
     return render
 
 
+def paired(d: dict | None) -> str:
+    """``mean ± se`` of a paired difference, signed."""
+    return MISSING if not d else f"{d['mean']:+.3f} ± {d['se']:.3f}"
+
+
+def speech_decoder(rel: str, baseline: str, candidate: str) -> Callable[[Sources], str]:
+    """benchmarks/decoder.py --task tts: a candidate speech decoder against a baseline on the same codes, resynthesis
+    (the engine's speech coded and decoded both ways) and generated (the same TTS tokens decoded both ways)."""
+
+    def render(src: Sources) -> str:
+        s = src.get(rel, "figures.summary") or {}
+
+        def v(system: str, metric: str) -> Any:
+            return (s.get(system) or {}).get(metric)
+
+        def with_ratio(system: str) -> str:
+            return f"{fmt(v(system, 'cer'))} ({fmt(v(system, 'cer_over_engine'))}x)"
+
+        rows = [["resynthesis CER (PocketSphinx; over the engine's)", fmt(v("engine", "cer")), with_ratio("baseline"),
+                 with_ratio("candidate"), paired(src.get(rel, "figures.resynthesis_cer_candidate_minus_baseline"))],
+                ["generated CER (over the engine's)", "", with_ratio("baseline_generated"),
+                 with_ratio("candidate_generated"), paired(src.get(rel, "figures.generated_cer_candidate_minus_baseline"))]]
+        if "speaker_margin" in (s.get("candidate_generated") or {}):
+            rows.append(["generated speaker margin (cosine to the row's own recording minus to another speaker's)", "",
+                         fmt(v("baseline_generated", "speaker_margin")), fmt(v("candidate_generated", "speaker_margin")),
+                         paired(src.get(rel, "figures.generated_speaker_margin_candidate_minus_baseline"))])
+        rows += [["resynthesis STOI / PESQ-wb", "", *(f"{fmt(v(k, 'stoi'))} / {fmt(v(k, 'pesq_wb'))}"
+                                                        for k in ("baseline", "candidate")), ""],
+                 ["resynthesis mel distance / SI-SDR (dB)", "", *(f"{fmt(v(k, 'mel_distance'))} / {fmt(v(k, 'si_sdr'))}"
+                                                                   for k in ("baseline", "candidate")), ""],
+                 ["DNSMOS overall, resynthesis / generated", fmt(v("engine", "dnsmos_ovrl")),
+                  *(f"{fmt(v(k, 'dnsmos_ovrl'))} / {fmt(v(k + '_generated', 'dnsmos_ovrl'))}" for k in ("baseline", "candidate")), ""]]
+        head = (f"`benchmarks/results/{rel}.json` ({src.doc(rel).get('date', MISSING)}; {fmt(src.get(rel, 'figures.clips'))} "
+                f"clips of the {src.get(rel, 'figures.split')} split):")
+        return head + "\n\n" + table(["", "engine", baseline, candidate, f"paired difference ({candidate} - {baseline})"], rows)
+
+    return render
+
+
+def music_decoder(rel: str) -> Callable[[Sources], str]:
+    """benchmarks/decoder.py --task music: the fine-tuned latent decoder against the codec's on the same latents."""
+
+    def render(src: Sources) -> str:
+        s = src.get(rel, "figures.summary") or {}
+        pair = src.get(rel, "figures.paired") or {}
+        date = src.doc(rel).get("date", MISSING)
+        acc = "tag accuracy" + (" (the domain field counted, as scored then)" if str(date) < TAG_ACC_WITHOUT_DOMAIN else "")
+        rows = []
+        for what, general, tuned in (("resynthesis", "general", "tuned"), ("flow output", "generated_general", "generated_tuned")):
+            for label, metric in ((acc, "tag_acc"), ("instrument recognised", "instrument_acc"), ("CLAP score", "clap")):
+                real = (s.get("reference") or {}).get(metric) if what == "resynthesis" else None
+                rows.append([f"{what}: {label}", fmt((s.get(general) or {}).get(metric)),
+                             fmt((s.get(tuned) or {}).get(metric)) + (f" (real renders {fmt(real)})" if real is not None else ""),
+                             paired(pair.get(f"{tuned}_minus_{general}_{metric}")) if f"{tuned}_minus_{general}_{metric}" in pair else ""])
+        head = f"`benchmarks/results/{rel}.json` ({date}; {fmt(src.get(rel, 'figures.clips'))} clips of the {src.get(rel, 'figures.split')} split):"
+        return head + "\n\n" + table(["", "codec's decoder", "this decoder", "paired difference"], rows)
+
+    return render
+
+
 def eval_validation(name: str, rows: list[tuple[str, tuple[str, ...], Callable[[Any], str]]]) -> Callable[[Sources], str]:
     """An eval model's validation figures, from the ``validation`` its ``config.json`` holds: one row per
     (label, keys, format), the keys' values joined by " / "."""
@@ -316,6 +377,11 @@ REGIONS: dict[str, dict[str, Callable[[Sources], str]]] = {
     "checkpoints/codec/MODEL.md": {"codec-speed": codec_speed, "codec-fidelity": codec_fidelity,
                                    "codec-targets": codec_targets},
     "checkpoints/tts/MODEL.md": {"tts": tts_figures},
+    "checkpoints/tts/decoder/MODEL.md": {
+        "decoder-voice-valid": speech_decoder("decoder-voice-valid", "stage 1", "stage 2"),
+        "decoder-phones-valid": speech_decoder("decoder-phones-valid", "plain speech decoder", "stage 1"),
+        "decoder-test": speech_decoder("decoder", "codec's decoder", "stage 1")},
+    "checkpoints/music/flow/decoder/MODEL.md": {"decoder-music": music_decoder("decoder-music")},
     "checkpoints/music/MODEL.md": {"music-choice": generator_choice("music"), "music-lm": tagged_figures("music", "lm")},
     "checkpoints/music/flow/MODEL.md": {"music-flow": tagged_figures("music", "flow")},
     "checkpoints/sfx/MODEL.md": {"sfx-choice": generator_choice("sfx"), "sfx-lm": tagged_figures("sfx", "lm")},
