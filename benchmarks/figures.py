@@ -236,6 +236,15 @@ def tts_figures(src: Sources) -> str:
                                             ("10 s of speech, x real time", "tts_10s_x_realtime")]))
 
 
+def tts_status(src: Sources) -> str:
+    """The TTS card's status line: its two quality targets, as ``tasks.json`` holds them."""
+    cer, ident = src.target("tasks", "tts_cer_over_engine"), src.target("tasks", "tts_speaker_identified_share")
+    hits = src.get("tasks", "figures.tts.speaker_identification.hits") or []
+    return (f"CER {fmt(cer and cer['value'])}x the engine's, bar {bar(cer)}: {met(cer)}; an unseen speaker's prompt "
+            f"is identified in {pct(ident and ident['value'])} of the {len(hits)} benchmark outputs, bar {bar(ident)}: "
+            f"{met(ident)}")
+
+
 def tagged_figures(task: str, this: str) -> Callable[[Sources], str]:
     """A music / sfx generator's test figures from ``tasks.json``, beside the task's other generator, the codec floor
     and the real renders, and the task's targets."""
@@ -376,7 +385,7 @@ REGIONS: dict[str, dict[str, Callable[[Sources], str]]] = {
     "README.md": {"headline": readme_headline},
     "checkpoints/codec/MODEL.md": {"codec-speed": codec_speed, "codec-fidelity": codec_fidelity,
                                    "codec-targets": codec_targets},
-    "checkpoints/tts/MODEL.md": {"tts": tts_figures},
+    "checkpoints/tts/MODEL.md": {"tts-status": tts_status, "tts": tts_figures},
     "checkpoints/tts/decoder/MODEL.md": {
         "decoder-voice-valid": speech_decoder("decoder-voice-valid", "stage 1", "stage 2"),
         "decoder-phones-valid": speech_decoder("decoder-phones-valid", "plain speech decoder", "stage 1"),
