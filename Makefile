@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[data,test,eval,serve]' $(TORCH)
+	$(PY) -m pip install -q -e '.[data,test,eval,serve,judges]' $(TORCH)
+	$(PY) -m pip install -q --no-deps resemblyzer==0.1.4 aisfx==0.1.2 # their pinned dependencies: see pyproject's judges
 	touch $(STAMP)
 
 venv: $(STAMP)

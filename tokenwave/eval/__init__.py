@@ -1,7 +1,9 @@
 """Evaluation. ``tokenwave.eval.fidelity``: codec fidelity metrics (mel/STFT distance, SI-SDR, PESQ-wb, STOI) and
 ``fidelity(ref, est, sr, speech)`` computing them all; ``tokenwave.eval.opus``: the Opus round-trip baseline.
 
-The rest load on demand (each needs the ``eval`` extra): ``asr`` (PocketSphinx CER/WER), ``mos`` (DNSMOS),
+The rest load on demand (each needs the ``eval`` extra): ``judges`` (third-party judges from wheels, the ``judges``
+extra: Whisper CER/WER, Resemblyzer speaker similarity, the aisfx embedding's Fréchet distance), ``peers`` (Piper and
+espeak-ng, the TTS peers), ``asr`` (PocketSphinx CER/WER, a second opinion), ``mos`` (DNSMOS),
 ``speaker`` (speaker encoder, EER), ``tagger`` (tag accuracy, KL, FAD), ``clap`` (text-audio score, recall@k),
 ``melody`` (chroma cosine), ``suite`` + ``report`` (``tokenwave eval``), ``listen`` (the A/B listening page).
 The eval models are trained by ``tokenwave train speaker|tagger|clap`` and shipped in ``checkpoints/eval/``."""

