@@ -163,11 +163,11 @@ def test_real_encoder_with_held_out_speakers(tmp_path, held_out_speech):
 def test_cli_voices(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import tokenwave.safety.cli as safety_cli
+    import tokenwave.safety.commands as safety_commands
     from tokenwave.audio import save_audio
     from tokenwave.cli import app
 
-    monkeypatch.setattr(safety_cli, "_registry", lambda registry, encoder: VoiceRegistry(registry, BandEnvelopeEncoder()))
+    monkeypatch.setattr(safety_commands, "_registry", lambda registry, encoder: VoiceRegistry(registry, BandEnvelopeEncoder()))
     save_audio(tmp_path / "a.wav", voice(0, 0), SR)
     save_audio(tmp_path / "b.wav", voice(1, 0), SR)
     reg = str(tmp_path / "v.sqlite")

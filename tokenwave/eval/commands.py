@@ -1,5 +1,6 @@
-"""The evaluation commands: ``tokenwave eval codec|tts|music|sfx``, ``tokenwave listen`` and the eval models'
-training commands ``tokenwave train speaker|tagger|clap`` (registered on the main app by :func:`register`)."""
+"""The evaluation commands: ``tokenwave eval codec|tts|music|sfx`` and ``tokenwave listen``, registered on the main
+CLI app by :func:`register`. The eval models are trained by ``tokenwave train speaker|tagger|clap``
+(:mod:`tokenwave.train.commands`)."""
 from __future__ import annotations
 
 import json
@@ -7,8 +8,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-
-from tokenwave import cli_options as opts
 
 eval_app = typer.Typer(help="Score a model on a dataset split: metrics.json, report.md and PNG plots (offline eval models).",
                        no_args_is_help=True)
@@ -32,7 +31,7 @@ def eval_codec(
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
     """Codec fidelity (mel/STFT distance, SI-SDR, PESQ, STOI) with CER or tag accuracy of original vs resynthesis."""
-    from tokenwave.eval.suite import evaluate_codec
+    from tokenwave.eval.suite import evaluate_codec  # lazy: keeps --help free of torch
 
     _echo(evaluate_codec(model, data, out, kbps, split, limit, seed), out)
 
@@ -47,9 +46,10 @@ def eval_tts(
     seed: int = typer.Option(0, help="Random seed (item i uses seed + i)."),
 ) -> None:
     """CER/WER (PocketSphinx), DNSMOS and speaker similarity of generated speech; the engine's own speech as floor."""
-    from tokenwave.eval.suite import evaluate_tts
+    from tokenwave.eval.suite import evaluate_tts  # lazy: keeps --help free of torch
+    from tokenwave.tasks import load_task  # lazy: keeps --help free of torch
 
-    _echo(evaluate_tts(model, data, out, split, limit, seed), out)
+    _echo(evaluate_tts(load_task("tts", model), data, out, split, limit, seed, model=model), out)
 
 
 def _audio_task_command(name: str, default_data: str) -> None:
@@ -62,9 +62,11 @@ def _audio_task_command(name: str, default_data: str) -> None:
         seed: int = typer.Option(0, help="Random seed (item i uses seed + i)."),
         generator: Optional[str] = typer.Option(None, help="lm or flow (default: the model folder's default)."),
     ) -> None:
-        from tokenwave.eval.suite import evaluate_audio_task
+        from tokenwave.eval.suite import evaluate_audio_task  # lazy: keeps --help free of torch
+        from tokenwave.tasks import load_task  # lazy: keeps --help free of torch
 
-        _echo(evaluate_audio_task(name, model, data, out, split, limit, seed, generator=generator), out)
+        task = load_task(name, model, generator=generator)
+        _echo(evaluate_audio_task(name, task, data, out, split, limit, seed, model=model), out)
 
     command.__doc__ = (f"Tag accuracy, KL, FAD (project tagger), CLAP score{' and melody chroma cosine' if name == 'music' else ''}"
                        f" of generated {name}; the codec resynthesis of the references as floor.")
@@ -85,7 +87,7 @@ def listen(
     summary: bool = typer.Option(False, help="Print the preference rates and MOS (95% CIs) collected so far and exit."),
 ) -> None:
     """A/B listening page: blinded, randomised pairs (or single items) -> preferences and 1-5 MOS in SQLite."""
-    from tokenwave.eval.listen import ListeningTest, serve
+    from tokenwave.eval.listen import ListeningTest, serve  # lazy: keeps --help fast (numpy, soundfile)
 
     test = ListeningTest(pairs, db or pairs / "listening.sqlite", seed=seed, mode=mode)
     if summary:
@@ -95,44 +97,7 @@ def listen(
     serve(test, host, port)
 
 
-def _train_command(train_app: typer.Typer, name: str, what: str, default_data: str) -> None:
-    """Register ``tokenwave train NAME`` for one of the eval models (speaker, tagger, clap)."""
-
-    def command(
-        data: list[Path] = typer.Option(..., "--data", help=f"Dataset folder(s), e.g. {default_data}; repeat --data for several."),
-        out: Path = opts.RUN_OUT,
-        steps: int = typer.Option(2000, min=1, help="Total optimisation steps."),
-        preset: str = typer.Option("default", help="Model size: default (128x4 ConvNeXt) or tiny (for tests)."),
-        batch_size: int = typer.Option(32, min=1),
-        lr: float = typer.Option(2e-3),
-        val_every: int = opts.VAL_EVERY,
-        ckpt_every: int = opts.CKPT_EVERY,
-        log_every: int = opts.LOG_EVERY,
-        seed: int = opts.SEED,
-        device: str = typer.Option("cpu", help="auto, cpu or cuda."),
-        threads: int = opts.THREADS,
-        resume: bool = opts.RESUME,
-        until: Optional[int] = opts.UNTIL,
-    ) -> None:
-        from tokenwave.cli import _run_training
-        from tokenwave.train.eval_models import PRESETS, RECIPES, EvalTrainConfig, preset_config
-
-        tcfg = EvalTrainConfig(batch_size=batch_size, lr=lr, total_steps=steps)
-        _run_training(name, PRESETS, preset, device, seed,
-                      lambda info: RECIPES[name]([str(d) for d in data], preset_config(preset), tcfg, info, seed=seed),
-                      out, steps, val_every, ckpt_every, log_every, resume, until, threads)
-
-    command.__doc__ = what
-    train_app.command(name)(command)
-
-
-def register(app: typer.Typer, train_app: typer.Typer) -> None:
-    """Add ``eval``, ``listen`` and ``train speaker|tagger|clap`` to the ``tokenwave`` command."""
+def register(app: typer.Typer) -> None:
+    """Add ``tokenwave eval codec|tts|music|sfx`` and ``tokenwave listen``."""
     app.add_typer(eval_app, name="eval")
     app.command("listen")(listen)
-    _train_command(train_app, "speaker", "Train the eval speaker encoder (speaker similarity; EER on held-out speakers).",
-                   "data/speech")
-    _train_command(train_app, "tagger", "Train the eval audio tagger (music tags, sfx family -> tag accuracy, KL, FAD).",
-                   "data/music --data data/sfx")
-    _train_command(train_app, "clap", "Train the eval CLAP-style audio tower against the frozen MiniLM text tower.",
-                   "data/music --data data/sfx")

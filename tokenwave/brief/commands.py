@@ -1,4 +1,4 @@
-"""`tokenwave brief BRIEF.yaml [--json] [--out DIR] [--run]` (registered on the main app in tokenwave/cli.py)."""
+"""`tokenwave brief BRIEF.yaml [--json] [--out DIR] [--run]`, registered on the main CLI app."""
 from __future__ import annotations
 
 import json
@@ -6,6 +6,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
+from tokenwave.brief.plan import make_plan
+from tokenwave.brief.schema import load_brief
+from tokenwave.fileio import atomic_write_text
 
 
 def brief(
@@ -20,14 +24,11 @@ def brief(
                                          "(default: checkpoints/tts, music or sfx)."),
 ) -> None:
     """Validate an audio brief and print its production plan (model, hosting, prompt, chain, seeds, eval plan)."""
-    from tokenwave.brief.plan import make_plan
-    from tokenwave.brief.render import plan_markdown
-    from tokenwave.brief.schema import load_brief
-    from tokenwave.fileio import atomic_write_text
+    from tokenwave.brief.render import plan_markdown  # lazy: keeps --help fast
 
     b = load_brief(path)
     if run:
-        from tokenwave.brief.run import run_brief
+        from tokenwave.brief.run import run_brief  # lazy: keeps --help free of torch (the task models)
 
         folder = out or Path("brief-runs") / path.stem
         report = run_brief(b, folder, consent_check=consent_check, model_dir=model)
@@ -39,3 +40,8 @@ def brief(
         atomic_write_text(out / "plan.md", plan_markdown(plan))
         atomic_write_text(out / "plan.json", json.dumps(plan, indent=2, ensure_ascii=False) + "\n")
     typer.echo(text)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``tokenwave brief``."""
+    app.command("brief")(brief)

@@ -1,4 +1,4 @@
-"""`tokenwave voices add|list|revoke|optout` and `tokenwave detect` (registered on the main app in tokenwave/cli.py)."""
+"""`tokenwave voices add|list|revoke|optout` and `tokenwave detect`, registered on the main CLI app."""
 from __future__ import annotations
 
 import json
@@ -17,18 +17,20 @@ EMBED_RATE = 16000
 
 
 def _registry(registry: Optional[Path], encoder: Optional[Path]):
-    from tokenwave.safety.consent import VoiceRegistry
+    """The registry file (default: the user's) with the speaker encoder at ``encoder`` (default: the shipped one)."""
+    from tokenwave.safety.consent import VoiceRegistry  # lazy: keeps --help fast (numpy)
 
     enc = None
     if encoder is not None:
-        from tokenwave.eval.speaker import load_speaker_encoder
+        from tokenwave.eval.speaker import load_speaker_encoder  # lazy: keeps --help free of torch
 
         enc = load_speaker_encoder(encoder)
     return VoiceRegistry(registry, enc)
 
 
 def _audio(path: Path):
-    from tokenwave.audio import load_audio
+    """Audio file -> float32 [N] mono at 16 kHz, the speaker encoder's rate."""
+    from tokenwave.audio import load_audio  # lazy: keeps --help fast (scipy, soundfile)
 
     return load_audio(path, EMBED_RATE)[0]
 
@@ -55,7 +57,7 @@ def voices_list(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List consented voices and opted-out speakers."""
-    from tokenwave.safety.consent import VoiceRegistry
+    from tokenwave.safety.consent import VoiceRegistry  # lazy: keeps --help fast (numpy)
 
     with VoiceRegistry(registry) as reg:
         voices, optouts = [v.as_dict() for v in reg.voices()], reg.optouts()
@@ -83,7 +85,7 @@ def voices_revoke(
     registry: Optional[Path] = typer.Option(None, help=REGISTRY_HELP),
 ) -> None:
     """Revoke a voice's consent: prompts matching it are refused from now on."""
-    from tokenwave.safety.consent import VoiceRegistry
+    from tokenwave.safety.consent import VoiceRegistry  # lazy: keeps --help fast (numpy)
 
     with VoiceRegistry(registry) as reg:
         reg.revoke(name, reason)
@@ -109,11 +111,17 @@ def detect(
     key: Optional[str] = typer.Option(None, help="Watermark key (default: tokenwave's)."),
 ) -> None:
     """Report whether a file carries the tokenwave watermark, with its p-value (JSON)."""
-    from tokenwave.audio import load_audio
-    from tokenwave.safety.watermark import DEFAULT_KEY, P_THRESHOLD, detect_watermark
+    from tokenwave.audio import load_audio  # lazy: keeps --help fast (scipy, soundfile)
+    from tokenwave.safety.watermark import DEFAULT_KEY, P_THRESHOLD, detect_watermark  # lazy: keeps --help fast (scipy)
 
     wav, sr = load_audio(path)
     r = detect_watermark(wav, sr, key=key or DEFAULT_KEY)
     typer.echo(json.dumps({"file": str(path), "present": r.present, "p_value": float(f"{r.p_value:.3g}"),
                            "score": round(r.score, 2), "confidence": round(1.0 - r.p_value, 6),
                            "threshold_p": P_THRESHOLD, "seconds": round(len(wav) / sr, 2)}))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``tokenwave detect`` and ``tokenwave voices add|list|revoke|optout``."""
+    app.command("detect")(detect)
+    app.add_typer(voices_app, name="voices")
