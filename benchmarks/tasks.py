@@ -83,7 +83,7 @@ def bench_tts(items: int, out: Path) -> tuple[dict, list]:
 
     data = REPO_ROOT / "data" / "speech"
     task = load_task("tts")
-    res = evaluate_tts(None, data, out / "tts", limit=items, task=task)
+    res = evaluate_tts(task, data, out / "tts", limit=items)
     s = res["summary"]
     by_id = {r["id"]: r for r in read_manifest(data)}
     files = sorted((out / "tts" / "audio" / "generated").glob("*.wav"))  # what evaluate_tts rendered
@@ -104,7 +104,7 @@ def _tagged_figures(task, task_name: str, data: Path, items: int, out: Path) -> 
     melody's chroma cosine with and without the melody."""
     from tokenwave.eval.suite import evaluate_audio_task
 
-    res = evaluate_audio_task(task_name, None, data, out / f"{task_name}-{task.generator}", limit=items, task=task)
+    res = evaluate_audio_task(task_name, task, data, out / f"{task_name}-{task.generator}", limit=items)
     s = res["summary"]
     figs = {k: s[k] for k in ("generated", "codec", "reference")}
     figs["tag_acc_ratio"] = s["generated"]["tag_acc"] / s["reference"]["tag_acc"] if s["reference"].get("tag_acc") else None

@@ -156,7 +156,7 @@ def _run_cli(args):
 
 def test_eval_music_and_sfx_reports(eval_models, datasets, tmp_path, monkeypatch):
     monkeypatch.setenv("TOKENWAVE_CHECKPOINTS", str(eval_models))
-    monkeypatch.setattr("tokenwave.eval.suite._load_task", lambda task, model, generator=None: ReferenceTask())
+    monkeypatch.setattr("tokenwave.tasks.load_task", lambda task, model, generator=None: ReferenceTask())
     out = tmp_path / "music"
     _run_cli(["eval", "music", "--data", datasets["music"], "--out", out, "--split", "train", "--limit", 3])
     m = json.loads((out / "metrics.json").read_text())
@@ -179,7 +179,7 @@ def test_eval_music_and_sfx_reports(eval_models, datasets, tmp_path, monkeypatch
 def test_eval_tts_and_codec_reports(eval_models, datasets, tmp_path, monkeypatch):
     monkeypatch.setenv("TOKENWAVE_CHECKPOINTS", str(eval_models))
     task = ReferenceTTS()
-    monkeypatch.setattr("tokenwave.eval.suite._load_task", lambda name, model, generator=None: task)
+    monkeypatch.setattr("tokenwave.tasks.load_task", lambda name, model, generator=None: task)
     # an aligned copy of the data: each clip's floor is resynthesised with its own phone timings
     data = shutil.copytree(datasets["speech"], tmp_path / "speech")
     rows = [r for r in read_manifest(data) if r["split"] == "test"][:2]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from tokenwave.errors import DatasetError
 from tokenwave.eval.report import write_report
 from tokenwave.progress import progress_bar
 from tokenwave.seeding import seed_everything
+
+if TYPE_CHECKING:  # the suite is given a loaded task: evaluation sits below the tasks it scores
+    from tokenwave.tasks.base import Task
 
 TASKS = ("codec", "tts", "music", "sfx")
 
@@ -113,14 +117,15 @@ def other_speaker_row(rows: list[dict], i: int) -> dict | None:
     return next((r for r in rows[i + 1:] + rows[:i] if r.get("speaker") != rows[i].get("speaker")), None)
 
 
-def evaluate_tts(model: str | os.PathLike | None, data: Path, out: Path, split: str = "test",
-                 limit: int | None = None, seed: int = 0, task=None) -> dict:
+def evaluate_tts(task: Task, data: Path, out: Path, split: str = "test", limit: int | None = None, seed: int = 0,
+                 model: str | os.PathLike | None = None) -> dict:
+    """A loaded TTS task (``tokenwave.tasks.load_task("tts", ...)``) scored on ``data``'s ``split``; ``model``: the
+    folder it came from, named in the report (None: the shipped one)."""
     from tokenwave.eval.asr import cer, transcribe, wer
     from tokenwave.eval.mos import dnsmos
     from tokenwave.eval.speaker import load_speaker_encoder
 
     seed_everything(seed)
-    task = task or _load_task("tts", model)
     sr = task.sample_rate
     spk = load_speaker_encoder()
     rows = _rows(data, split, limit, need="text")
@@ -190,12 +195,12 @@ def spk_validation(spk) -> str:
         return "unknown (no validation figures in the checkpoint)"
 
 
-def evaluate_audio_task(task_name: str, model: str | os.PathLike | None, data: Path, out: Path, split: str = "test",
-                        limit: int | None = None, seed: int = 0, task=None, codec_model=None,
-                        generator: str | None = None) -> dict:
-    """music / sfx: tag accuracy, KL and FAD on the tagger, CLAP score and (music) melody chroma cosine, for the
-    generated audio and for the codec resynthesis of the reference renders (the floor); ``generator``: "lm" or
-    "flow" (default: the model folder's)."""
+def evaluate_audio_task(task_name: str, task: Task, data: Path, out: Path, split: str = "test",
+                        limit: int | None = None, seed: int = 0, codec_model=None,
+                        model: str | os.PathLike | None = None) -> dict:
+    """A loaded music / sfx task (its generator chosen when loaded) -> tag accuracy, KL and FAD on the tagger, CLAP
+    score and (music) melody chroma cosine, for the generated audio and for the codec resynthesis of the reference
+    renders (the floor); ``model``: the folder it came from, named in the report (None: the shipped one)."""
     from tokenwave.codec import load_codec
     from tokenwave.eval.clap import load_clap
     from tokenwave.eval.melody import chroma_cosine
@@ -203,7 +208,6 @@ def evaluate_audio_task(task_name: str, model: str | os.PathLike | None, data: P
                                          row_labels, tag_accuracy, tag_kl)
 
     seed_everything(seed)
-    task = task or _load_task(task_name, model, generator)
     sr = task.sample_rate
     tagger, clap, codec = load_tagger(), load_clap(), load_codec(codec_model)
     rows = _rows(data, split, limit, need="caption")
@@ -263,9 +267,3 @@ def evaluate_audio_task(task_name: str, model: str | os.PathLike | None, data: P
             "items": len(items), "seed": seed}
     write_report(out, f"{task_name} eval: {data.name} ({split})", summary, items, examples, notes, meta)
     return {"summary": summary, **meta}
-
-
-def _load_task(task: str, model, generator: str | None = None):
-    from tokenwave.tasks import load_task
-
-    return load_task(task, model, generator=generator)

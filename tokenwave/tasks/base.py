@@ -4,19 +4,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from tokenwave.errors import InvalidArgumentError, TokenwaveError
+from tokenwave.errors import InvalidArgumentError
 from tokenwave.lm.sampling import SamplingParams
+from tokenwave.models.folder import MissingModelError
 
 MAX_DURATION = 60.0   # seconds a music / sfx request may ask for
 MAX_TEXT_CHARS = 2000  # characters a TTS request may hold
-
-
-class MissingModelError(TokenwaveError):
-    """A task's checkpoint folder is missing or is not that task's model."""
 
 
 @dataclass
@@ -43,39 +40,6 @@ class GeneratedAudio:
         atomic_write_text(path.with_name(path.name + ".json"), json.dumps(self.metadata, indent=2) + "\n")
         return path
 
-# a task folder's record of its generators: the default one and the sampling controls measured best for each
-# (benchmarks/tasks.py --choose, benchmarks/sampling.py --apply)
-GENERATORS_FILE = "generators.json"
-
-
-def read_generators(folder: Path) -> dict:
-    """A task folder's ``generators.json`` ({} when it has none)."""
-    import json
-
-    path = Path(folder) / GENERATORS_FILE
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except ValueError as e:
-        from tokenwave.checkpoint import CheckpointError
-
-        raise CheckpointError(f"{path} is not valid JSON ({e})",
-                              "restore it from the repository, or delete it to use the built-in defaults") from e
-
-
-# a model folder's optional subfolder: a codec decoder fine-tuned for that model's output (`tokenwave train decoder`)
-DECODER = "decoder"
-
-
-def folder_decoder(folder: Path, codec, n_q: int):
-    """``codec`` decoding with the decoder in ``folder/decoder`` (checked for ``n_q`` codebooks, 0: latents), or
-    None when the model folder has none."""
-    if not (folder / DECODER / "config.json").exists():
-        return None
-    from tokenwave.codec.decoders import load_decoder
-
-    return load_decoder(folder / DECODER, codec, n_q=n_q)
 
 @dataclass
 class Sampling:
@@ -155,3 +119,23 @@ def default_model_dir(task: str, model: str | os.PathLike | None) -> Path:
                                 f"pass --model with a folder from `tokenwave train {'tts' if task == 'tts' else 'lm'}`"
                                 " (its model/ subfolder), or restore checkpoints/ from the repository")
     return path
+
+
+@runtime_checkable
+class Task(Protocol):
+    """The contract every task implements (:class:`~tokenwave.tasks.tts.TTS`,
+    :class:`~tokenwave.tasks.tagged.TaggedTask`): what the CLI, the server and the evaluation suite rely on."""
+
+    task: str             # "tts", "music" or "sfx"
+    folder: Path          # the model folder it was loaded from
+    sample_rate: int      # Hz of the audio it makes (its codec's)
+    frame_rate: float     # code frames per second
+
+    def defaults_for(self, generator: str, melody: bool = False) -> dict:
+        """The sampling controls measured best for ``generator`` ("lm" or "flow"), with or without a melody: what a
+        request's unset controls take. A generator or melody the task does not have is refused."""
+        ...
+
+    def generate_row(self, row: dict, dataset: str | os.PathLike, seed: int = 0) -> np.ndarray:
+        """Evaluation: a dataset row (its text or caption) -> the task's audio for it at :attr:`sample_rate`."""
+        ...

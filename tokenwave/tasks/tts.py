@@ -1,7 +1,7 @@
 """Text-to-speech with a voice prompt: text -> sentences -> phonemes (espeak-ng via phonemizer) -> the TTS token
 LM (conditioned on phonemes, 3 s of the voice's codes and the length; an aligned model also on each frame's phone,
 timed by espeak-ng in the voice's accent: one asked for, a built-in voice's own, a recording's detected from its
-transcript (:mod:`tokenwave.data.accent`), else the reference ``en-us``) -> codec decode.
+transcript (:mod:`tokenwave.speech.accent`), else the reference ``en-us``) -> codec decode.
 
 Offline output is the concatenation of the streamed chunks, so a stream and a file of the same request and seed
 are the same audio.
@@ -17,13 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
-from tokenwave.conditioning.speech import PROMPT_SECONDS, PhonemeVocab
+from tokenwave.codec import load_codec
+from tokenwave.codec.decoders import decoder_phones, decoder_voice, load_decoder
+from tokenwave.conditioning.speech import PROMPT_SECONDS
 from tokenwave.errors import AudioFileError, InvalidArgumentError, TokenwaveError
 from tokenwave.lm.generate import stream as lm_stream
-from tokenwave.tasks.base import (MAX_TEXT_CHARS, GeneratedAudio, Sampling, default_model_dir, finish,
-                                  folder_decoder, read_generators)
+from tokenwave.models.folder import folder_decoder, read_generators
+from tokenwave.models.tts import TTSFolder
+from tokenwave.tasks.base import MAX_TEXT_CHARS, GeneratedAudio, Sampling, default_model_dir, finish
 
 MIN_PROMPT_SECONDS = 1.5
 PAUSE_SECONDS = 0.15   # silence between sentences
@@ -95,16 +97,13 @@ class TTS:
                  decoder: str | os.PathLike | bool | None = None) -> None:
         """``decoder``: None decodes with the folder's own ``decoder/`` when it has one; a decoder folder (``tokenwave
         train decoder``) decodes with that one instead; False with the codec's own decoder."""
-        from tokenwave.codec import load_codec
-        from tokenwave.codec.decoders import decoder_phones, decoder_voice, load_decoder
-        from tokenwave.train.tts import TTSModel
-
         self.folder = default_model_dir("tts", folder)
-        self.model, self.extra = TTSModel.load(self.folder)
-        self.lm = self.model.lm
-        self.vocab = PhonemeVocab(self.extra["phonemes"])
-        self.phones = PhonemeVocab(self.extra["phones"]) if self.extra.get("phones") else None  # aligned models
         self.codec = codec if codec is not None else load_codec(None)
+        saved = TTSFolder.load(self.folder, self.codec)  # refuses a codec other than the one it was trained on
+        self.model, self.extra = saved.model, saved.extra
+        self.lm = self.model.lm
+        self.vocab = saved.phonemes
+        self.phones = saved.phones  # aligned models
         if decoder is None:
             speech = folder_decoder(self.folder, self.codec, self.lm.cfg.K)  # a decoder fine-tuned on speech, if any
         else:
@@ -117,8 +116,7 @@ class TTS:
         self.sample_rate = self.codec.sample_rate
         self.frame_rate = self.codec.frame_rate
         self.K = self.lm.cfg.K
-        vfile = self.folder / "voices.safetensors"
-        self.builtin = {k: v.long() for k, v in load_file(str(vfile)).items()} if vfile.exists() else {}
+        self.builtin = saved.voices
         self.max_frames = int(self.extra.get("train", {}).get("max_frames", 450))
         # the sampling controls measured best for this model (benchmarks/sampling.py --task tts --apply)
         self.sampling_defaults = read_generators(self.folder).get("sampling", {}).get("lm", {})
@@ -126,7 +124,12 @@ class TTS:
         self._accents_lock = threading.Lock()
 
     def defaults_for(self, generator: str = "lm", melody: bool = False) -> dict:
-        """The sampling controls measured best for this model: what a request's unset controls take."""
+        """The sampling controls measured best for this model's token LM (its one generator): what a request's unset
+        controls take. Another generator, or a melody, is refused: speech has neither."""
+        if generator != "lm":
+            raise InvalidArgumentError(f"the TTS model has no {generator!r} generator", "use the token LM (lm)")
+        if melody:
+            raise InvalidArgumentError("text-to-speech takes no melody", "leave out the melody")
         return dict(self.sampling_defaults)
 
     @property
@@ -140,10 +143,10 @@ class TTS:
         built-in voice name (the project's own engine voices; its name carries its accent), or a recording (an audio
         file or ``(wav, sample_rate)``), which must match a consented voice of the registry
         (:mod:`tokenwave.safety.consent`) unless the operator disables the check. A recording's accent is detected
-        from it and ``prompt_text``, the words it says (:mod:`tokenwave.data.accent`); ``accent`` given overrides
+        from it and ``prompt_text``, the words it says (:mod:`tokenwave.speech.accent`); ``accent`` given overrides
         both; with neither, the reference accent (``en-us``) times the speech."""
         if accent is not None:
-            from tokenwave.data.accent import check_accent
+            from tokenwave.speech import check_accent
 
             check_accent(accent)
         if voice is None:
@@ -151,7 +154,7 @@ class TTS:
             if voice is None:
                 raise UnknownVoiceError("this model has no built-in voices", "pass --voice with a 3-second recording")
         if isinstance(voice, str) and voice in self.builtin:
-            from tokenwave.data.accent import timing_of_voice
+            from tokenwave.speech import timing_of_voice
 
             named, variant = timing_of_voice(voice)
             return self.builtin[voice], {"voice_kind": "built-in",
@@ -194,11 +197,11 @@ class TTS:
             return self.codec.encode(torch.from_numpy(wav)[None, None], self.K)[0], info
 
     def _detect_accent(self, wav: np.ndarray, text: str):
-        """:func:`tokenwave.data.accent.detect_accent` of a trimmed prompt, remembered for the last few prompts
+        """:func:`tokenwave.speech.accent.detect_accent` of a trimmed prompt, remembered for the last few prompts
         (about 2 s of espeak-ng work each)."""
         import hashlib
 
-        from tokenwave.data.accent import detect_accent
+        from tokenwave.speech import detect_accent
 
         key = (hashlib.sha1(np.ascontiguousarray(wav).tobytes()).hexdigest(), text.strip())
         with self._accents_lock:  # a server's requests share the cache (espeak-ng calls take turns anyway)
@@ -209,7 +212,7 @@ class TTS:
             return self._accents[key]
 
     def phoneme_ids(self, sentences: list[str]) -> list[torch.Tensor]:
-        from tokenwave.data.speech import phonemize
+        from tokenwave.speech import phonemize
 
         return [torch.tensor(self.vocab.encode(p) or [1]) for p in phonemize(sentences)]
 
@@ -228,7 +231,7 @@ class TTS:
                 out.append(SentencePlan(ph, self.frames_for(ph, speed)))
                 continue
             from tokenwave.conditioning.speech import frame_inputs
-            from tokenwave.data.align import frame_phones, text_timings
+            from tokenwave.speech import frame_phones, text_timings
 
             timing = text_timings(text, speed, self.sample_rate, accent=accent, variant=variant)
             frames = int(np.clip(round(timing["end"] * self.frame_rate), 8, 2 * self.max_frames))
