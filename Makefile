@@ -25,6 +25,7 @@ demo: deps venv
 	$(VENV)/bin/tokenwave demo --out demo
 
 test: deps venv
+	$(VENV)/bin/lint-imports --no-cache    # the layering in pyproject.toml: no upward imports, no circles
 	$(PY) -m pytest -q -p no:cacheprovider
 
 clean:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from tokenwave.errors import TokenwaveError
+from tokenwave.fileio import atomic_write_bytes
 
 MAGIC = b"TWC1"
 VERSION = 1
@@ -95,8 +96,6 @@ def decode_twc(data: bytes, source: str = "<bytes>") -> TwcFile:
 
 def write_twc(path: str | os.PathLike, codes: torch.Tensor, sample_rate: int, hop: int, num_samples: int,
               codebook_size: int) -> Path:
-    from tokenwave.data.manifest import atomic_write_bytes
-
     path = Path(path)
     atomic_write_bytes(path, encode_twc(codes, sample_rate, hop, num_samples, codebook_size))
     return path
