@@ -2,6 +2,8 @@
 admission by measured capacity with a bounded queue, backpressure that parks and cancels, audio uploads checked
 from their header, refusals that leak nothing, and the smaller guards (log redaction, Origin, keys, limits)."""
 import gc
+import json
+import socket
 import threading
 import time
 
@@ -14,6 +16,10 @@ from tokenwave.lm.config import LMConfig
 from tokenwave.lm.model import TokenLM
 from tokenwave.lm.sampling import SamplingParams
 from tokenwave.serve.engine import BatchEngine, Job
+from tokenwave.serve.service import ServeConfig, Service
+from test_serve import Running, _wait, models  # noqa: F401 - the tiny task models fixture
+
+pytest.importorskip("fastapi")
 
 
 def _rss_mb() -> float:
@@ -60,3 +66,107 @@ def test_engine_keeps_no_autograd_graph_and_memory_is_flat():
         assert grown < 15, f"RSS grew {grown:.1f} MB over 4 jobs"
     finally:
         engine.stop()
+
+
+# --- 2. abandoned requests, wrong keys -----------------------------------------------------------------------------
+def _slow(engine, monkeypatch, seconds=0.02):
+    tick = engine._tick
+
+    def slow_tick():  # slow generation down so the requests are still rendering when their clients leave
+        time.sleep(seconds)
+        tick()
+
+    monkeypatch.setattr(engine, "_tick", slow_tick)
+
+
+def _post_raw(port: int, path: str, body: dict) -> socket.socket:
+    data = json.dumps(body).encode()
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+    return s
+
+
+def test_abandoned_http_requests_stop_and_free_their_slots_within_a_second(models, monkeypatch):
+    root, codec = models
+    svc = Service({"sfx": root / "sfx"}, codec, ServeConfig(max_streams=2, max_duration=3.0))
+    run = Running(svc)
+    try:
+        engine = svc.engines["sfx"]
+        _slow(engine, monkeypatch)
+        socks = [_post_raw(run.port, "/v1/sfx", {"prompt": "organ", "duration": 3.0}) for _ in range(2)]
+        assert _wait(lambda: svc.active == 2 and engine.streams == 2)
+        time.sleep(0.2)
+        t0 = time.perf_counter()
+        for s in socks:
+            s.close()  # the clients give up (as `timeout 0.5 curl` does)
+        assert _wait(lambda: svc.active == 0 and engine.streams == 0, timeout=5.0)
+        assert time.perf_counter() - t0 < 1.0
+        assert svc.metrics.cancelled == 2 and svc.metrics.finished == 0
+    finally:
+        run.stop()
+
+
+def test_wrong_keys_are_rate_limited_by_default(models):
+    from fastapi.testclient import TestClient
+
+    from tokenwave.serve.app import make_app
+
+    root, codec = models
+    svc = Service({"sfx": root / "sfx"}, codec, ServeConfig(api_keys=("k1",), max_streams=2, max_duration=1.0))
+    try:
+        client = TestClient(make_app(svc))
+        body = {"prompt": "rain", "duration": 0.2}
+        codes = [client.post("/v1/sfx", json=body, headers={"X-API-Key": f"guess{i}"}).status_code for i in range(14)]
+        assert codes[:10] == [401] * 10 and set(codes[10:]) == {429}, codes
+        r = client.post("/v1/sfx", json=body, headers={"X-API-Key": "k1"})  # no oracle while the client is blocked
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1 and "wrong API keys" in r.json()["error"]
+    finally:
+        svc.close()
+
+
+# --- 5. audio uploads checked from the header ----------------------------------------------------------------------
+def _flac(seconds: float, rate: int, channels: int) -> bytes:
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros((int(seconds * rate), channels), np.int16), rate, format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def test_voice_uploads_are_checked_from_the_header_before_decoding(monkeypatch, tmp_path):
+    import base64
+    import io
+
+    import soundfile as sf
+
+    from tokenwave.audio.io import load_audio, read_audio_header
+    from tokenwave.errors import AudioFileError
+    from tokenwave.serve.app import decode_voice_audio
+
+    def no_decode(*a, **k):
+        raise AssertionError("decoded before the header was checked")
+
+    absurd = _flac(2.0, 655_350, 8)  # the attack: a few hundred KB that decode to hundreds of MB
+    assert len(absurd) < 200_000
+    info = sf.info(io.BytesIO(absurd))
+    assert (info.samplerate, info.channels, info.frames) == (655_350, 8, 2 * 655_350)
+    with pytest.raises(AudioFileError, match="655350 Hz"):
+        read_audio_header(absurd)
+    assert read_audio_header(_flac(1.0, 24_000, 1)).frames == 24_000
+    monkeypatch.setattr(sf, "read", no_decode)
+    with pytest.raises(AudioFileError, match="655350 Hz"):
+        decode_voice_audio(base64.b64encode(absurd).decode(), 30.0)
+    with pytest.raises(AudioFileError, match="8 channels"):
+        decode_voice_audio(base64.b64encode(_flac(2.0, 24_000, 8)).decode(), 30.0)
+    with pytest.raises(AudioFileError, match=r"holds 40.0 s, over 30 s"):  # seconds from the header, at its rate
+        decode_voice_audio(base64.b64encode(_flac(40.0, 48_000, 1)).decode(), 30.0)
+    monkeypatch.undo()
+    wav, sr = decode_voice_audio(base64.b64encode(_flac(2.0, 48_000, 2)).decode(), 30.0)
+    assert sr == 48_000 and wav.shape == (96_000,)
+    (tmp_path / "absurd.flac").write_bytes(absurd)  # the CLI's loader refuses it too, before decoding
+    with pytest.raises(AudioFileError, match="655350 Hz"):
+        load_audio(tmp_path / "absurd.flac")

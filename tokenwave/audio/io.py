@@ -5,6 +5,7 @@ libsndfile does not know (m4a, aac, wma, ...).
 """
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -29,6 +30,21 @@ WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
 #: Extensions worth trying with ffmpeg when libsndfile cannot read them.
 FFMPEG_EXTENSIONS = {".m4a", ".aac", ".mp4", ".wma", ".opus", ".webm", ".mka", ".aiff", ".aif", ".mp3", ".ogg"}
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".wma", ".webm"}
+#: A header outside these is refused before decoding: a 165 KB FLAC at 655,350 Hz x 8 channels decodes to ~600 MB.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE, MAX_CHANNELS = 4_000, 192_000, 8
+
+
+def read_audio_header(source: str | os.PathLike | bytes) -> sf._SoundFileInfo:
+    """A file's path or bytes -> its header (``samplerate``, ``channels``, ``frames``), read without decoding;
+    refuses rates outside ``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE`` and more than ``MAX_CHANNELS`` channels."""
+    info = sf.info(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else str(source))
+    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+        raise UnsupportedAudioFormatError(f"the audio's sample rate is {info.samplerate} Hz",
+                                          f"send audio at {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz (e.g. 24000)")
+    if not 1 <= info.channels <= MAX_CHANNELS:
+        raise UnsupportedAudioFormatError(f"the audio has {info.channels} channels",
+                                          f"send mono or stereo (at most {MAX_CHANNELS} channels)")
+    return info
 
 
 def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
@@ -67,6 +83,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int | None = None, mono: bo
     if path.stat().st_size == 0:
         raise EmptyAudioError(f"audio file is empty (0 bytes): {path}", "re-export or re-download the file")
     try:
+        read_audio_header(path)  # absurd rates / channel counts are refused before decoding
         data, sr = _read_soundfile(path)
     except (sf.LibsndfileError, RuntimeError, ValueError) as err:
         if path.suffix.lower() not in FFMPEG_EXTENSIONS and path.suffix.lower() not in {".wav", ".flac"}:

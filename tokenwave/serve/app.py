@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hmac
 import io
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -26,6 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
+from tokenwave.audio.io import read_audio_header
 from tokenwave.errors import AudioFileError, TokenwaveError
 from tokenwave.serve.audio import OpusStream, encode_file, pcm16
 from tokenwave.serve.schema import ErrorBody, StreamRequest, TaggedFileRequest, TTSFileRequest
@@ -41,15 +44,15 @@ class RateLimiter:
     def __init__(self, per_minute: float) -> None:
         self.rate, self.buckets = per_minute / 60.0, {}
 
-    def retry_after(self, key: str) -> float:
-        """0 if ``key`` may go now (and charges it), else seconds to wait."""
+    def retry_after(self, key: str, charge: bool = True) -> float:
+        """0 if ``key`` may go now (and charges it, unless ``charge`` is False), else seconds to wait."""
         if self.rate <= 0:
             return 0.0
         now = time.monotonic()
         tokens, last = self.buckets.get(key, (self.rate * 60.0, now))
         tokens = min(self.rate * 60.0, tokens + (now - last) * self.rate)
         if tokens >= 1.0:
-            self.buckets[key] = (tokens - 1.0, now)
+            self.buckets[key] = (tokens - 1.0 if charge else tokens, now)
             return 0.0
         self.buckets[key] = (tokens, now)
         return (1.0 - tokens) / self.rate
@@ -107,20 +110,40 @@ async def _too_large(limit: int, send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def decode_voice_audio(data: str, max_seconds: float) -> tuple[np.ndarray, int]:
-    """base64 of an audio file -> (mono float32, sample rate), with the format and length checked."""
+def decode_voice_audio(data: str, max_seconds: float, max_channels: int = 2) -> tuple[np.ndarray, int]:
+    """base64 of an audio file -> (mono float32, sample rate); the header (rate, channels, length in seconds) is
+    checked before anything is decoded."""
     import soundfile as sf
 
     try:
         raw = base64.b64decode(data, validate=True)
-        wav, sr = sf.read(io.BytesIO(raw), dtype="float32", always_2d=True)
     except (binascii.Error, ValueError):
         raise AudioFileError("voice_audio is not valid base64", "send the file's bytes base64-encoded") from None
-    except (sf.LibsndfileError, RuntimeError, TypeError):
+    try:
+        info = read_audio_header(raw)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        raise AudioFileError("voice_audio is not a readable WAV, FLAC or OGG file", "send a WAV recording") from None
+    if info.channels > max_channels:
+        raise AudioFileError(f"voice_audio has {info.channels} channels", "send a mono or stereo recording")
+    seconds = info.frames / info.samplerate
+    if seconds > max_seconds:
+        raise AudioFileError(f"voice_audio holds {seconds:.1f} s, over {max_seconds:g} s", "send 3-10 s")
+    try:
+        wav, sr = sf.read(io.BytesIO(raw), dtype="float32", always_2d=True,
+                          frames=int(max_seconds * info.samplerate) + 1)  # a lying header decodes no further
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
         raise AudioFileError("voice_audio is not a readable WAV, FLAC or OGG file", "send a WAV recording") from None
     if len(wav) > max_seconds * sr:
-        raise AudioFileError(f"voice_audio holds {len(wav) / sr:.1f} s, over {max_seconds:g} s", "send 3-10 s")
+        raise AudioFileError(f"voice_audio holds over {max_seconds:g} s", "send 3-10 s")
     return wav.mean(axis=1), int(sr)
+
+
+def key_matches(given: str, keys) -> bool:
+    """Whether ``given`` is one of ``keys``, compared in constant time (every key is compared)."""
+    found = False
+    for k in keys:
+        found |= hmac.compare_digest(given.encode(), str(k).encode())
+    return found
 
 
 def make_app(service: Service) -> FastAPI:
@@ -131,16 +154,22 @@ def make_app(service: Service) -> FastAPI:
     app.add_middleware(BodyLimit, limit=cfg.max_body_bytes)
     pool = ThreadPoolExecutor(max_workers=cfg.max_streams + 4, thread_name_prefix="serve")
     limiter = RateLimiter(cfg.rate_limit)
+    failures = RateLimiter(cfg.auth_failures)  # wrong keys per client: brute force meets 429 (with no verdict)
     scrape = {"t": time.monotonic(), "steps": {}}
 
     def auth(headers, query, client: str) -> None:
         key = client
         if cfg.api_keys:
+            blocked = failures.retry_after(client, charge=False)
+            if blocked:
+                raise HTTPError(429, f"too many wrong API keys from this client; retry in {blocked:.1f} s",
+                                {"Retry-After": str(int(blocked) + 1)})
             given = headers.get("x-api-key") or query.get("api_key") or ""
             bearer = headers.get("authorization", "")
             if bearer.lower().startswith("bearer "):
                 given = bearer[7:].strip()
-            if given not in cfg.api_keys:
+            if not key_matches(given, cfg.api_keys):
+                failures.retry_after(client)
                 raise HTTPError(401, "missing or wrong API key (send `Authorization: Bearer KEY` or `X-API-Key`)")
             key = given
         wait = limiter.retry_after(key)
@@ -177,24 +206,49 @@ def make_app(service: Service) -> FastAPI:
             parts.append(f"{where or 'body'}: {e.get('msg')}")
         return JSONResponse({"error": "invalid request: " + "; ".join(parts), "status": 422}, 422)
 
-    def render(task: str, req: dict) -> tuple[np.ndarray, dict]:
+    def render(task: str, req: dict, gone: threading.Event) -> tuple[np.ndarray | None, dict]:
+        """The whole file, or None once ``gone`` is set (the client left): the stream is closed, which cancels
+        its engine job, so an abandoned request stops within one chunk."""
         info: dict = {}
-        chunks = list(service.stream(task, req, info))
+        it = service.stream(task, req, info)
+        chunks = []
+        try:
+            for chunk in it:
+                if gone.is_set():
+                    return None, info
+                chunks.append(chunk)
+        finally:
+            it.close()
         return (np.concatenate(chunks) if chunks else np.zeros(0, np.float32)), info
+
+    async def until_disconnect(request: Request, gone: threading.Event) -> None:
+        """Sets ``gone`` when the HTTP client disconnects (its body has been read: the next message is that)."""
+        try:
+            while True:
+                if (await request.receive())["type"] == "http.disconnect":
+                    break
+        finally:
+            gone.set()
 
     async def file_endpoint(task: str, body, request: Request) -> Response:
         auth(request.headers, request.query_params, request.client.host if request.client else "-")
         req = request_dict(task, body)
         service.acquire()
         t0 = time.perf_counter()
+        gone = threading.Event()
+        watcher = asyncio.create_task(until_disconnect(request, gone))
         try:
             service.metrics.started += 1
-            wav, info = await asyncio.get_running_loop().run_in_executor(pool, render, task, req)
+            wav, info = await asyncio.get_running_loop().run_in_executor(pool, render, task, req, gone)
         except Exception:
             service.metrics.failed += 1
             raise
         finally:
+            watcher.cancel()
             service.release()
+        if wav is None:
+            service.metrics.cancelled += 1
+            return Response(status_code=499)  # nobody is listening
         service.metrics.finished += 1
         service.metrics.audio_seconds += len(wav) / service.sample_rate
         data, media = encode_file(wav, service.sample_rate, body.format)

@@ -43,6 +43,7 @@ class ServeConfig:
     ahead_seconds: float = 3.0     # audio a stream may run ahead of its client before it is parked
     api_keys: tuple[str, ...] = ()
     rate_limit: float = 0.0        # requests per minute per key (0 = none)
+    auth_failures: float = 10.0    # wrong keys a minute per client before 429 (brute force; 0 = unlimited)
     consent_check: bool = True
 
 
