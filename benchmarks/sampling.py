@@ -42,8 +42,8 @@ from common import (REPO_ROOT, RESULTS_DIR, arg_parser, atomic_write_text, comma
 from generators import FIELD, score  # noqa: E402
 
 from tokenwave.data.manifest import read_manifest  # noqa: E402
+from tokenwave.models.folder import GENERATORS_FILE, read_generators  # noqa: E402
 from tokenwave.tasks import Sampling, load_task  # noqa: E402
-from tokenwave.tasks.base import GENERATORS_FILE, read_generators  # noqa: E402
 
 DEFAULT = Sampling.DEFAULTS
 
