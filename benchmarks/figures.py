@@ -283,8 +283,8 @@ def tagged_figures(task: str, this: str) -> Callable[[Sources], str]:
                     + [fmt(src.get("tasks", f"figures.speed.{task}.by_generator.{g}.x_realtime")) for g in order] + ["", ""])
         t = src.target("tasks", f"{task}_tag_accuracy_over_real_renders")
         default = src.get("tasks", f"figures.{task}.generator")
-        head = (f"`benchmarks/results/tasks.json`, {fmt(src.get('tasks', 'figures.items_per_task'))} held-out test "
-                f"clips (`{t['command'] if t else MISSING}`); the task's default generator: {GENERATOR_NAMES.get(default, default)}; "
+        head = (f"`benchmarks/results/tasks.json`, the first {fmt(src.get('tasks', 'figures.items_per_task'))} captioned "
+                f"held-out test clips at most (`{t['command'] if t else MISSING}`); the task's default generator: {GENERATOR_NAMES.get(default, default)}; "
                 "scored by the project's tagger and CLAP-style model (in-domain judges, trained on the project's renders):")
         names = [(f"{task} tag accuracy over the real renders' (default generator)", f"{task}_tag_accuracy_over_real_renders")]
         if task == "music":
