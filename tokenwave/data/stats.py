@@ -26,6 +26,11 @@ def dataset_stats(dataset: str | os.PathLike) -> dict:
             values = {r.get(key) for r in sub if r["domain"] == domain and r.get(key) is not None}
             if values:
                 entry[f"{key}s"] = len(values)
+        packages = Counter(r["package"] for r in sub if r.get("package"))  # real recordings
+        if packages:
+            entry["packages"] = len(packages)
+            for package, n in sorted(packages.items()):
+                stats.setdefault("clips_per_package", {}).setdefault(package, {})[split] = n
         stats["splits"][split] = entry
     return stats
 
