@@ -3,23 +3,29 @@ from __future__ import annotations
 
 import html
 import os
+import time
 from pathlib import Path
 
-from tokenwave.audio import load_audio
-from tokenwave.data.manifest import atomic_write_text, audio_path, read_manifest
+import torch
+
+from tokenwave.audio import load_audio, save_audio
+from tokenwave.codec import load_codec
+from tokenwave.codec.losses import mel_distance
+from tokenwave.data.manifest import audio_path, read_manifest
+from tokenwave.data.music import build_music
+from tokenwave.data.sfx import build_sfx
+from tokenwave.data.speech import build_speech
+from tokenwave.fileio import atomic_write_text
 from tokenwave.plots import spectrogram_grid
+from tokenwave.tasks import Pipeline, Sampling
+from tokenwave.tasks.base import MissingModelError
 
 DOMAIN_MINUTES = {"speech": 0.5, "music": 0.5, "sfx": 0.5}
+BUILDERS = {"speech": build_speech, "music": build_music, "sfx": build_sfx}
 
 
 def _build(domain: str, out: Path, minutes: float, seed: int) -> None:
-    if domain == "speech":
-        from tokenwave.data.speech import build_speech as build
-    elif domain == "music":
-        from tokenwave.data.music import build_music as build
-    else:
-        from tokenwave.data.sfx import build_sfx as build
-    build(out, minutes=minutes, seed=seed, overwrite=True)
+    BUILDERS[domain](out, minutes=minutes, seed=seed, overwrite=True)
 
 
 def _label(row: dict) -> str:
@@ -30,12 +36,6 @@ def _label(row: dict) -> str:
 
 def _codec_section(out: Path, seed: int) -> str:
     """One held-out clip per domain through the default codec at 6 / 3 / 1.5 kbps, beside the original."""
-    import torch
-
-    from tokenwave.audio import save_audio
-    from tokenwave.codec import load_codec
-    from tokenwave.codec.losses import mel_distance
-
     codec = load_codec()
     cards = []
     for domain in DOMAIN_MINUTES:
@@ -67,8 +67,6 @@ TASK_EXAMPLES = {
 
 
 def _card(out: Path, slug: str, caption: str, wav, sr: int) -> str:
-    from tokenwave.audio import save_audio
-
     audio = save_audio(out / "audio" / f"{slug}.wav", wav, sr)
     png = spectrogram_grid([(caption, wav, sr)], out / "img" / f"{slug}.png", cols=1)
     return (f'<div class="card"><p class="cap">{html.escape(caption)}</p><audio controls preload="none" '
@@ -77,11 +75,6 @@ def _card(out: Path, slug: str, caption: str, wav, sr: int) -> str:
 
 def _tasks_section(out: Path, seed: int) -> str:
     """A few renders of each task on the embedded default models (checkpoints/tts, music, sfx)."""
-    import time
-
-    from tokenwave.tasks import Pipeline, Sampling
-    from tokenwave.tasks.base import MissingModelError
-
     pipe = Pipeline.load()
     parts = []
     for task, examples in TASK_EXAMPLES.items():

@@ -8,6 +8,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import json
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -49,9 +51,7 @@ def spectrogram_grid(items: Sequence[tuple[str, np.ndarray, int]], path: str | o
 def training_curves(log: str | os.PathLike, path: str | os.PathLike, title: str = "",
                     ylabel: str = "cross-entropy (nats)") -> Path:
     """Training loss (smoothed) and validation loss against steps, from a run's ``log.jsonl``."""
-    import json
-
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib (half a second to import) only when a figure is drawn
 
     rows = [json.loads(line) for line in Path(log).read_text().splitlines() if line.strip()]
     train = [(r["step"], r["loss"]) for r in rows if "loss" in r and "step" in r]

@@ -4,14 +4,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
 @contextmanager
 def progress_bar(description: str, total: float | None, unit: str = "") -> Iterator["_Bar"]:
     """A rich progress bar; ``bar.advance(n)`` moves it. Rendered on stderr, so JSON on stdout stays clean."""
-    from rich.console import Console
-
     columns = [TextColumn("[bold]{task.description}"), BarColumn(),
                TextColumn("{task.completed:.0f}/{task.total:.0f} " + unit) if unit else MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn()]

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import yaml
+
 from tokenwave.brief.schema import Brief, BriefError
 
 CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
@@ -58,8 +60,6 @@ class Catalog:
 @lru_cache(maxsize=4)
 def load_catalog(path: str | None = None) -> Catalog:
     """Read and check the catalog (default: the packaged ``catalog.yaml``)."""
-    import yaml
-
     raw = yaml.safe_load(Path(path or CATALOG_PATH).read_text(encoding="utf-8"))
     models = []
     for m in raw["models"]:

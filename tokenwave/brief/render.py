@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from pathlib import Path
 
+from tokenwave.brief import schema
 from tokenwave.brief.catalog import load_catalog
 from tokenwave.brief.plan import DEFAULT_CANDIDATES, KIND_ORDER, WHY_STREAMS, make_plan
 from tokenwave.brief.schema import TASKS, BriefConflictError, load_brief
+from tokenwave.fileio import atomic_write_text
 
 EXAMPLES_DIR = Path(__file__).with_name("examples")
 SKILL_PATH = Path(__file__).resolve().parents[2] / "outputs" / "skill-audio-brief.md"
@@ -70,10 +73,6 @@ def _catalog_table() -> list[str]:
 
 def _schema_example() -> list[str]:
     """The annotated example brief of ``schema.py``'s docstring."""
-    import textwrap
-
-    from tokenwave.brief import schema
-
     body = schema.__doc__.split("\n\n", 1)[1]
     return [ln for ln in textwrap.dedent(body).splitlines() if ln.strip()]
 
@@ -147,8 +146,6 @@ def skill_markdown() -> str:
 
 
 def write_skill(path: Path = SKILL_PATH) -> Path:
-    from tokenwave.fileio import atomic_write_text
-
     atomic_write_text(path, skill_markdown())
     return path
 

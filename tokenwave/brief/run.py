@@ -15,10 +15,17 @@ from typing import Callable
 
 import numpy as np
 
+from tokenwave.audio import load_audio, save_audio
 from tokenwave.brief.plan import make_plan
 from tokenwave.brief.render import plan_markdown
 from tokenwave.brief.schema import Brief, BriefError
+from tokenwave.eval.asr import cer, transcribe
+from tokenwave.eval.clap import load_clap
+from tokenwave.eval.mos import dnsmos
 from tokenwave.fileio import atomic_write_text
+from tokenwave.safety.consent import check_voice_prompt
+from tokenwave.safety.watermark import detect_watermark
+from tokenwave.tasks import Pipeline
 
 Scorer = Callable[[str, str, np.ndarray, int], dict]
 
@@ -26,8 +33,6 @@ Scorer = Callable[[str, str, np.ndarray, int], dict]
 def default_scorer(task: str, prompt: str, wav: np.ndarray, sr: int) -> dict:
     """Metrics of one candidate from tokenwave.eval: CER and DNSMOS for speech, CLAP-style score for music and sfx;
     the watermark check for all. A metric whose model is missing is reported as ``None`` with the reason."""
-    from tokenwave.safety.watermark import detect_watermark
-
     scores: dict = {}
     wm = detect_watermark(wav, sr) if len(wav) >= sr else None
     scores["watermark"] = None if wm is None else bool(wm.present)
@@ -48,20 +53,14 @@ def _try(scores: dict, name: str, fn):
 
 
 def _cer(text, wav, sr):
-    from tokenwave.eval.asr import cer, transcribe
-
     return cer(text, transcribe(wav, sr))
 
 
 def _dnsmos(wav, sr):
-    from tokenwave.eval.mos import dnsmos
-
     return dnsmos(wav, sr)["ovrl"]
 
 
 def _clap(text, wav, sr):
-    from tokenwave.eval.clap import load_clap
-
     return load_clap().score(text, wav, sr)
 
 
@@ -103,9 +102,6 @@ def run_brief(brief: Brief, out: str | Path, pipeline=None, scorer: Scorer | Non
     atomic_write_text(out / "plan.json", json.dumps(plan, indent=2, ensure_ascii=False) + "\n")
     voice, consent = brief.voice.name if brief.voice.name not in (None, "default") else None, None
     if brief.voice.prompt:
-        from tokenwave.audio import load_audio
-        from tokenwave.safety.consent import check_voice_prompt
-
         prompt_path = Path(brief.voice.prompt)
         if not prompt_path.is_absolute() and brief.source:
             prompt_path = Path(brief.source).parent / prompt_path
@@ -113,8 +109,6 @@ def run_brief(brief: Brief, out: str | Path, pipeline=None, scorer: Scorer | Non
         consent = check_voice_prompt(wav, sr, registry, enabled=consent_check).as_metadata()
         voice = str(prompt_path)
     if pipeline is None:
-        from tokenwave.tasks import Pipeline
-
         task_key = "tts" if brief.task in ("tts", "voice_clone") else brief.task
         pipeline = Pipeline.load(**({task_key: model_dir} if model_dir else {}))
     scorer = scorer or default_scorer
@@ -145,8 +139,6 @@ def run_brief(brief: Brief, out: str | Path, pipeline=None, scorer: Scorer | Non
 
 
 def _save(path: Path, wav, sr: int, meta: dict) -> None:
-    from tokenwave.audio import save_audio
-
     save_audio(path, np.asarray(wav, dtype=np.float32), sr)
     atomic_write_text(path.with_name(path.name + ".json"), json.dumps(meta, indent=2, default=str) + "\n")
 

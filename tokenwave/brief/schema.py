@@ -19,9 +19,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from tokenwave.errors import TokenwaveError
 
@@ -121,8 +123,6 @@ class Brief:
         return self.task == "voice_clone" or bool(self.voice.prompt)
 
     def as_dict(self) -> dict:
-        from dataclasses import asdict
-
         d = asdict(self)
         d.pop("source")
         return d
@@ -222,8 +222,6 @@ def parse_brief(raw: dict, source: str | None = None) -> Brief:
 
 def load_brief(path: str | os.PathLike) -> Brief:
     """Read and validate a YAML (or JSON) brief file."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise BriefError(f"no brief at {path}", "pass the path of a YAML brief (see outputs/skill-audio-brief.md)")

@@ -65,7 +65,7 @@ class HFCodec(CodecRates, torch.nn.Module):
             raise HFCodecError(f"{folder} is not a Hugging Face EnCodec, DAC or Mimi folder",
                                "pass a folder written by save_pretrained (config.json with model_type encodec, dac or mimi)")
         try:
-            import transformers
+            import transformers  # lazy: transformers (seconds to import) only for a Hugging Face folder
         except ImportError as err:  # pragma: no cover - transformers is a dependency
             raise HFCodecError("transformers is not installed", "pip install transformers") from err
         model_cls = {"encodec": transformers.EncodecModel, "dac": transformers.DacModel, "mimi": transformers.MimiModel}[kind]

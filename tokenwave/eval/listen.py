@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import t
 
 from tokenwave.audio import AUDIO_EXTENSIONS
 from tokenwave.errors import DatasetError, InvalidArgumentError
@@ -159,8 +160,6 @@ def wilson_interval(k: int, n: int, z: float = 1.959964) -> list[float]:
 
 def mean_interval(values: list[float]) -> dict:
     """Mean with a Student-t 95% interval (``None`` bounds for a single value)."""
-    from scipy.stats import t
-
     x = np.asarray(values, dtype=np.float64)
     m = float(x.mean())
     if len(x) < 2:
@@ -170,7 +169,9 @@ def mean_interval(values: list[float]) -> dict:
 
 
 def _answer_model():
-    from pydantic import BaseModel
+    from pydantic import (
+        BaseModel,  # lazy: pydantic/fastapi/uvicorn, optional backends (the serve extra), only to serve the page
+    )
 
     class Answer(BaseModel):
         listener: str
@@ -182,7 +183,10 @@ def _answer_model():
 
 
 def make_app(test: ListeningTest):
-    from fastapi import FastAPI, HTTPException
+    from fastapi import (  # lazy: pydantic/fastapi/uvicorn, optional backends (the serve extra), only to serve the page
+        FastAPI,
+        HTTPException,
+    )
     from fastapi.responses import FileResponse, HTMLResponse
 
     Answer = _answer_model()
@@ -217,7 +221,7 @@ def make_app(test: ListeningTest):
 
 
 def serve(test: ListeningTest, host: str = "127.0.0.1", port: int = 8765) -> None:
-    import uvicorn
+    import uvicorn  # lazy: pydantic/fastapi/uvicorn, optional backends (the serve extra), only to serve the page
 
     uvicorn.run(make_app(test), host=host, port=port, log_level="warning")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from tokenwave.fileio import atomic_write_text
+from tokenwave.plots import plt, save_figure, spectrogram_grid
 
 
 def _fmt(v) -> str:
@@ -29,8 +30,6 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 def metric_bars(summary: dict[str, dict[str, float]], path: str | os.PathLike) -> Path:
     """One small bar chart per metric, a bar per system (``summary[system][metric]``)."""
-    from tokenwave.plots import plt, save_figure
-
     systems = list(summary)
     metrics = sorted({m for s in summary.values() for m, v in s.items() if isinstance(v, (int, float))})
     cols = min(4, max(1, len(metrics)))
@@ -56,8 +55,6 @@ def write_report(out: str | os.PathLike, title: str, summary: dict[str, dict[str
     ``summary[system][metric]`` holds the aggregate figures (systems: generated, reference, codec floor, ...),
     ``items`` one dict per evaluated clip, ``examples`` ``(title, wav, sr)`` spectrograms to show, ``notes`` lines
     that say how to read the figures (floors, calibration)."""
-    from tokenwave.plots import spectrogram_grid
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta = meta or {}
@@ -84,8 +81,6 @@ def write_report(out: str | os.PathLike, title: str, summary: dict[str, dict[str
 
 def training_figure(run: str | os.PathLike, path: str | os.PathLike, keys: Sequence[str]) -> Path:
     """Training loss and the validation figures ``keys`` over steps, from a run folder's ``log.jsonl`` (PNG)."""
-    from tokenwave.plots import plt, save_figure
-
     lines = [json.loads(x) for x in (Path(run) / "log.jsonl").read_text().splitlines() if x.strip()]
     train = [x for x in lines if "loss" in x]
     val = [x["validation"] for x in lines if "validation" in x]

@@ -9,6 +9,7 @@ Audio goes to ``out/audio/<system>/<id>.wav`` so ``tokenwave listen --pairs out/
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,9 +18,28 @@ import numpy as np
 import torch
 
 from tokenwave.audio import load_audio, save_audio
+from tokenwave.codec import load_codec
+from tokenwave.data.align import dataset_alignments
 from tokenwave.data.manifest import audio_path, read_manifest
 from tokenwave.errors import DatasetError
+from tokenwave.eval.asr import cer, transcribe, wer
+from tokenwave.eval.clap import load_clap
+from tokenwave.eval.fidelity import fidelity
+from tokenwave.eval.melody import chroma_cosine
+from tokenwave.eval.mos import dnsmos
 from tokenwave.eval.report import write_report
+from tokenwave.eval.speaker import load_speaker_encoder
+from tokenwave.eval.tagger import (
+    DOMAIN_FIELDS,
+    content_accuracy,
+    content_labels,
+    frechet_distance,
+    load_tagger,
+    row_labels,
+    tag_accuracy,
+    tag_kl,
+)
+from tokenwave.paths import default_checkpoint
 from tokenwave.progress import progress_bar
 from tokenwave.seeding import seed_everything
 
@@ -57,9 +77,6 @@ def _save(out: Path, system: str, row: dict, wav: np.ndarray, sr: int) -> None:
 
 def evaluate_codec(model: str | os.PathLike | None, data: Path, out: Path, kbps: float | None = None,
                    split: str = "test", limit: int | None = None, seed: int = 0) -> dict:
-    from tokenwave.codec import load_codec
-    from tokenwave.eval.fidelity import fidelity
-
     seed_everything(seed)
     codec = load_codec(model)
     n_q = codec.n_q_for_kbps(kbps) if kbps else codec.n_q
@@ -95,14 +112,10 @@ def _content_scores(row: dict, wavs: dict[str, np.ndarray], sr: int) -> dict:
     """CER/WER (speech with text) or tag predictions (music/sfx) of each named waveform."""
     out = {}
     if row["domain"] == "speech" and row.get("text"):
-        from tokenwave.eval.asr import cer, transcribe, wer
-
         for name, wav in wavs.items():
             hyp = transcribe(wav, sr)
             out[f"{name}_cer"], out[f"{name}_wer"] = cer(row["text"], hyp), wer(row["text"], hyp)
     elif row["domain"] in ("music", "sfx"):
-        from tokenwave.eval.tagger import content_labels, load_tagger
-
         tagger = load_tagger()
         wanted = content_labels(row)
         for name, wav in wavs.items():
@@ -121,15 +134,10 @@ def evaluate_tts(task: Task, data: Path, out: Path, split: str = "test", limit: 
                  model: str | os.PathLike | None = None) -> dict:
     """A loaded TTS task (``tokenwave.tasks.load_task("tts", ...)``) scored on ``data``'s ``split``; ``model``: the
     folder it came from, named in the report (None: the shipped one)."""
-    from tokenwave.eval.asr import cer, transcribe, wer
-    from tokenwave.eval.mos import dnsmos
-    from tokenwave.eval.speaker import load_speaker_encoder
-
     seed_everything(seed)
     sr = task.sample_rate
     spk = load_speaker_encoder()
     rows = _rows(data, split, limit, need="text")
-    from tokenwave.data.align import dataset_alignments
 
     alignments = dataset_alignments(data)  # if aligned, a phone-informed decoder's codec floor is decoded with them
     items, examples = [], []
@@ -184,10 +192,6 @@ def evaluate_tts(task: Task, data: Path, out: Path, split: str = "test", limit: 
 
 
 def spk_validation(spk) -> str:
-    import json
-
-    from tokenwave.paths import default_checkpoint
-
     try:
         v = json.loads((default_checkpoint("eval/speaker") / "config.json").read_text()).get("validation", {})
         return f"{v['heldout_eer']:.3f}"
@@ -201,12 +205,6 @@ def evaluate_audio_task(task_name: str, task: Task, data: Path, out: Path, split
     """A loaded music / sfx task (its generator chosen when loaded) -> tag accuracy, KL and FAD on the tagger, CLAP
     score and (music) melody chroma cosine, for the generated audio and for the codec resynthesis of the reference
     renders (the floor); ``model``: the folder it came from, named in the report (None: the shipped one)."""
-    from tokenwave.codec import load_codec
-    from tokenwave.eval.clap import load_clap
-    from tokenwave.eval.melody import chroma_cosine
-    from tokenwave.eval.tagger import (DOMAIN_FIELDS, content_accuracy, content_labels, frechet_distance, load_tagger,
-                                         row_labels, tag_accuracy, tag_kl)
-
     seed_everything(seed)
     sr = task.sample_rate
     tagger, clap, codec = load_tagger(), load_clap(), load_codec(codec_model)

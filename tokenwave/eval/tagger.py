@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import linalg
 from torch import nn
 
 from tokenwave.checkpoint import Checkpointable
@@ -155,8 +156,6 @@ def tag_kl(ref: list[dict[str, np.ndarray]], gen: list[dict[str, np.ndarray]], f
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to embedding sets ``a [N, D]`` and ``b [M, D]`` (FAD when the
     embeddings are an audio classifier's). 0 for identical sets; needs at least 2 items per set."""
-    from scipy import linalg
-
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if len(a) < 2 or len(b) < 2:
         raise ValueError("a Fréchet distance needs at least 2 embeddings per set")
