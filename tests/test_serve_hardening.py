@@ -170,3 +170,125 @@ def test_voice_uploads_are_checked_from_the_header_before_decoding(monkeypatch, 
     (tmp_path / "absurd.flac").write_bytes(absurd)  # the CLI's loader refuses it too, before decoding
     with pytest.raises(AudioFileError, match="655350 Hz"):
         load_audio(tmp_path / "absurd.flac")
+
+
+# --- 3. and 6. what the server shows and accepts -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_server(models):
+    root, codec = models
+    svc = Service({"tts": root / "tts", "sfx": root / "sfx"}, codec, ServeConfig(max_streams=2, max_duration=3.0))
+    run = Running(svc)
+    yield run
+    run.stop()
+
+
+def test_models_show_names_not_paths_and_consent_refusals_leak_nothing(small_server):
+    import base64
+    import io
+
+    import httpx
+    import numpy as np
+    import soundfile as sf
+
+    m = httpx.get(small_server.http + "/v1/models").json()
+    assert m["tasks"]["tts"]["model"] == "tts" and m["tasks"]["sfx"]["model"] == "sfx"
+    assert str(small_server.service.tasks["tts"].folder.parent) not in json.dumps(m)
+    buf = io.BytesIO()
+    t = np.arange(3 * tm.SR) / tm.SR
+    sf.write(buf, (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), tm.SR, format="WAV")
+    r = httpx.post(small_server.http + "/v1/tts", json={"text": "hi", "voice_audio": base64.b64encode(buf.getvalue()).decode()})
+    assert r.status_code == 400 and r.json()["error"].startswith("the voice prompt matches no consented voice (fix:")
+    assert not any(c.isdigit() for c in r.json()["error"])
+
+
+def test_openapi_limits_are_the_servers(models):
+    from tokenwave.serve.app import make_app
+
+    root, codec = models
+    for cfg in (ServeConfig(max_streams=1), ServeConfig(max_streams=1, max_duration=12.0, max_text_chars=300)):
+        svc = Service({"sfx": root / "sfx"}, codec, cfg)
+        try:
+            schemas = make_app(svc).openapi()["components"]["schemas"]
+            assert schemas["TTSFileRequest"]["properties"]["text"]["maxLength"] == cfg.max_text_chars
+            assert schemas["TaggedFileRequest"]["properties"]["duration"]["maximum"] == cfg.max_duration
+        finally:
+            svc.close()
+    assert ServeConfig().max_duration == 30.0 and ServeConfig().max_text_chars == 1000
+
+
+def test_bad_bodies_and_first_frames_get_clear_errors(small_server):
+    import httpx
+
+    ws_client = pytest.importorskip("websockets.sync.client")
+    r = httpx.post(small_server.http + "/v1/tts", content=b'{"text": "\xff\xfe"}',
+                   headers={"content-type": "application/json"})
+    assert 400 <= r.status_code < 500 and set(r.json()) == {"error", "status"} and r.json()["status"] == r.status_code
+    for frame, message in ((b"\x00\x01binary", "text frame"), ("[" * 100_000 + "]" * 100_000, "nested too deeply")):
+        with ws_client.connect(small_server.ws, max_size=None) as ws:
+            ws.send(frame)
+            event = json.loads(ws.recv(10))
+            assert event["type"] == "error" and event["status"] == 400 and message in event["error"], event
+
+
+def test_websocket_origin_is_checked_without_a_key(small_server, models):
+    ws_client = pytest.importorskip("websockets.sync.client")
+    request = json.dumps({"task": "tts", "text": "Hi."})
+    with ws_client.connect(small_server.ws, origin="http://evil.example") as ws:
+        ws.send(request)
+        event = json.loads(ws.recv(10))
+        assert event["status"] == 403 and "origin" in event["error"].lower()
+    with ws_client.connect(small_server.ws, origin=small_server.http) as ws:  # the player page: same origin
+        ws.send(request)
+        assert json.loads(ws.recv(10))["type"] == "started"
+    root, codec = models
+    svc = Service({"tts": root / "tts"}, codec, ServeConfig(max_streams=1, allowed_origins=("https://app.example",)))
+    run = Running(svc)
+    try:
+        with ws_client.connect(run.ws, origin="https://app.example") as ws:
+            ws.send(request)
+            assert json.loads(ws.recv(10))["type"] == "started"
+    finally:
+        run.stop()
+
+
+def test_keys_in_the_query_are_redacted_from_the_access_log_and_compared_in_constant_time(models, caplog,
+                                                                                          monkeypatch):
+    import hmac
+    import logging
+
+    from fastapi.testclient import TestClient
+
+    from tokenwave.serve.app import make_app
+
+    root, codec = models
+    svc = Service({"sfx": root / "sfx"}, codec, ServeConfig(api_keys=("sekrit",), max_streams=1, max_duration=1.0))
+    try:
+        calls = []
+        real = hmac.compare_digest
+        monkeypatch.setattr(hmac, "compare_digest", lambda a, b: calls.append(1) or real(a, b))
+        client = TestClient(make_app(svc))
+        assert client.get("/v1/models").status_code == 200
+        r = client.post("/v1/sfx?api_key=sekrit", json={"prompt": "rain", "duration": 0.2})
+        assert r.status_code == 200 and calls
+        with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+            logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET",
+                                                     "/v1/stream?format=pcm16&api_key=sekrit&x=1", "1.1", 101)
+        assert "sekrit" not in caplog.text and "api_key=REDACTED&x=1" in caplog.text
+    finally:
+        svc.close()
+
+
+def test_serve_warns_without_a_key_and_sets_its_thread_count(models, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root, codec = models
+    codec.save(tmp_path / "codec")
+    env = {k: v for k, v in os.environ.items() if k != "TOKENWAVE_API_KEY"}
+    env.update(TOKENWAVE_CHECKPOINTS=str(tmp_path / "empty"))
+    run = subprocess.run([sys.executable, "-m", "tokenwave", "serve", "--codec", str(tmp_path / "codec"),
+                          "--host", "0.0.0.0", "--threads", "3", "--max-streams", "2"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 2 and "no task model could be loaded" in run.stderr
+    assert "without an API key" in run.stderr and "torch threads: 3" in run.stderr

@@ -16,6 +16,8 @@ import binascii
 import hmac
 import io
 import json
+import logging
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +26,10 @@ from importlib import resources
 import numpy as np
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.websockets import WebSocketDisconnect
 
 from tokenwave.audio.io import read_audio_header
@@ -138,6 +142,37 @@ def decode_voice_audio(data: str, max_seconds: float, max_channels: int = 2) -> 
     return wav.mean(axis=1), int(sr)
 
 
+class RedactKeys(logging.Filter):
+    """Rewrites ``api_key=...`` in a log record (uvicorn's access log shows each request's query) to REDACTED."""
+
+    PATTERN = re.compile(r"(api_key=)[^&\s\"]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.PATTERN.sub(r"\1REDACTED", a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.msg, str):
+            record.msg = self.PATTERN.sub(r"\1REDACTED", record.msg)
+        return True
+
+
+def _redact_access_log() -> None:
+    log = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactKeys) for f in log.filters):
+        log.addFilter(RedactKeys())
+
+
+def origin_allowed(headers, allowed: tuple[str, ...]) -> bool:
+    """A browser's WebSocket ``Origin`` is the server's own (scheme-less host:port equal to ``Host``) or one of
+    ``allowed``; a client that sends no Origin (not a browser) passes."""
+    origin = headers.get("origin")
+    if not origin:
+        return True
+    if origin in allowed or "*" in allowed:
+        return True
+    host = origin.split("://", 1)[-1].rstrip("/")
+    return host == headers.get("host", "")
+
+
 def key_matches(given: str, keys) -> bool:
     """Whether ``given`` is one of ``keys``, compared in constant time (every key is compared)."""
     found = False
@@ -151,6 +186,7 @@ def make_app(service: Service) -> FastAPI:
     app = FastAPI(title="tokenwave", version="0.1.0",
                   description="Speech, music and sound effects from neural-codec tokens, as files or streams.")
     app.state.service = service
+    _redact_access_log()
     app.add_middleware(BodyLimit, limit=cfg.max_body_bytes)
     pool = ThreadPoolExecutor(max_workers=cfg.max_streams + 4, thread_name_prefix="serve")
     limiter = RateLimiter(cfg.rate_limit)
@@ -197,6 +233,30 @@ def make_app(service: Service) -> FastAPI:
         status = _status_of(err)
         headers = {"Retry-After": "2"} if status == 503 else None
         return JSONResponse({"error": err.one_line(), "status": status}, status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _starlette_error(request: Request, err: StarletteHTTPException):  # e.g. a body that is not UTF-8
+        message = err.detail if isinstance(err.detail, str) else json.dumps(err.detail)
+        if err.status_code == 400 and "parsing the body" in message:
+            message = "the request body is not valid UTF-8 JSON"
+        return JSONResponse({"error": message, "status": err.status_code}, err.status_code,
+                            headers=getattr(err, "headers", None))
+
+    def openapi() -> dict:
+        """The schema with this server's own limits (the request models allow the most any server may)."""
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            for body in schema.get("components", {}).get("schemas", {}).values():
+                props = body.get("properties", {})
+                if "maxLength" in props.get("text", {}):
+                    props["text"]["maxLength"] = cfg.max_text_chars
+                if "duration" in props:
+                    props["duration"]["maximum"] = cfg.max_duration
+                    props["duration"].pop("exclusiveMaximum", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, err: RequestValidationError):
@@ -307,14 +367,24 @@ def make_app(service: Service) -> FastAPI:
                 pass
 
         try:
+            if not cfg.api_keys and not origin_allowed(ws.headers, cfg.allowed_origins):
+                raise HTTPError(403, f"origin {ws.headers.get('origin')!r} is not allowed (open the server's own page, "
+                                     "or start it with --allow-origin or an API key)")
             auth(ws.headers, ws.query_params, ws.client.host if ws.client else "-")
-            text = await asyncio.wait_for(ws.receive_text(), 30)
+            first = await asyncio.wait_for(ws.receive(), 30)
+            if first["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(first.get("code", 1000))
+            text = first.get("text")
+            if text is None:
+                raise HTTPError(400, "the first message must be a JSON text frame, not binary")
             if len(text) > cfg.max_body_bytes:
                 raise HTTPError(413, f"the request is over the {cfg.max_body_bytes}-byte limit")
             try:
                 body = StreamRequest.model_validate(json.loads(text))
             except json.JSONDecodeError as err:
                 raise HTTPError(400, f"the request is not JSON: {err.msg} at character {err.pos}") from None
+            except RecursionError:
+                raise HTTPError(400, "the request is nested too deeply (send one flat JSON object)") from None
             except ValidationError as err:
                 e = err.errors()[0]
                 raise HTTPError(422, f"invalid request: {'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}") from None

@@ -25,6 +25,10 @@ def serve(
     rate_limit: float = typer.Option(0.0, min=0.0, help="Requests a minute per key or client (0 = unlimited)."),
     consent_check: bool = typer.Option(True, "--consent-check/--no-consent-check",
                                        help="Refuse voice recordings that match no consented voice."),
+    allow_origin: list[str] = typer.Option([], help="A web origin (https://host:port) whose pages may open "
+                                           "WebSocket streams when no key is set (repeat for several; default: the "
+                                           "server's own page only)."),
+    threads: int = typer.Option(0, min=0, max=512, help="torch threads for generation (0 = one per CPU core)."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
 ) -> None:
     """Serve TTS, music and sound effects over HTTP and WebSocket, with a player page at /."""
@@ -40,11 +44,20 @@ def serve(
     bad = [t for t in names if t not in ("tts", "music", "sfx")]
     if bad or not names:
         raise InvalidArgumentError(f"unknown task(s) {', '.join(bad) or '(none)'}", "use --tasks tts,music,sfx")
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+    # set deliberately: torch's default (all cores, or OMP_NUM_THREADS) halved one stream's speed under contention
+    n_threads = threads or os.cpu_count() or 1
+    torch.set_num_threads(n_threads)
+    typer.echo(f"torch threads: {n_threads}", err=True)
     folders = {"tts": tts, "music": music, "sfx": sfx}
     config = ServeConfig(max_streams=max_streams, max_duration=max_duration, decode_frames=decode_frames,
                          api_keys=tuple(k.strip() for k in (api_key or "").split(",") if k.strip()),
-                         rate_limit=rate_limit, consent_check=consent_check)
+                         rate_limit=rate_limit, consent_check=consent_check, allowed_origins=tuple(allow_origin))
+    if not config.api_keys:
+        loopback = host in ("127.0.0.1", "localhost", "::1")
+        typer.secho("warning: serving without an API key: "
+                    + ("any program on this machine can use the server" if loopback else
+                       f"anyone who can reach {host}:{port} can use the server") + " (set --api-key or TOKENWAVE_API_KEY)",
+                    fg="yellow", err=True)
     service = Service({t: folders[t] for t in names}, load_codec(codec), config)
     for task, why in service.missing.items():
         typer.secho(f"not serving {task}: {why}", fg="yellow", err=True)

@@ -45,6 +45,7 @@ class ServeConfig:
     rate_limit: float = 0.0        # requests per minute per key (0 = none)
     auth_failures: float = 10.0    # wrong keys a minute per client before 429 (brute force; 0 = unlimited)
     consent_check: bool = True
+    allowed_origins: tuple[str, ...] = ()  # WebSocket Origins accepted besides the server's own when no key is set
 
 
 @dataclass
@@ -103,7 +104,8 @@ class Service:
     def models(self) -> dict:
         out = {}
         for name, task in self.tasks.items():
-            entry = {"available": True, "sample_rate": self.sample_rate, "model": str(task.folder),
+            # the model's name, never its path (no file-system layout for whoever can reach the server)
+            entry = {"available": True, "sample_rate": self.sample_rate, "model": task.folder.name,
                      "frame_rate": task.frame_rate}
             if name == "tts":
                 entry["voices"] = task.voices
