@@ -2,11 +2,11 @@
 as tests/test_tasks.py's fixtures)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
-from tokenwave.checkpoint import save_checkpoint
 from tokenwave.codec import Codec
 from tokenwave.conditioning import TagConditioner, TagVocab
 from tokenwave.conditioning.melody import MelodyConditioner
@@ -14,9 +14,9 @@ from tokenwave.flow.config import FlowConfig
 from tokenwave.flow.model import FlowDiT
 from tokenwave.lm.config import LMConfig
 from tokenwave.lm.model import TokenLM
-from tokenwave.tasks.tagged import tag_cooccurrence
+from tokenwave.models.tagged import Generator, tag_cooccurrence
+from tokenwave.models.tts import TTSFolder, TTSModel
 from tokenwave.train.codec import PRESETS as CODEC_PRESETS
-from tokenwave.train.tts import TTSModel
 
 SR = 24000
 ROWS = [
@@ -52,8 +52,9 @@ PHONES = ["_", "a", "aɪ", "b", "d", "eɪ", "f", "h", "i", "iː", "k", "l", "m",
 
 def tts_model(folder, codec, preset: dict | None = None, K: int = 2, max_frames: int = 60, aligned: bool = False,
               voices: tuple[str, ...] = ("alice", "bob")) -> None:
-    """A tiny random TTS model; ``aligned``: one told each frame's phone (``tokenwave train tts --alignments``);
-    ``voices``: its built-in voices' names."""
+    """A tiny random TTS model, written as `tokenwave train tts` writes one (trained on ``codec``'s codes);
+    ``aligned``: one told each frame's phone (``tokenwave train tts --alignments``); ``voices``: its built-in
+    voices' names."""
     preset = preset or dict(dim=32, depth=1, heads=2)
     cfg = LMConfig(K=K, codebook_size=codec.codebook_size, max_len=512 if max_frames <= 60 else 1280, **preset)
     symbols = sorted(set("abcdefghijklmnopqrstuvwxyzæðŋɐɑɔəɛɜɪɹʃʊʌʒθˈˌː "))
@@ -63,23 +64,21 @@ def tts_model(folder, codec, preset: dict | None = None, K: int = 2, max_frames:
         with torch.no_grad():
             for p in model.parameters():
                 p.mul_(0.1)
-    save_checkpoint(folder, model.state_dict(), cfg, "tts",
-                    {"phonemes": symbols, "duration": [1.0, 4.0], "train": {"max_frames": max_frames},
-                     "voices": list(voices), **({"phones": PHONES} if aligned else {})})
     g = torch.Generator().manual_seed(1)
-    voices = {n: torch.randint(0, codec.codebook_size, (K, 225 if max_frames > 60 else 40), generator=g).to(torch.int16)
-              for n in voices}
-    save_file(voices, str(folder / "voices.safetensors"))
+    codes = {n: torch.randint(0, codec.codebook_size, (K, 225 if max_frames > 60 else 40), generator=g) for n in voices}
+    extra = {"phonemes": symbols, "duration": [1.0, 4.0], "train": {"max_frames": max_frames},
+             **({"phones": PHONES} if aligned else {})}
+    TTSFolder(model, extra, codes).save(folder, codec.content_hash())
 
 
-def _conditioners(folder, vocab: TagVocab, melody: bool, dim: int = 32) -> None:
+def _conditioners(vocab: TagVocab, melody: bool, dim: int = 32) -> tuple[TagConditioner, MelodyConditioner | None]:
     tags = TagConditioner(len(vocab), dim)
     randomise(tags, 3)
-    save_file(tags.state_dict(), str(folder / "tags.safetensors"))
+    mel = None
     if melody:
         mel = MelodyConditioner(dim)
         randomise(mel, 4)
-        save_file(mel.state_dict(), str(folder / "melody.safetensors"))
+    return tags, mel
 
 
 def flow_model(folder, codec, melody: bool, domain: str = "sfx") -> None:
@@ -90,8 +89,8 @@ def flow_model(folder, codec, melody: bool, domain: str = "sfx") -> None:
                      heads=2, max_frames=200, patch=2)
     flow = FlowDiT(cfg)
     randomise(flow, 5)
-    flow.save(folder, extra={"tags": vocab.tags, "train": {"frames": 60}, "cooccur": tag_cooccurrence(rows)})
-    _conditioners(folder, vocab, melody)
+    extra = {"train": {"frames": 60}, "cooccur": tag_cooccurrence(rows)}
+    Generator("flow", Path(folder), flow, extra, vocab, *_conditioners(vocab, melody)).save(folder, codec.content_hash())
 
 
 def tagged_model(folder, codec, melody: bool, domain: str = "sfx", flow: bool = False) -> None:
@@ -101,8 +100,8 @@ def tagged_model(folder, codec, melody: bool, domain: str = "sfx", flow: bool = 
     cfg = LMConfig(K=2, codebook_size=codec.codebook_size, dim=32, depth=1, heads=2, max_len=80)
     lm = TokenLM(cfg)
     randomise(lm, 2)
-    lm.save(folder, extra={"tags": vocab.tags, "train": {"frames": 40}, "cooccur": tag_cooccurrence(rows)})
-    _conditioners(folder, vocab, melody)
+    extra = {"train": {"frames": 40}, "cooccur": tag_cooccurrence(rows)}
+    Generator("lm", Path(folder), lm, extra, vocab, *_conditioners(vocab, melody)).save(folder, codec.content_hash())
     if flow:
         flow_model(folder / "flow", codec, melody, domain)
 

@@ -241,11 +241,11 @@ def test_save_load_round_trip(tmp_path):
 @pytest.mark.filterwarnings("ignore:.*has no valid clips")
 def test_cli_latents_and_train_flow(tmp_path):
     from tokenwave.cli import app
-    from tokenwave.codec import Codec
+    from tokenwave.codec import Codec, load_codec
     from tokenwave.data.sfx import build_sfx
     from tokenwave.data.tokens import LatentDataset
+    from tokenwave.models.tagged import Generator
     from tokenwave.train.codec import PRESETS
-    from tokenwave.train.flow import load_flow
 
     data = build_sfx(tmp_path / "sfx", minutes=0.3, seed=0)
     torch.manual_seed(0)
@@ -270,7 +270,9 @@ def test_cli_latents_and_train_flow(tmp_path):
     train("split", "--resume")
     a, b = (load_file(str(tmp_path / r / "model" / "model.safetensors")) for r in ("run", "split"))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # --resume is exact
-    model, vocab, tag_cond = load_flow(tmp_path / "run" / "model")
+    g = Generator.load(tmp_path / "run" / "model", load_codec(tmp_path / "codec"))  # the codec it was trained on
+    model, vocab, tag_cond = g.model, g.vocab, g.tags
+    assert g.kind == "flow" and g.melody is None
     assert model.cfg.patch == 2  # the recipe's default
     assert model.cfg.latent_scale == pytest.approx(info["stats"]["overall_std"])
     assert "domain=sfx" in vocab.tags

@@ -2,7 +2,7 @@
 
 A tokens folder holds ``codes.safetensors`` (one ``int16 [K, frames]`` tensor per split, clips end to end),
 ``index.jsonl`` (one row per clip: its manifest fields plus ``offset`` and ``frames`` into its split's tensor)
-and ``tokens.json`` (codec, rates, K, codebook size). A latents folder (for the flow generator) is laid out the
+and ``tokens.json`` (codec: its path and ``codec_hash``, its content hash; rates, K, codebook size). A latents folder (for the flow generator) is laid out the
 same way: ``latents.safetensors`` (float16 ``[D, frames]`` per split), ``index.jsonl`` and ``latents.json``
 (rates, D and the latents' mean/std).
 """
@@ -74,8 +74,9 @@ def tokenize(datasets: list[str | os.PathLike], out: str | os.PathLike, codec, n
     n_q = n_q or codec.n_q
     per_split, index, offsets = _encode_clips(
         datasets, lambda wav: codec.encode(wav, n_q)[0].numpy().astype(np.int16), codec.sample_rate, "tokenize")
-    info = {"codec": codec_name, "sample_rate": codec.sample_rate, "frame_rate": codec.frame_rate, "K": n_q,
-            "codebook_size": codec.codebook_size, "clips": len(index), "frames": offsets}
+    info = {"codec": codec_name, "codec_hash": codec.content_hash(), "sample_rate": codec.sample_rate,
+            "frame_rate": codec.frame_rate, "K": n_q, "codebook_size": codec.codebook_size, "clips": len(index),
+            "frames": offsets}
     _write_folder(out, "codes.safetensors", per_split, index, "tokens.json", info)
     return out
 
@@ -94,8 +95,8 @@ def extract_latents(datasets: list[str | os.PathLike], out: str | os.PathLike, c
         "latents")
     stats_split = next(s for s in SPLITS if per_split[s])  # train when there is one
     z = np.concatenate(per_split[stats_split], axis=1).astype(np.float64)
-    info = {"codec": codec_name, "sample_rate": codec.sample_rate, "frame_rate": codec.frame_rate,
-            "latent_dim": int(z.shape[0]), "clips": len(index), "frames": offsets,
+    info = {"codec": codec_name, "codec_hash": codec.content_hash(), "sample_rate": codec.sample_rate,
+            "frame_rate": codec.frame_rate, "latent_dim": int(z.shape[0]), "clips": len(index), "frames": offsets,
             "stats": {"split": stats_split, "mean": z.mean(1).round(6).tolist(), "std": z.std(1).round(6).tolist(),
                       "overall_mean": round(float(z.mean()), 6), "overall_std": round(float(z.std()), 6)}}
     _write_folder(out, "latents.safetensors", per_split, index, "latents.json", info)

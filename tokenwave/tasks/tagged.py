@@ -13,26 +13,17 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
-from tokenwave.checkpoint import load_checkpoint
-from tokenwave.conditioning import TagConditioner, TagVocab
-from tokenwave.conditioning.melody import NO_PITCH, MelodyConditioner, fit_length, load_melody, pitch_classes
+from tokenwave.codec import load_codec
+from tokenwave.conditioning.melody import NO_PITCH, fit_length, load_melody, pitch_classes
 from tokenwave.errors import InvalidArgumentError
-from tokenwave.flow.config import FlowConfig
-from tokenwave.flow.model import KIND as FLOW_KIND
-from tokenwave.flow.model import FlowDiT
-from tokenwave.lm.config import LMConfig
 from tokenwave.lm.generate import generate_long
-from tokenwave.lm.model import KIND as LM_KIND
-from tokenwave.lm.model import TokenLM
-from tokenwave.tasks.base import (GeneratedAudio, MissingModelError, Sampling, check_duration, default_model_dir,
-                                  finish, folder_decoder, read_generators)
+from tokenwave.models.folder import folder_decoder, read_generators
+from tokenwave.models.tagged import Generator, tag_cooccurrence
+from tokenwave.tasks.base import GeneratedAudio, Sampling, check_duration, default_model_dir, finish
 
 SYNONYMS = {"reverb": ("reverb", "echo", "echoing", "reverberant", "hall"),
             "thunder": ("thunder", "thunderclap"), "rain": ("rain", "rainy"), "whistle": ("whistle", "whistling"),
@@ -89,20 +80,6 @@ def read_prompt(prompt: str, vocab_tags: list[str], domain: str, cooccur: dict[s
     return out
 
 
-def tag_cooccurrence(rows: list[dict]) -> dict[str, list[str]]:
-    """For each ``field=value`` tag of ``rows``, the tag fields that appear beside it; ``__required__``: the fields
-    every row has."""
-    seen: dict[str, set[str]] = {}
-    fields_per_row = []
-    for r in rows:
-        tags = r.get("tags") if isinstance(r.get("tags"), dict) else {}
-        fields_per_row.append(set(tags))
-        for f, v in tags.items():
-            seen.setdefault(f"{f}={v}", set()).update(tags)
-    required = set.intersection(*fields_per_row) if fields_per_row else set()
-    return {"__required__": sorted(required), **{k: sorted(v) for k, v in sorted(seen.items())}}
-
-
 def check_prompt(prompt: str) -> str:
     prompt = (prompt or "").strip()
     if not prompt or not re.search(r"\w", prompt):
@@ -113,55 +90,6 @@ def check_prompt(prompt: str) -> str:
 
 
 GENERATORS = ("lm", "flow")
-_CLASSES = {LM_KIND: (LMConfig, TokenLM), FLOW_KIND: (FlowConfig, FlowDiT)}
-
-
-@dataclass
-class Generator:
-    """One trained generator of a task and its conditioners: ``kind`` "lm" (a :class:`TokenLM`, from
-    ``tokenwave train lm``) or "flow" (a :class:`FlowDiT`, from ``tokenwave train flow``)."""
-
-    kind: str
-    folder: Path
-    model: torch.nn.Module
-    extra: dict
-    vocab: TagVocab
-    tags: TagConditioner
-    melody: MelodyConditioner | None
-
-    @classmethod
-    def load(cls, folder: Path) -> Generator:
-        kind = checkpoint_kind(folder)
-        if kind not in _CLASSES:
-            raise MissingModelError(f"{folder} holds a {kind!r} model, not a music/sfx generator",
-                                    "pass a folder from `tokenwave train lm` or `tokenwave train flow`")
-        config_cls, model_cls = _CLASSES[kind]
-        state, cfg, extra = load_checkpoint(folder, config_cls, kind)
-        model = model_cls(cfg)
-        model.load_state_dict(state)
-        dim = model.cfg.dim
-        vocab = TagVocab(extra["tags"])
-        tags = TagConditioner(len(vocab), dim)
-        tags.load_state_dict(load_file(str(folder / "tags.safetensors")))
-        melody = None
-        if (folder / "melody.safetensors").exists():
-            melody = MelodyConditioner(dim)
-            melody.load_state_dict(load_file(str(folder / "melody.safetensors")))
-        return cls("flow" if kind == FLOW_KIND else "lm", folder, model.eval(), extra, vocab, tags.eval(),
-                   None if melody is None else melody.eval())
-
-    @property
-    def window(self) -> int:
-        """The trained window in frames (long renders slide windows of this size)."""
-        return int(self.extra.get("train", {}).get("frames", 150))
-
-
-def checkpoint_kind(folder: Path) -> str:
-    import json
-
-    return json.loads((Path(folder) / "config.json").read_text()).get("kind", "")
-
-
 class TaggedTask:
     """A domain's ("music" or "sfx") tag-conditioned generators and their codec.
 
@@ -171,14 +99,13 @@ class TaggedTask:
 
     def __init__(self, task: str, folder: str | os.PathLike | None = None, codec=None,
                  generator: str | None = None) -> None:
-        from tokenwave.codec import load_codec
-
         self.task = task
         self.folder = default_model_dir(task, folder)
-        main = Generator.load(self.folder)
+        self.codec = codec if codec is not None else load_codec(None)
+        main = Generator.load(self.folder, self.codec)  # each refuses a codec other than the one it was trained on
         self.generators = {main.kind: main}
         if main.kind == "lm" and (self.folder / "flow" / "config.json").exists():
-            self.generators["flow"] = Generator.load(self.folder / "flow")
+            self.generators["flow"] = Generator.load(self.folder / "flow", self.codec)
         choice = read_generators(self.folder)
         self.default_generator = choice.get("default", main.kind)
         # a request with a melody goes to the generator measured better at following one, unless it names one
@@ -191,7 +118,6 @@ class TaggedTask:
         g = self.generators[self.generator]
         self.extra, self.vocab, self.tags, self.melody = g.extra, g.vocab, g.tags, g.melody
         self.window = (lm or g).window
-        self.codec = codec if codec is not None else load_codec(None)
         self.decoders = {}  # generator kind -> the codec with a decoder fine-tuned for that generator's output
         for kind, gen in self.generators.items():
             tuned = folder_decoder(gen.folder, self.codec, 0 if kind == "flow" else gen.model.cfg.K)

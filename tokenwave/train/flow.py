@@ -8,12 +8,13 @@ from pathlib import Path
 import torch
 
 from tokenwave.checkpoint import CheckpointError
-from tokenwave.conditioning import TagConditioner, TagVocab
+from tokenwave.conditioning import TagVocab
 from tokenwave.data.tokens import LatentDataset
 from tokenwave.errors import DatasetError, InvalidArgumentError
 from tokenwave.flow.config import FlowConfig
 from tokenwave.flow.loss import flow_loss
 from tokenwave.flow.model import FlowDiT
+from tokenwave.models.tagged import tag_cooccurrence
 from tokenwave.train.tagged import ConditioningOptions, InitModel, TaggedModel, TaggedRecipe
 from tokenwave.train.trainer import DistInfo
 
@@ -106,25 +107,7 @@ class FlowRecipe(TaggedRecipe):
         return out if self.valid_split == "valid" else {**out, "valid_split": self.valid_split}
 
     def export(self, folder: Path, metrics: dict) -> None:
-        from tokenwave.tasks.tagged import tag_cooccurrence
+        self.export_generator(folder, "flow", self.model.flow,
+                              {"validation": metrics, "train": asdict(self.tcfg), "latents": self.latents_info,
+                               "cooccur": tag_cooccurrence(self.train_data.rows)}, self.latents_info)
 
-        self.model.flow.save(folder, extra={"validation": metrics, "train": asdict(self.tcfg), "tags": self.vocab.tags,
-                                            "latents": self.latents_info,
-                                            "cooccur": tag_cooccurrence(self.train_data.rows)})
-        self.export_tags(folder)
-
-
-
-def load_flow(folder: str | Path) -> tuple[FlowDiT, TagVocab, TagConditioner]:
-    """A trained flow checkpoint: ``(model, tag vocab, tag conditioner)`` (the last two from config extra and
-    ``tags.safetensors``), in eval mode."""
-    import json
-
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    model = FlowDiT.load(folder)
-    vocab = TagVocab(json.loads((folder / "config.json").read_text())["tags"])
-    tags = TagConditioner(len(vocab), model.cfg.dim)
-    tags.load_state_dict(load_file(str(folder / "tags.safetensors")))
-    return model, vocab, tags.eval()

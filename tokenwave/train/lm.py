@@ -10,6 +10,7 @@ from tokenwave.data.tokens import TokenDataset
 from tokenwave.errors import InvalidArgumentError
 from tokenwave.lm.config import LMConfig
 from tokenwave.lm.model import TokenLM
+from tokenwave.models.tagged import tag_cooccurrence
 from tokenwave.train.tagged import ConditioningOptions, InitModel, TaggedModel, TaggedRecipe
 from tokenwave.train.trainer import DistInfo
 
@@ -80,11 +81,9 @@ class LMRecipe(TaggedRecipe):
         return self.cross_entropy_validation()
 
     def export(self, folder: Path, metrics: dict) -> None:
-        from tokenwave.tasks.tagged import tag_cooccurrence
-
-        self.model.lm.save(folder, extra={"validation": metrics, "train": asdict(self.tcfg), "tags": self.vocab.tags,
-                                          "tokens": self.tokens_info, "cooccur": tag_cooccurrence(self.train_data.rows)})
-        self.export_tags(folder)
+        self.export_generator(folder, "lm", self.model.lm,
+                              {"validation": metrics, "train": asdict(self.tcfg), "tokens": self.tokens_info,
+                               "cooccur": tag_cooccurrence(self.train_data.rows)}, self.tokens_info)
 
 
 

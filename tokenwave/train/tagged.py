@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from tokenwave.checkpoint import CheckpointError, load_checkpoint
 from tokenwave.conditioning import Conditioning, TagConditioner, TagVocab, row_tags
 from tokenwave.conditioning.melody import NO_PITCH, MelodyConditioner, pitch_classes
 from tokenwave.errors import InvalidArgumentError
+from tokenwave.models.folder import data_codec_hash, trained_codec_hash
+from tokenwave.models.tagged import Generator
 from tokenwave.paths import shown_path
 from tokenwave.train.state import numpy_rng_state, set_numpy_rng_state
 from tokenwave.train.trainer import DistInfo, set_schedule_lr, wrap_ddp
@@ -43,23 +43,22 @@ class InitModel:
     @classmethod
     def read(cls, folder: str | Path, net_cls: type) -> InitModel:
         """``net_cls`` (``FlowDiT`` or ``TokenLM``) names the checkpoint kind; a folder of another kind, or one
-        without its tag conditioner, is refused with a :class:`CheckpointError`."""
-        state, cfg, raw = load_checkpoint(folder, net_cls.CONFIG, net_cls.KIND)
-        f = Path(folder)
-        if "tags" not in raw or not (f / "tags.safetensors").exists():
-            raise CheckpointError(f"{folder} holds a {net_cls.KIND} network but no tag conditioner (tags.safetensors "
-                                  "and the config's tag list)",
-                                  f"pass a model folder written by `tokenwave train {net_cls.KIND}`, e.g. OUT/model")
-        tag_embed = load_file(str(f / "tags.safetensors"))["embed.weight"]
-        melody = load_file(str(f / "melody.safetensors")) if (f / "melody.safetensors").exists() else None
-        return cls(str(folder), cfg, state, list(raw["tags"]), tag_embed, melody, raw)
+        without its tag conditioner, is refused with a :class:`CheckpointError` (:meth:`Generator.load`)."""
+        with torch.random.fork_rng(devices=[]):  # building the modules draws initial weights: keep the run's seed
+            g = Generator.load(folder, kind=net_cls.KIND)
+        melody = None if g.melody is None else g.melody.state_dict()
+        return cls(str(folder), g.model.cfg, g.model.state_dict(), list(g.extra["tags"]), g.tags.embed.weight.detach(),
+                   melody, g.extra)
 
     def check_source(self, key: str, data_info: dict, data: str) -> None:
         """Warn when the model's training data (``raw[key]``, e.g. its latents' info) came from another codec than
-        ``data`` (a path as recorded, so a moved folder also warns)."""
+        ``data``: by content hash where both are known, else by the codec's path as recorded (so a moved folder
+        also warns)."""
         import warnings
 
-        mine, theirs = (self.raw.get(key) or {}).get("codec"), data_info.get("codec")
+        mine, theirs = trained_codec_hash(self.raw), data_codec_hash(data_info)
+        if not (mine and theirs):
+            mine, theirs = (self.raw.get(key) or {}).get("codec"), data_info.get("codec")
         if mine and theirs and mine != theirs:
             warnings.warn(f"{self.folder} was trained on {key} of the codec {mine}, but {data} holds those of {theirs}; "
                           "fine-tuning on another codec's output starts from a model that does not know it",
@@ -182,12 +181,11 @@ class TaggedRecipe:
         val = sum(losses) / len(losses)
         return {"valid_loss": round(val, 4), "valid_perplexity": round(math.exp(val), 2)}
 
-    def export_tags(self, folder: Path) -> None:
-        """``tags.safetensors`` (and ``melody.safetensors`` when the model has a melody conditioner)."""
-        save_file({k: v.contiguous() for k, v in self.model.tags.state_dict().items()}, str(Path(folder) / "tags.safetensors"))
-        if getattr(self.model, "melody", None) is not None:
-            save_file({k: v.contiguous() for k, v in self.model.melody.state_dict().items()},
-                      str(Path(folder) / "melody.safetensors"))
+    def export_generator(self, folder: Path, kind: str, net: torch.nn.Module, extra: dict, data_info: dict) -> None:
+        """Write the trained ``net`` ("lm" or "flow") with the tag (and melody) conditioners as a generator folder
+        (:meth:`Generator.save`), naming the codec that made the training data (``data_info``) by its hash."""
+        Generator(kind, Path(folder), net, extra, self.vocab, self.model.tags, self.model.melody).save(
+            folder, data_codec_hash(data_info))
 
     def rng_state(self) -> dict:
         return {"train": numpy_rng_state(self.train_data.rng), "valid": numpy_rng_state(self.valid_data.rng)}

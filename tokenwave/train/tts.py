@@ -14,20 +14,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
-from tokenwave.checkpoint import load_checkpoint, save_checkpoint
-from tokenwave.conditioning.speech import PhonemeVocab, SpeechConditioner, alignment_inputs, prefix_positions
+from tokenwave.conditioning.speech import PhonemeVocab, alignment_inputs, prefix_positions
 from tokenwave.data.align import read_alignments
 from tokenwave.data.tokens import _open_split
 from tokenwave.errors import DatasetError
 from tokenwave.lm.config import LMConfig
-from tokenwave.lm.model import TokenLM
+from tokenwave.models.folder import data_codec_hash
+from tokenwave.models.tts import TTSFolder, TTSModel
 from tokenwave.train.lm import PRESETS  # noqa: F401  (the same model sizes as the token LM)
 from tokenwave.train.tagged import TaggedRecipe
 from tokenwave.train.trainer import DistInfo, wrap_ddp
 
-KIND = "tts"
 PROMPT_FRAMES = 225  # 3 s at 75 Hz
 
 
@@ -41,28 +39,6 @@ class TTSTrainConfig:
     min_prompt: int = 112       # prompt windows of 1.5-3 s
     val_batches: int = 4
     alignments: str | None = None  # alignments.jsonl (`tokenwave data align`): per-frame phones (an aligned model)
-
-
-class TTSModel(torch.nn.Module):
-    """The token LM and its speech conditioner, trained and saved together."""
-
-    def __init__(self, cfg: LMConfig, n_phonemes: int, n_phones: int = 0) -> None:
-        super().__init__()
-        self.lm = TokenLM(cfg)
-        self.cond = SpeechConditioner(cfg.dim, n_phonemes, cfg.K, cfg.codebook_size, n_phones)
-
-    def forward(self, codes, lengths, phonemes, prompts, aligned=None):
-        return self.lm.loss(codes, self.cond(phonemes, prompts, lengths.tolist(), aligned), lengths)
-
-    def save(self, folder: str | os.PathLike, extra: dict) -> None:
-        save_checkpoint(folder, self.state_dict(), self.lm.cfg, KIND, extra)
-
-    @classmethod
-    def load(cls, folder: str | os.PathLike) -> tuple[TTSModel, dict]:
-        state, cfg, extra = load_checkpoint(folder, LMConfig, KIND)
-        model = cls(cfg, len(extra["phonemes"]) + 2, len(extra["phones"]) + 2 if extra.get("phones") else 0)
-        model.load_state_dict(state)
-        return model.eval(), extra
 
 
 class UtteranceDataset:
@@ -163,12 +139,10 @@ class TTSRecipe(TaggedRecipe):
         return self.cross_entropy_validation()
 
     def export(self, folder: Path, metrics: dict) -> None:
-        voices = builtin_voices(self.train_data)
-        self.model.save(folder, extra={"validation": metrics, "train": asdict(self.tcfg), "tokens": self.tokens_info,
-                                       "phonemes": self.vocab.symbols[2:], "duration": list(self.duration),
-                                       **({"phones": self.phones.symbols[2:]} if self.phones is not None else {}),
-                                       "voices": sorted(voices)})
-        save_file({k: v.to(torch.int16).contiguous() for k, v in voices.items()}, str(Path(folder) / "voices.safetensors"))
+        extra = {"validation": metrics, "train": asdict(self.tcfg), "tokens": self.tokens_info,
+                 "phonemes": self.vocab.symbols[2:], "duration": list(self.duration),
+                 **({"phones": self.phones.symbols[2:]} if self.phones is not None else {})}
+        TTSFolder(self.model, extra, builtin_voices(self.train_data)).save(folder, data_codec_hash(self.tokens_info))
 
 
 def builtin_voices(data: UtteranceDataset) -> dict[str, torch.Tensor]:
