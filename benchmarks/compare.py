@@ -46,10 +46,10 @@ SYSTEMS = ("shipped", "candidate")
 
 def candidate_task(task, generator: str, folder: Path):
     """``task`` with its ``generator`` replaced by the model in ``folder`` (and its decoder, if it has one)."""
-    from tokenwave.tasks.base import folder_decoder
-    from tokenwave.tasks.tagged import Generator
+    from tokenwave.models.folder import folder_decoder
+    from tokenwave.models.tagged import Generator
 
-    g = Generator.load(folder)
+    g = Generator.load(folder, task.codec)
     if g.kind != generator:
         raise SystemExit(f"{folder} holds a {g.kind} model, not a {generator} one")
     task.generators[generator] = g
@@ -62,7 +62,8 @@ def candidate_task(task, generator: str, folder: Path):
 def heldout_losses(generator: str, folder: Path, heldout: Path, batches: int) -> list[float]:
     """The model's training loss on ``batches`` valid batches of ``heldout``: the windows, noise and times depend
     only on the seed, so two models' lists pair batch by batch."""
-    from tokenwave.train.trainer import DistInfo, seed_everything
+    from tokenwave.seeding import seed_everything
+    from tokenwave.train.trainer import DistInfo
 
     train = json.loads((folder / "config.json").read_text()).get("train", {})
     seed_everything(0)

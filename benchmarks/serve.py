@@ -51,12 +51,11 @@ def speech_model(tmp: Path) -> tuple[str, str]:
     if (default / "config.json").exists():
         return str(default), f"default ({default})"
     import torch
-    from safetensors.torch import save_file
 
-    from tokenwave.checkpoint import save_checkpoint
     from tokenwave.codec import load_codec
     from tokenwave.lm.config import LMConfig
-    from tokenwave.train.tts import PRESETS, TTSModel
+    from tokenwave.models.tts import TTSFolder, TTSModel
+    from tokenwave.train.lm import PRESETS
 
     codec = load_codec(None)
     symbols = sorted(set("abcdefghijklmnopqrstuvwxyzæðŋɐɑɔəɛɜɪɹʃʊʌʒθˈˌːɚɾʔ "))
@@ -64,11 +63,10 @@ def speech_model(tmp: Path) -> tuple[str, str]:
     torch.manual_seed(0)
     model = TTSModel(cfg, len(symbols) + 2).eval()
     folder = tmp / "tts"
-    save_checkpoint(folder, model.state_dict(), cfg, "tts", {"phonemes": symbols, "duration": [0.9, 10.0],
-                                                              "train": {"max_frames": 450}, "voices": ["v0", "v1"]})
     g = torch.Generator().manual_seed(1)
-    save_file({f"v{i}": torch.randint(0, codec.codebook_size, (8, 225), generator=g).to(torch.int16)
-               for i in range(2)}, str(folder / "voices.safetensors"))
+    voices = {f"v{i}": torch.randint(0, codec.codebook_size, (8, 225), generator=g) for i in range(2)}
+    TTSFolder(model, {"phonemes": symbols, "duration": [0.9, 10.0], "train": {"max_frames": 450}}, voices).save(
+        folder, codec.content_hash())
     return str(folder), "random weights, preset small (checkpoints/tts missing)"
 
 

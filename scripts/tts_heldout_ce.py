@@ -14,13 +14,14 @@ import torch
 
 from tokenwave.conditioning.speech import PhonemeVocab
 from tokenwave.data.align import read_alignments
-from tokenwave.train.tts import TTSModel, UtteranceDataset
+from tokenwave.models.tts import TTSFolder
+from tokenwave.train.tts import UtteranceDataset
 
 
 def heldout_ce(folder: str, tokens: str, alignments: dict, batches: int = 20, batch: int = 8) -> float:
-    model, extra = TTSModel.load(folder)
-    phones = PhonemeVocab(extra["phones"]) if extra.get("phones") else None
-    data = UtteranceDataset(tokens, "valid", PhonemeVocab(extra["phonemes"]), 450, seed=123, alignments=alignments,
+    saved = TTSFolder.load(folder)
+    model, phones = saved.model, saved.phones
+    data = UtteranceDataset(tokens, "valid", saved.phonemes, 450, seed=123, alignments=alignments,
                             phones=phones or PhonemeVocab([]))
     losses = []
     with torch.no_grad():
