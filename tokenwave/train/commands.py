@@ -52,11 +52,12 @@ RUN: Any = None  # where a command's signature takes its RunOptions; run_options
 
 
 def run_options(*, without: tuple[str, ...] = (), **replace: Any) -> Callable[[Callable], Callable]:
-    """Decorate a training command with ``out``, ``steps`` and ``run: RunOptions = RUN`` in its signature.
+    """A command with ``out``, ``steps`` and ``run: RunOptions = RUN`` -> the command typer registers.
 
-    On the command line ``run`` becomes the options of :data:`SHARED` (less ``without``; ``replace`` gives an option
-    another typer definition, e.g. ``device=typer.Option("cpu", ...)``); the command receives ``run`` built from
-    them with its own ``out`` and ``steps``. A field left out keeps RunOptions' default."""
+    On the command line ``run`` becomes the options of :data:`SHARED`, in their order, at its place (less
+    ``without``; ``replace`` gives an option another typer definition, e.g. ``device=typer.Option("cpu", ...)``);
+    the command receives ``run`` built from them with its own ``out`` and ``steps``. A field left out keeps
+    RunOptions' default."""
     names = [n for n in SHARED if n not in without]
 
     def decorate(command: Callable) -> Callable:

@@ -13,6 +13,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class RunOptions:
+    """The options of one training run, the same for every recipe (``tokenwave train ...`` builds it from its flags)."""
+
     out: Path  # run folder: log.jsonl, last/ (resumable state), model/ (the checkpoint)
     steps: int  # total optimisation steps; the learning-rate schedule follows it
     val_every: int = 500  # validate every N steps
