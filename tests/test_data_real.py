@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from typer.testing import CliRunner
 
 from tokenwave.audio import resample
+from tokenwave.cli import app
 from tokenwave.data import real
 from tokenwave.data.manifest import read_manifest
 from tokenwave.data.stats import dataset_stats
@@ -199,3 +201,13 @@ def test_licence_and_transcript_readers():
     assert real.read_asterisk_transcripts(text) == {"digits/1": "one", "vm-intro": "Please leave a message: after the tone."}
     lua = 'dialogId("a-1", "font_big", "Hi \\"you\\"")\ndialogStr("Ahoj \\"ty\\"")\n'
     assert real.read_fillets_dialogs(lua) == {"a-1": ("font_big", 'Ahoj "ty"')}
+
+
+def test_cli_builds_real_sfx_from_the_cache(cache, tmp_path):
+    result = CliRunner().invoke(app, ["data", "build", "real-sfx", "--out", str(tmp_path / "fx"), "--cache", str(cache),
+                                      "--no-download", "--packages", "hedgewars-data,sonic-pi-samples"])
+    assert result.exit_code == 0, result.output
+    rows = read_manifest(tmp_path / "fx")
+    assert {r["package"] for r in rows} == {"hedgewars-data", "sonic-pi-samples"} and len(rows) == 3
+    refused = CliRunner().invoke(app, ["data", "build", "sfx", "--out", str(tmp_path / "y"), "--packages", "x"])
+    assert "--packages and --cache are for real recordings" in str(refused.exception)

@@ -24,6 +24,9 @@ class Domain(str, Enum):
     speech = "speech"
     music = "music"
     sfx = "sfx"
+    real_speech = "real-speech"
+    real_music = "real-music"
+    real_sfx = "real-sfx"
 
 
 class VoiceSet(str, Enum):
@@ -31,8 +34,19 @@ class VoiceSet(str, Enum):
     wide = "wide"
 
 
-def builder(domain: Domain, voices: VoiceSet) -> Callable[..., Path]:
+def builder(domain: Domain, voices: VoiceSet, packages: list[str] | None = None, cache: Path | None = None,
+            download: bool = True) -> Callable[..., Path]:
     """Domain -> its corpus builder ``build(out, minutes=, seed=, overwrite=, workers=) -> dataset folder``."""
+    if domain.value.startswith("real-"):
+        from tokenwave.data.real import DEFAULT_CACHE, build_real  # lazy: keeps --help fast (numpy, soundfile)
+
+        if voices is not VoiceSet.standard:
+            raise InvalidArgumentError(f"--voices is for synthetic speech, not {domain.value}", "leave --voices out")
+        return functools.partial(build_real, domain.value.removeprefix("real-"), packages=packages,
+                                 cache=cache or DEFAULT_CACHE, download=download)
+    if packages or cache is not None:
+        raise InvalidArgumentError(f"--packages and --cache are for real recordings, not {domain.value}",
+                                   "build real-speech, real-music or real-sfx, or leave them out")
     if voices is not VoiceSet.standard and domain is not Domain.speech:
         raise InvalidArgumentError(f"--voices {voices.value} is for speech data, not {domain.value}",
                                    "leave --voices out for music and sfx")
@@ -51,21 +65,33 @@ def builder(domain: Domain, voices: VoiceSet) -> Callable[..., Path]:
 
 @data_app.command("build")
 def data_build(
-    domain: Domain = typer.Argument(..., help="Which corpus to build: speech, music or sfx."),
+    domain: Domain = typer.Argument(..., help="Which corpus to build: speech, music or sfx (synthetic), or "
+                                    "real-speech, real-music or real-sfx (recordings from Debian packages)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (must be new or empty, or pass --overwrite)."),
-    minutes: float = typer.Option(2.0, help="Total audio to render, in minutes."),
+    minutes: Optional[float] = typer.Option(None, help="Total audio to render, in minutes (default: 2 for synthetic "
+                                            "corpora, everything the packages hold for real ones)."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same dataset."),
     workers: int = typer.Option(2, min=1, max=64, help="Parallel render workers."),
     overwrite: bool = typer.Option(False, help="Replace an existing dataset at --out (only once the new one is complete)."),
     voices: VoiceSet = typer.Option(VoiceSet.standard, help="Speech only: `standard` (53 speakers) or `wide` (every "
                                     "espeak-ng variant for training, about 15x the speakers; the same held-out test "
                                     "speakers)."),
+    packages: Optional[str] = typer.Option(None, help="Real recordings only: comma-separated source packages "
+                                           "(default: all of the domain's)."),
+    cache: Optional[Path] = typer.Option(None, help="Real recordings only: folder of downloaded and unpacked Debian "
+                                         "packages (default: ~/.cache/tokenwave/debs)."),
+    download: bool = typer.Option(True, help="Real recordings only: fetch missing packages with apt-get download "
+                                  "(--no-download uses the cache alone)."),
 ) -> None:
-    """Render an offline corpus: speech (espeak-ng, flite), music (music21 corpus + FluidSynth) or sfx (procedural)."""
-    from tokenwave.data.writer import check_minutes, check_output_dir  # lazy: keeps --help fast (numpy, soundfile)
+    """Render an offline corpus: speech (espeak-ng, flite), music (music21 corpus + FluidSynth) or sfx (procedural);
+    or cut one from real recordings in Debian packages (downloaded with apt-get into --cache, nothing installed)."""
+    from tokenwave.data.writer import MAX_MINUTES, check_minutes, check_output_dir  # lazy: keeps --help fast (numpy, soundfile)
 
+    if minutes is None:
+        minutes = MAX_MINUTES if domain.value.startswith("real-") else 2.0
     check_minutes(minutes)
-    build = builder(domain, voices)
+    names = [p.strip() for p in packages.split(",") if p.strip()] if packages else None
+    build = builder(domain, voices, names, cache, download)
     check_output_dir(out, overwrite)
     path = build(out, minutes=minutes, seed=seed, overwrite=overwrite, workers=workers)
     print_stats(path)
