@@ -19,7 +19,6 @@ import torch
 import torch.distributed as dist
 
 from tokenwave.progress import progress_bar
-from tokenwave.seeding import seed_everything  # noqa: F401  (the CLI's training commands seed through here)
 from tokenwave.train.state import load_train_state, save_train_state
 
 
