@@ -26,6 +26,7 @@ class SegmentSampler:
         self.rng = np.random.default_rng(seed)
         self.clips: dict[str, list[np.ndarray]] = {}
         self.ids: dict[str, list[str]] = {}  # each clip's manifest id, in the order of ``clips``
+        self.bands: dict[str, list[float]] = {}  # each clip's bandwidth in Hz (:func:`clip_bandwidth`)
         rows = [(d, r) for d in datasets for r in read_manifest(d, split)]
         if max_clips is not None:
             rows = rows[:max_clips]
@@ -36,6 +37,7 @@ class SegmentSampler:
                 wav, _ = load_audio(audio_path(d, r), SAMPLE_RATE)
                 self.clips.setdefault(r["domain"], []).append(wav)
                 self.ids.setdefault(r["domain"], []).append(r["id"])
+                self.bands.setdefault(r["domain"], []).append(clip_bandwidth(r))
                 bar.advance()
         self.domains = sorted(self.clips)
         self.weights = {d: np.array([len(w) for w in c], dtype=np.float64) / sum(len(w) for w in c) for d, c in self.clips.items()}
@@ -47,11 +49,17 @@ class SegmentSampler:
     def sample(self, batch_size: int) -> torch.Tensor:
         return self.draw(batch_size)[0]
 
-    def draw(self, batch_size: int, align: int = 1) -> tuple[torch.Tensor, list[tuple[str, int]]]:
+    def sample_banded(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch ``[B, 1, segment]`` (the same draw as :meth:`sample`) and each item's bandwidth ``[B]`` in Hz."""
+        wav, _, bands = self.draw(batch_size, with_bandwidth=True)
+        return wav, torch.tensor(bands, dtype=torch.float32)
+
+    def draw(self, batch_size: int, align: int = 1, with_bandwidth: bool = False):
         """A batch and where each item comes from: ``(clip id, first sample)``; ``align``: starts fall on multiples
-        of it (a codec hop, so the segment's frames are the clip's frames)."""
+        of it (a codec hop, so the segment's frames are the clip's frames); ``with_bandwidth``: each item's bandwidth
+        in Hz as a third element."""
         out = np.zeros((batch_size, 1, self.segment), dtype=np.float32)
-        where = []
+        where, bands = [], []
         for b in range(batch_size):
             domain = self.domains[self.rng.integers(len(self.domains))]
             i = self.rng.choice(len(self.clips[domain]), p=self.weights[domain])
@@ -62,7 +70,8 @@ class SegmentSampler:
             gain = 10 ** (self.rng.uniform(*self.gain_db) / 20)
             out[b, 0, : len(piece)] = np.clip(piece * gain, -1, 1)
             where.append((self.ids[domain][i], start))
-        return torch.from_numpy(out), where
+            bands.append(self.bands[domain][i])
+        return (torch.from_numpy(out), where, bands) if with_bandwidth else (torch.from_numpy(out), where)
 
     def fixed(self, count: int, seconds: float) -> list[tuple[str, torch.Tensor]]:
         """Up to ``count`` clips per domain (first ``seconds`` of each), for validation: ``[(domain, [1, 1, N])]``."""
@@ -72,3 +81,14 @@ class SegmentSampler:
     def fixed_ids(self, count: int) -> list[str]:
         """The ids of the clips :meth:`fixed` returns, in its order."""
         return [i for d in self.domains for i in self.ids[d][:count]]
+
+
+def clip_bandwidth(row: dict) -> float:
+    """A manifest row -> the highest frequency its original recording holds, in Hz: ``bandwidth_hz`` where the builder
+    measured it (real recordings), else half its ``original_sample_rate``, else the working rate's Nyquist frequency."""
+    nyquist = SAMPLE_RATE / 2
+    if row.get("bandwidth_hz"):
+        return float(min(row["bandwidth_hz"], nyquist))
+    if row.get("original_sample_rate"):
+        return float(min(row["original_sample_rate"] / 2, nyquist))
+    return float(nyquist)

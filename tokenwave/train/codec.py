@@ -17,6 +17,8 @@ from tokenwave.data.loader import SegmentSampler
 from tokenwave.train.state import numpy_rng_state, set_numpy_rng_state
 from tokenwave.train.trainer import DistInfo, set_schedule_lr, wrap_ddp
 
+FULL_BAND_HZ = 0.95 * SAMPLE_RATE / 2  # a clip holding frequencies up to here is full band (the rest is the filter's roll-off)
+
 PRESETS = {
     "default": CodecConfig(),
     "tiny": CodecConfig(enc_dim=32, enc_depth=1, dec_dim=32, dec_depth=1, latent_dim=8, codebook_size=64, kmeans_iters=2),
@@ -43,11 +45,21 @@ class CodecTrainConfig:
     val_seconds: float = 4.0
 
 
-def reconstruction_losses(x: torch.Tensor, y: torch.Tensor, t: CodecTrainConfig) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def reconstruction_losses(x: torch.Tensor, y: torch.Tensor, t: CodecTrainConfig, bandwidth: torch.Tensor | None = None
+                          ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """The codec's reconstruction terms (multi-scale log-mel L1, multi-resolution STFT, waveform L1, compressed
-    complex STFT) and their weighted sum, for ``x`` decoded against ``y`` (both ``[B, 1, N]``)."""
-    losses = {"mel": mel_loss(x, y, SAMPLE_RATE), "stft": stft_loss(x, y), "wave": (x - y).abs().mean(),
-              "complex": complex_stft_loss(x, y)}
+    complex STFT) and their weighted sum, for ``x`` decoded against ``y`` (both ``[B, 1, N]``).
+
+    ``bandwidth [B]`` (Hz): what each clip's original recording holds. The spectral terms then count only the bins
+    below it, and the waveform term only the full-band clips, so a clip recorded at 16 kHz teaches the low band and
+    leaves the codec free to keep the high band it learns from full-band clips. None: every clip is full band."""
+    if bandwidth is None:
+        wave = (x - y).abs().mean()
+    else:
+        full = (bandwidth >= FULL_BAND_HZ).to(x.dtype)
+        wave = ((x - y).abs().mean(dim=(1, 2)) * full).sum() / full.sum().clamp_min(1.0)
+    losses = {"mel": mel_loss(x, y, SAMPLE_RATE, bandwidth), "stft": stft_loss(x, y, bandwidth, SAMPLE_RATE),
+              "wave": wave, "complex": complex_stft_loss(x, y, bandwidth=bandwidth, sample_rate=SAMPLE_RATE)}
     total = t.mel_weight * losses["mel"] + t.stft_weight * losses["stft"] + t.wave_weight * losses["wave"] \
         + t.complex_weight * losses["complex"]
     return losses, total
@@ -75,21 +87,28 @@ class CodecRecipe:
         t = self.tcfg
         set_schedule_lr(self.optimizers, t.lr, step, t.warmup, t.total_steps)
         self.model.train()
-        wav = self.train_data.sample(t.batch_size).to(self.info.device)
+        wav, bandwidth = self.train_data.sample_banded(t.batch_size)
+        wav, bandwidth = wav.to(self.info.device), bandwidth.to(self.info.device)
+        full = bandwidth >= FULL_BAND_HZ
+        if bool(full.all()):
+            bandwidth = None  # every clip full band: the plain losses
         # the same draw on every rank and on a resume: from the seed and the step, not a per-rank RNG
         bypass = bool(np.random.default_rng((self.seed, step)).random() < self.cfg.quantizer_bypass)
         wav_hat, codes, commit = self.model(wav, bypass=bypass)
         x, y = wav_hat[..., : -self.tail], wav[..., : -self.tail]  # the ISTFT tail lacks its future frames
-        losses, total = reconstruction_losses(x, y, t)
+        losses, total = reconstruction_losses(x, y, t, bandwidth)
         losses["commit"] = commit
         total = total + t.commit_weight * commit
-        adversarial = step >= t.adv_start
+        # the discriminator sees full-band clips only: a band-limited real clip would teach it that real audio has
+        # no high band, and the codec to erase it
+        adversarial = step >= t.adv_start and bool(full.any())
         if adversarial:
-            d_loss = discriminator_loss(self.disc_ddp(y), self.disc_ddp(x.detach()))
+            xa, ya = (x, y) if bandwidth is None else (x[full], y[full])
+            d_loss = discriminator_loss(self.disc_ddp(ya), self.disc_ddp(xa.detach()))
             self.optimizers["disc"].zero_grad(set_to_none=True)
             d_loss.backward()
             self.optimizers["disc"].step()
-            adv, fm = generator_losses(self.disc_ddp(y), self.disc_ddp(x))
+            adv, fm = generator_losses(self.disc_ddp(ya), self.disc_ddp(xa))
             losses.update(adv=adv, fm=fm, disc=d_loss)
             total = total + t.adv_weight * adv + t.fm_weight * fm
         self.optimizers["gen"].zero_grad(set_to_none=True)
