@@ -37,8 +37,9 @@ from common import arg_parser, command_line, machine_info, ratio, target, write_
 from tokenwave.conditioning import Conditioning  # noqa: E402
 from tokenwave.lm.config import LMConfig  # noqa: E402
 from tokenwave.lm.generate import stream  # noqa: E402
-from tokenwave.lm.model import KVCache, TokenLM  # noqa: E402
+from tokenwave.lm.model import TokenLM  # noqa: E402
 from tokenwave.lm.sampling import SamplingParams  # noqa: E402
+from tokenwave.nn import KVCache  # noqa: E402
 
 THREADS = 2
 K, V = 4, 2048

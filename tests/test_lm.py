@@ -5,9 +5,10 @@ from tokenwave.conditioning import Conditioning, TagConditioner
 from tokenwave.errors import InvalidArgumentError
 from tokenwave.lm.config import LMConfig
 from tokenwave.lm.generate import generate, generate_long, stream
-from tokenwave.lm.model import KVCache, TokenLM
+from tokenwave.lm.model import TokenLM
 from tokenwave.lm.sampling import SamplingParams, filter_logits
 from tokenwave.lm.toy import offset_batch, style_batch, style_rule_accuracy, train_toy
+from tokenwave.nn import KVCache
 from tokenwave.patterns import PATTERNS
 
 V = 16

@@ -165,21 +165,20 @@ def test_rejects_non_musicgen_folder(tmp_path, saved):
 
 def test_fast_top_k_draw_matches_top_k_distribution():
     """The decoding loop's top-k sampler (used for both backends) draws from softmax over the k best / top-p set."""
-    from tokenwave.lm.generate import _draw
-    from tokenwave.lm.sampling import filter_logits
+    from tokenwave.lm.sampling import draw, filter_logits
 
     torch.manual_seed(0)
     logits = torch.randn(12)
     n = 100_000
     for top_k, top_p, temp in ((5, 0.0, 1.0), (6, 0.8, 0.7)):
         gen = torch.Generator().manual_seed(1)
-        toks = _draw(logits.expand(n, 12), torch.full((n,), temp), SamplingParams(top_k=top_k, top_p=top_p), gen)
+        toks = draw(logits.expand(n, 12), torch.full((n,), temp), SamplingParams(top_k=top_k, top_p=top_p), gen)
         seen = torch.bincount(toks, minlength=12).float() / n
         exact = filter_logits((logits / temp)[None], top_k, top_p).softmax(-1)[0]
         assert (seen - exact).abs().max() < 0.01
     temps = torch.tensor([0.0, 1.0, 0.0])
     rows = torch.randn(3, 12)
-    toks = _draw(rows, temps, SamplingParams(top_k=4), torch.Generator().manual_seed(0))
+    toks = draw(rows, temps, SamplingParams(top_k=4), torch.Generator().manual_seed(0))
     assert toks[0] == rows[0].argmax() and toks[2] == rows[2].argmax()
     assert rows[1, toks[1]] >= rows[1].topk(4).values[-1]
 
@@ -190,7 +189,7 @@ def test_packed_linear_follows_weight_updates_and_copies():
 
     import torch.nn.functional as F
 
-    from tokenwave.lm.model import Linear
+    from tokenwave.nn import Linear
 
     torch.manual_seed(0)
     layer = Linear(16, 24)

@@ -19,7 +19,7 @@ from torch import nn
 from tokenwave.checkpoint import Checkpointable
 from tokenwave.conditioning import Conditioning
 from tokenwave.flow.config import FlowConfig
-from tokenwave.lm.model import Attention, Linear
+from tokenwave.nn import Attention, Linear
 
 KIND = "flow"
 

@@ -8,38 +8,9 @@ import torch
 
 from tokenwave.conditioning import Conditioning
 from tokenwave.errors import InvalidArgumentError
-from tokenwave.lm.model import KVCache, TokenLM
-from tokenwave.lm.sampling import SamplingParams, sample
-
-
-def _draw(logits: torch.Tensor, temperature: torch.Tensor, params: SamplingParams,
-          generator: torch.Generator) -> torch.Tensor:
-    """:func:`~tokenwave.lm.sampling.sample` for the decoding loop, faster with top-k: temperature, top-p and the
-    draw work on the k best logits only instead of the whole vocabulary (the same distribution, except that a tie
-    at the k-th value keeps exactly k); greedy rows take the argmax as ``sample`` does."""
-    V = logits.shape[-1]
-    if not params.top_k or params.top_k >= V:
-        return sample(logits, temperature, params.top_k, params.top_p, generator)
-    flat = logits.reshape(-1, V).float()
-    temp = temperature.reshape(-1).to(flat.device)
-    hot = temp > 0
-    all_hot = bool(hot.all())
-    greedy = None if all_hot else flat.argmax(-1)
-    if not all_hot and not bool(hot.any()):
-        return greedy.reshape(logits.shape[:-1])
-    top_p = params.top_p if 0 < params.top_p < 1 else 0.0
-    vals, idx = torch.topk(flat, params.top_k, dim=-1, sorted=bool(top_p))
-    scaled = vals / temp.clamp_min(1e-5)[:, None]
-    if top_p:  # vals are sorted: keep the smallest prefix whose mass reaches top_p
-        probs = scaled.softmax(-1)
-        scaled = scaled.masked_fill(probs.cumsum(-1) - probs > top_p, float("-inf"))
-    # Gumbel-max: argmax(logit / T + Gumbel noise) is a draw from softmax(logit / T) (uniforms are cheaper to
-    # draw than multinomial's exponentials)
-    uniform = torch.rand(scaled.shape, generator=generator, device=scaled.device).clamp_min(1e-20)
-    gumbel = -(-uniform.log()).log()
-    drawn = idx.gather(-1, (scaled + gumbel).argmax(-1, keepdim=True))[:, 0]
-    tok = drawn if greedy is None else torch.where(hot, drawn, greedy)
-    return tok.reshape(logits.shape[:-1])
+from tokenwave.lm.model import TokenLM
+from tokenwave.lm.sampling import SamplingParams, draw
+from tokenwave.nn import KVCache
 
 
 def _layouts(lm: TokenLM, frames: Sequence[int], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
@@ -129,7 +100,7 @@ def stream(lm: TokenLM, frames: int | Sequence[int], cond: Conditioning | None =
             c, u = logits[:B], logits[B:]
             logits = u + params.cfg_scale * (c - u)
         bk, mk, fr = book[:, :, step], mask[:, :, step], frame[:, :, step]
-        tok = _draw(logits, temps[:, :, step], params, gen)
+        tok = draw(logits, temps[:, :, step], params, gen)
         if prompt is not None:  # continuation: slots holding prompt frames are forced, not sampled
             rows = torch.arange(B, device=device)[:, None].expand_as(bk)
             tok = torch.where(mk & (fr < Tp), prompt[rows, bk, fr.clamp(0, Tp - 1)], tok)

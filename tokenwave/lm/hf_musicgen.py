@@ -37,7 +37,7 @@ class MusicgenCache:
     """transformers' self/cross-attention cache plus our position counter and key validity ``[B, max_len]``."""
 
     def __init__(self, batch: int, max_len: int, device: torch.device) -> None:
-        from transformers import DynamicCache, EncoderDecoderCache
+        from transformers import DynamicCache, EncoderDecoderCache  # lazy: optional backend (MusicGen), a slow import
 
         self.hf = EncoderDecoderCache(DynamicCache(), DynamicCache())
         self.valid = torch.zeros(batch, max_len, dtype=torch.bool, device=device)
@@ -176,6 +176,7 @@ def load_musicgen(folder: str | os.PathLike, dtype: torch.dtype = torch.float32)
         raise MusicgenLoadError(f"{folder} is not a MusicGen folder",
                                 "pass a folder written by save_pretrained (config.json with model_type musicgen "
                                 "or musicgen_decoder)")
+    # lazy: optional backend (MusicGen); transformers is a slow import
     from transformers import MusicgenForCausalLM, MusicgenForConditionalGeneration
 
     if kind == "musicgen_decoder":

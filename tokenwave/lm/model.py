@@ -6,9 +6,6 @@ serve every pattern. The model sees ``[prefix (P) | start, step 0, ..., step L-2
 """
 from __future__ import annotations
 
-import math
-import weakref
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,113 +13,10 @@ from torch import nn
 from tokenwave.checkpoint import Checkpointable
 from tokenwave.conditioning import Conditioning
 from tokenwave.lm.config import LMConfig
+from tokenwave.nn import Attention, KVCache, Linear
 from tokenwave.patterns import Pattern
 
 KIND = "lm"
-
-# oneDNN's prepacked fp32 GEMM: at inference on CPU it runs 2-3x faster than the default BLAS for more than one row on
-# some CPUs (AMD EPYC with MKL); one packed copy per weight, rebuilt when the weight changes (tracked by its version).
-_PACKED_OK = (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-              and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
-_PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> (weight versions, packed weight)
-
-
-def _packable(x: torch.Tensor, rows_out: int) -> bool:
-    """Packed GEMM for ``x [..., D]`` through a ``[rows_out, D]`` weight? (inference, CPU, fp32; a single row
-    through a small weight stays on the default GEMV, which is faster there)."""
-    return (_PACKED_OK and not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
-            and (x.numel() > x.shape[-1] or rows_out * x.shape[-1] >= 1 << 20))
-
-
-def _packed_linear(owner: nn.Module, x: torch.Tensor, weights: tuple[torch.Tensor, ...],
-                   bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``x @ cat(weights).T + bias`` with oneDNN's packed copy of the weights, cached on ``owner``."""
-    key = tuple((w.data_ptr(), w._version, w.dtype) for w in weights)
-    hit = _PACKED.get(owner)
-    if hit is None or hit[0] != key:
-        w = weights[0] if len(weights) == 1 else torch.cat(weights)
-        hit = (key, torch.ops.mkldnn._reorder_linear_weight(w.detach(), None))
-        _PACKED[owner] = hit
-    return torch.ops.mkldnn._linear_pointwise(x, hit[1], bias, "none", [], "")
-
-
-class Linear(nn.Linear):
-    """``nn.Linear`` (same parameters and state dict) that runs the packed oneDNN GEMM at inference on CPU in fp32."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.weight.dtype == torch.float32 and _packable(x, self.out_features):
-            return _packed_linear(self, x, (self.weight,), self.bias)
-        return super().forward(x)
-
-
-class KVCache:
-    """Preallocated keys/values ``[B, H, max_len, Dh]`` per layer and a validity mask ``[B, max_len]``; also the
-    cross-attention keys/values of the conditioning, computed once per stream."""
-
-    def __init__(self, cfg: LMConfig, batch: int, device: torch.device, dtype: torch.dtype, max_len: int | None = None) -> None:
-        n = max_len or cfg.max_len
-        hd = cfg.dim // cfg.heads
-        self.k = [torch.zeros(batch, cfg.heads, n, hd, device=device, dtype=dtype) for _ in range(cfg.depth)]
-        self.v = [torch.zeros_like(self.k[0]) for _ in range(cfg.depth)]
-        self.valid = torch.zeros(batch, n, dtype=torch.bool, device=device)
-        self.pos = 0
-        self.max_len = n
-        self.all_valid = True  # no padded key so far: single-step decoding needs no mask
-        self.cross_src: torch.Tensor | None = None
-        self.cross_kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.k + self.v)
-
-
-def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
-    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
-
-
-class Attention(nn.Module):
-    def __init__(self, dim: int, heads: int, cross: bool = False) -> None:
-        super().__init__()
-        self.heads, self.cross = heads, cross
-        self.q = Linear(dim, dim, bias=False)
-        self.kv = Linear(dim, 2 * dim, bias=False)
-        self.out = Linear(dim, dim, bias=False)
-
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        B, L, D = x.shape
-        return x.view(B, L, self.heads, D // self.heads).transpose(1, 2)
-
-    def forward(self, x: torch.Tensor, ctx: torch.Tensor, mask: torch.Tensor | None, rope=None,
-                cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        if self.cross and cache is not None:  # the conditioning is fixed for a stream: its keys/values once
-            if cache.cross_src is not ctx:
-                cache.cross_src, cache.cross_kv = ctx, {}
-            if layer not in cache.cross_kv:
-                cache.cross_kv[layer] = tuple(self._split(t) for t in self.kv(ctx).chunk(2, dim=-1))
-            k, v = cache.cross_kv[layer]
-            q = self._split(self.q(x))
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-            return self.out(y.transpose(1, 2).reshape(x.shape))
-        if ctx is x and self.q.weight.dtype == torch.float32 and _packable(x, 3 * x.shape[-1]):
-            B, n, D = x.shape  # self-attention: one GEMM for q, k, v and one rotary call for q and k
-            qkv = _packed_linear(self, x, (self.q.weight, self.kv.weight)).view(B, n, 3, self.heads, D // self.heads)
-            qk, v = qkv[:, :, :2], qkv[:, :, 2].transpose(1, 2)
-            if rope is not None:
-                qk = rotary(qk, rope[0][:, None, None], rope[1][:, None, None])
-            q, k = (t.transpose(1, 2) for t in qk.unbind(2))
-        else:
-            q = self._split(self.q(x))
-            k, v = (self._split(t) for t in self.kv(ctx).chunk(2, dim=-1))
-            if rope is not None:
-                cos, sin = rope
-                q, k = rotary(q, cos, sin), rotary(k, cos, sin)
-        if cache is not None:
-            p, n = cache.pos, k.shape[2]
-            cache.k[layer][:, :, p: p + n] = k
-            cache.v[layer][:, :, p: p + n] = v
-            k, v = cache.k[layer][:, :, : p + n], cache.v[layer][:, :, : p + n]
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.out(y.transpose(1, 2).reshape(x.shape))
 
 
 class Block(nn.Module):
@@ -262,9 +156,8 @@ class TokenLM(Checkpointable, nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-
 def param_count_str(n: int) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
 
 
-__all__ = ["KVCache", "TokenLM", "LMConfig", "param_count_str", "math"]
+__all__ = ["Block", "TokenLM", "param_count_str"]

@@ -29,9 +29,9 @@ import torch
 
 from tokenwave.conditioning import Conditioning
 from tokenwave.errors import InvalidArgumentError
-from tokenwave.lm.generate import _draw
-from tokenwave.lm.model import KVCache, TokenLM, rotary
-from tokenwave.lm.sampling import SamplingParams
+from tokenwave.lm.model import TokenLM
+from tokenwave.lm.sampling import SamplingParams, draw
+from tokenwave.nn import KVCache, rotary
 
 
 class Cancelled(Exception):
@@ -393,7 +393,7 @@ class BatchEngine:
         """Draw step ``a.step`` of ``a`` from ``logits [1, S, V]``, record and emit the frames it completes."""
         s, job = a.step, a.job
         bk, mk, fr = a.book[None, :, s], a.mask[None, :, s], a.frame[None, :, s]
-        tok = _draw(logits, a.temps[None, :, s], job.params, a.gen)
+        tok = draw(logits, a.temps[None, :, s], job.params, a.gen)
         if job.prompt is not None:
             Tp = job.prompt.shape[-1]
             tok = torch.where(mk & (fr < Tp), job.prompt[bk, fr.clamp(0, Tp - 1)], tok)
