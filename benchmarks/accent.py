@@ -1,4 +1,4 @@
-"""Accent detection of voice prompts (tokenwave.data.accent): how often the accent a prompt is spoken in is found
+"""Accent detection of voice prompts (tokenwave.speech.accent): how often the accent a prompt is spoken in is found
 from the recording and its transcript, as TTS does with ``--prompt-text``.
 
     python benchmarks/accent.py [--quick] [--items 60] [--data data/speech]
@@ -23,9 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO_ROOT, RESULTS_DIR, arg_parser, command_line, machine_info, target, write_result  # noqa: E402
 
 from tokenwave.audio import load_audio  # noqa: E402
-from tokenwave.data.accent import accents, detect_accent, timing_of_voice  # noqa: E402
-from tokenwave.data.align import REFERENCE_VOICE  # noqa: E402
 from tokenwave.data.manifest import audio_path, read_manifest  # noqa: E402
+from tokenwave.speech import REFERENCE_VOICE, accents, detect_accent, timing_of_voice  # noqa: E402
 from tokenwave.progress import progress_bar  # noqa: E402
 from tokenwave.tasks.tts import trim_silence  # noqa: E402
 

@@ -1,14 +1,15 @@
-"""The accent of a voice prompt (tokenwave.data.accent) and TTS timed in it: detection from engine speech in a known
+"""The accent of a voice prompt (tokenwave.speech.accent) and TTS timed in it: detection from engine speech in a known
 accent, abstention on speech no accent fits, typed errors, and the pipeline's accent choices (given, a built-in
 voice's name, a recording with its transcript, the reference)."""
 import numpy as np
 import pytest
 
 from tokenwave.audio import resample
-from tokenwave.data.accent import MIN_MATCH, accents, check_accent, detect_accent, timing_of_voice
-from tokenwave.data.align import espeak_timings, text_timings
-from tokenwave.data.speech import _espeak_accents, trim_silence
+from tokenwave.data.speech import trim_silence
 from tokenwave.errors import InvalidArgumentError
+from tokenwave.speech import (accents, check_accent, detect_accent, espeak_accents, espeak_timings, text_timings,
+                              timing_of_voice)
+from tokenwave.speech.accent import MIN_MATCH
 from tokenwave.tasks import Sampling
 from tokenwave.tasks.tts import TTS
 
@@ -20,7 +21,7 @@ TEXT = "Gratitude and treachery are merely the two extremities of the same proce
 
 def spoken(accent: str, variant: str, rate: int, pitch: int, text: str = TEXT) -> np.ndarray:
     """espeak-ng speech as the speech datasets hold it: ``accent+variant`` at ``rate`` and ``pitch``, 24 kHz, trimmed."""
-    audio, sr, _, _ = espeak_timings(text, f"{_espeak_accents()[accent]}+{variant}", rate, pitch)
+    audio, sr, _, _ = espeak_timings(text, f"{espeak_accents()[accent]}+{variant}", rate, pitch)
     return trim_silence(resample(audio, sr, SR), SR)
 
 

@@ -155,7 +155,8 @@ def test_alignments_time_the_phones_of_each_clip(built: Path) -> None:
     from typer.testing import CliRunner
 
     from tokenwave.cli import app
-    from tokenwave.data.align import SIL, frame_phones, read_alignments, text_timings
+    from tokenwave.data.align import read_alignments
+    from tokenwave.speech import SIL, frame_phones, text_timings
 
     res = CliRunner().invoke(app, ["data", "align", "--data", str(built)])
     assert res.exit_code == 0, res.output

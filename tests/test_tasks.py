@@ -78,7 +78,7 @@ def test_tts_stream_equals_offline_and_text_changes_output(tts_model, codec):
 def test_tts_speaks_texts_with_wordless_pieces(tts_model, codec):
     """A spaced ellipsis once made a sentence of its own that phonemizes to nothing, which phonemizer dropped from
     its output: the sentences and their phonemes no longer lined up and synthesis failed."""
-    from tokenwave.data.speech import phonemize
+    from tokenwave.speech import phonemize
 
     assert phonemize(["hello", ". . .", "", "world"])[1:3] == ["", ""]
     assert phonemize(["hello", ". . .", "world"])[2] == phonemize(["world"])[0]
@@ -120,7 +120,7 @@ def test_tts_speed_changes_length(tts_model, codec):
 def test_aligned_tts_follows_espeak_timing(codec, tmp_path):
     """An aligned model's sentence lasts as long as espeak-ng's reference voice says it (scaled by speed), each frame
     is told its phone, and streaming still equals offline."""
-    from tokenwave.data.align import text_timings
+    from tokenwave.speech import text_timings
 
     tm.tts_model(tmp_path, codec, max_frames=120, aligned=True)
     tts = TTS(tmp_path, codec)
@@ -451,7 +451,7 @@ def test_phonemizing_is_safe_from_concurrent_requests():
     concurrent TTS requests did); phonemize takes turns."""
     import threading
 
-    from tokenwave.data.speech import phonemize
+    from tokenwave.speech import phonemize
 
     texts = ["One sentence here.", "And another one!", "A third, for good measure."]
     ref = phonemize(texts)

@@ -8,7 +8,7 @@ given (predicted from the phoneme count at inference), so the model paces the se
 Aligned models (``n_phones > 0``) are also told, frame by frame, which phone sounds (``Conditioning.frames``: the
 phone's embedding plus the frame's place in it, counted from its start and from its end, up to ``MAX_POS``); the
 timings come from the engines' own phone timings in training and from espeak-ng's at inference
-(:mod:`tokenwave.data.align`), so the model need not learn where each phone goes.
+(:mod:`tokenwave.data.align`, :mod:`tokenwave.speech.timing`), so the model need not learn where each phone goes.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from tokenwave.conditioning.base import Conditioning
+from tokenwave.speech.timing import frame_phones
 
 PAD = 0  # phoneme id 0 is padding; id 1 is an unknown character
 UNK = 1
@@ -57,9 +58,7 @@ def frame_inputs(vocab: PhonemeVocab, phones: list[str], pos: list[int], left: l
 
 def alignment_inputs(vocab: PhonemeVocab, alignment: dict, frames: int, frame_rate: float) -> torch.Tensor:
     """:func:`frame_inputs` of ``frames`` codec frames timed by ``alignment`` (a row of ``alignments.jsonl``, or
-    :func:`tokenwave.data.align.text_timings`)."""
-    from tokenwave.data.align import frame_phones
-
+    :func:`tokenwave.speech.timing.text_timings`)."""
     return frame_inputs(vocab, *frame_phones(alignment, frames, frame_rate))
 
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import logging
 import re
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,9 @@ from tokenwave.data.manifest import SPLITS
 from tokenwave.data.writer import DatasetWriter, check_audio, check_minutes, render_in_order, split_schedule
 from tokenwave.errors import DatasetError, MissingSystemPackageError
 from tokenwave.progress import progress_bar
+from tokenwave.speech.envelope import trim_bounds
+from tokenwave.speech.espeak import espeak_accents
+from tokenwave.speech.phonemes import phonemize
 from tokenwave.sysdeps import require_file, require_program
 
 FORTUNES_DIR = "/usr/share/games/fortunes"
@@ -137,22 +138,10 @@ def _check_voices(voices: str) -> str:
     return voices
 
 
-@functools.lru_cache(maxsize=1)
-def _espeak_accents() -> dict[str, str]:
-    """English accent name -> espeak-ng voice file, for espeak's own voices only."""
-    _require_engines()
-    accents = {}
-    for line in _run(["espeak-ng", "--voices=en"]).splitlines()[1:]:
-        cols = line.split()
-        # "gmw/..." are espeak's own voices; "mb/..." need mbrola, "!v/..." are variants
-        if len(cols) >= 5 and cols[4].startswith("gmw/") and cols[1].startswith("en"):
-            accents.setdefault(cols[1], cols[4])
-    return accents
-
-
 @functools.lru_cache(maxsize=2)
 def _speakers(voices: str = "standard") -> tuple[str, ...]:
-    accents = _espeak_accents()
+    _require_engines()
+    accents = espeak_accents()
     variants = {line.split()[4][3:] for line in _run(["espeak-ng", "--voices=variant"]).splitlines()[1:]
                 if len(line.split()) >= 5 and line.split()[4].startswith("!v/")}
     wanted = ESPEAK_VARIANTS if voices == "standard" else sorted(variants - set(WIDE_EXCLUDED_VARIANTS))
@@ -179,35 +168,6 @@ def _held_out(seed: int) -> tuple[str, ...]:
     picked = [flite[rng.integers(len(flite))]] if flite else []
     picked += [espeak[i] for i in rng.choice(len(espeak), n - len(picked), replace=False)]
     return tuple(sorted(picked))
-
-
-@functools.lru_cache(maxsize=1)
-def _phonemizer():
-    from phonemizer.backend import EspeakBackend
-
-    quiet = logging.getLogger("tokenwave.phonemizer")
-    quiet.setLevel(logging.ERROR)
-    return EspeakBackend("en-us", preserve_punctuation=True, with_stress=True, logger=quiet)
-
-
-_PHONEMIZE_LOCK = threading.Lock()
-
-
-def phonemize(texts: list[str]) -> list[str]:
-    """en-us IPA (with stress marks and punctuation) of each text, in one batched call. The espeak library keeps
-    global state, so calls from several threads (a server's concurrent requests) take turns."""
-    texts = list(texts)
-    # a text without words (punctuation only) has no phonemes; phonemizer would drop it from its output and shift
-    # every later text onto the wrong one, so only texts with words go to it
-    spoken = [i for i, t in enumerate(texts) if re.search(r"\w", t)]
-    with _PHONEMIZE_LOCK:
-        out = _phonemizer().phonemize([texts[i] for i in spoken], strip=True) if spoken else []
-    if len(out) != len(spoken):
-        raise RuntimeError(f"phonemizer returned {len(out)} results for {len(spoken)} texts")
-    result = [""] * len(texts)
-    for i, p in zip(spoken, out):
-        result[i] = " ".join(p.split())
-    return result
 
 
 @dataclass(frozen=True)
@@ -250,21 +210,6 @@ def _plan(seed: int, batch: int = 32, voices: str = "standard") -> Iterator[_Job
         start += batch
 
 
-def trim_bounds(wav: np.ndarray, sr: int, threshold_db: float = -40.0, pad_s: float = 0.05) -> tuple[int, int]:
-    """``(start, stop)``: leading and trailing 10 ms frames quieter than ``threshold_db`` below the peak cut,
-    ``pad_s`` of margin kept (the clip :func:`trim_silence` keeps; :mod:`tokenwave.data.align` shifts timings by it)."""
-    hop = sr // 100
-    n = len(wav) // hop
-    if n == 0:
-        return 0, len(wav)
-    rms = np.sqrt(np.mean(wav[: n * hop].reshape(n, hop).astype(np.float64) ** 2, axis=1))
-    loud = np.flatnonzero(rms > np.abs(wav).max() * 10 ** (threshold_db / 20))
-    if len(loud) == 0:
-        return 0, len(wav)
-    pad = int(pad_s * sr)
-    return max(0, loud[0] * hop - pad), min(len(wav), (loud[-1] + 1) * hop + pad)
-
-
 def trim_silence(wav: np.ndarray, sr: int, threshold_db: float = -40.0, pad_s: float = 0.05) -> np.ndarray:
     """Cut leading and trailing 10 ms frames quieter than ``threshold_db`` below the peak, keeping ``pad_s`` of margin."""
     a, b = trim_bounds(wav, sr, threshold_db, pad_s)
@@ -278,7 +223,7 @@ def _render(job: _Job, tmp: Path) -> np.ndarray:
     if engine == "espeak-ng":
         # by file, not by name: espeak-ng ignores the variant of "en-gb+m3" (the name also matches an mbrola voice)
         accent, variant = voice.split("+")
-        voice = f"{_espeak_accents()[accent]}+{variant}"
+        voice = f"{espeak_accents()[accent]}+{variant}"
         cmd = ["espeak-ng", "-v", voice, "-s", str(int(job.rate)), "-p", str(int(job.pitch)), "-w", str(path), job.text]
     else:
         cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={job.rate}"]

@@ -73,7 +73,7 @@ def tts(
     from tokenwave.tasks import load_task
 
     if list_accents:
-        from tokenwave.data.accent import accents
+        from tokenwave.speech import accents
 
         console.print("\n".join(accents()))
         return
