@@ -121,8 +121,9 @@ def _sample_windows(data: torch.Tensor, rows: list[dict], rng: np.random.Generat
     return out, lengths, picked
 
 
-def _open_split(folder: str | os.PathLike, kind: str, split: str) -> tuple[dict, torch.Tensor, list[dict]]:
-    """``(info, tensor [C, frames], rows)`` of one split of a ``kind`` ("tokens" or "latents") folder."""
+def open_split(folder: str | os.PathLike, kind: str, split: str) -> tuple[dict, torch.Tensor, list[dict]]:
+    """A ``kind`` ("tokens" or "latents") folder and a split -> ``(info, tensor [C, frames], rows)``: the folder's
+    info, the split's clips end to end and their index rows."""
     folder = Path(folder)
     tensors_file = {"tokens": "codes.safetensors", "latents": "latents.safetensors"}[kind]
     if not (folder / f"{kind}.json").exists():
@@ -139,7 +140,7 @@ class TokenDataset:
     """Random windows of ``frames`` frames from one split of a tokens folder (shorter clips come padded, with lengths)."""
 
     def __init__(self, folder: str | os.PathLike, split: str, seed: int = 0) -> None:
-        self.info, codes, self.rows = _open_split(folder, "tokens", split)
+        self.info, codes, self.rows = open_split(folder, "tokens", split)
         self.codes = codes.long()
         self.rng = np.random.default_rng(seed)
 
@@ -152,7 +153,7 @@ class LatentDataset:
     """Random windows of ``frames`` frames from one split of a latents folder (``tokenwave codec latents``)."""
 
     def __init__(self, folder: str | os.PathLike, split: str, seed: int = 0) -> None:
-        self.info, latents, self.rows = _open_split(folder, "latents", split)
+        self.info, latents, self.rows = open_split(folder, "latents", split)
         self.latents = latents.float()
         self.rng = np.random.default_rng(seed)
 

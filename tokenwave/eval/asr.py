@@ -15,6 +15,7 @@ import numpy as np
 
 from tokenwave.audio.resample import resample
 from tokenwave.errors import TokenwaveError
+from tokenwave.eval.fidelity import mono
 
 ASR_RATE = 16_000
 _ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
@@ -102,7 +103,7 @@ def _decoder():
     """A fresh decoder per utterance: PocketSphinx carries state from one utterance into the next (even with
     per-utterance CMN), so a reused decoder would make a transcript depend on what was decoded before it."""
     try:
-        from pocketsphinx import Decoder
+        from pocketsphinx import Decoder  # lazy: optional backend (pocketsphinx, the `eval` extra)
     except ImportError as err:
         raise MissingRecognizerError() from err
     return Decoder(loglevel="ERROR", cmn="batch")
@@ -110,9 +111,7 @@ def _decoder():
 
 def transcribe(wav: np.ndarray, sr: int) -> str:
     """What PocketSphinx hears in a mono waveform at ``sr`` Hz (resampled to 16 kHz), lower case, no punctuation."""
-    from tokenwave.eval.fidelity import _squeeze
-
-    x = _squeeze(wav)
+    x = mono(wav)
     x = resample(x, sr, ASR_RATE) if sr != ASR_RATE else x
     pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
     dec = _decoder()

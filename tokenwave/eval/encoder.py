@@ -14,6 +14,7 @@ from torch import nn
 
 from tokenwave.audio.resample import resample
 from tokenwave.audio.spectrogram import mel_filterbank
+from tokenwave.eval.fidelity import mono
 from tokenwave.nn import ConvNeXtStack
 
 RATE = 16_000
@@ -88,9 +89,7 @@ def mel_windows(mel: torch.Tensor, frames: int) -> torch.Tensor:
 
 def wav_tensor(wav: np.ndarray, sr: int, min_seconds: float = 0.5) -> torch.Tensor:
     """Mono float32 ``[1, N]`` at 16 kHz, zero-padded to ``min_seconds``."""
-    from tokenwave.eval.fidelity import _squeeze
-
-    x = _squeeze(wav)
+    x = mono(wav)
     x = resample(x, sr, RATE) if sr != RATE else x
     n = int(min_seconds * RATE)
     if len(x) < n:

@@ -29,14 +29,16 @@ class PesqResult(NamedTuple):
 
 def align(ref: np.ndarray, est: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both as mono float32 ``[N]`` trimmed to the shorter length."""
-    ref, est = _squeeze(ref), _squeeze(est)
+    ref, est = mono(ref), mono(est)
     n = min(len(ref), len(est))
     if n == 0:
         raise InvalidArgumentError("cannot compare an empty waveform", "pass non-empty reference and estimate")
     return ref[:n], est[:n]
 
 
-def _squeeze(x: np.ndarray) -> np.ndarray:
+def mono(x: np.ndarray) -> np.ndarray:
+    """A mono waveform ``[N]`` (or ``[1, 1, N]``, any shape with one axis longer than 1) -> float32 ``[N]``; a typed
+    error for more than one channel."""
     x = np.asarray(x, dtype=np.float32)
     if sum(d > 1 for d in x.shape) > 1:
         raise InvalidArgumentError(f"expected a mono waveform, got shape {x.shape}", "pass a [N] (or [1, 1, N]) array")
@@ -69,7 +71,7 @@ def si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
 def pesq_wb(ref: np.ndarray, est: np.ndarray, sr: int) -> PesqResult:
     """Wide-band PESQ after resampling both to 16 kHz; ``PesqResult(None, reason)`` if PESQ refuses the pair
     (for instance no utterance detected in a silent or very short reference)."""
-    from pesq import pesq
+    from pesq import pesq  # lazy: optional backend (pesq, the `eval` extra)
 
     ref, est = align(ref, est)
     r16, e16 = resample(ref, sr, PESQ_RATE), resample(est, sr, PESQ_RATE)
@@ -86,7 +88,7 @@ def pesq_wb(ref: np.ndarray, est: np.ndarray, sr: int) -> PesqResult:
 
 def stoi(ref: np.ndarray, est: np.ndarray, sr: int, extended: bool = False) -> float:
     """Short-time objective intelligibility (0..1); pystoi resamples to 10 kHz and drops silent frames itself."""
-    from pystoi import stoi as _stoi
+    from pystoi import stoi as _stoi  # lazy: optional backend (pystoi, the `eval` extra)
 
     ref, est = align(ref, est)
     return float(_stoi(ref.astype(np.float64), est.astype(np.float64), sr, extended=extended))

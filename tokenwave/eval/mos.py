@@ -8,6 +8,7 @@ import numpy as np
 
 from tokenwave.audio.resample import resample
 from tokenwave.errors import TokenwaveError
+from tokenwave.eval.fidelity import mono
 
 DNSMOS_RATE = 16_000
 
@@ -20,13 +21,11 @@ class MissingMosModelError(TokenwaveError):
 
 def dnsmos(wav: np.ndarray, sr: int) -> dict[str, float]:
     """DNSMOS of a mono speech waveform at ``sr`` Hz: ``{"ovrl", "sig", "bak", "p808"}`` (1..5, higher is better)."""
-    from tokenwave.eval.fidelity import _squeeze
-
     try:
-        from speechmos import dnsmos as _dnsmos
+        from speechmos import dnsmos as _dnsmos  # lazy: optional backend (speechmos, the `eval` extra)
     except ImportError as err:
         raise MissingMosModelError(err) from err
-    x = _squeeze(wav)
+    x = mono(wav)
     x = resample(x, sr, DNSMOS_RATE) if sr != DNSMOS_RATE else x
     if not np.any(x):
         x = x + np.float32(1e-6)  # DNSMOS's mel normalises by the maximum; all-zero input would give NaNs

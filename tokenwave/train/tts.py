@@ -17,7 +17,7 @@ import torch
 
 from tokenwave.conditioning.speech import PhonemeVocab, alignment_inputs, prefix_positions
 from tokenwave.data.align import read_alignments
-from tokenwave.data.tokens import _open_split
+from tokenwave.data.tokens import open_split
 from tokenwave.errors import DatasetError
 from tokenwave.lm.config import LMConfig
 from tokenwave.models.folder import data_codec_hash
@@ -47,7 +47,7 @@ class UtteranceDataset:
 
     def __init__(self, folder: str | os.PathLike, split: str, vocab: PhonemeVocab | None, max_frames: int,
                  seed: int = 0, alignments: dict[str, dict] | None = None, phones: PhonemeVocab | None = None) -> None:
-        self.info, codes, rows = _open_split(folder, "tokens", split)
+        self.info, codes, rows = open_split(folder, "tokens", split)
         self.codes = codes.long()
         self.rows = [r for r in rows if r.get("phonemes") and 2 <= r["frames"] <= max_frames
                      and (alignments is None or r["id"] in alignments)]
