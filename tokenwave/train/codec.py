@@ -66,9 +66,13 @@ def reconstruction_losses(x: torch.Tensor, y: torch.Tensor, t: CodecTrainConfig,
 
 
 class CodecRecipe:
-    def __init__(self, data: list[str], cfg: CodecConfig, tcfg: CodecTrainConfig, info: DistInfo, seed: int = 0) -> None:
-        self.cfg, self.tcfg, self.info, self.seed = cfg, tcfg, info, seed
-        self.codec = Codec(cfg).to(info.device)
+    def __init__(self, data: list[str], cfg: CodecConfig, tcfg: CodecTrainConfig, info: DistInfo, seed: int = 0,
+                 init: str | None = None) -> None:
+        """``init``: a codec folder to fine-tune (its architecture and weights; ``cfg`` is then unused), e.g. the
+        shipped codec on new recordings; None trains ``cfg`` from scratch."""
+        self.codec = (Codec(cfg) if init is None else Codec.load(init)).to(info.device)
+        self.cfg, self.tcfg, self.info, self.seed = self.codec.cfg, tcfg, info, seed
+        cfg = self.cfg
         self.model = wrap_ddp(self.codec, info)
         self.disc = MultiScaleSTFTDiscriminator(channels=tcfg.disc_channels).to(info.device)
         self.disc_ddp = wrap_ddp(self.disc, info)

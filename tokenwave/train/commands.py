@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from tokenwave.codec import load_codec
+from tokenwave.errors import InvalidArgumentError
 from tokenwave.paths import default_checkpoint
 from tokenwave.train.options import RunOptions, preset_of
 
@@ -104,14 +105,21 @@ def train_codec(
     segment: float = typer.Option(1.0, help="Training segment length in seconds."),
     lr: float = typer.Option(5e-4),
     adv_start: int = typer.Option(10000, help="Step at which the adversarial losses switch on."),
+    init: Optional[Path] = typer.Option(None, help="Fine-tune this codec (a folder from `tokenwave train codec`, e.g. "
+                                                   "checkpoints/codec): its architecture and weights; --preset is then "
+                                                   "not used. Generators trained on the old codes need retraining."),
     run: RunOptions = RUN,
 ) -> None:
     """Train the neural codec (RVQ, 75 Hz) on one or more datasets."""
     from tokenwave.train.codec import PRESETS, CodecRecipe, CodecTrainConfig  # lazy: keeps --help free of torch
 
+    if init is not None and preset != "default":
+        raise InvalidArgumentError(f"--preset {preset} and --init both give the architecture",
+                                   "leave out --preset to fine-tune the --init codec as it is")
     tcfg = CodecTrainConfig(segment_seconds=segment, batch_size=batch_size, lr=lr, adv_start=adv_start, total_steps=steps)
     cfg = preset_of(PRESETS, preset)
-    _train("codec", lambda info: CodecRecipe([str(d) for d in data], cfg, tcfg, info, seed=run.seed), run)
+    _train("codec", lambda info: CodecRecipe([str(d) for d in data], cfg, tcfg, info, seed=run.seed,
+                                             init=None if init is None else str(init)), run)
 
 
 @train_app.command("decoder")

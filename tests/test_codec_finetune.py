@@ -1,5 +1,5 @@
-"""Clips recorded below 24 kHz teach the codec their low band only: the training losses are masked above each clip's
-original bandwidth (the manifest's ``bandwidth_hz``), so they neither reward nor punish what the codec puts there."""
+"""Training the codec on real recordings: clips recorded below 24 kHz teach their low band only (the losses are masked
+above each clip's original bandwidth, the manifest's ``bandwidth_hz``), and `train codec --init` fine-tunes a codec."""
 import numpy as np
 import pytest
 import torch
@@ -74,3 +74,32 @@ def test_sampler_draws_each_clip_with_its_bandwidth(tmp_path):
     _, where, listed = b.draw(16, with_bandwidth=True)
     assert listed == [{"c0": 4000.0, "c1": 12000.0}[clip] for clip, _ in where]
     assert set(listed) == {4000.0, 12000.0} and set(bands.tolist()) <= {4000.0, 12000.0}
+
+
+def test_train_codec_init_fine_tunes_a_codec_and_refuses_a_preset_beside_it(tmp_path):
+    """`train codec --init DIR` starts from DIR's architecture and weights: at learning rate 0 its encoder comes out
+    as it went in (the EMA codebooks still move); --preset with --init is refused with the fix named."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from tokenwave.data.sfx import build_sfx
+
+    data = build_sfx(tmp_path / "sfx", minutes=0.5, seed=0)
+
+    def tw(*args):
+        return subprocess.run([sys.executable, "-m", "tokenwave", "train", "codec", "--data", str(data), "--steps", "2",
+                               "--batch-size", "2", "--segment", "0.25", "--val-every", "2", "--ckpt-every", "2",
+                               "--threads", "1", *map(str, args)], capture_output=True, text=True)
+
+    first = tw("--out", tmp_path / "a", "--preset", "tiny")
+    assert first.returncode == 0, first.stderr[-2000:]
+    tuned = tw("--out", tmp_path / "b", "--init", tmp_path / "a" / "model", "--lr", "0")
+    assert tuned.returncode == 0, tuned.stderr[-2000:]
+    a, b = (load_file(str(tmp_path / d / "model" / "model.safetensors")) for d in "ab")
+    assert a.keys() == b.keys()  # the tiny architecture came along although no --preset was given
+    enc = [k for k in a if k.startswith("encoder.")]
+    assert enc and all(torch.equal(a[k], b[k]) for k in enc)
+    both = tw("--out", tmp_path / "c", "--init", tmp_path / "a" / "model", "--preset", "tiny")
+    assert both.returncode == 2 and "leave out --preset" in both.stderr
