@@ -17,9 +17,29 @@ from tokenwave.lm.model import TokenLM
 from tokenwave.lm.sampling import SamplingParams
 from tokenwave.serve.engine import BatchEngine, Job
 from tokenwave.serve.service import ServeConfig, Service
-from test_serve import Running, _wait, models  # noqa: F401 - the tiny task models fixture
+from test_serve import Running as _Running, _wait, models  # noqa: F401 - the tiny task models fixture
 
 pytest.importorskip("fastapi")
+
+
+class Running(_Running):
+    """The server on a real socket; ``small_send_buffer``: on the socket ``tokenwave serve`` listens on."""
+
+    def __init__(self, service, small_send_buffer: bool = False) -> None:
+        if not small_send_buffer:
+            return super().__init__(service)
+        import uvicorn
+
+        from tokenwave.serve.app import listen_socket, make_app
+
+        sock = listen_socket("127.0.0.1", 0)
+        self.service, self.port = service, sock.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(make_app(service), log_level="warning",
+                                                    ws_max_size=service.config.max_body_bytes))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self.thread.start()
+        assert _wait(lambda: self.server.started, timeout=20)
+        self.http, self.ws = f"http://127.0.0.1:{self.port}", f"ws://127.0.0.1:{self.port}/v1/stream"
 
 
 def _rss_mb() -> float:
@@ -233,8 +253,7 @@ def test_bad_bodies_and_first_frames_get_clear_errors(small_server):
 def test_websocket_origin_is_checked_without_a_key(small_server, models):
     ws_client = pytest.importorskip("websockets.sync.client")
     request = json.dumps({"task": "tts", "text": "Hi."})
-    with ws_client.connect(small_server.ws, origin="http://evil.example") as ws:
-        ws.send(request)
+    with ws_client.connect(small_server.ws, origin="http://evil.example") as ws:  # refused before any request
         event = json.loads(ws.recv(10))
         assert event["status"] == 403 and "origin" in event["error"].lower()
     with ws_client.connect(small_server.ws, origin=small_server.http) as ws:  # the player page: same origin
@@ -292,3 +311,96 @@ def test_serve_warns_without_a_key_and_sets_its_thread_count(models, tmp_path):
                          capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 2 and "no task model could be loaded" in run.stderr
     assert "without an API key" in run.stderr and "torch threads: 3" in run.stderr
+
+
+# --- 4. admission by measured capacity, a bounded queue, backpressure ----------------------------------------------
+def test_default_limit_is_measured_once_and_stored(models, tmp_path, monkeypatch):
+    from tokenwave.serve import capacity
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root, codec = models
+    svc = Service({"sfx": root / "sfx"}, codec, ServeConfig())  # max_streams unset: measured
+    try:
+        measured = svc.config.max_streams
+        assert 1 <= measured <= capacity.MAX_STREAMS and svc.capacity["sfx"]["source"] == "measured at start-up"
+        assert svc.engines["sfx"].max_rows == 2 * measured
+        loads = svc.capacity["sfx"]["load"]
+        assert all(float(loads[str(n)]) <= capacity.MARGIN for n in capacity.PROBE_SIZES if n <= measured
+                   and str(n) in loads)
+    finally:
+        svc.close()
+    stored = json.loads(capacity.cache_path().read_text())
+    (key, entry), = stored.items()
+    assert key.startswith("sfx:") and entry["streams"] == measured
+    # the next start reads it (a benchmark's measurement, stored the same way, wins over the probe)
+    capacity.store(key, {"streams": 5, "source": "benchmarks/serve.py"})
+    monkeypatch.setattr(capacity, "measure", lambda *a, **k: pytest.fail("measured again"))
+    svc = Service({"sfx": root / "sfx"}, codec, ServeConfig())
+    try:
+        assert svc.config.max_streams == 5 and svc.capacity["sfx"]["source"] == "benchmarks/serve.py"
+    finally:
+        svc.close()
+
+
+def test_requests_over_the_limit_wait_in_a_bounded_queue_with_their_place(models, monkeypatch):
+    import httpx
+
+    ws_client = pytest.importorskip("websockets.sync.client")
+    root, codec = models
+    svc = Service({"sfx": root / "sfx", "tts": root / "tts"}, codec,
+                  ServeConfig(max_streams=1, max_queue=1, queue_timeout=0.5, max_duration=3.0))
+    run = Running(svc)
+    try:
+        _slow(svc.engines["sfx"], monkeypatch)
+        holder = ws_client.connect(run.ws, max_size=None).__enter__()
+        holder.send(json.dumps({"task": "sfx", "prompt": "rain", "duration": 3.0}))
+        assert json.loads(holder.recv(10))["type"] == "started"
+        waiting = ws_client.connect(run.ws, max_size=None).__enter__()
+        waiting.send(json.dumps({"task": "tts", "text": "Hi there."}))
+        assert json.loads(waiting.recv(10)) == {"type": "queued", "position": 1}
+        assert _wait(lambda: svc.queued == 1)
+        r = httpx.post(run.http + "/v1/sfx", json={"prompt": "rain", "duration": 0.5})  # the queue is full
+        assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1 and "1 waiting" in r.json()["error"]
+        holder.close()  # the slot frees: the one waiting gets it
+        events = []
+        for msg in waiting:
+            if isinstance(msg, str):
+                events.append(json.loads(msg)["type"])
+        assert events[0] == "started" and events[-1] == "done"
+        waiting.close()
+        assert _wait(lambda: svc.active == 0 and svc.queued == 0)
+        # a request that waits longer than queue_timeout gets 503 with Retry-After
+        holder = ws_client.connect(run.ws, max_size=None).__enter__()
+        holder.send(json.dumps({"task": "sfx", "prompt": "rain", "duration": 3.0}))
+        assert json.loads(holder.recv(10))["type"] == "started"
+        t0 = time.perf_counter()
+        r = httpx.post(run.http + "/v1/sfx", json={"prompt": "rain", "duration": 0.5}, timeout=10)
+        assert r.status_code == 503 and r.headers["retry-after"] and "for 0.5 s" in r.json()["error"]
+        assert 0.4 < time.perf_counter() - t0 < 5
+        holder.close()
+        assert _wait(lambda: svc.active == 0 and svc.queued == 0)
+    finally:
+        run.stop()
+
+
+def test_a_client_that_stops_reading_is_parked_then_cancelled(models):
+    ws_client = pytest.importorskip("websockets.sync.client")
+    root, codec = models
+    svc = Service({"sfx": root / "sfx"}, codec, ServeConfig(max_streams=2, max_duration=30.0, ahead_seconds=0.2,
+                                                            stall_seconds=1.0, decode_frames=1))
+    run = Running(svc, small_send_buffer=True)
+    try:
+        engine = svc.engines["sfx"]
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a client that reads nothing fills this soon
+        sock.connect(("127.0.0.1", run.port))
+        ws = ws_client.connect(run.ws, sock=sock, max_size=None).__enter__()
+        ws.send(json.dumps({"task": "sfx", "prompt": "rain", "duration": 30.0}))
+        assert json.loads(ws.recv(10))["type"] == "started"
+        # paced to real time: the job runs ahead of its consumer, so the engine parks it (its rows leave the batch)
+        assert _wait(lambda: engine.stats["parks"] >= 1, timeout=10)
+        assert _wait(lambda: svc.metrics.cancelled == 1 and svc.active == 0 and engine.streams == 0, timeout=15)
+        assert svc.metrics.finished == 0
+        ws.close()
+    finally:
+        run.stop()

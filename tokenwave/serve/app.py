@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import re
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -173,6 +174,23 @@ def origin_allowed(headers, allowed: tuple[str, ...]) -> bool:
     return host == headers.get("host", "")
 
 
+SEND_BUFFER = 64 * 1024  # bytes of kernel send buffer per connection (Linux doubles it): ~1.4 s of PCM16 at 24 kHz
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A listening socket whose connections keep a small, fixed send buffer: a client that stops reading makes the
+    server's send wait within about a second of audio (its job is then parked, and cancelled after
+    ``stall_seconds``), where the default auto-tuned buffer took up to 4 MB (about 80 s of PCM16) first."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)  # inherited by accepted connections
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
 def key_matches(given: str, keys) -> bool:
     """Whether ``given`` is one of ``keys``, compared in constant time (every key is compared)."""
     found = False
@@ -290,13 +308,44 @@ def make_app(service: Service) -> FastAPI:
         finally:
             gone.set()
 
+    async def admit(gone, notify=None) -> bool:
+        """Wait for a stream slot in the bounded queue, telling ``notify(place)`` each new place; False if the client
+        left first (``gone`` set). A full queue, or ``queue_timeout`` seconds in it, raise :class:`BusyError` (503)."""
+        ticket = service.enqueue()
+        try:
+            deadline, last = time.monotonic() + cfg.queue_timeout, None
+            while not ticket.granted:
+                if gone.is_set():
+                    service.withdraw(ticket)
+                    return False
+                if time.monotonic() > deadline:
+                    service.metrics.rejected += 1
+                    raise BusyError(f"the server stayed at its limit of {cfg.max_streams} concurrent streams for "
+                                    f"{cfg.queue_timeout:g} s", "retry in a few seconds")
+                place = service.position(ticket)
+                if notify is not None and place and place != last:
+                    await notify(place)
+                    last = place
+                await asyncio.sleep(0.02)
+        except BaseException:
+            service.withdraw(ticket)
+            raise
+        return True
+
     async def file_endpoint(task: str, body, request: Request) -> Response:
         auth(request.headers, request.query_params, request.client.host if request.client else "-")
         req = request_dict(task, body)
-        service.acquire()
-        t0 = time.perf_counter()
         gone = threading.Event()
         watcher = asyncio.create_task(until_disconnect(request, gone))
+        try:
+            admitted = await admit(gone)
+        except BaseException:
+            watcher.cancel()
+            raise
+        if not admitted:
+            watcher.cancel()
+            return Response(status_code=499)  # left while waiting: nobody is listening
+        t0 = time.perf_counter()
         try:
             service.metrics.started += 1
             wav, info = await asyncio.get_running_loop().run_in_executor(pool, render, task, req, gone)
@@ -339,12 +388,14 @@ def make_app(service: Service) -> FastAPI:
     @app.get("/v1/models")
     async def models() -> dict:
         """The tasks this server has (voices, tags, limits) and those it lacks, with why."""
-        return {"tasks": service.models(), "max_streams": cfg.max_streams, "formats": ["wav", "ogg"],
+        return {"tasks": service.models(), "max_streams": cfg.max_streams, "max_queue": cfg.max_queue,
+                "formats": ["wav", "ogg"],
                 "stream_formats": ["pcm16", "opus"], "auth": bool(cfg.api_keys)}
 
     @app.get("/healthz")
     async def healthz() -> dict:
-        return {"ok": True, "tasks": sorted(service.tasks), "active_streams": service.active}
+        return {"ok": True, "tasks": sorted(service.tasks), "active_streams": service.active,
+                "queued_requests": service.queued}
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> str:
@@ -392,10 +443,9 @@ def make_app(service: Service) -> FastAPI:
             if not getattr(body, field):
                 raise HTTPError(422, f"invalid request: {field}: a {body.task} request needs `{field}`")
             req = request_dict(body.task, body)
-            service.acquire()
         except HTTPError as err:
             return await fail(err.status, err.message, 1008 if err.status != 413 else 1009)
-        except (asyncio.TimeoutError, WebSocketDisconnect, KeyError, RuntimeError):
+        except (asyncio.TimeoutError, WebSocketDisconnect, RuntimeError):
             return await fail(408, "no request received", 1008)
         except TokenwaveError as err:
             status = _status_of(err)
@@ -412,18 +462,32 @@ def make_app(service: Service) -> FastAPI:
                 pass
             gone.set()
 
+        watcher = asyncio.create_task(watch())
+        try:
+            admitted = await admit(gone, lambda place: ws.send_json({"type": "queued", "position": place}))
+        except TokenwaveError as err:
+            watcher.cancel()
+            status = _status_of(err)
+            return await fail(status, err.one_line(), 1013 if status == 503 else 1008)
+        except Exception:  # noqa: BLE001 - the client went away while told its place
+            watcher.cancel()
+            return None
+        if not admitted:
+            watcher.cancel()
+            return None
         info: dict = {}
         try:
             it = await loop.run_in_executor(pool, service.stream, body.task, req, info)
         except Exception as err:  # noqa: BLE001 - a bad request (or a broken model): say so, free the slot
+            watcher.cancel()
             service.release()
             service.metrics.failed += 1
             status = _status_of(err)
             msg = err.one_line() if isinstance(err, TokenwaveError) else f"internal error: {type(err).__name__}: {err}"
             return await fail(status, msg, 1008 if status < 500 else 1011)
-        watcher = asyncio.create_task(watch())
         opus = OpusStream(service.sample_rate) if body.format == "opus" else None
         t0, samples, last_progress, ttfa = time.perf_counter(), 0, 0.0, None
+        t_play, stalled = t0, False
         service.metrics.started += 1
         outcome = "failed"
         try:
@@ -435,15 +499,28 @@ def make_app(service: Service) -> FastAPI:
                     break
                 data = opus.push(chunk) if opus else pcm16(chunk)
                 if data:
-                    await ws.send_bytes(data)
+                    try:  # a client that reads nothing fills the socket buffers, then this send waits
+                        await asyncio.wait_for(ws.send_bytes(data), cfg.stall_seconds)
+                    except asyncio.TimeoutError:
+                        stalled = True
+                        break
                 if ttfa is None:
                     ttfa = time.perf_counter() - t0
                     service.metrics.ttfa = service.metrics.ttfa[-999:] + [ttfa]
+                    t_play = time.perf_counter()
                 samples += len(chunk)
+                # paced: at most ahead_seconds of audio ahead of real-time playback, so the job of a client that
+                # reads slowly (or not at all) is parked by the engine rather than piling up in socket buffers
+                lead = samples / service.sample_rate - (time.perf_counter() - t_play)
+                if lead > cfg.ahead_seconds:
+                    try:
+                        await asyncio.wait_for(gone.wait(), lead - cfg.ahead_seconds)
+                    except asyncio.TimeoutError:
+                        pass
                 if samples / service.sample_rate - last_progress >= 0.5:
                     last_progress = samples / service.sample_rate
                     await ws.send_json({"type": "progress", "audio_seconds": round(last_progress, 3)})
-            if gone.is_set():
+            if gone.is_set() or stalled:
                 outcome = "cancelled"
             else:
                 if opus:
@@ -479,6 +556,8 @@ def prometheus(service: Service, scrape: dict) -> str:
              "# TYPE tokenwave_active_streams gauge", f"tokenwave_active_streams {service.active}",
              "# HELP tokenwave_max_streams Admission limit.", "# TYPE tokenwave_max_streams gauge",
              f"tokenwave_max_streams {service.config.max_streams}",
+             "# HELP tokenwave_queued_requests Requests waiting for a stream slot.",
+             "# TYPE tokenwave_queued_requests gauge", f"tokenwave_queued_requests {service.queued}",
              "# HELP tokenwave_streams_total Streams by outcome.", "# TYPE tokenwave_streams_total counter"]
     for k in ("started", "finished", "failed", "rejected", "cancelled"):
         lines.append(f'tokenwave_streams_total{{outcome="{k}"}} {getattr(m, k)}')

@@ -16,7 +16,10 @@ def serve(
     sfx: Optional[Path] = typer.Option(None, help="Sound-effects checkpoint folder (default: checkpoints/sfx)."),
     codec: Optional[Path] = typer.Option(None, help="Codec checkpoint folder (default: checkpoints/codec)."),
     tasks: str = typer.Option("tts,music,sfx", help="Tasks to serve (comma-separated)."),
-    max_streams: int = typer.Option(16, min=1, max=256, help="Concurrent streams; beyond: 503 / close 1013."),
+    max_streams: int = typer.Option(0, min=0, max=256, help="Concurrent streams (0 = what this machine sustains in "
+                                    "real time: stored by benchmarks/serve.py, else measured at start-up)."),
+    max_queue: int = typer.Option(32, min=0, max=4096, help="Requests that may wait for a stream (told their place); "
+                                  "beyond: 503 / close 1013."),
     max_duration: float = typer.Option(30.0, min=0.5, max=60.0, help="Longest music/sfx request (s)."),
     decode_frames: int = typer.Option(0, min=0, max=64, help="Frames per decode chunk (0 = 2..16 growing; "
                                       "1 = bit-identical to the offline files)."),
@@ -37,7 +40,7 @@ def serve(
 
     from tokenwave.codec import load_codec
     from tokenwave.errors import InvalidArgumentError
-    from tokenwave.serve.app import make_app
+    from tokenwave.serve.app import listen_socket, make_app
     from tokenwave.serve.service import ServeConfig, Service
 
     names = [t.strip() for t in tasks.split(",") if t.strip()]
@@ -49,7 +52,7 @@ def serve(
     torch.set_num_threads(n_threads)
     typer.echo(f"torch threads: {n_threads}", err=True)
     folders = {"tts": tts, "music": music, "sfx": sfx}
-    config = ServeConfig(max_streams=max_streams, max_duration=max_duration, decode_frames=decode_frames,
+    config = ServeConfig(max_streams=max_streams, max_queue=max_queue, max_duration=max_duration, decode_frames=decode_frames,
                          api_keys=tuple(k.strip() for k in (api_key or "").split(",") if k.strip()),
                          rate_limit=rate_limit, consent_check=consent_check, allowed_origins=tuple(allow_origin))
     if not config.api_keys:
@@ -61,9 +64,12 @@ def serve(
     service = Service({t: folders[t] for t in names}, load_codec(codec), config)
     for task, why in service.missing.items():
         typer.secho(f"not serving {task}: {why}", fg="yellow", err=True)
-    typer.echo(f"serving {', '.join(sorted(service.tasks))} on http://{host}:{port}/ (max {max_streams} streams)")
+    typer.echo(f"serving {', '.join(sorted(service.tasks))} on http://{host}:{port}/ (max {service.config.max_streams} "
+               f"streams{', measured' if service.capacity else ''}; {config.max_queue} more may wait)")
     try:
-        uvicorn.run(make_app(service), host=host, port=port, log_level=log_level, ws_max_size=config.max_body_bytes)
+        server = uvicorn.Server(uvicorn.Config(make_app(service), host=host, port=port, log_level=log_level,
+                                               ws_max_size=config.max_body_bytes))
+        server.run(sockets=[listen_socket(host, port)])  # small send buffers: backpressure engages early
     finally:
         service.close()
 

@@ -12,8 +12,9 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from tokenwave.errors import InvalidArgumentError, TokenwaveError
 from tokenwave.lm.generate import long_windows
 from tokenwave.lm.sampling import SamplingParams
 from tokenwave.serve.audio import Chunker, DecoderState, Finisher
+from tokenwave.serve.capacity import task_capacity
 from tokenwave.serve.engine import BatchEngine, Job
 from tokenwave.tasks.base import MissingModelError, Sampling, check_duration
 
@@ -32,9 +34,20 @@ class BusyError(TokenwaveError):
     """Every stream slot is taken."""
 
 
+class Ticket:
+    """A request's place in the admission queue; ``granted`` once it holds a stream slot."""
+
+    def __init__(self) -> None:
+        self.granted = False
+
+
 @dataclass
 class ServeConfig:
-    max_streams: int = 16          # concurrent requests (HTTP and WebSocket together); beyond: 503 / close 1013
+    max_streams: int = 0           # concurrent requests (HTTP and WebSocket together); 0 = what this machine sustains
+                                   # in real time (serve/capacity.py: stored by benchmarks/serve.py or measured)
+    max_queue: int = 32            # requests waiting for a stream slot (in order, told their place); beyond: 503
+    queue_timeout: float = 30.0    # seconds a request may wait in the queue before 503 with Retry-After
+    stall_seconds: float = 20.0    # a stream whose client reads nothing for this long is cancelled
     max_duration: float = 30.0     # seconds a music / sfx request may ask for
     max_text_chars: int = 1000
     max_body_bytes: int = 2_000_000
@@ -84,14 +97,21 @@ class Service:
                 log.warning("not serving %s: %s", name, err.one_line())
                 continue
             self.tasks[name] = task
-            ahead = int(self.config.ahead_seconds * task.frame_rate)
-            self.engines[name] = BatchEngine(task.lm, max_rows=2 * self.config.max_streams, ahead_frames=ahead,
-                                             name=name).start()
         if not self.tasks:
             raise MissingModelError("no task model could be loaded: " + "; ".join(self.missing.values()),
                                     "train one (`tokenwave train tts|lm`) or pass --tts/--music/--sfx with a folder")
-        self._slots = threading.BoundedSemaphore(self.config.max_streams)
+        self.capacity: dict[str, dict] = {}
+        if self.config.max_streams <= 0:  # what this machine sustains in real time, for the slowest task
+            self.capacity = {name: task_capacity(name, task, self.codec) for name, task in self.tasks.items()}
+            self.config = replace(self.config, max_streams=min(int(c["streams"]) for c in self.capacity.values()))
+            log.info("admitting %d streams (%s)", self.config.max_streams,
+                     ", ".join(f"{n}: {c['streams']} {c.get('source', '')}" for n, c in self.capacity.items()))
+        for name, task in self.tasks.items():
+            ahead = int(self.config.ahead_seconds * task.frame_rate)
+            self.engines[name] = BatchEngine(task.lm, max_rows=2 * self.config.max_streams, ahead_frames=ahead,
+                                             name=name).start()
         self.active = 0
+        self._waiting: deque[Ticket] = deque()
         self._lock = threading.Lock()
         self.metrics = Metrics()
         self.t0 = time.time()
@@ -119,17 +139,55 @@ class Service:
 
     # --- slots --------------------------------------------------------------------------------------------------
     def acquire(self) -> None:
-        if not self._slots.acquire(blocking=False):
-            self.metrics.rejected += 1
-            raise BusyError(f"the server is at its limit of {self.config.max_streams} concurrent streams",
-                            "retry in a few seconds")
+        """Take a stream slot now, or raise :class:`BusyError` (no waiting)."""
         with self._lock:
-            self.active += 1
+            if self.active < self.config.max_streams and not self._waiting:
+                self.active += 1
+                return
+        self.metrics.rejected += 1
+        raise BusyError(f"the server is at its limit of {self.config.max_streams} concurrent streams",
+                        "retry in a few seconds")
+
+    def enqueue(self) -> Ticket:
+        """A slot now (``ticket.granted``), or a place in the bounded queue (:meth:`position`); a full queue raises
+        :class:`BusyError`. A granted ticket is given back with :meth:`release`, a waiting one with :meth:`withdraw`."""
+        ticket = Ticket()
+        with self._lock:
+            if self.active < self.config.max_streams and not self._waiting:
+                self.active += 1
+                ticket.granted = True
+                return ticket
+            if len(self._waiting) < self.config.max_queue:
+                self._waiting.append(ticket)
+                return ticket
+        self.metrics.rejected += 1
+        raise BusyError(f"the server is at its limit of {self.config.max_streams} concurrent streams and "
+                        f"{self.config.max_queue} waiting", "retry in a few seconds")
+
+    def position(self, ticket: Ticket) -> int:
+        """1 for the next in the queue, 2 after it, ...; 0 once the ticket holds a slot."""
+        with self._lock:
+            return 0 if ticket.granted else self._waiting.index(ticket) + 1
+
+    def withdraw(self, ticket: Ticket) -> None:
+        """Leave the queue (a client gone or timed out), or give the slot back if it was granted meanwhile."""
+        with self._lock:
+            if not ticket.granted:
+                self._waiting.remove(ticket)
+                return
+        self.release()
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiting)
 
     def release(self) -> None:
+        """Give a slot back: the first waiting ticket takes it, else it is free."""
         with self._lock:
-            self.active -= 1
-        self._slots.release()
+            if self._waiting:
+                self._waiting.popleft().granted = True
+            else:
+                self.active -= 1
 
     # --- streams ------------------------------------------------------------------------------------------------
     def stream(self, task: str, req: dict, info: dict | None = None) -> Iterator[np.ndarray]:
