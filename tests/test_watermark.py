@@ -111,3 +111,27 @@ def test_cli_detect(tmp_path):
     marked = json.loads(runner.invoke(app, ["detect", str(tmp_path / "marked.wav")]).output)
     clean = json.loads(runner.invoke(app, ["detect", str(tmp_path / "clean.wav")]).output)
     assert marked["present"] and marked["p_value"] < 1e-3 and not clean["present"]
+
+
+def sox(x: np.ndarray, *effect: str) -> np.ndarray:
+    """``x`` at SR through a sox effect (``speed 1.02``: pitch and tempo; ``tempo 1.05``: WSOLA, pitch kept)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("sox") is None:
+        pytest.skip("sox is not installed")
+    fmt = ["-t", "f32", "-r", str(SR), "-c", "1"]
+    out = subprocess.run(["sox", *fmt, "-", *fmt, "-", *effect, "rate", str(SR)], input=x.astype(np.float32).tobytes(),
+                         capture_output=True, check=True).stdout
+    return np.frombuffer(out, dtype=np.float32).copy()
+
+
+@pytest.mark.parametrize("effect", [("speed", "1.02"), ("speed", "0.98"), ("tempo", "1.05"), ("tempo", "0.95")])
+def test_survives_speed_and_tempo_changes(effect):
+    """A 2 % speed change (resampled: pitch moves too) and a 5 % tempo change (pitch kept) keep the mark: the
+    detector searches a small grid of time scales; unmarked audio stays unmarked under the same search."""
+    x = program(8, 8.0)
+    changed = sox(embed_watermark(x, SR), *effect)
+    assert abs(len(changed) / len(x) - 1 / float(effect[1])) < 0.01
+    assert detect_watermark(changed, SR).present
+    assert not detect_watermark(sox(x, *effect), SR).present

@@ -16,11 +16,16 @@ Detection (any rate; the input is resampled to 16 kHz):
   pattern is as independent of unmarked content as the random ones). ``score`` is the largest ``z`` over the
   ``4 * PERIOD`` candidates and ``p_value`` its one-sided Gaussian tail, Šidák-corrected for the search;
   ``present`` is ``p_value < P_THRESHOLD``.
+  Speed and tempo changes: when the audio as it is shows no mark, the tiles are re-sampled in time by each of a
+  grid of scales within ±``MAX_STRETCH`` (a 2 % resample or a 5 % time-stretch moves the 20 ms frames, which folding
+  by the period would smear) and searched again; each search gets half the false-positive budget (Bonferroni), the
+  second Šidák-corrected for its ``scales * 4 * PERIOD`` candidates.
 
 ``WatermarkStream`` embeds chunk by chunk (20 ms latency) and gives the same samples as ``embed_watermark``.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from typing import NamedTuple
@@ -43,6 +48,9 @@ SILENCE_DB = 50.0  # tiles more than this below the loudest tile of their band c
 P_THRESHOLD = 1e-3
 CLIP_MEDIANS = 1.5  # residuals are clipped to this many times their median magnitude
 MIN_SECONDS = 1.0
+MAX_STRETCH = 0.06        # speed / tempo changes searched: up to 6 % faster or slower
+SCALE_DRIFT_FRAMES = 1.5  # grid step: a scale between two searched ones drifts under this many frames end to end
+MIN_SCALE_STEP = 0.004    # (at most ~30 scales, for audio of 7.5 s or more)
 
 
 class WatermarkResult(NamedTuple):
@@ -64,6 +72,7 @@ def key_pattern(key: str | int = DEFAULT_KEY) -> np.ndarray:
     return rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(BANDS, PERIOD))
 
 
+@functools.lru_cache(maxsize=1)
 def _null_patterns() -> np.ndarray:
     rng = np.random.default_rng(20261130)
     return rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(NULL_KEYS, BANDS, PERIOD))
@@ -226,17 +235,62 @@ def _fold(res: np.ndarray) -> np.ndarray:
     return np.pad(res, ((0, 0), (0, 0), (0, pad))).reshape(ph, b, -1, PERIOD).sum(2)
 
 
-def _circular_corr(folded: np.ndarray, patterns: np.ndarray) -> np.ndarray:
-    """``c[k, phase, s] = sum_b sum_p folded[phase, b, p] * patterns[k, b, (p + s) % PERIOD]``."""
+@functools.lru_cache(maxsize=8)
+def _spectrum(key: str | int | None) -> np.ndarray:
+    """rfft over the period of the key's pattern ``[1, B, P/2+1]``, or of the null patterns (``key`` None)."""
+    return np.fft.rfft(_null_patterns() if key is None else key_pattern(key)[None], axis=-1)
+
+
+def _circular_corr(folded: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """``c[k, phase, s] = sum_b sum_p folded[phase, b, p] * patterns[k, b, (p + s) % PERIOD]`` for the patterns
+    whose :func:`_spectrum` is ``W [K, B, P/2+1]``."""
     F = np.fft.rfft(folded, axis=-1)  # [PH, B, P/2+1]
-    W = np.fft.rfft(patterns, axis=-1)  # [K, B, P/2+1]
     cross = np.einsum("hbf,kbf->khf", np.conj(F), W)
     return np.fft.irfft(cross, n=PERIOD, axis=-1)
 
 
+def _stretch(logE: np.ndarray, scale: float) -> np.ndarray:
+    """Tiles of audio played ``scale`` times as long -> tiles on the original grid (linear interpolation in time)."""
+    J = logE.shape[1]
+    pos = np.arange(int((J - 1) / scale) + 1) * scale
+    i0 = np.minimum(pos.astype(int), J - 2)
+    w = pos - i0
+    return logE[:, i0] * (1.0 - w) + logE[:, i0 + 1] * w
+
+
+def time_scales(n_frames: int) -> np.ndarray:
+    """The time scales searched besides 1: log-spaced over ``1 / (1 + MAX_STRETCH) .. 1 + MAX_STRETCH``, finely
+    enough that a scale between two of them drifts the pattern by under a frame across ``n_frames`` frames."""
+    step = max(SCALE_DRIFT_FRAMES / max(n_frames, 1), MIN_SCALE_STEP)
+    k = int(np.ceil(np.log1p(MAX_STRETCH) / step))
+    scales = np.exp(np.arange(-k, k + 1) * step)
+    return scales[scales != 1.0]
+
+
+def _z(logE: np.ndarray, key: str | int) -> np.ndarray | None:
+    """z of the key's pattern for every (phase, shift) candidate, against the file's own null; None if silent."""
+    folded = _fold(_residuals(logE))
+    c_key = _circular_corr(folded, _spectrum(key))[0]  # [PH, P]
+    c_null = _circular_corr(folded, _spectrum(None))  # [K, PH, P]
+    mu = c_null.mean(axis=(0, 2))
+    sd = c_null.std(axis=(0, 2))
+    if not np.all(sd > 0):
+        return None
+    return (c_key - mu[:, None]) / sd[:, None]
+
+
+def _sidak(score: float, trials: int) -> float:
+    p_single = 0.5 * math.erfc(score / math.sqrt(2.0))
+    return float(-math.expm1(trials * math.log1p(-p_single))) if p_single < 1 else 1.0
+
+
 def detect_watermark(wav: np.ndarray, sr: int, key: str | int = DEFAULT_KEY,
                      threshold: float = P_THRESHOLD) -> WatermarkResult:
-    """Look for ``key``'s mark in mono ``wav [N]`` at ``sr`` Hz (at least ``MIN_SECONDS``; any excerpt works)."""
+    """Look for ``key``'s mark in mono ``wav [N]`` at ``sr`` Hz (at least ``MIN_SECONDS``; any excerpt works).
+
+    Two searches, each given half of the false-positive budget (Bonferroni): the audio as it is (``PHASES *
+    PERIOD`` candidates), and the audio sped up or slowed down (resampled, or time-stretched with its pitch kept)
+    by any of :func:`time_scales` (that many times more candidates)."""
     x = _check_wav(wav)
     if len(x) < MIN_SECONDS * sr:
         raise InvalidArgumentError(f"{len(x) / sr:.2f} s is too short to look for a watermark",
@@ -244,16 +298,16 @@ def detect_watermark(wav: np.ndarray, sr: int, key: str | int = DEFAULT_KEY,
     if sr != DETECT_RATE:
         x = resample(x, sr, DETECT_RATE)
     logE, _ = _tile_energies(x, DETECT_RATE)
-    folded = _fold(_residuals(logE))
-    c_key = _circular_corr(folded, key_pattern(key)[None])[0]  # [PH, P]
-    c_null = _circular_corr(folded, _null_patterns())  # [K, PH, P]
-    mu = c_null.mean(axis=(0, 2))
-    sd = c_null.std(axis=(0, 2))
-    if not np.all(sd > 0):
+    z = _z(logE, key)
+    if z is None:
         return WatermarkResult(False, 1.0, 0.0)
-    z = (c_key - mu[:, None]) / sd[:, None]
     score = float(z.max())
-    p_single = 0.5 * math.erfc(score / math.sqrt(2.0))
-    trials = z.size
-    p_value = float(-math.expm1(trials * math.log1p(-p_single))) if p_single < 1 else 1.0
-    return WatermarkResult(bool(p_value < threshold), min(1.0, max(p_value, 0.0)), score)
+    p_value = min(1.0, 2.0 * _sidak(score, z.size))
+    scales = time_scales(logE.shape[1] // PHASES)
+    if len(scales) and p_value >= threshold:  # only needed when the audio as it is does not show the mark
+        stretched = [zs.max() for zs in (_z(_stretch(logE, s), key) for s in scales) if zs is not None]
+        if stretched and max(stretched) > score:
+            score = float(max(stretched))
+            p_value = min(p_value, 2.0 * _sidak(score, z.size * len(scales)))
+    p_value = min(1.0, max(p_value, 0.0))
+    return WatermarkResult(bool(p_value < threshold), p_value, score)
