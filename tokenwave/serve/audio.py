@@ -40,9 +40,11 @@ class DecoderState:
                     m.is_streaming, m.stream_state = False, None
         return out[0, 0].numpy()
 
-    def push(self, codes: torch.Tensor) -> np.ndarray:
-        """``codes [K, n]`` -> float32 samples that no later frame can change."""
-        return self._run(lambda: self.codec.decoder(self.codec.quantizer.decode(codes[None])))
+    def push(self, codes: torch.Tensor, frames: torch.Tensor | None = None,
+             voice: torch.Tensor | None = None) -> np.ndarray:
+        """``codes [K, n]`` -> float32 samples that no later frame can change; ``frames`` (the same frames' phones
+        ``[1, 3, n]``) and ``voice`` (the voice's vector) for a phone-informed decoder."""
+        return self._run(lambda: self.codec.decoder(self.codec.quantizer.decode(codes[None]), frames, voice))
 
     def flush(self) -> np.ndarray:
         return self._run(lambda: self.codec.decoder.istft.flush())

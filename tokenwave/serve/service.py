@@ -1,10 +1,12 @@
 """The server's state without HTTP: the loaded tasks, one batching engine per task model, stream slots (admission
 control), and each request turned into a stream of finished audio chunks.
 
-A request's audio is produced exactly as the offline task produces it — TTS sentence by sentence
-(:meth:`tokenwave.tasks.TTS.stream`), music and effects window by window (:func:`tokenwave.lm.generate.generate_long`)
-— except that every LM run is a :class:`~tokenwave.serve.engine.Job` of the task's shared engine, so the decode steps
-of all concurrent requests of a task run as one batch.
+A request's audio comes out of the offline task's own generation loop — TTS sentence by sentence
+(:meth:`tokenwave.tasks.tts.TTS.render`), music and effects window by window
+(:meth:`tokenwave.tasks.tagged.TaggedTask.render`) — given two parameters of the server's: the code source
+(:class:`EngineSource`: every LM run is a :class:`~tokenwave.serve.engine.Job` of the task's shared engine, so the
+decode steps of all concurrent requests of a task run as one batch) and the decoding (:class:`ChunkedDecoder`:
+chunks of ``decode_frames``, the decoder's state kept per stream).
 """
 from __future__ import annotations
 
@@ -14,18 +16,20 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from tokenwave.errors import InvalidArgumentError, TokenwaveError
-from tokenwave.lm.generate import long_windows
+from tokenwave.conditioning import Conditioning
 from tokenwave.lm.sampling import SamplingParams
 from tokenwave.serve.audio import Chunker, DecoderState, Finisher
 from tokenwave.serve.capacity import task_capacity
 from tokenwave.serve.engine import BatchEngine, Job
-from tokenwave.tasks.base import MissingModelError, Sampling, check_duration
+from tokenwave.tasks.base import MissingModelError, Sampling
+from tokenwave.tasks.tts import UnknownVoiceError
 
 log = logging.getLogger("tokenwave.serve")
 
@@ -39,6 +43,52 @@ class Ticket:
 
     def __init__(self) -> None:
         self.granted = False
+
+
+class EngineSource:
+    """The server's :class:`~tokenwave.tasks.sources.CodeSource`: each call runs one :class:`Job` on ``engine``,
+    batched with every other stream of the task; closing the iterator cancels the job."""
+
+    def __init__(self, engine: BatchEngine) -> None:
+        self.engine = engine
+
+    def __call__(self, cond: Conditioning, frames: int, params: SamplingParams,
+                 prompt: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
+        """See :meth:`tokenwave.tasks.sources.CodeSource.__call__`."""
+        job = self.engine.submit(Job(cond, frames, params, prompt=prompt))
+        try:
+            yield from job.codes()
+        finally:
+            job.cancel()
+
+
+class ChunkedDecoder:
+    """The server's :class:`~tokenwave.tasks.sources.AudioDecoder`: frames gathered into chunks of ``decode_frames``
+    (:class:`Chunker`) and decoded with the stream's own state (:class:`DecoderState`), so streams interleave on one
+    codec; ``phones [1, 3, T]`` and ``voice`` for a phone-informed decoder."""
+
+    def __init__(self, codec, decode_frames: int = 0, phones: torch.Tensor | None = None,
+                 voice: torch.Tensor | None = None) -> None:
+        self.state, self.chunker = DecoderState(codec), Chunker(decode_frames)
+        self.phones, self.voice, self.done = phones, voice, 0
+
+    def _decode(self, codes: torch.Tensor) -> np.ndarray:
+        t = codes.shape[-1]
+        phones = None if self.phones is None else self.phones[:, :, self.done: self.done + t]
+        self.done += t
+        return self.state.push(codes, phones, self.voice)
+
+    def push(self, codes: torch.Tensor) -> np.ndarray:
+        chunk = self.chunker.add(codes)
+        return np.zeros(0, dtype=np.float32) if chunk is None else self._decode(chunk)
+
+    def flush(self) -> np.ndarray:
+        chunk = self.chunker.take()
+        head = np.zeros(0, dtype=np.float32) if chunk is None else self._decode(chunk)
+        return np.concatenate([head, self.state.flush()])
+
+    def close(self) -> None:
+        """Nothing to release: the state lives in this object."""
 
 
 @dataclass
@@ -196,15 +246,15 @@ class Service:
         cancels the work."""
         info = {} if info is None else info
         raw = self._tts(req, info) if task == "tts" else self._tagged(task, req, info)
-        next(raw)  # the request's checks (text, voice, consent, limits) run now, before any audio
         return self._finish(raw, info)
 
     def _finish(self, raw: Iterator[np.ndarray], info: dict) -> Iterator[np.ndarray]:
         fin = Finisher(self.sample_rate, watermark=True)
-        for chunk in raw:
-            out = fin.push(chunk)
-            if len(out):
-                yield out
+        with closing(raw):  # a stream closed early closes the task's loop, which cancels its engine job
+            for chunk in raw:
+                out = fin.push(chunk)
+                if len(out):
+                    yield out
         tail = fin.flush()
         if len(tail):
             yield tail
@@ -219,88 +269,30 @@ class Service:
         s.check()
         return s
 
-    @staticmethod
-    def _codes(engine: BatchEngine, job: Job) -> Iterator[torch.Tensor]:
-        """Run ``job`` on ``engine``, yielding its frames ``[K, n]``; closing the iterator cancels the job."""
-        engine.submit(job)
-        try:
-            yield from job.codes()
-        finally:
-            job.cancel()
-
-    def _decode(self, frames: Iterator[torch.Tensor], codec) -> Iterator[np.ndarray]:
-        """One continuous code sequence -> audio chunks (streaming decoder, chunked by ``decode_frames``); ``codec``:
-        the task's (with the decoder fine-tuned for its model, if it has one), so a stream sounds like the CLI's file."""
-        dec, chunker = DecoderState(codec), Chunker(self.config.decode_frames)
-        for codes in frames:
-            if codes.shape[-1] and (c := chunker.add(codes)) is not None:
-                yield dec.push(c)
-        if (c := chunker.take()) is not None:
-            yield dec.push(c)
-        yield dec.flush()
+    def _decoding(self, codec, phones: torch.Tensor | None = None, voice: torch.Tensor | None = None) -> ChunkedDecoder:
+        """The server's :class:`~tokenwave.tasks.sources.Decoding`: ``codec`` is the task's (with the decoder
+        fine-tuned for its model, if it has one), so a stream sounds like the CLI's file."""
+        return ChunkedDecoder(codec, self.config.decode_frames, phones, voice)
 
     def _tts(self, req: dict, info: dict) -> Iterator[np.ndarray]:
-        from tokenwave.tasks.tts import EDGE_SECONDS, PAUSE_SECONDS, _Edges, check_text, split_sentences
-
-        tts, engine = self.tasks["tts"], self.engines["tts"]
-        sampling, speed = self._sampling(req, tts), float(req.get("speed", 1.0))
-        if not 0.5 <= speed <= 2.0:
-            raise InvalidArgumentError(f"speed must be within 0.5..2, got {speed}", "use 1.0 for the natural pace")
-        sentences = split_sentences(check_text(req["text"]))
+        """A TTS request, checked now (:meth:`TTS.prepare`) -> its audio from :meth:`TTS.render` on the engine."""
+        tts = self.tasks["tts"]
+        sampling = self._sampling(req, tts)
         voice = req.get("voice")
         if isinstance(voice, str) and voice not in tts.voices:  # never a path on the server
-            from tokenwave.tasks.tts import UnknownVoiceError
-
             raise UnknownVoiceError(f"unknown voice {voice!r}", f"use one of {', '.join(tts.voices[:12])}"
                                     " (GET /v1/models), or send a recording as voice_audio")
-        prompt, voice_info = tts.prompt_codes(voice, self.config.consent_check, self.registry, req.get("voice_text"),
-                                              req.get("accent"))
-        info.update(voice_info)
-        plans = tts.plan(sentences, speed, voice_info.get("accent"), voice_info.get("accent_variant"))
-        pause = np.zeros(int(PAUSE_SECONDS * self.sample_rate), dtype=np.float32)
-        info["sentences"] = len(sentences)
-        yield None  # checked
-        for i, plan in enumerate(plans):
-            with torch.no_grad():
-                cond = tts.condition(plan, prompt)
-            edge = _Edges(int(EDGE_SECONDS * self.sample_rate), plan.frames * self.codec.hop)
-            job = Job(cond, plan.frames, sampling.lm_params(seed=sampling.seed + i))
-            for chunk in self._decode(self._codes(engine, job), tts.codec):
-                yield edge(chunk)
-            if i + 1 < len(plans):
-                yield pause
+        utt = tts.prepare(req["text"], voice, sampling, float(req.get("speed", 1.0)), self.config.consent_check,
+                          self.registry, req.get("voice_text"), req.get("accent"))
+        info.update(utt.info)
+        info["sentences"] = len(utt.plans)
+        return tts.render(utt, EngineSource(self.engines["tts"]), self._decoding)
 
     def _tagged(self, name: str, req: dict, info: dict) -> Iterator[np.ndarray]:
-        from tokenwave.conditioning.melody import NO_PITCH
-
-        task, engine = self.tasks[name], self.engines[name]
-        sampling = self._sampling(req, task)
-        duration = check_duration(float(req.get("duration", 5.0)), self.config.max_duration)
-        tags = task.read_prompt(req["prompt"])
-        info["tags"] = tags
-        frames = int(round(duration * task.frame_rate))
-        with torch.no_grad():
-            ids, mask = task.vocab.encode([tags])
-            cond = task.tags(ids, mask)
-            if task.melody is not None:
-                cond.frames = task.melody(torch.full((1, frames), NO_PITCH, dtype=torch.long))
-        window, overlap = task.window_overlap(cond)  # the same windows as TaggedTask.generate -> generate_long
-        params = sampling.lm_params()
-        yield None  # checked
-
-        def windows() -> Iterator[torch.Tensor]:
-            out: torch.Tensor | None = None
-            for i, (start, n_ctx, n) in enumerate(long_windows(frames, window, overlap)):
-                ctx = out[:, -n_ctx:] if n_ctx else None
-                job = Job(cond.frame_slice(start, start + n), n,
-                          SamplingParams(**{**params.__dict__, "seed": params.seed + i}), prompt=ctx)
-                seen = 0
-                for codes in self._codes(engine, job):
-                    drop = min(max(n_ctx - seen, 0), codes.shape[-1])  # the forced context frames come back first
-                    seen += codes.shape[-1]
-                    new = codes[:, drop:]
-                    if new.shape[-1]:
-                        out = new if out is None else torch.cat([out, new], -1)
-                        yield new
-
-        yield from self._decode(windows(), task.decoder_for(task.generators["lm"]))
+        """A music / sfx request, checked now (:meth:`TaggedTask.prepare`, the server's duration limit) -> its
+        audio from the token LM's :meth:`TaggedTask.render` on the engine."""
+        task = self.tasks[name]
+        piece = task.prepare(req["prompt"], float(req.get("duration", 5.0)), self._sampling(req, task),
+                             generator="lm", max_duration=self.config.max_duration)
+        info["tags"] = piece.tags
+        return task.render(piece, EngineSource(self.engines[name]), self._decoding)

@@ -13,17 +13,24 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import torch
 
 from tokenwave.codec import load_codec
+from tokenwave.conditioning import Conditioning
 from tokenwave.conditioning.melody import NO_PITCH, fit_length, load_melody, pitch_classes
 from tokenwave.errors import InvalidArgumentError
-from tokenwave.lm.generate import generate_long
+from tokenwave.lm.generate import long_windows
+from tokenwave.lm.sampling import SamplingParams
 from tokenwave.models.folder import folder_decoder, read_generators
 from tokenwave.models.tagged import Generator, tag_cooccurrence
-from tokenwave.tasks.base import GeneratedAudio, Sampling, check_duration, default_model_dir, finish
+from tokenwave.tasks.base import MAX_DURATION, GeneratedAudio, Sampling, check_duration, default_model_dir, finish
+from tokenwave.tasks.sources import CodeSource, Decoding, LMSource, StepDecoder
 
 SYNONYMS = {"reverb": ("reverb", "echo", "echoing", "reverberant", "hall"),
             "thunder": ("thunder", "thunderclap"), "rain": ("rain", "rainy"), "whistle": ("whistle", "whistling"),
@@ -90,6 +97,25 @@ def check_prompt(prompt: str) -> str:
 
 
 GENERATORS = ("lm", "flow")
+
+
+@dataclass
+class TaggedRequest:
+    """A checked music/sfx request, ready to render (:meth:`TaggedTask.prepare`): the generator, the tags read from
+    the prompt, the conditioning over all ``total`` frames (a continued clip's and the new ones; the melody per
+    frame), the new ``frames``, the continued clip's codes ``[1, K, Tp]`` (token LM) or latents ``[1, D, Tp]``
+    (flow) or None, and the resolved sampling controls."""
+
+    generator: Generator
+    tags: list[str]
+    cond: Conditioning
+    frames: int
+    context: torch.Tensor | None
+    sampling: Sampling
+
+    @property
+    def total(self) -> int:
+        return self.frames + (0 if self.context is None else self.context.shape[-1])
 class TaggedTask:
     """A domain's ("music" or "sfx") tag-conditioned generators and their codec.
 
@@ -170,12 +196,15 @@ class TaggedTask:
         return fit_length(ids, frames)
 
     @torch.no_grad()
-    def generate(self, prompt: str, duration: float = 5.0, sampling: Sampling | None = None, melody=None,
-                 continue_from=None, watermark: bool = True, generator: str | None = None) -> GeneratedAudio:
-        """Render ``duration`` seconds for ``prompt``; ``melody``: a MIDI/audio path, pitch classes or MIDI pitches
-        per frame; ``continue_from``: an audio path or ``(wav, sr)`` whose last seconds the output continues (the
-        output then holds the new audio only); ``generator``: "lm" or "flow" (default: this task's)."""
-        duration = check_duration(duration)
+    def prepare(self, prompt: str, duration: float = 5.0, sampling: Sampling | None = None, melody=None,
+                continue_from=None, generator: str | None = None,
+                max_duration: float = MAX_DURATION) -> TaggedRequest:
+        """A request -> its :class:`TaggedRequest`, every check done (duration up to ``max_duration`` seconds,
+        generator, sampling controls, prompt, clip, melody) before any audio. ``melody``: a MIDI/audio path, pitch
+        classes or MIDI pitches per frame; ``continue_from``: an audio path or ``(wav, sr)`` whose last seconds the
+        output continues; ``generator``: "lm" or "flow" (default: this task's, or the one measured better with a
+        melody). Unset sampling controls take the generator's measured defaults."""
+        duration = check_duration(duration, max_duration)
         if generator is None and melody is not None and self.melody_generator in self.generators:
             generator = self.melody_generator
         g = self.generators[self._pick(generator or self.generator)]
@@ -187,13 +216,94 @@ class TaggedTask:
         cond = g.tags(ids, mask)
         clip = None if continue_from is None else self._continuation_audio(continue_from, g.window // 2)
         mel = self._melody_ids(g, melody, frames)
+        ctx = None
+        if clip is not None:
+            wav = torch.from_numpy(clip)[None, None]
+            ctx = self.codec.encode(wav, g.model.cfg.K) if g.kind == "lm" else self.codec.encode_latents(wav)
+        total = frames + (0 if ctx is None else ctx.shape[-1])
+        return TaggedRequest(g, tags, self._with_melody(g, cond, total, frames, mel), frames, ctx, sampling)
+
+    def codes(self, req: TaggedRequest, source: CodeSource | None = None) -> Iterator[torch.Tensor]:
+        """The token LM's generation loop, offline and on the server: a :class:`TaggedRequest` -> its new
+        ``codes LongTensor[K, n]`` as they arrive, ``req.frames`` in all. Past the trained window it slides
+        windows (:func:`~tokenwave.lm.generate.long_windows`, :meth:`window_overlap`): window ``i`` samples with
+        seed ``seed + i`` from ``source`` (None: the token LM on this thread), continuing the last frames made
+        before it (or the continued clip's), whose forced frames it returns first and this loop drops. Closing the
+        iterator stops the source."""
+        g = req.generator
+        if g.kind != "lm":
+            raise InvalidArgumentError(f"the {g.kind} generator makes no codes", "use generator 'lm'")
+        source = source or LMSource(g.model)
+        window, overlap = self.window_overlap(req.cond)
+        params = req.sampling.lm_params()
+        out = None if req.context is None else req.context[0]
+        for i, (start, n_ctx, n) in enumerate(long_windows(req.total, window, overlap, req.total - req.frames)):
+            ctx = out[:, -n_ctx:] if n_ctx else None
+            step = SamplingParams(**{**params.__dict__, "seed": params.seed + i})
+            seen = 0
+            with closing(source(req.cond.frame_slice(start, start + n), n, step, ctx)) as window_codes:
+                for c in window_codes:
+                    drop = min(max(n_ctx - seen, 0), c.shape[-1])  # the forced context frames come back first
+                    seen += c.shape[-1]
+                    new = c[:, drop:]
+                    if new.shape[-1]:
+                        out = new if out is None else torch.cat([out, new], -1)
+                        yield new
+
+    def render(self, req: TaggedRequest, source: CodeSource | None = None,
+               decode: Decoding = StepDecoder) -> Iterator[np.ndarray]:
+        """A :class:`TaggedRequest` -> float32 audio chunks of the new audio: the token LM's :meth:`codes` (from
+        ``source``) decoded as they arrive by ``decode``, a continued clip's frames first so the decoder's state
+        runs across the seam (their audio is left out). Equal to :meth:`generate`'s audio to float rounding (it
+        decodes the whole sequence at once). The flow generator renders whole windows: one chunk, no ``source``."""
+        g = req.generator
+        if g.kind != "lm":
+            if source is not None:
+                raise InvalidArgumentError("the flow generator takes no code source", "use generator 'lm'")
+            yield self._render_flow(req)
+            return
+        skip = (req.total - req.frames) * self.codec.hop  # the continued clip's samples, decoded but left out
+        dec = decode(self.decoder_for(g))
+        try:
+            with closing(self.codes(req, source)) as new:
+                for c in chain([] if req.context is None else [req.context[0]], new):
+                    wav = dec.push(c)
+                    cut = min(skip, len(wav))
+                    skip -= cut
+                    yield wav[cut:]
+            yield dec.flush()[skip:]
+        finally:
+            dec.close()
+
+    def stream(self, prompt: str, duration: float = 5.0, sampling: Sampling | None = None, melody=None,
+               continue_from=None, generator: str | None = None, source: CodeSource | None = None,
+               decode: Decoding = StepDecoder, info: dict | None = None) -> Iterator[np.ndarray]:
+        """A request (as :meth:`prepare` takes it, checked now) -> float32 audio chunks as they are made
+        (:meth:`render`); ``info`` (a dict), if given, receives the tags read from the prompt."""
+        req = self.prepare(prompt, duration, sampling, melody, continue_from, generator)
+        if info is not None:
+            info["tags"] = req.tags
+        return self.render(req, source, decode)
+
+    @torch.no_grad()
+    def generate(self, prompt: str, duration: float = 5.0, sampling: Sampling | None = None, melody=None,
+                 continue_from=None, watermark: bool = True, generator: str | None = None) -> GeneratedAudio:
+        """Render ``duration`` seconds for ``prompt`` (see :meth:`prepare`; with ``continue_from`` the output holds
+        the new audio only). The token LM's codes come from :meth:`codes`, as a stream's do, and are decoded in one
+        piece."""
+        req = self.prepare(prompt, duration, sampling, melody, continue_from, generator)
+        g = req.generator
         if g.kind == "lm":
-            wav = self._render_lm(g, cond, frames, mel, clip, sampling)
+            codes = torch.cat([*([] if req.context is None else [req.context[0]]), *self.codes(req)], -1)
+            # the continued clip's context frames are decoded with the new ones (the decoder's state runs across the
+            # seam), then cut: the output holds the new audio only
+            wav = self.decoder_for(g).decode(codes[None])[0, 0].numpy()[(req.total - req.frames) * self.codec.hop:]
         else:
-            wav = self._render_flow(g, cond, frames, mel, clip, sampling)
-        meta = {"task": self.task, "prompt": prompt, "tags": tags, "duration": duration, "model": str(g.folder),
-                "generator": g.kind, "melody": melody if isinstance(melody, str) else (None if melody is None else "<array>"),
-                "continued": continue_from is not None, **sampling.__dict__}
+            wav = self._render_flow(req)
+        meta = {"task": self.task, "prompt": prompt, "tags": req.tags, "duration": float(duration),
+                "model": str(g.folder), "generator": g.kind,
+                "melody": melody if isinstance(melody, str) else (None if melody is None else "<array>"),
+                "continued": continue_from is not None, **req.sampling.__dict__}
         return finish(wav, self.sample_rate, meta, watermark)
 
     def _with_melody(self, g: Generator, cond, total: int, frames: int, mel: torch.Tensor | None):
@@ -205,25 +315,14 @@ class TaggedTask:
             cond.frames = g.melody(full[None])
         return cond
 
-    def _render_lm(self, g: Generator, cond, frames: int, mel, clip, sampling: Sampling) -> np.ndarray:
-        ctx = None if clip is None else self.codec.encode(torch.from_numpy(clip)[None, None], g.model.cfg.K)
-        total = frames + (0 if ctx is None else ctx.shape[-1])
-        cond = self._with_melody(g, cond, total, frames, mel)
-        window, overlap = self.window_overlap(cond)
-        codes = generate_long(g.model, total, cond, sampling.lm_params(), window=window, overlap=overlap, prompt=ctx)
-        # the continued clip's context frames are decoded with the new ones (the decoder's state runs across the
-        # seam), then cut: the output holds the new audio only
-        return self.decoder_for(g).decode(codes)[0, 0].numpy()[(total - frames) * self.codec.hop:]
-
-    def _render_flow(self, g: Generator, cond, frames: int, mel, clip, sampling: Sampling) -> np.ndarray:
+    def _render_flow(self, req: TaggedRequest) -> np.ndarray:
         from tokenwave.flow.sample import decode_long, sample_long
 
-        ctx = None if clip is None else self.codec.encode_latents(torch.from_numpy(clip)[None, None])
-        total = frames + (0 if ctx is None else ctx.shape[-1])
-        cond = self._with_melody(g, cond, total, frames, mel)
+        g = req.generator
         window, overlap = self.flow_window_overlap(g)
-        z = sample_long(g.model, total, window, overlap, cond, sampling.flow_params(), prompt=ctx)
-        return decode_long(self.decoder_for(g), z, window, overlap)[0, 0].numpy()[(total - frames) * self.codec.hop:]
+        z = sample_long(g.model, req.total, window, overlap, req.cond, req.sampling.flow_params(), prompt=req.context)
+        wav = decode_long(self.decoder_for(g), z, window, overlap)[0, 0].numpy()
+        return wav[(req.total - req.frames) * self.codec.hop:]
 
     def decoder_for(self, g: Generator):
         """The codec that decodes ``g``'s output: with the decoder fine-tuned for it when its folder has one

@@ -12,6 +12,7 @@ import os
 import re
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +23,10 @@ from tokenwave.codec import load_codec
 from tokenwave.codec.decoders import decoder_phones, decoder_voice, load_decoder
 from tokenwave.conditioning.speech import PROMPT_SECONDS
 from tokenwave.errors import AudioFileError, InvalidArgumentError, TokenwaveError
-from tokenwave.lm.generate import stream as lm_stream
 from tokenwave.models.folder import folder_decoder, read_generators
 from tokenwave.models.tts import TTSFolder
 from tokenwave.tasks.base import MAX_TEXT_CHARS, GeneratedAudio, Sampling, default_model_dir, finish
+from tokenwave.tasks.sources import CodeSource, Decoding, LMSource, StepDecoder
 
 MIN_PROMPT_SECONDS = 1.5
 PAUSE_SECONDS = 0.15   # silence between sentences
@@ -46,6 +47,17 @@ class SentencePlan:
     frames: int
     aligned: torch.Tensor | None = None
     decoder_frames: torch.Tensor | None = None
+
+
+@dataclass
+class Utterance:
+    """A checked request, ready to render (:meth:`TTS.prepare`): its sentences' plans, the voice's prompt codes
+    ``[K, Tp]``, the resolved sampling controls and the voice's metadata (consent, accent)."""
+
+    plans: list[SentencePlan]
+    prompt: torch.Tensor
+    sampling: Sampling
+    info: dict
 
 
 def split_sentences(text: str, max_chars: int = 160) -> list[str]:
@@ -267,41 +279,61 @@ class TTS:
         return self.model.cond([plan.phonemes], [prompt], [plan.frames], None if plan.aligned is None else [plan.aligned])
 
     # --- generation --------------------------------------------------------------------------------------------
-    def stream(self, text: str, voice=None, sampling: Sampling | None = None, speed: float = 1.0,
-               consent_check: bool = True, registry=None, info: dict | None = None, prompt_text: str | None = None,
-               accent: str | None = None) -> Iterator[np.ndarray]:
-        """Yield float32 audio chunks as the model makes them (one per few frames), sentence after sentence.
-        ``info`` (a dict), if given, receives the voice's consent metadata and accent before the first chunk.
-        ``prompt_text``: the words a recorded voice says, from which its accent is detected; ``accent``: the accent
-        to time the speech in, whatever the voice (:meth:`prompt_codes`)."""
-        from tokenwave.codec.streaming import StreamingDecoder
-
+    def prepare(self, text: str, voice=None, sampling: Sampling | None = None, speed: float = 1.0,
+                consent_check: bool = True, registry=None, prompt_text: str | None = None,
+                accent: str | None = None) -> Utterance:
+        """A request -> its :class:`Utterance`: the sampling controls (unset ones take the model's measured
+        defaults), the speed, the text (split into sentences, phonemized and timed) and the voice
+        (:meth:`prompt_codes`, consent included) checked, so every error a request can have is raised here, before
+        any audio. ``prompt_text``: the words a recorded voice says, from which its accent is detected;
+        ``accent``: the accent to time the speech in, whatever the voice."""
         sampling = (sampling or Sampling()).resolved(self.sampling_defaults)
         sampling.check()
         if not 0.5 <= speed <= 2.0:
             raise InvalidArgumentError(f"speed must be within 0.5..2, got {speed}", "use 1.0 for the natural pace")
         sentences = split_sentences(check_text(text))
         prompt, voice_info = self.prompt_codes(voice, consent_check, registry, prompt_text, accent)
-        if info is not None:
-            info.update(voice_info)
         plans = self.plan(sentences, speed, voice_info.get("accent"), voice_info.get("accent_variant"))
-        voice_vec = self._voice(prompt)
+        return Utterance(plans, prompt, sampling, voice_info)
+
+    def render(self, utt: Utterance, source: CodeSource | None = None,
+               decode: Decoding = StepDecoder) -> Iterator[np.ndarray]:
+        """The generation loop, offline and on the server: an :class:`Utterance` -> float32 audio chunks as the
+        codes arrive, sentence after sentence. Sentence ``i`` samples with seed ``seed + i``; its codes come from
+        ``source`` (None: this model's token LM on this thread, :class:`~tokenwave.tasks.sources.LMSource`), are
+        decoded by ``decode`` (given the sentence's phones and the voice's vector for a phone-informed decoder),
+        fade in and out over :data:`EDGE_SECONDS`, and :data:`PAUSE_SECONDS` of silence follows all but the last.
+        Closing the iterator stops the source."""
+        source = source or LMSource(self.lm)
+        voice_vec = self._voice(utt.prompt)
         pause = np.zeros(int(PAUSE_SECONDS * self.sample_rate), dtype=np.float32)
-        for i, plan in enumerate(plans):
-            params = sampling.lm_params(seed=sampling.seed + i)
+        for i, plan in enumerate(utt.plans):
+            params = utt.sampling.lm_params(seed=utt.sampling.seed + i)
             edge = _Edges(int(EDGE_SECONDS * self.sample_rate), plan.frames * self.codec.hop)
-            done = 0  # frames decoded so far
-            with StreamingDecoder(self.codec) as dec, torch.no_grad():
-                cond = self.condition(plan, prompt)
-                for step in lm_stream(self.lm, plan.frames, cond, params):
-                    t = step[0].shape[-1]
-                    if t:
-                        phones = None if plan.decoder_frames is None else plan.decoder_frames[None, :, done: done + t]
-                        yield edge(dec.push(step[0][None], phones, voice_vec)[0, 0].numpy())
-                        done += t
-                yield edge(dec.flush()[0, 0].numpy())
-            if i + 1 < len(plans):
+            with torch.no_grad():
+                cond = self.condition(plan, utt.prompt)
+            dec = decode(self.codec, None if plan.decoder_frames is None else plan.decoder_frames[None], voice_vec)
+            try:
+                with closing(source(cond, plan.frames, params)) as codes:
+                    for c in codes:
+                        yield edge(dec.push(c))
+                yield edge(dec.flush())
+            finally:
+                dec.close()
+            if i + 1 < len(utt.plans):
                 yield pause
+
+    def stream(self, text: str, voice=None, sampling: Sampling | None = None, speed: float = 1.0,
+               consent_check: bool = True, registry=None, info: dict | None = None, prompt_text: str | None = None,
+               accent: str | None = None, source: CodeSource | None = None,
+               decode: Decoding = StepDecoder) -> Iterator[np.ndarray]:
+        """A request -> float32 audio chunks as the model makes them (one per few frames), sentence after sentence:
+        :meth:`prepare` (the request checked now), then :meth:`render` with ``source`` and ``decode``. ``info`` (a
+        dict), if given, receives the voice's consent metadata and accent."""
+        utt = self.prepare(text, voice, sampling, speed, consent_check, registry, prompt_text, accent)
+        if info is not None:
+            info.update(utt.info)
+        return self.render(utt, source, decode)
 
     def synthesize(self, text: str, voice=None, sampling: Sampling | None = None, speed: float = 1.0,
                    watermark: bool = True, consent_check: bool = True, registry=None, prompt_text: str | None = None,
