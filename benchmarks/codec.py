@@ -1,6 +1,6 @@
 """Codec benchmark: fidelity against Opus, speed against EnCodec, streaming latency and equality (DESIGN targets).
 
-    python benchmarks/codec.py [--quick] [--model DIR] [--data ROOT]
+    python benchmarks/codec.py [--quick] [--model DIR] [--data ROOT] [--only all|synthetic|real]
 
 Fidelity: held-out test clips (first 5 s of each) of ROOT/speech, ROOT/music and ROOT/sfx, coded by our codec at
 1.5 / 3 / 6 kbps (``codec.reconstruct``) and by Opus at 6 / 12 kbps (ffmpeg libopus, see tokenwave.eval.opus);
@@ -8,6 +8,10 @@ mel distance, STFT distance and SI-SDR everywhere, PESQ-wb and STOI on speech; m
 Speed (2 threads, batch 1, a 10 s clip, median of a few runs): encode and decode x real time of our codec at
 6 kbps and of ``transformers``' EnCodec (24 kHz default config, random weights) at 6 kbps, in the same run.
 Streaming: algorithmic latency, wall time per 320-sample chunk through encoder + decoder, and streamed == offline.
+Real recordings: the same fidelity on the test splits of ROOT/real-speech, ROOT/real-music and ROOT/real-sfx
+(`tokenwave data build real-*`: held-out speakers, tracks and packages), plus the Whisper tiny.en CER/WER of the
+English test utterances (whole clips) as recorded and after each system. ``--only real`` (or ``synthetic``) measures
+one part and keeps the other's targets (each with its own command) and figures from the previous results file.
 Writes benchmarks/results/codec.json and codec.png; prints the JSON.
 """
 from __future__ import annotations
@@ -22,13 +26,25 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, RESULTS_DIR, arg_parser, command_line, machine_info, ratio, target, write_result  # noqa: E402
+from common import (  # noqa: E402
+    REPO_ROOT,
+    RESULTS_DIR,
+    arg_parser,
+    command_line,
+    kept_targets,
+    machine_info,
+    ratio,
+    repo_path,
+    target,
+    write_result,
+)
 
 from tokenwave.audio import load_audio  # noqa: E402
 from tokenwave.codec import load_codec  # noqa: E402
 from tokenwave.codec.streaming import StreamingDecoder, StreamingEncoder  # noqa: E402
 from tokenwave.data.manifest import audio_path, read_manifest  # noqa: E402
 from tokenwave.errors import DatasetError, TokenwaveError  # noqa: E402
+from tokenwave.eval.judges import load_whisper  # noqa: E402
 from tokenwave.eval.fidelity import fidelity  # noqa: E402
 from tokenwave.eval.opus import APPLICATION, VBR, opus_roundtrip  # noqa: E402
 from tokenwave.progress import progress_bar  # noqa: E402
@@ -62,21 +78,23 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def pick_clips(root: Path, domain: str, n: int) -> list[tuple[str, np.ndarray]]:
-    """Up to ``n`` test clips of a domain, spread evenly over the sorted test split; first 5 s of each."""
-    folder = root / domain
+def test_rows(root: Path, name: str, n: int, keep=lambda row: True) -> tuple[Path, list[dict]]:
+    """The dataset ROOT/name and up to ``n`` of its test rows that ``keep`` accepts, spread evenly over them by id."""
+    folder = root / name
     if not (folder / "manifest.jsonl").exists():
-        raise DatasetError(f"no {domain} dataset at {folder}",
-                           f"build it with `tokenwave data build {domain} --out {folder}` or pass --data ROOT")
-    rows = sorted(read_manifest(folder, "test"), key=lambda r: r["id"])
+        raise DatasetError(f"no {name} dataset at {folder}",
+                           f"build it with `tokenwave data build {name} --out {folder}` or pass --data ROOT")
+    rows = sorted((r for r in read_manifest(folder, "test") if keep(r)), key=lambda r: r["id"])
     if not rows:
-        raise DatasetError(f"{folder} has no test split", f"rebuild it with `tokenwave data build {domain} --out {folder}`")
+        raise DatasetError(f"{folder} has no test clips to measure", f"rebuild it with `tokenwave data build {name} --out {folder}`")
     idx = np.unique(np.linspace(0, len(rows) - 1, min(n, len(rows))).round().astype(int))
-    clips = []
-    for i in idx:
-        wav, _ = load_audio(audio_path(folder, rows[i]), SR)
-        clips.append((rows[i]["id"], wav[: int(CLIP_SECONDS * SR)]))
-    return clips
+    return folder, [rows[i] for i in idx]
+
+
+def pick_clips(root: Path, name: str, n: int) -> list[tuple[str, np.ndarray]]:
+    """Up to ``n`` test clips of dataset ROOT/name, spread evenly over the sorted test split; first 5 s of each."""
+    folder, rows = test_rows(root, name, n)
+    return [(r["id"], load_audio(audio_path(folder, r), SR)[0][: int(CLIP_SECONDS * SR)]) for r in rows]
 
 
 def code_all(codec, wav: np.ndarray, opus_kbps: dict[str, list[float]]) -> dict[str, np.ndarray]:
@@ -106,11 +124,11 @@ def aggregate(rows: list[dict[str, dict]]) -> dict[str, dict]:
     return out
 
 
-def run_fidelity(codec, clips: dict[str, list], opus_kbps: dict) -> tuple[dict, dict]:
+def run_fidelity(codec, clips: dict[str, list], opus_kbps: dict, label: str = "codec fidelity") -> tuple[dict, dict]:
     """Per-domain means per system, and the first speech clip with every system's version of it (for the figure)."""
     total = sum(len(c) for c in clips.values())
     result, example = {}, {}
-    with progress_bar("codec fidelity", total, "clips") as bar:
+    with progress_bar(label, total, "clips") as bar:
         for domain, items in clips.items():
             rows = []
             for i, (_, wav) in enumerate(items):
@@ -223,6 +241,74 @@ def make_targets(fid: dict, speed: dict, stream: dict) -> list[dict]:
     return targets
 
 
+REAL_DOMAINS = {d: f"real-{d}" for d in DOMAINS}  # domain -> dataset folder under --data
+
+
+def run_whisper(codec, folder: Path, rows: list[dict]) -> dict:
+    """Whisper tiny.en CER/WER of English test utterances (whole clips) as recorded and after every system: means
+    over the clips, and each system's CER over the recording's."""
+    judge = load_whisper(THREADS)
+    scores: dict[str, list[dict]] = {}
+    with progress_bar("whisper on real speech", len(rows), "clips") as bar:
+        for r in rows:
+            wav, _ = load_audio(audio_path(folder, r), SR)
+            versions = {"original": wav, **code_all(codec, wav, {})}
+            for name, y in versions.items():
+                scores.setdefault(name, []).append(judge.score(y, SR, r["text"]))
+            bar.advance()
+    out = {"judge": judge.name, "clips": len(rows), "clip_ids": [r["id"] for r in rows],
+           "seconds": float(sum(r["duration"] for r in rows)),
+           "cer": {k: float(np.mean([v["cer"] for v in vs])) for k, vs in scores.items()},
+           "wer": {k: float(np.mean([v["wer"] for v in vs])) for k, vs in scores.items()}}
+    out["cer_over_original"] = {k: ratio(v, out["cer"]["original"]) for k, v in out["cer"].items() if k != "original"}
+    return out
+
+
+def run_real(codec, root: Path, quick: bool) -> dict:
+    """Fidelity of every system on the real test splits, and Whisper on their English speech -> the figures to merge:
+    ``fidelity``, ``clips`` and ``clip_ids`` keyed ``real_DOMAIN``, and ``real`` (data, packages, bandwidths, Whisper)."""
+    clips = {d: pick_clips(root, name, 6 if quick else 40) for d, name in REAL_DOMAINS.items()}
+    speech_folder, english = test_rows(root, REAL_DOMAINS["speech"], 6 if quick else 40,
+                                       keep=lambda r: r.get("language") == "en" and bool(r.get("text")))
+    opus_kbps: dict[str, list[float]] = {}
+    torch.set_num_threads(FIDELITY_THREADS)
+    fid, _ = run_fidelity(codec, clips, opus_kbps, "codec fidelity, real recordings")
+    whisper = run_whisper(codec, speech_folder, english)
+    manifests = {d: {r["id"]: r for r in read_manifest(root / name, "test")} for d, name in REAL_DOMAINS.items()}
+    described = {d: [manifests[d][i] for i, _ in c] for d, c in clips.items()}
+    fidelity = {f"real_{d}": v for d, v in fid.items()}
+    for system, cer in whisper["cer"].items():  # Whisper beside the other metrics of each system
+        fidelity["real_speech"].setdefault(system, {}).update(whisper_cer=cer, whisper_wer=whisper["wer"][system])
+    return {"fidelity": fidelity,
+            "clips": {f"real_{d}": len(c) for d, c in clips.items()},
+            "clip_ids": {f"real_{d}": [i for i, _ in c] for d, c in clips.items()},
+            "real": {"data": {d: repo_path(root / name) for d, name in REAL_DOMAINS.items()},
+                     "packages": {d: sorted({r["package"] for r in rows}) for d, rows in described.items()},
+                     "bandwidth_hz_median": {d: float(np.median([r["bandwidth_hz"] for r in rows]))
+                                             for d, rows in described.items()},
+                     "whisper": whisper, "opus_payload_kbps_mean": {k: float(np.mean(v)) for k, v in opus_kbps.items()}}}
+
+
+def make_real_targets(real: dict) -> list[dict]:
+    """At 6 kbps: mel distance below Opus 6 kbps in every domain; on speech PESQ-wb and STOI above it and Whisper's
+    CER at most 1.1x the recording's. Stretch (marked): 3 kbps mel distance below Opus 6 kbps."""
+    fid = {d: real["fidelity"][f"real_{d}"] for d in DOMAINS}
+    targets = []
+    for d in DOMAINS:
+        ours, opus = fid[d]["ours_6kbps"], fid[d]["opus_6kbps"]
+        targets.append(target(f"real_{d}_mel_distance_6kbps_over_opus6k", ratio(ours["mel_distance"], opus["mel_distance"]), "<=", 1.0))
+    sp = fid["speech"]
+    targets.append(target("real_speech_pesq_wb_6kbps_over_opus6k", ratio(sp["ours_6kbps"]["pesq_wb"], sp["opus_6kbps"]["pesq_wb"]), ">=", 1.0))
+    targets.append(target("real_speech_stoi_6kbps_over_opus6k", ratio(sp["ours_6kbps"]["stoi"], sp["opus_6kbps"]["stoi"]), ">=", 1.0))
+    targets.append(target("real_speech_whisper_cer_6kbps_over_original",
+                          real["real"]["whisper"]["cer_over_original"]["ours_6kbps"], "<=", 1.1))
+    for d in DOMAINS:
+        ours, opus = fid[d]["ours_3kbps"], fid[d]["opus_6kbps"]
+        targets.append({**target(f"real_{d}_mel_distance_3kbps_over_opus6k", ratio(ours["mel_distance"], opus["mel_distance"]), "<=", 1.0),
+                        "stretch": True})
+    return targets
+
+
 def make_figure(fid: dict, example: dict, path: Path) -> Path:
     """Bars of mel distance and SI-SDR per domain x system above a spectrogram grid of one speech clip."""
     import tempfile
@@ -263,34 +349,60 @@ def main(argv: list[str] | None = None) -> dict:
     parser = arg_parser(__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="codec checkpoint folder (default: checkpoints/codec, "
                         "else runs/codec/model)")
-    parser.add_argument("--data", type=Path, default=REPO_ROOT / "data", help="folder holding speech/, music/, sfx/")
+    parser.add_argument("--data", type=Path, default=REPO_ROOT / "data", help="folder holding speech/, music/, sfx/ "
+                        "and real-speech/, real-music/, real-sfx/")
+    parser.add_argument("--only", choices=("all", "synthetic", "real"), default="all",
+                        help="measure one part; the other's targets and figures are kept from the previous results")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     model = args.model or default_model()
+    previous = RESULTS_DIR / "codec.json"
+    previous = json.loads(previous.read_text()) if args.only != "all" and previous.exists() else {}
     try:
         codec = load_codec(model)
-        clips = {d: pick_clips(args.data, d, 6 if args.quick else 40) for d in DOMAINS}
+        clips = {d: pick_clips(args.data, d, 6 if args.quick else 40) for d in DOMAINS} if args.only != "real" else {}
+        real = run_real(codec, args.data, args.quick) if args.only != "synthetic" else None
     except TokenwaveError as err:
         sys.exit(f"error: {err.one_line()}")
-    opus_kbps: dict[str, list[float]] = {}
-    torch.set_num_threads(FIDELITY_THREADS)
-    fid, example = run_fidelity(codec, clips, opus_kbps)
-    torch.set_num_threads(THREADS)
-    pool = np.concatenate([w for items in clips.values() for _, w in items])
-    speed_clip = np.resize(pool, int(SPEED_SECONDS * SR)).astype(np.float32)
-    speed = run_speed(codec, speed_clip, 3 if args.quick else 7)
-    stream = run_streaming(codec, np.resize(clips["speech"][0][1], int(STREAM_SECONDS * SR)).astype(np.float32))
-    figures = {
-        "model": _shown(model), "sample_rate": SR, "clip_seconds_max": CLIP_SECONDS, "fidelity_threads": FIDELITY_THREADS,
-        "clips": {d: len(c) for d, c in clips.items()}, "clip_ids": {d: [i for i, _ in c] for d, c in clips.items()},
-        "fidelity": fid,
-        "opus": {"application": APPLICATION, "vbr": VBR, "encoder": "ffmpeg libopus, 20 ms frames, complexity 10",
-                 "payload_kbps_mean": {k: float(np.mean(v)) for k, v in opus_kbps.items()}},
-        "speed": speed, "streaming": stream,
-    }
-    targets = make_targets(fid, speed, stream)
+    targets: list[dict] = []
+    figures: dict = {}
+    example: dict = {}
+    if clips:
+        opus_kbps: dict[str, list[float]] = {}
+        torch.set_num_threads(FIDELITY_THREADS)
+        fid, example = run_fidelity(codec, clips, opus_kbps)
+        torch.set_num_threads(THREADS)
+        pool = np.concatenate([w for items in clips.values() for _, w in items])
+        speed_clip = np.resize(pool, int(SPEED_SECONDS * SR)).astype(np.float32)
+        speed = run_speed(codec, speed_clip, 3 if args.quick else 7)
+        stream = run_streaming(codec, np.resize(clips["speech"][0][1], int(STREAM_SECONDS * SR)).astype(np.float32))
+        figures = {
+            "model": _shown(model), "sample_rate": SR, "clip_seconds_max": CLIP_SECONDS, "fidelity_threads": FIDELITY_THREADS,
+            "clips": {d: len(c) for d, c in clips.items()}, "clip_ids": {d: [i for i, _ in c] for d, c in clips.items()},
+            "fidelity": fid,
+            "opus": {"application": APPLICATION, "vbr": VBR, "encoder": "ffmpeg libopus, 20 ms frames, complexity 10",
+                     "payload_kbps_mean": {k: float(np.mean(v)) for k, v in opus_kbps.items()}},
+            "speed": speed, "streaming": stream,
+        }
+        targets = make_targets(fid, speed, stream)
+    else:  # --only real: the synthetic part as the previous run measured it
+        figures = previous.get("figures", {})
+        targets = kept_targets(previous, lambda t: not t["name"].startswith("real_"))
+    if real is None:  # --only synthetic: the real part as the previous run measured it
+        old = previous.get("figures", {})
+        real = {k: {n: x for n, x in old.get(k, {}).items() if n.startswith("real_")} for k in ("fidelity", "clips", "clip_ids")}
+        if "real" in old:
+            real["real"] = old["real"]
+        targets += kept_targets(previous, lambda t: t["name"].startswith("real_"))
+    else:
+        targets += make_real_targets(real)
+    for key in ("fidelity", "clips", "clip_ids"):
+        figures[key] = {**{n: x for n, x in figures.get(key, {}).items() if not n.startswith("real_")}, **real.get(key, {})}
+    if "real" in real:
+        figures["real"] = real["real"]
     result = write_result("codec", command_line(__file__, argv), targets, figures, args.quick, machine_info())
-    make_figure(fid, example, RESULTS_DIR / "codec.png")
+    if example:
+        make_figure(figures["fidelity"], example, RESULTS_DIR / "codec.png")
     print(json.dumps(result, indent=1))
     return result
 
