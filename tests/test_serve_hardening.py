@@ -26,8 +26,12 @@ class Running(_Running):
     """The server on a real socket; ``small_send_buffer``: on the socket ``tokenwave serve`` listens on."""
 
     def __init__(self, service, small_send_buffer: bool = False) -> None:
-        if not small_send_buffer:
-            return super().__init__(service)
+        if small_send_buffer:
+            self._start_on_small_buffers(service)
+        else:
+            super().__init__(service)
+
+    def _start_on_small_buffers(self, service) -> None:
         import uvicorn
 
         from tokenwave.serve.app import listen_socket, make_app

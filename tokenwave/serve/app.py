@@ -348,7 +348,13 @@ def make_app(service: Service) -> FastAPI:
         t0 = time.perf_counter()
         try:
             service.metrics.started += 1
-            wav, info = await asyncio.get_running_loop().run_in_executor(pool, render, task, req, gone)
+            rendering = asyncio.get_running_loop().run_in_executor(pool, render, task, req, gone)
+            await asyncio.wait({rendering, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if not rendering.done():  # the client left: its slot is free now, the render stops at its next chunk
+                rendering.add_done_callback(lambda f: f.cancelled() or f.exception())
+                wav = None
+            else:
+                wav, info = rendering.result()
         except Exception:
             service.metrics.failed += 1
             raise
@@ -487,14 +493,19 @@ def make_app(service: Service) -> FastAPI:
             return await fail(status, msg, 1008 if status < 500 else 1011)
         opus = OpusStream(service.sample_rate) if body.format == "opus" else None
         t0, samples, last_progress, ttfa = time.perf_counter(), 0, 0.0, None
-        t_play, stalled = t0, False
+        t_play, stalled, pending = t0, False, None
+        leaving = asyncio.ensure_future(gone.wait())
         service.metrics.started += 1
         outcome = "failed"
         try:
             await ws.send_json({"type": "started", "task": body.task, "sample_rate": service.sample_rate,
                                 "channels": 1, "format": body.format})
             while not gone.is_set():
-                chunk = await loop.run_in_executor(pool, next, it, _END)
+                pending = loop.run_in_executor(pool, next, it, _END)
+                await asyncio.wait({pending, leaving}, return_when=asyncio.FIRST_COMPLETED)
+                if not pending.done():  # the client left mid-chunk: free the slot now, close after the chunk
+                    break
+                chunk, pending = pending.result(), None
                 if chunk is _END or gone.is_set():
                     break
                 data = opus.push(chunk) if opus else pcm16(chunk)
@@ -541,7 +552,11 @@ def make_app(service: Service) -> FastAPI:
             await fail(500, f"internal error: {type(err).__name__}: {err}", 1011)
         finally:
             watcher.cancel()
-            await loop.run_in_executor(pool, it.close)  # cancels the engine job of the stream
+            leaving.cancel()
+            if pending is not None:  # a chunk is still being made: close the stream (cancel its job) right after it
+                pending.add_done_callback(lambda f: pool.submit(it.close))
+            else:
+                await loop.run_in_executor(pool, it.close)  # cancels the engine job of the stream
             service.release()
             setattr(service.metrics, outcome, getattr(service.metrics, outcome) + 1)
 
