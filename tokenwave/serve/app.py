@@ -5,8 +5,12 @@
   chunks (PCM16 LE mono or Ogg/Opus pages) out; a client that goes away cancels its work
 - ``GET /v1/models``, ``/healthz``, ``/metrics`` (Prometheus text), ``/`` (the player page)
 
-Every request is admitted against ``max_streams`` slots: beyond them HTTP answers 503 (with ``Retry-After``) and a
-WebSocket closes with code 1013 and the reason, at once, rather than queueing into a slow collapse.
+Every request is admitted against ``max_streams`` slots (by default what the machine sustains in real time, see
+:mod:`tokenwave.serve.capacity`); beyond them a request waits in a bounded queue (a WebSocket hears ``queued`` events
+with its place), and beyond the queue, or after ``queue_timeout`` in it, HTTP answers 503 (with ``Retry-After``)
+and a WebSocket closes with code 1013 and the reason. A stream is paced to real time plus ``ahead_seconds``, so the
+engine parks the job of a client that reads slowly; a client that reads nothing for ``stall_seconds`` is cancelled,
+and one that leaves frees its slot at once.
 """
 from __future__ import annotations
 
