@@ -22,8 +22,10 @@ from tokenwave.lm.model import TokenLM
 from tokenwave.lm.sampling import SamplingParams
 from tokenwave.serve.audio import pcm16
 from tokenwave.serve.engine import BatchEngine, Job
+from tokenwave.serve.service import ChunkedDecoder, EngineSource
 from tokenwave.tasks import Sampling
 from tokenwave.tasks.base import MissingModelError
+from tokenwave.tasks.sources import StepDecoder
 
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
@@ -363,6 +365,58 @@ def test_schemathesis_finds_no_server_errors(models):
         assert len(calls) > 50 and any(c == 200 for c in calls) and any(400 <= c < 500 for c in calls)
     finally:
         svc.close()
+
+
+# --- the tasks' one generation loop with the engine as its code source ---------------------------------------
+def chunked(frames: int):
+    """The server's decoding with chunks of ``frames`` (0: 2, 4, 8 then 16)."""
+    return lambda codec, phones=None, voice=None: ChunkedDecoder(codec, frames, phones, voice)
+
+
+def test_the_task_loops_make_offline_codes_and_audio_from_the_engine(server):
+    """TTS.render and TaggedTask.codes/render, given the batch engine as their code source, make the offline source's
+    codes and audio for the same seed: bit for bit with the offline decoding, to float rounding with the server's
+    chunks; music and sfx past the trained window (several windows, each continuing the last)."""
+    svc = server.service
+    tts = svc.tasks["tts"]
+    utt = tts.prepare(TEXT, "bob", Sampling(seed=4))
+    offline = np.concatenate(list(tts.render(utt)))
+    assert len(utt.plans) == 3 and np.array_equal(np.concatenate(list(tts.render(utt, EngineSource(svc.engines["tts"]),
+                                                                                   StepDecoder))), offline)
+    for frames in (1, 0):
+        online = np.concatenate(list(tts.render(utt, EngineSource(svc.engines["tts"]), chunked(frames))))
+        assert len(online) == len(offline) and np.abs(online - offline).max() < 1e-5
+    for name in ("music", "sfx"):
+        task, engine = svc.tasks[name], svc.engines[name]
+        req = task.prepare("heavy rain", 2.5, Sampling(seed=6), generator="lm")
+        assert req.frames > task.window_overlap(req.cond)[0]
+        ref = torch.cat(list(task.codes(req)), -1)
+        assert ref.shape == (task.lm.cfg.K, req.frames)
+        assert torch.equal(torch.cat(list(task.codes(req, EngineSource(engine))), -1), ref)
+        wav = np.concatenate(list(task.render(req, EngineSource(engine), chunked(0))))
+        file = task.generate("heavy rain", 2.5, Sampling(seed=6), watermark=False, generator="lm").wav
+        assert len(wav) == len(file) and np.abs(np.clip(wav, -1, 1) - file).max() < 1e-5
+
+
+def test_closing_a_stream_cancels_its_engine_job(server, monkeypatch):
+    """A stream closed after its first chunk (a client gone) cancels the job it runs: the engine's rows fall to 0."""
+    svc = server.service
+    for name, req in (("sfx", {"prompt": "heavy rain", "duration": 3.0}), ("tts", {"text": TEXT, "voice": "bob"})):
+        engine = svc.engines[name]
+        tick, submit, jobs = engine._tick, engine.submit, []
+
+        def slow_tick(tick=tick):  # slow generation down so the job is still running when its stream closes
+            time.sleep(0.01)
+            tick()
+
+        monkeypatch.setattr(engine, "_tick", slow_tick)
+        monkeypatch.setattr(engine, "submit", lambda job, submit=submit: jobs.append(job) or submit(job))
+        chunks = svc.stream(name, req)
+        next(chunks)
+        assert len(jobs) == 1 and not jobs[0].cancelled and engine.n > 0
+        chunks.close()
+        assert jobs[0].cancelled and _wait(lambda: engine.n == 0 and engine.streams == 0)
+        assert len(jobs) == 1  # nothing more was submitted
 
 
 # --- the engine on its own -------------------------------------------------------------------------------------
