@@ -1,5 +1,6 @@
 """`tokenwave train flow|lm --init`: a run starts from a trained model folder (fine-tuning) with its weights, its
 tags kept by name and its melody conditioner, and refuses folders it cannot continue."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -12,6 +13,8 @@ from tokenwave.checkpoint import CheckpointError
 from tokenwave.codec import Codec
 from tokenwave.data.sfx import build_sfx
 from tokenwave.errors import InvalidArgumentError
+from tokenwave.flow.model import FlowDiT
+from tokenwave.models.tagged import Generator
 from tokenwave.train.codec import PRESETS as CODEC_PRESETS
 from tokenwave.train.flow import FlowRecipe, FlowTrainConfig
 from tokenwave.train.trainer import DistInfo
@@ -113,16 +116,19 @@ def test_init_refuses_what_it_cannot_continue(trained, tmp_path):
         FlowRecipe(str(trained / "lat"), "tiny", FlowTrainConfig(frames=5000, init=str(trained / "flow" / "model")),
                    DistInfo())
     # a model of another latent width: refused with the fix named
-    import shutil
-
+    g = Generator.load(trained / "flow" / "model")
     other = tmp_path / "other"
-    shutil.copytree(trained / "flow" / "model", other)
-    cfg = json.loads((other / "config.json").read_text())
-    cfg["config"]["latent_dim"] += 1
-    (other / "config.json").write_text(json.dumps(cfg))
+    wider = FlowDiT(dataclasses.replace(g.model.cfg, latent_dim=g.model.cfg.latent_dim + 1))
+    Generator("flow", other, wider, g.extra, g.vocab, g.tags, g.melody).save(other, None)
     with pytest.raises(CheckpointError, match="channel latents") as err:
         recipe(trained, init=str(other))
     assert "tokenwave codec latents" in err.value.one_line()
+    # a folder whose config was edited apart from its weights: refused by the reader, naming the mismatch
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["config"]["latent_dim"] -= 1
+    (other / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="does not fit .*config.json: size mismatch"):
+        recipe(trained, init=str(other))
     res = tw(*flow_args(trained / "lat", tmp_path / "x", 2, "--init", tmp_path / "missing"), ok=False)
     assert "error:" in res.stderr and "no flow checkpoint" in res.stderr
     assert not (tmp_path / "x" / "model").exists()

@@ -270,7 +270,10 @@ def test_cli_latents_and_train_flow(tmp_path):
     train("split", "--resume")
     a, b = (load_file(str(tmp_path / r / "model" / "model.safetensors")) for r in ("run", "split"))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # --resume is exact
-    g = Generator.load(tmp_path / "run" / "model", load_codec(tmp_path / "codec"))  # the codec it was trained on
+    codec = load_codec(tmp_path / "codec")
+    g = Generator.load(tmp_path / "run" / "model", codec)  # the codec it was trained on
+    # the codec's hash, recorded by `codec latents`, then by training
+    assert g.extra["codec_hash"] == info["codec_hash"] == codec.content_hash()
     model, vocab, tag_cond = g.model, g.vocab, g.tags
     assert g.kind == "flow" and g.melody is None
     assert model.cfg.patch == 2  # the recipe's default

@@ -66,6 +66,17 @@ def folder_decoder(folder: str | Path, codec, n_q: int):
     return load_decoder(Path(folder) / DECODER, codec, n_q=n_q)
 
 
+def load_weights(folder: str | Path, module, state: dict, what: str = WEIGHTS) -> None:
+    """``state`` into ``module``; weights that do not fit the module its config describes (an edited or damaged
+    folder) raise a :class:`CheckpointError` naming the first mismatch."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        detail = next((ln.strip() for ln in str(err).splitlines()[1:] if ln.strip()), str(err))
+        raise CheckpointError(f"{Path(folder) / what} does not fit {Path(folder) / CONFIG}: {detail}",
+                              "restore the folder, or retrain: its weights and config were written apart") from err
+
+
 def source_codec(raw: dict) -> str | None:
     """A generator's ``config.json`` -> the codec its training data names (``tokens.codec`` or ``latents.codec``, a
     path as recorded), or None."""
@@ -132,4 +143,4 @@ def check_codec(folder: str | Path, raw: dict, codec) -> None:
 
 __all__ = ["CODEC_HASH", "DECODER", "GENERATORS_FILE", "SHIPPED_CODEC", "CodecMismatchError", "MissingModelError",
            "check_codec", "checkpoint_kind", "codec_folder_hash", "data_codec_hash", "folder_decoder",
-           "read_generators", "source_codec", "trained_codec_hash"]
+           "load_weights", "read_generators", "source_codec", "trained_codec_hash"]

@@ -24,7 +24,7 @@ from tokenwave.flow.model import KIND as FLOW_KIND
 from tokenwave.flow.model import FlowDiT
 from tokenwave.lm.model import KIND as LM_KIND
 from tokenwave.lm.model import TokenLM
-from tokenwave.models.folder import CODEC_HASH, MissingModelError, check_codec, checkpoint_kind
+from tokenwave.models.folder import CODEC_HASH, MissingModelError, check_codec, checkpoint_kind, load_weights
 
 TAGS = "tags.safetensors"
 MELODY = "melody.safetensors"
@@ -91,18 +91,19 @@ class Generator:
         folder = Path(folder)
         if "tags" not in extra or not (folder / TAGS).exists():
             raise CheckpointError(f"{folder} holds a {kind} network but no tag conditioner ({TAGS} and the config's "
-                                  "tag list)", f"pass a model folder written by `tokenwave train {kind}`, e.g. OUT/model")
+                                  "tag list)",
+                                  f"pass a model folder written by `tokenwave train {kind}`, e.g. OUT/model")
         if codec is not None:
             check_codec(folder, extra, codec)
         model = net_cls(cfg)
-        model.load_state_dict(state)
+        load_weights(folder, model, state)
         vocab = TagVocab(extra["tags"])
         tags = TagConditioner(len(vocab), model.cfg.dim)
-        tags.load_state_dict(load_file(str(folder / TAGS)))
+        load_weights(folder, tags, load_file(str(folder / TAGS)), TAGS)
         melody = None
         if (folder / MELODY).exists():
             melody = MelodyConditioner(model.cfg.dim)
-            melody.load_state_dict(load_file(str(folder / MELODY)))
+            load_weights(folder, melody, load_file(str(folder / MELODY)), MELODY)
             melody.eval()
         return cls(kind, folder, model.eval(), extra, vocab, tags.eval(), melody)
 

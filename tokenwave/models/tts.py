@@ -19,7 +19,7 @@ from tokenwave.checkpoint import load_checkpoint, save_checkpoint
 from tokenwave.conditioning.speech import PhonemeVocab, SpeechConditioner
 from tokenwave.lm.config import LMConfig
 from tokenwave.lm.model import TokenLM
-from tokenwave.models.folder import CODEC_HASH, check_codec
+from tokenwave.models.folder import CODEC_HASH, check_codec, load_weights
 
 KIND = "tts"
 VOICES = "voices.safetensors"
@@ -44,7 +44,8 @@ class TTSModel(torch.nn.Module):
 @dataclass
 class TTSFolder:
     """What a TTS model folder holds: the network, its config's extra fields (``phonemes``, ``duration``,
-    ``phones``, ``train``, ``tokens``, ``validation``…) and the built-in voices (name -> codes ``LongTensor [K, T]``)."""
+    ``phones``, ``train``, ``tokens``, ``validation``…) and the built-in voices (name -> codes
+    ``LongTensor [K, T]``)."""
 
     model: TTSModel
     extra: dict
@@ -76,7 +77,7 @@ class TTSFolder:
         if codec is not None:
             check_codec(folder, extra, codec)
         model = TTSModel(cfg, len(extra["phonemes"]) + 2, len(extra["phones"]) + 2 if extra.get("phones") else 0)
-        model.load_state_dict(state)
+        load_weights(folder, model, state)
         path = Path(folder) / VOICES
         voices = {k: v.long() for k, v in load_file(str(path)).items()} if path.exists() else {}
         return cls(model.eval(), extra, voices)

@@ -1,6 +1,7 @@
 """What every task shares: the result type, sampling options, limits, and the finishing step (watermark)."""
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -8,9 +9,14 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from tokenwave.audio import save_audio
 from tokenwave.errors import InvalidArgumentError
+from tokenwave.fileio import atomic_write_text
+from tokenwave.flow.sample import FlowSampling
 from tokenwave.lm.sampling import SamplingParams
 from tokenwave.models.folder import MissingModelError
+from tokenwave.paths import default_checkpoint
+from tokenwave.safety.watermark import embed_watermark
 
 MAX_DURATION = 60.0   # seconds a music / sfx request may ask for
 MAX_TEXT_CHARS = 2000  # characters a TTS request may hold
@@ -30,11 +36,6 @@ class GeneratedAudio:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the audio (format from the suffix) atomically, and the metadata beside it as ``PATH.json``."""
-        import json
-
-        from tokenwave.audio import save_audio
-        from tokenwave.fileio import atomic_write_text
-
         path = Path(path)
         save_audio(path, self.wav, self.sample_rate)
         atomic_write_text(path.with_name(path.name + ".json"), json.dumps(self.metadata, indent=2) + "\n")
@@ -67,8 +68,6 @@ class Sampling:
         return replace(self, **{k: fill[k] for k in self.DEFAULTS if getattr(self, k) is None})
 
     def flow_params(self):
-        from tokenwave.flow.sample import FlowSampling
-
         s = self.resolved()
         p = FlowSampling(steps=s.steps, method=s.solver, cfg_scale=s.cfg_scale, seed=s.seed, cfg_until=s.cfg_until)
         p.check()
@@ -104,15 +103,11 @@ def finish(wav: np.ndarray, sample_rate: int, metadata: dict, watermark: bool) -
     """Clip to [-1, 1], embed the watermark unless disabled, and record both in the metadata."""
     wav = np.clip(np.asarray(wav, dtype=np.float32), -1.0, 1.0)
     if watermark:
-        from tokenwave.safety.watermark import embed_watermark
-
         wav = np.clip(embed_watermark(wav, sample_rate), -1.0, 1.0).astype(np.float32)
     return GeneratedAudio(wav, sample_rate, {**metadata, "watermark": bool(watermark)})
 
 
 def default_model_dir(task: str, model: str | os.PathLike | None) -> Path:
-    from tokenwave.paths import default_checkpoint
-
     path = Path(model) if model is not None else default_checkpoint(task)
     if not (path / "config.json").exists():
         raise MissingModelError(f"no {task} model at {path}",

@@ -11,6 +11,7 @@ from tokenwave.errors import InvalidArgumentError
 from tokenwave.lm.config import LMConfig
 from tokenwave.lm.model import TokenLM
 from tokenwave.models.tagged import tag_cooccurrence
+from tokenwave.patterns import Pattern
 from tokenwave.train.tagged import ConditioningOptions, InitModel, TaggedModel, TaggedRecipe
 from tokenwave.train.trainer import DistInfo
 
@@ -86,8 +87,6 @@ class LMRecipe(TaggedRecipe):
                                "cooccur": tag_cooccurrence(self.train_data.rows)}, self.tokens_info)
 
 
-
 def pattern_length(pattern: str, K: int, frames: int) -> int:
-    from tokenwave.patterns import Pattern
-
+    """A pattern's name, the codebook count and a window in frames -> the steps of its interleaved sequence."""
     return Pattern(pattern, K).length(frames)

@@ -2,6 +2,8 @@
 with the shared schedule, the tag conditioner exported beside the model, and the samplers' RNG states."""
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,8 +56,6 @@ class InitModel:
         """Warn when the model's training data (``raw[key]``, e.g. its latents' info) came from another codec than
         ``data``: by content hash where both are known, else by the codec's path as recorded (so a moved folder
         also warns)."""
-        import warnings
-
         mine, theirs = trained_codec_hash(self.raw), data_codec_hash(data_info)
         if not (mine and theirs):
             mine, theirs = (self.raw.get(key) or {}).get("codec"), data_info.get("codec")
@@ -175,8 +175,6 @@ class TaggedRecipe:
     def cross_entropy_validation(self) -> dict[str, float]:
         """Mean loss over ``val_batches`` validation batches, as ``valid_loss`` and ``valid_perplexity`` (token
         models, whose loss is a cross-entropy)."""
-        import math
-
         losses = self.validation_losses()
         val = sum(losses) / len(losses)
         return {"valid_loss": round(val, 4), "valid_perplexity": round(math.exp(val), 2)}
