@@ -127,6 +127,19 @@ def test_abandoned_http_requests_stop_and_free_their_slots_within_a_second(model
         assert _wait(lambda: svc.active == 0 and engine.streams == 0, timeout=5.0)
         assert time.perf_counter() - t0 < 1.0
         assert svc.metrics.cancelled == 2 and svc.metrics.finished == 0
+        ws_client = pytest.importorskip("websockets.sync.client")
+        streams = []
+        for _ in range(2):  # the same over WebSocket
+            ws = ws_client.connect(run.ws, max_size=None).__enter__()
+            ws.send(json.dumps({"task": "sfx", "prompt": "organ", "duration": 3.0}))
+            assert json.loads(ws.recv(10))["type"] == "started"
+            streams.append(ws)
+        assert _wait(lambda: svc.active == 2 and engine.streams == 2)
+        t0 = time.perf_counter()
+        for ws in streams:
+            ws.close()
+        assert _wait(lambda: svc.active == 0 and engine.streams == 0, timeout=5.0)
+        assert time.perf_counter() - t0 < 1.0 and svc.metrics.cancelled == 4
     finally:
         run.stop()
 
