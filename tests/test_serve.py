@@ -317,7 +317,8 @@ def test_auth_rate_limit_and_missing_models(models, tmp_path):
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
         models_ = client.get("/v1/models").json()["tasks"]
         assert models_["tts"]["available"] is False and "no tts model" in models_["tts"]["reason"]
-        r = TestClient(make_app(Service({"sfx": root / "sfx"}, codec))).post("/v1/tts", json={"text": "hi"})
+        r = TestClient(make_app(Service({"sfx": root / "sfx"}, codec, ServeConfig(max_streams=1)))).post(
+            "/v1/tts", json={"text": "hi"})
         assert r.status_code == 404 and "no tts model" in r.json()["error"]
     finally:
         svc.close()
