@@ -126,8 +126,8 @@ def readme_headline(src: Sources) -> str:
 
     def trow(model: str, label: str, rel: str, name: str, show: Callable[[Any], str] = fmt) -> None:
         t = src.target(rel, name)
-        rows.append([model, label, f"**{show(t and t['value'])}**", bar(t), met(t),
-                     f"`{rel}.json` `{name}`"])
+        quick = " (a `--quick` run)" if src.doc(rel).get("quick") else ""
+        rows.append([model, label, f"**{show(t and t['value'])}**", bar(t), met(t), f"`{rel}.json` `{name}`{quick}"])
 
     def frow(model: str, label: str, rel: str, path: str, show: Callable[[Any], str] = fmt) -> None:
         rows.append([model, label, show(src.get(rel, path)), MISSING, "", f"`{rel}.json` `{path}`"])

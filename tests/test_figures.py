@@ -29,6 +29,7 @@ def repo_copy(tmp_path):
         dst = tmp_path / src.relative_to(ROOT)
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(src, dst)
+    assert figures.main(["--write", "--root", str(tmp_path)]) == 0  # consistent, whatever the checkout's state
     assert figures.main(["--check", "--root", str(tmp_path)]) == 0
     return tmp_path
 
@@ -122,3 +123,13 @@ def test_new_keys_in_a_results_file_appear_after_write(repo_copy):
     card = (repo_copy / "checkpoints/codec/MODEL.md").read_text()
     assert "| real_speech | ours 6kbps | 0.900 |" in card and "whisper_cer" in card
     assert figures.main(["--check", "--root", str(repo_copy)]) == 0
+
+
+def test_a_quick_run_is_labelled_so(repo_copy):
+    path = repo_copy / "benchmarks/results/accent.json"
+    result = json.loads(path.read_text())
+    result["quick"] = True
+    path.write_text(json.dumps(result))
+    assert figures.main(["--write", "--root", str(repo_copy)]) == 0
+    row = next(line for line in (repo_copy / "README.md").read_text().splitlines() if "`test_accent_accuracy`" in line)
+    assert row.endswith("(a `--quick` run) |")
