@@ -2,7 +2,8 @@
 adversarial multi-scale STFT discriminator with feature matching from ``adv_start`` on."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,7 @@ class CodecTrainConfig:
     total_steps: int = 20_000  # the learning rate decays (cosine) to 10% at this step
     val_clips: int = 4
     val_seconds: float = 4.0
+    init: str | None = None  # the codec folder fine-tuned from (None: trained from scratch)
 
 
 def reconstruction_losses(x: torch.Tensor, y: torch.Tensor, t: CodecTrainConfig, bandwidth: torch.Tensor | None = None
@@ -71,6 +73,7 @@ class CodecRecipe:
         """``init``: a codec folder to fine-tune (its architecture and weights; ``cfg`` is then unused), e.g. the
         shipped codec on new recordings; None trains ``cfg`` from scratch."""
         self.codec = (Codec(cfg) if init is None else Codec.load(init)).to(info.device)
+        tcfg = replace(tcfg, init=str(init)) if init is not None else tcfg  # the trainer validates an init at step 0
         self.cfg, self.tcfg, self.info, self.seed = self.codec.cfg, tcfg, info, seed
         cfg = self.cfg
         self.model = wrap_ddp(self.codec, info)
@@ -82,20 +85,23 @@ class CodecRecipe:
             "disc": torch.optim.AdamW(self.disc.parameters(), lr=tcfg.lr, betas=(0.8, 0.99)),
         }
         segment = int(tcfg.segment_seconds * SAMPLE_RATE) // cfg.hop * cfg.hop + (cfg.n_fft - cfg.hop)
-        self.train_data = SegmentSampler(data, "train", segment, seed=seed + info.rank)
-        self.valid = SegmentSampler(data, "valid", segment, seed=seed).fixed(tcfg.val_clips, tcfg.val_seconds) if info.is_main else []
+        workers = min(16, os.cpu_count() or 1)  # decoding Opus-carried clips at start: 16 threads on a GPU host
+        self.train_data = SegmentSampler(data, "train", segment, seed=seed + info.rank, workers=workers)
+        if info.device.type == "cuda":
+            self.train_data.keep_on(info.device)  # batches gathered on the GPU, bit-identical to the host's
+        self.valid = SegmentSampler(data, "valid", segment, seed=seed, workers=workers).fixed(
+            tcfg.val_clips, tcfg.val_seconds) if info.is_main else []
         self.tail = cfg.n_fft - cfg.hop
-        self.last_usage: dict = {}
 
     def train_step(self, step: int) -> dict[str, float]:
         t = self.tcfg
         set_schedule_lr(self.optimizers, t.lr, step, t.warmup, t.total_steps)
         self.model.train()
         wav, bandwidth = self.train_data.sample_banded(t.batch_size)
-        wav, bandwidth = wav.to(self.info.device), bandwidth.to(self.info.device)
-        full = bandwidth >= FULL_BAND_HZ
-        if bool(full.all()):
-            bandwidth = None  # every clip full band: the plain losses
+        full = bandwidth >= FULL_BAND_HZ  # on the host: no step waits on the GPU to decide its losses
+        full_idx = full.nonzero().squeeze(1).to(self.info.device)
+        wav = wav.to(self.info.device)
+        bandwidth = None if bool(full.all()) else bandwidth.to(self.info.device)  # all full band: the plain losses
         # the same draw on every rank and on a resume: from the seed and the step, not a per-rank RNG
         bypass = bool(np.random.default_rng((self.seed, step)).random() < self.cfg.quantizer_bypass)
         wav_hat, codes, commit = self.model(wav, bypass=bypass)
@@ -107,7 +113,7 @@ class CodecRecipe:
         # no high band, and the codec to erase it
         adversarial = step >= t.adv_start and bool(full.any())
         if adversarial:
-            xa, ya = (x, y) if bandwidth is None else (x[full], y[full])
+            xa, ya = (x, y) if bandwidth is None else (x.index_select(0, full_idx), y.index_select(0, full_idx))
             d_loss = discriminator_loss(self.disc_ddp(ya), self.disc_ddp(xa.detach()))
             self.optimizers["disc"].zero_grad(set_to_none=True)
             d_loss.backward()
@@ -119,8 +125,6 @@ class CodecRecipe:
         total.backward()
         torch.nn.utils.clip_grad_norm_(self.codec.parameters(), 100.0)
         self.optimizers["gen"].step()
-        if codes.shape[1]:
-            self.last_usage = self.codec.quantizer.usage(codes)
         return {k: float(v.detach()) for k, v in losses.items()} | {"loss": float(total.detach())}
 
     @torch.no_grad()
@@ -141,6 +145,7 @@ class CodecRecipe:
         usage = self.codec.quantizer.usage(codes)
         out["codebook_perplexity_mean"] = round(float(np.mean(usage["perplexity"])), 1)
         out["codebook_used_mean"] = round(float(np.mean(usage["used"])), 3)
+        out["valid_loss"] = out[f"mel_distance_{kbps:g}kbps"]  # all codebooks: what --keep-best keeps
         return out
 
     def export(self, folder: Path, metrics: dict) -> None:
