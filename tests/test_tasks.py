@@ -6,12 +6,14 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from tokenwave.conditioning import TagVocab
 from tokenwave.conditioning.melody import load_melody, melody_from_audio, pitch_classes
 from tokenwave.errors import AudioFileError, InvalidArgumentError, TokenwaveError
 from tokenwave.tasks import Sampling, load_task, read_prompt, split_sentences
 from tokenwave.tasks.base import MissingModelError
+from tokenwave.tasks.sources import LMSource
 from tokenwave.tasks.tagged import tag_cooccurrence
 from tokenwave.tasks.tts import TTS, UnknownVoiceError, trim_silence
 
@@ -344,6 +346,81 @@ def test_tagged_bad_requests(sfx_model, music_model, codec):
         sfx.generate("rain", 1.0, Sampling(temperature=-1))
     with pytest.raises(InvalidArgumentError, match="unknown task"):
         load_task("karaoke")
+
+
+class RecordingSource:
+    """The offline code source, recording each call ``(frames, seed, prompt)`` and each close."""
+
+    def __init__(self, lm) -> None:
+        self.inner, self.calls, self.closed = LMSource(lm), [], 0
+
+    def __call__(self, cond, frames, params, prompt=None):
+        self.calls.append((frames, params.seed, prompt))
+        try:
+            yield from self.inner(cond, frames, params, prompt)
+        finally:
+            self.closed += 1
+
+
+def test_tts_loop_takes_its_codes_from_a_source(tts_model, codec):
+    """TTS.stream's one loop asks its source for each sentence's frames with seed + i; the audio is the default
+    source's; closing the stream closes the source it was reading."""
+    tts = TTS(tts_model, codec)
+    text = "One sentence. And another one!"
+    src = RecordingSource(tts.lm)
+    streamed = np.concatenate(list(tts.stream(text, "bob", Sampling(seed=5), source=src)))
+    assert np.array_equal(streamed, tts.synthesize(text, "bob", Sampling(seed=5), watermark=False).wav)
+    utt = tts.prepare(text, "bob", Sampling(seed=5))
+    assert [(f, seed) for f, seed, _ in src.calls] == [(p.frames, 5 + i) for i, p in enumerate(utt.plans)]
+    assert src.closed == 2 and all(prompt is None for *_, prompt in src.calls)
+    src = RecordingSource(tts.lm)
+    chunks = tts.stream(text, "bob", Sampling(seed=5), source=src)
+    next(chunks)
+    chunks.close()
+    assert len(src.calls) == 1 and src.closed == 1
+
+
+def test_tagged_loop_slides_windows_and_streams_like_generate(sfx_model, music_model, codec):
+    """TaggedTask.codes: each window past the first continues the last frames made before it (its forced frames
+    left out of the output) with seed + i; TaggedTask.stream (its codes decoded as they come) equals generate (the
+    same codes decoded at once) to float rounding, with a melody and a continued clip too; closing a stream closes
+    its source."""
+    sfx = load_task("sfx", sfx_model, codec)
+    req = sfx.prepare("heavy rain", 1.2, Sampling(seed=1))  # 90 frames: three windows of 40
+    src = RecordingSource(sfx.lm)
+    codes = torch.cat(list(sfx.codes(req, src)), -1)
+    assert codes.shape == (2, req.frames) and len(src.calls) >= 3 and src.closed == len(src.calls)
+    made = 0
+    for i, (frames, seed, prompt) in enumerate(src.calls):
+        n_ctx = 0 if prompt is None else prompt.shape[-1]
+        assert seed == 1 + i and (n_ctx > 0) == (i > 0)
+        assert n_ctx == 0 or torch.equal(prompt, codes[:, made - n_ctx: made])
+        made += frames - n_ctx
+    assert made == req.frames
+
+    def close(a: np.ndarray, b: np.ndarray) -> bool:
+        return len(a) == len(b) and np.abs(np.clip(a, -1, 1) - b).max() < 1e-5
+
+    assert close(np.concatenate(list(sfx.stream("heavy rain", 1.2, Sampling(seed=1)))),
+                 sfx.generate("heavy rain", 1.2, Sampling(seed=1), watermark=False).wav)
+    music = load_task("music", music_model, codec, generator="lm")
+    clip = ((0.3 * np.sin(2 * np.pi * 220 * np.arange(SR) / SR)).astype(np.float32), SR)
+    for kw in ({"melody": [60, 62, 64, 65, 67] * 15}, {"continue_from": clip}):
+        info = {}
+        wav = np.concatenate(list(music.stream("a reel", 1.0, Sampling(seed=2), generator="lm", info=info, **kw)))
+        file = music.generate("a reel", 1.0, Sampling(seed=2), generator="lm", watermark=False, **kw)
+        assert close(wav, file.wav) and info["tags"] == file.metadata["tags"]
+    src = RecordingSource(sfx.lm)
+    chunks = sfx.stream("heavy rain", 1.2, Sampling(seed=1), source=src)
+    next(chunks)
+    chunks.close()
+    assert len(src.calls) == 1 and src.closed == 1
+    flow = load_task("music", music_model, codec, generator="flow")  # whole windows: one chunk, the file's audio
+    (one,) = list(flow.stream("a reel", 1.0, Sampling(seed=3, steps=4)))
+    file = flow.generate("a reel", 1.0, Sampling(seed=3, steps=4), watermark=False).wav
+    assert np.array_equal(np.clip(one, -1, 1), file)
+    with pytest.raises(InvalidArgumentError, match="takes no code source"):
+        next(flow.stream("a reel", 1.0, source=src))
 
 
 def test_watermark_is_on_by_default_and_recorded(sfx_model, codec):
