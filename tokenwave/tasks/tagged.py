@@ -115,6 +115,7 @@ class TaggedRequest:
 
     @property
     def total(self) -> int:
+        """Frames the generator makes: the continued clip's and the new ones."""
         return self.frames + (0 if self.context is None else self.context.shape[-1])
 class TaggedTask:
     """A domain's ("music" or "sfx") tag-conditioned generators and their codec.
@@ -260,7 +261,9 @@ class TaggedTask:
         if g.kind != "lm":
             if source is not None:
                 raise InvalidArgumentError("the flow generator takes no code source", "use generator 'lm'")
-            yield self._render_flow(req)
+            with torch.no_grad():
+                wav = self._render_flow(req)
+            yield wav
             return
         skip = (req.total - req.frames) * self.codec.hop  # the continued clip's samples, decoded but left out
         dec = decode(self.decoder_for(g))
