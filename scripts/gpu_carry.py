@@ -214,6 +214,7 @@ def pack_audio(src: Path, dst: Path, kbps: float = 48.0, splits: list[str] | Non
                    "hours": {s: round(sum(r["duration"] for r in out if r["split"] == s) / 3600, 4)
                              for s in CARRIED_SPLITS}, "mib": round(size / 2**20, 2)}
         (tmp / INFO).write_text(json.dumps({**info, "carried": summary}, indent=2) + "\n")
+        os.chmod(tmp, 0o755)  # mkdtemp's folder is the owner's alone
         if dst.exists():
             shutil.rmtree(dst)
         os.replace(tmp, dst)
