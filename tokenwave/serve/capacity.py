@@ -9,7 +9,7 @@ and the decoder runs once per stream (one at a time), so the share of the machin
 and the capacity is the largest ``n`` with ``load(n) <= MARGIN`` (at least 1). ``measure`` times a few batch sizes
 with dummy conditioning (a zero prefix of the task's length) on a private engine; ``benchmarks/serve.py`` stores the
 level at which every real stream played without an underrun, which wins over the quick probe. Results live in one
-JSON file under the user's cache (``$XDG_CACHE_HOME/tokenwave/serve-capacity.json``), one entry per model, thread
+JSON file under the user's cache (``serve-capacity.json`` in :func:`tokenwave.paths.user_cache_dir`), one entry per model, thread
 count, torch version and CPU.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 from tokenwave.conditioning import Conditioning
 from tokenwave.fileio import atomic_path
 from tokenwave.lm.sampling import SamplingParams
+from tokenwave.paths import user_cache_dir
 from tokenwave.serve.audio import DecoderState
 from tokenwave.serve.engine import BatchEngine, Job
 from tokenwave.tasks.base import Sampling
@@ -37,8 +38,7 @@ MAX_STREAMS = 64
 
 
 def cache_path() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "tokenwave" / "serve-capacity.json"
+    return user_cache_dir() / "serve-capacity.json"
 
 
 def _cpu() -> str:
