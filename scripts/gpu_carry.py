@@ -36,10 +36,10 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: tokenwave beside scripts/
-from tokenwave import SAMPLE_RATE  # noqa: E402
-from tokenwave.data.manifest import INFO, audio_path, read_manifest, write_manifest  # noqa: E402
-from tokenwave.errors import InvalidArgumentError, TokenwaveError  # noqa: E402
-from tokenwave.progress import progress_bar  # noqa: E402
+from tokenwave import SAMPLE_RATE
+from tokenwave.data.manifest import INFO, audio_path, read_manifest, write_manifest
+from tokenwave.errors import InvalidArgumentError, TokenwaveError
+from tokenwave.progress import progress_bar
 
 
 def pack_bits(x: np.ndarray, bits: int) -> np.ndarray:

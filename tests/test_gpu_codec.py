@@ -125,7 +125,7 @@ def test_gpu_train_sh_codec_run_returns_a_loadable_codec(tmp_path, data):
            "STASH": str(tmp_path / "stash"), "OUT": str(tmp_path / "out"), "PY": sys.executable,
            "PYTHONPATH": str(ROOT)}
     run = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_train.sh")], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=600)
+                         text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "codec data: 2 folders" in run.stdout
     with tarfile.open(tmp_path / "out" / "codec.tar") as tar:

@@ -104,7 +104,7 @@ class CodecRecipe:
         bandwidth = None if bool(full.all()) else bandwidth.to(self.info.device)  # all full band: the plain losses
         # the same draw on every rank and on a resume: from the seed and the step, not a per-rank RNG
         bypass = bool(np.random.default_rng((self.seed, step)).random() < self.cfg.quantizer_bypass)
-        wav_hat, codes, commit = self.model(wav, bypass=bypass)
+        wav_hat, _, commit = self.model(wav, bypass=bypass)
         x, y = wav_hat[..., : -self.tail], wav[..., : -self.tail]  # the ISTFT tail lacks its future frames
         losses, total = reconstruction_losses(x, y, t, bandwidth)
         losses["commit"] = commit
