@@ -138,3 +138,25 @@ def test_gpu_train_sh_codec_run_returns_a_loadable_codec(tmp_path, data):
     log = [json.loads(line) for line in (best / "train_log.jsonl").read_text().splitlines()]
     assert any("time_budget" in e for e in log) or any(e.get("step") for e in log)
     assert json.loads((best / "config.json").read_text())["validation"]["valid_loss"] > 0
+
+
+def test_gpu_train_sh_stashes_parts_across_calls_and_refuses_a_partial_stash(tmp_path, data):
+    """RUNS="" copies a call's carried parts into the stash, where the next call's parts join them; CODEC_EXPECT
+    stops a codec run before training when the stash holds fewer dataset folders than the calls carried."""
+    carry = _carry()
+    carry.pack_audio(data, tmp_path / "a" / "c1" / "speech-1of2", part=(1, 2), valid_clips=2)
+    carry.pack_audio(data, tmp_path / "b" / "c2" / "speech-2of2", part=(2, 2))
+    env = {**os.environ, "DEVICE": "cpu", "STASH": str(tmp_path / "stash"), "OUT": str(tmp_path / "out"),
+           "PY": sys.executable, "PYTHONPATH": str(ROOT)}
+
+    def call(carried: str, **more: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(ROOT / "scripts" / "gpu_train.sh")], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=300, check=False, env={**env, "CODEC_CARRY": str(tmp_path / carried),
+                                                                        **more})
+
+    first = call("a", RUNS="")
+    assert first.returncode == 0 and "codec data: 1 folders" in first.stdout
+    partial = call("b", RUNS="codec", CODEC_EXPECT="3")
+    assert partial.returncode == 3 and "2 of the 3 expected" in partial.stdout
+    assert not (tmp_path / "runs").exists()  # nothing trained
+    assert sorted(p.name for p in (tmp_path / "stash").glob("*/*")) == ["speech-1of2", "speech-2of2"]
