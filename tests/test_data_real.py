@@ -14,7 +14,7 @@ from tokenwave.cli import app
 from tokenwave.data import real
 from tokenwave.data.manifest import read_manifest
 from tokenwave.data.stats import dataset_stats
-from tokenwave.errors import InvalidArgumentError
+from tokenwave.errors import InvalidArgumentError, MissingSystemPackageError
 
 DEP5 = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 
@@ -211,3 +211,10 @@ def test_cli_builds_real_sfx_from_the_cache(cache, tmp_path):
     assert {r["package"] for r in rows} == {"hedgewars-data", "sonic-pi-samples"} and len(rows) == 3
     refused = CliRunner().invoke(app, ["data", "build", "sfx", "--out", str(tmp_path / "y"), "--packages", "x"])
     assert "--packages and --cache are for real recordings" in str(refused.exception)
+
+
+def test_packages_are_cached_in_the_users_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOKENWAVE_CACHE", str(tmp_path))
+    assert real.default_cache() == tmp_path / "debs"
+    with pytest.raises(MissingSystemPackageError, match="not in the cache"):
+        real.PackageCache(real.default_cache(), download=False).path("hedgewars-data")

@@ -38,12 +38,12 @@ def builder(domain: Domain, voices: VoiceSet, packages: list[str] | None = None,
             download: bool = True) -> Callable[..., Path]:
     """Domain -> its corpus builder ``build(out, minutes=, seed=, overwrite=, workers=) -> dataset folder``."""
     if domain.value.startswith("real-"):
-        from tokenwave.data.real import DEFAULT_CACHE, build_real  # lazy: keeps --help fast (numpy, soundfile)
+        from tokenwave.data.real import build_real  # lazy: keeps --help fast (numpy, soundfile)
 
         if voices is not VoiceSet.standard:
             raise InvalidArgumentError(f"--voices is for synthetic speech, not {domain.value}", "leave --voices out")
         return functools.partial(build_real, domain.value.removeprefix("real-"), packages=packages,
-                                 cache=cache or DEFAULT_CACHE, download=download)
+                                 cache=cache, download=download)
     if packages or cache is not None:
         raise InvalidArgumentError(f"--packages and --cache are for real recordings, not {domain.value}",
                                    "build real-speech, real-music or real-sfx, or leave them out")
@@ -79,7 +79,7 @@ def data_build(
     packages: Optional[str] = typer.Option(None, help="Real recordings only: comma-separated source packages "
                                            "(default: all of the domain's)."),
     cache: Optional[Path] = typer.Option(None, help="Real recordings only: folder of downloaded and unpacked Debian "
-                                         "packages (default: ~/.cache/tokenwave/debs)."),
+                                         "packages (default: debs/ in $TOKENWAVE_CACHE, else ~/.cache/tokenwave)."),
     download: bool = typer.Option(True, help="Real recordings only: fetch missing packages with apt-get download "
                                   "(--no-download uses the cache alone)."),
 ) -> None:

@@ -1,7 +1,7 @@
 """Real-recording corpora from Debian packages: speech, music and sound effects at 24 kHz mono.
 
 Each package is fetched with ``apt-get download`` and unpacked with ``dpkg-deb -x`` into a cache folder
-(``~/.cache/tokenwave/debs`` by default); nothing is installed and an unpacked package is reused by later
+(:func:`default_cache`); nothing is installed and an unpacked package is reused by later
 builds. Every clip's manifest row records its ``package``, ``licence`` (from the package's
 ``/usr/share/doc/PKG/copyright``), ``source`` (its path inside the package), ``original_sample_rate`` and
 ``bandwidth_hz`` (:func:`bandwidth_hz`), plus what the package says about it: a transcript and speaker for
@@ -46,11 +46,11 @@ from tokenwave.errors import (
     MissingSystemPackageError,
     TokenwaveError,
 )
+from tokenwave.paths import user_cache_dir
 from tokenwave.progress import progress_bar
 from tokenwave.speech.envelope import trim_bounds
 
 DOMAINS = ("speech", "music", "sfx")
-DEFAULT_CACHE = Path("~/.cache/tokenwave/debs")
 TARGET_LUFS = -20.0
 SEGMENT_SECONDS = 10.0                 # music and sfx clips
 MIN_LAST_SEGMENT = 4.0                 # a music track's last partial segment is kept when at least this long
@@ -355,6 +355,12 @@ SOURCES: dict[str, dict[str, tuple[tuple[str, ...], Lister]]] = {
 
 # ---------------------------------------------------------------- packages and licences
 
+def default_cache() -> Path:
+    """Where downloaded and unpacked packages are kept: ``debs/`` in the user's cache (``$TOKENWAVE_CACHE``, else
+    ``~/.cache/tokenwave``)."""
+    return user_cache_dir() / "debs"
+
+
 class PackageCache:
     """Unpacked Debian packages under ``cache/<package>/`` (``dpkg-deb -x``), downloaded with ``apt-get download``.
 
@@ -618,7 +624,7 @@ def list_items(domain: str, sources: list[str], cache: PackageCache, skipped: Sk
 
 
 def build_real(domain: str, out: str | Path, minutes: float = 6000.0, seed: int = 0, overwrite: bool = False,
-               workers: int = 2, packages: list[str] | None = None, cache: str | os.PathLike = DEFAULT_CACHE,
+               workers: int = 2, packages: list[str] | None = None, cache: str | os.PathLike | None = None,
                download: bool = True) -> Path:
     """Build the real-recording ``domain`` corpus (speech | music | sfx) at ``out``, up to ``minutes`` of audio.
 
@@ -631,7 +637,7 @@ def build_real(domain: str, out: str | Path, minutes: float = 6000.0, seed: int 
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InvalidArgumentError(f"--seed must be a non-negative integer, got {seed!r}", "pass e.g. --seed 0")
     sources = resolve_sources(domain, packages)
-    pcache = PackageCache(cache, download=download)
+    pcache = PackageCache(cache or default_cache(), download=download)
     skipped = Skipped()
     items, copyrights, used = list_items(domain, sources, pcache, skipped)
     if not items:
