@@ -14,7 +14,7 @@
 # batch N beside the others (RUNS="codec codec-b256": two batch sizes on the one GPU). CODEC_EXPECT=N: train only if
 # the stash holds N dataset folders (else the earlier calls' parts were lost: exit 3). A returned tar over 15 MiB comes
 # back in pieces NAME.tar.00, .01, ... (the 16 MiB limit per file): cat NAME.tar.* | tar -x
-#   CODEC_INIT=checkpoints/codec RUNS=codec BUDGET=480 bash scripts/gpu_train.sh
+#   CODEC_EXPECT=9 CODEC_INIT=checkpoints/codec RUNS=codec BUDGET=420 bash scripts/gpu_train.sh   (MODEL.md of the codec)
 set -uo pipefail
 BUDGET=${BUDGET:-430}
 DEVICE=${DEVICE:-cuda}
