@@ -18,6 +18,7 @@ from typing import Protocol
 import torch
 import torch.distributed as dist
 
+from tokenwave.errors import InvalidArgumentError
 from tokenwave.progress import progress_bar
 from tokenwave.train.state import load_train_state, save_train_state
 
@@ -97,8 +98,6 @@ def train(recipe: Recipe, out: str | os.PathLike, steps: int, info: DistInfo, va
     start = 0
     if resume:
         if not (out / "last" / "train_state.json").exists():
-            from tokenwave.errors import InvalidArgumentError
-
             raise InvalidArgumentError(f"--resume given but {out}/last holds no training state", "drop --resume to start afresh")
         start, rngs = load_train_state(out / "last", recipe.modules, recipe.optimizers)
         recipe.set_rng_state(rngs)
