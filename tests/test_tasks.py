@@ -335,7 +335,7 @@ def test_melody_readers(tmp_path):
 
 def test_tagged_bad_requests(sfx_model, music_model, codec):
     sfx = load_task("sfx", sfx_model, codec)
-    for d in (0, -1, 61):
+    for d in (0, -1, 301, 3 * 3600):
         with pytest.raises(InvalidArgumentError, match="duration"):
             sfx.generate("rain", d)
     with pytest.raises(InvalidArgumentError, match="empty"):
@@ -506,7 +506,12 @@ def test_cli_tasks_write_audio_and_metadata(cli_env, tmp_path, codec):
     (("tts", "Hi.", "--voice", "missing.wav"), "unknown voice 'missing.wav'"),
     (("tts", "Hi.", "--accent", "en-mars"), "unknown accent 'en-mars'"),
     (("sfx", "rain", "--duration", "0"), "duration must be positive"),
-    (("sfx", "rain", "--duration", "600"), "over the 60 s limit"),
+    (("sfx", "rain", "--duration", "600"), "over the 300 s limit"),
+    (("music", "a reel", "--duration", "10800"), "duration 10800 s is over the 300 s limit"),
+    (("music", "a reel", "--duration", "0"), "at most 300 s"),
+    (("music", ""), "the prompt is empty"),
+    (("music", "a reel " * 1429), "the prompt has 10002 characters, over the 500 limit"),
+    (("music", "a reel", "--melody", __file__), "is neither a MIDI file nor audio"),
     (("sfx", "rain", "--generator", "flow"), "has no flow generator"),
     (("sfx", "rain", "--generator", "gan"), "unknown generator 'gan'"),
     (("tts", "Hi.", "--generator", "flow"), "text-to-speech has no 'flow' generator"),

@@ -206,11 +206,13 @@ def _windows(model: FlowDiT, frames: int, window: int, overlap: int, cond: Condi
 @torch.no_grad()
 def sample_long(model: FlowDiT, frames: int, window: int | None = None, overlap: int = 75,
                 cond: Conditioning | None = None, params: FlowSampling | None = None,
-                prompt: torch.Tensor | None = None, batch_size: int | None = None) -> torch.Tensor:
+                prompt: torch.Tensor | None = None, batch_size: int | None = None,
+                progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """Latents ``[B, D, frames]`` for any length: windows of ``window`` frames (default the model's max_frames),
     each continuing the previous window's last ``overlap`` frames. Those frames are the new window's prompt and
     come back exactly, so the latent join is seamless (a crossfade there would be the identity); the seams the
-    codec's per-window decoding makes are crossfaded on the audio (:func:`decode_long`, :func:`stream_chunks`)."""
+    codec's per-window decoding makes are crossfaded on the audio (:func:`decode_long`, :func:`stream_chunks`).
+    ``progress(done)``, if given, is told the frames made after each window."""
     params = params or FlowSampling()
     window = window or model.cfg.max_frames
     plan = plan_windows(frames, window, overlap)
@@ -218,6 +220,8 @@ def sample_long(model: FlowDiT, frames: int, window: int | None = None, overlap:
     for (s, n), z in zip(plan, _windows(model, frames, window, overlap, cond, params, prompt, batch_size), strict=True):
         out = z.new_zeros(z.shape[0], z.shape[1], frames) if out is None else out
         out[..., s: s + n] = z
+        if progress is not None:
+            progress(s + n)
     return out
 
 

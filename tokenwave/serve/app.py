@@ -1,8 +1,9 @@
 """HTTP and WebSocket endpoints (FastAPI) over a :class:`~tokenwave.serve.service.Service`.
 
 - ``POST /v1/tts``, ``/v1/music``, ``/v1/sfx``: a finished file (``format``: wav or ogg/opus)
-- ``WS /v1/stream``: one JSON request in; JSON events (``started``, ``progress``, ``done``, ``error``) and binary audio
-  chunks (PCM16 LE mono or Ogg/Opus pages) out; a client that goes away cancels its work
+- ``WS /v1/stream``: one JSON request in; JSON events (``started``, ``progress`` every 0.5 s of audio with
+  ``audio_seconds`` and, for music / sfx, ``total_seconds``, ``done``, ``error``) and binary audio chunks (PCM16 LE
+  mono or Ogg/Opus pages) out; a client that goes away cancels its work
 - ``GET /v1/models``, ``/healthz``, ``/metrics`` (Prometheus text), ``/`` (the player page)
 
 Every request is admitted against ``max_streams`` slots (by default what the machine sustains in real time, see
@@ -70,6 +71,23 @@ class RateLimiter:
 class HTTPError(Exception):
     def __init__(self, status: int, message: str, headers: dict | None = None) -> None:
         self.status, self.message, self.headers = status, message, headers or {}
+
+
+def field_error(e: dict, max_duration: float) -> str:
+    """One pydantic error -> ``"field: message"``, with the limit and the fix added for the fields a person gets wrong
+    most: a music / sfx prompt (empty, too long) and a duration out of range (``max_duration``: the server's)."""
+    where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
+    field = where.rsplit(".", 1)[-1]
+    hint = ""
+    if field == "duration":
+        hint = (f" (the limit: over 0 s, at most {max_duration:g} s on this server; ask for at most that, longer "
+                "pieces in parts)")
+    elif field == "prompt":
+        hint = ' (the limit: 1 to 500 characters; describe the sound, e.g. "gentle rain on a tin roof")'
+    elif e.get("type") == "extra_forbidden":
+        hint = " (not a field of this request: the fields are in /openapi.json; a melody is taken by the CLI and the " \
+               "Python API only)" if field == "melody" else " (not a field of this request: see /openapi.json)"
+    return f"{where}: {e.get('msg')}{hint}"
 
 
 def _status_of(err: Exception) -> int:
@@ -284,8 +302,7 @@ def make_app(service: Service) -> FastAPI:
     async def _invalid(request: Request, err: RequestValidationError):
         parts = []
         for e in err.errors()[:5]:
-            where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
-            parts.append(f"{where or 'body'}: {e.get('msg')}")
+            parts.append(field_error(e, cfg.max_duration))
         return JSONResponse({"error": "invalid request: " + "; ".join(parts), "status": 422}, 422)
 
     def render(task: str, req: dict, gone: threading.Event) -> tuple[np.ndarray | None, dict]:
@@ -448,7 +465,7 @@ def make_app(service: Service) -> FastAPI:
                 raise HTTPError(400, "the request is nested too deeply (send one flat JSON object)") from None
             except ValidationError as err:
                 e = err.errors()[0]
-                raise HTTPError(422, f"invalid request: {'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}") from None
+                raise HTTPError(422, f"invalid request: {field_error(e, cfg.max_duration)}") from None
             field = "text" if body.task == "tts" else "prompt"
             if not getattr(body, field):
                 raise HTTPError(422, f"invalid request: {field}: a {body.task} request needs `{field}`")
@@ -534,7 +551,9 @@ def make_app(service: Service) -> FastAPI:
                         pass
                 if samples / service.sample_rate - last_progress >= 0.5:
                     last_progress = samples / service.sample_rate
-                    await ws.send_json({"type": "progress", "audio_seconds": round(last_progress, 3)})
+                    await ws.send_json({"type": "progress", "audio_seconds": round(last_progress, 3),
+                                        **({"total_seconds": round(info["total_seconds"], 3)}
+                                           if "total_seconds" in info else {})})
             if gone.is_set() or stalled:
                 outcome = "cancelled"
             else:

@@ -20,7 +20,7 @@ def serve(
                                     "real time: stored by benchmarks/serve.py, else measured at start-up)."),
     max_queue: int = typer.Option(32, min=0, max=4096, help="Requests that may wait for a stream (told their place); "
                                   "beyond: 503 / close 1013."),
-    max_duration: float = typer.Option(30.0, min=0.5, max=60.0, help="Longest music/sfx request (s)."),
+    max_duration: float = typer.Option(300.0, min=0.5, max=300.0, help="Longest music/sfx request (s)."),
     decode_frames: int = typer.Option(0, min=0, max=64, help="Frames per decode chunk (0 = 2..16 growing; "
                                       "1 = bit-identical to the offline files)."),
     api_key: Optional[str] = typer.Option(None, envvar="TOKENWAVE_API_KEY",

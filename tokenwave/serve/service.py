@@ -98,7 +98,8 @@ class ServeConfig:
     max_queue: int = 32            # requests waiting for a stream slot (in order, told their place); beyond: 503
     queue_timeout: float = 30.0    # seconds a request may wait in the queue before 503 with Retry-After
     stall_seconds: float = 20.0    # a stream whose client reads nothing for this long is cancelled
-    max_duration: float = 30.0     # seconds a music / sfx request may ask for
+    max_duration: float = 300.0    # seconds a music / sfx request may ask for (at most tasks.base.MAX_DURATION;
+                                   # the OpenAPI schema states it)
     max_text_chars: int = 1000
     max_body_bytes: int = 2_000_000
     max_prompt_audio_seconds: float = 30.0
@@ -295,4 +296,5 @@ class Service:
         piece = task.prepare(req["prompt"], float(req.get("duration", 5.0)), self._sampling(req, task),
                              generator="lm", max_duration=self.config.max_duration)
         info["tags"] = piece.tags
+        info["total_seconds"] = piece.frames / task.frame_rate
         return task.render(piece, EngineSource(self.engines[name]), self._decoding)

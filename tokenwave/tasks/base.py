@@ -18,7 +18,7 @@ from tokenwave.models.folder import MissingModelError
 from tokenwave.paths import default_checkpoint
 from tokenwave.safety.watermark import embed_watermark
 
-MAX_DURATION = 60.0   # seconds a music / sfx request may ask for
+MAX_DURATION = 300.0  # seconds a music / sfx request may ask for: 5 minutes by sliding windows (benchmarks/longform.py)
 MAX_TEXT_CHARS = 2000  # characters a TTS request may hold
 
 
@@ -91,10 +91,12 @@ class Sampling:
 
 
 def check_duration(duration: float, limit: float = MAX_DURATION) -> float:
+    """``duration`` seconds -> the same as a float, or an error naming the limit (0 < duration <= ``limit``)."""
     if not duration > 0:
-        raise InvalidArgumentError(f"duration must be positive, got {duration} s", "ask for e.g. --duration 5")
+        raise InvalidArgumentError(f"duration must be positive (over 0 s, at most {limit:g} s), got {duration:g} s",
+                                   "ask for e.g. --duration 5")
     if duration > limit:
-        raise InvalidArgumentError(f"duration {duration} s is over the {limit:g} s limit",
+        raise InvalidArgumentError(f"duration {duration:g} s is over the {limit:g} s limit",
                                    f"ask for at most {limit:g} s (longer pieces: render parts and --continue them)")
     return float(duration)
 

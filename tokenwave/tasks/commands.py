@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 console = Console()
 
@@ -26,6 +27,20 @@ def _write_output(result, out: Path) -> None:
                   + (f"; tags: {', '.join(meta['tags'])}" if meta.get("tags") else "")
                   + (f"; accent: {meta['accent']} ({_ACCENT_FROM.get(meta.get('accent_from'), '')})"
                      if meta.get("accent") else ""))
+
+
+def _generate(task, prompt: str, duration: float, sampling, **kwargs):
+    """``task.generate(prompt, duration, sampling, **kwargs)`` under a progress bar over the seconds made (per token-LM
+    step, per flow window: long pieces slide windows past the trained length)."""
+    fps = task.frame_rate
+    with Progress(TextColumn(f"{task.task}"), BarColumn(), TextColumn("{task.completed:.1f}/{task.total:.1f} s"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True) as bar:
+        job = bar.add_task(task.task, total=max(float(duration), 0.0))
+
+        def told(done: int, total: int) -> None:
+            bar.update(job, completed=done / fps, total=total / fps)
+
+        return task.generate(prompt, duration, sampling, progress=told, **kwargs)
 
 
 _ACCENT_FROM = {"given": "as asked", "voice name": "the voice's own", "prompt": "detected in the voice prompt"}
@@ -89,7 +104,8 @@ def tts(
 def music(
     prompt: str = typer.Argument("", help='What to play, e.g. "lively irish fiddle reel in D major".'),
     out: Path = typer.Option(Path("music.wav"), "--out", "-o", help="Audio file to write (.wav, .flac, .ogg)."),
-    duration: float = typer.Option(10.0, help="Seconds to render (up to 60)."),
+    duration: float = typer.Option(10.0, help="Seconds to render (up to 300: past the trained window, windows "
+                                                  "continue each other)."),
     melody: Optional[Path] = typer.Option(None, help="A tune to follow: a MIDI file or a recording."),
     continue_from: Optional[Path] = typer.Option(None, "--continue", help="A clip to continue from its end."),
     model: Optional[Path] = typer.Option(None, help="Music checkpoint folder (default: checkpoints/music)."),
@@ -102,17 +118,17 @@ def music(
     """Render music from a text prompt (genre, instrument, tempo, key), optionally following a melody."""
     from tokenwave.tasks import load_task
 
-    result = load_task("music", model, generator=generator).generate(
-        prompt, duration, _sampling(seed, temperature, top_k, top_p, cfg, steps, solver, cfg_until),
-        melody=str(melody) if melody else None, continue_from=str(continue_from) if continue_from else None,
-        watermark=watermark)
+    result = _generate(load_task("music", model, generator=generator), prompt, duration,
+                       _sampling(seed, temperature, top_k, top_p, cfg, steps, solver, cfg_until),
+                       melody=str(melody) if melody else None,
+                       continue_from=str(continue_from) if continue_from else None, watermark=watermark)
     _write_output(result, out)
 
 
 def sfx(
     prompt: str = typer.Argument("", help='The sound, e.g. "heavy rain on a tin roof with distant thunder".'),
     out: Path = typer.Option(Path("sfx.wav"), "--out", "-o", help="Audio file to write (.wav, .flac, .ogg)."),
-    duration: float = typer.Option(5.0, help="Seconds to render (up to 60)."),
+    duration: float = typer.Option(5.0, help="Seconds to render (up to 300)."),
     model: Optional[Path] = typer.Option(None, help="Sound-effects checkpoint folder (default: checkpoints/sfx)."),
     generator: Optional[str] = _GENERATOR,
     seed: int = _SEED, temperature: Optional[float] = _TEMP, top_k: Optional[int] = _TOPK, top_p: Optional[float] = _TOPP,
@@ -123,8 +139,8 @@ def sfx(
     """Render a sound effect from a text prompt."""
     from tokenwave.tasks import load_task
 
-    result = load_task("sfx", model, generator=generator).generate(
-        prompt, duration, _sampling(seed, temperature, top_k, top_p, cfg, steps, solver, cfg_until), watermark=watermark)
+    result = _generate(load_task("sfx", model, generator=generator), prompt, duration,
+                       _sampling(seed, temperature, top_k, top_p, cfg, steps, solver, cfg_until), watermark=watermark)
     _write_output(result, out)
 
 

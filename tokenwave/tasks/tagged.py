@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from itertools import chain
@@ -24,7 +24,7 @@ import torch
 from tokenwave.codec import load_codec
 from tokenwave.conditioning import Conditioning
 from tokenwave.conditioning.melody import NO_PITCH, fit_length, load_melody, pitch_classes
-from tokenwave.errors import InvalidArgumentError
+from tokenwave.errors import AudioFileError, AudioNotFoundError, InvalidArgumentError
 from tokenwave.lm.generate import long_windows
 from tokenwave.lm.sampling import SamplingParams
 from tokenwave.models.folder import folder_decoder, read_generators
@@ -189,7 +189,14 @@ class TaggedTask:
                                        "conditioning",
                                        f"leave out --melody, or train one with `tokenwave train {g.kind} --melody`")
         if isinstance(melody, (str, os.PathLike)):
-            ids = load_melody(melody, self.frame_rate)
+            try:
+                ids = load_melody(melody, self.frame_rate)
+            except AudioFileError as err:
+                if isinstance(err, AudioNotFoundError):
+                    raise
+                raise InvalidArgumentError(f"the melody {melody} is neither a MIDI file nor audio that can be read "
+                                           f"({err.message})", "pass a .mid/.midi file or a recording (wav, flac, "
+                                           "ogg, mp3)") from None
         elif isinstance(melody, torch.Tensor):
             ids = melody.long()
         else:
@@ -290,19 +297,27 @@ class TaggedTask:
 
     @torch.no_grad()
     def generate(self, prompt: str, duration: float = 5.0, sampling: Sampling | None = None, melody=None,
-                 continue_from=None, watermark: bool = True, generator: str | None = None) -> GeneratedAudio:
+                 continue_from=None, watermark: bool = True, generator: str | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> GeneratedAudio:
         """Render ``duration`` seconds for ``prompt`` (see :meth:`prepare`; with ``continue_from`` the output holds
         the new audio only). The token LM's codes come from :meth:`codes`, as a stream's do, and are decoded in one
-        piece."""
+        piece. ``progress(done, total)``, if given, is told the new frames made so far (per LM step, per flow
+        window)."""
         req = self.prepare(prompt, duration, sampling, melody, continue_from, generator)
         g = req.generator
         if g.kind == "lm":
-            codes = torch.cat([*([] if req.context is None else [req.context[0]]), *self.codes(req)], -1)
+            new, done = [], 0
+            for c in self.codes(req):
+                new.append(c)
+                done += c.shape[-1]
+                if progress is not None:
+                    progress(done, req.frames)
+            codes = torch.cat([*([] if req.context is None else [req.context[0]]), *new], -1)
             # the continued clip's context frames are decoded with the new ones (the decoder's state runs across the
             # seam), then cut: the output holds the new audio only
             wav = self.decoder_for(g).decode(codes[None])[0, 0].numpy()[(req.total - req.frames) * self.codec.hop:]
         else:
-            wav = self._render_flow(req)
+            wav = self._render_flow(req, progress)
         meta = {"task": self.task, "prompt": prompt, "tags": req.tags, "duration": float(duration),
                 "model": str(g.folder), "generator": g.kind,
                 "melody": melody if isinstance(melody, str) else (None if melody is None else "<array>"),
@@ -318,12 +333,15 @@ class TaggedTask:
             cond.frames = g.melody(full[None])
         return cond
 
-    def _render_flow(self, req: TaggedRequest) -> np.ndarray:
+    def _render_flow(self, req: TaggedRequest, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         from tokenwave.flow.sample import decode_long, sample_long
 
         g = req.generator
         window, overlap = self.flow_window_overlap(g)
-        z = sample_long(g.model, req.total, window, overlap, req.cond, req.sampling.flow_params(), prompt=req.context)
+        have = req.total - req.frames  # the continued clip's frames
+        told = None if progress is None else (lambda done: progress(max(done - have, 0), req.frames))
+        z = sample_long(g.model, req.total, window, overlap, req.cond, req.sampling.flow_params(), prompt=req.context,
+                        progress=told)
         wav = decode_long(self.decoder_for(g), z, window, overlap)[0, 0].numpy()
         return wav[(req.total - req.frames) * self.codec.hop:]
 

@@ -1,0 +1,142 @@
+"""Long music and sound effects by sliding windows on tiny random models: the asked duration exactly, the same seed
+the same audio, a stream equal to the offline file across many windows (offline and on the server), progress told
+in order; and bad input (an empty or 10,000-character prompt, a melody that is neither audio nor MIDI, a duration of
+0 or 3 hours) refused with the limit and the fix on the Python API and the server (HTTP and WebSocket; the CLI's
+cases are in tests/test_tasks.py)."""
+import json
+
+import httpx
+import numpy as np
+import pytest
+
+import task_models as tm
+from test_serve import Running
+from test_serve import stream as ws_stream
+from tokenwave.errors import InvalidArgumentError
+from tokenwave.serve.audio import pcm16
+from tokenwave.tasks import MAX_DURATION, Pipeline, Sampling, load_task
+
+ws_client = pytest.importorskip("websockets.sync.client")
+LONG = 4.0  # seconds: 300 frames, about ten windows of the tiny token LM (40 frames) and six of the flow model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    codec = tm.tiny_codec()
+    root = tmp_path_factory.mktemp("models")
+    (root / "sfx").mkdir()
+    (root / "music").mkdir()
+    tm.tagged_model(root / "sfx", codec, melody=False)
+    tm.tagged_model(root / "music", codec, melody=True, domain="music", flow=True)
+    return root, codec
+
+
+@pytest.fixture(scope="module")
+def server(models):
+    from tokenwave.serve.service import ServeConfig, Service
+
+    root, codec = models
+    svc = Service({"music": root / "music", "sfx": root / "sfx"}, codec,
+                  ServeConfig(max_streams=2, max_duration=6.0, decode_frames=1, max_queue=0))
+    run = Running(svc)
+    yield run
+    run.stop()
+
+
+@pytest.mark.parametrize("generator", ["lm", "flow"])
+def test_long_pieces_have_the_asked_duration_and_the_seed_decides(models, generator):
+    root, codec = models
+    music = load_task("music", root / "music", codec, generator=generator)
+    sampling = dict(steps=3) if generator == "flow" else {}
+    told = []
+    a = music.generate("a reel", LONG, Sampling(seed=1, **sampling), watermark=False,
+                       progress=lambda done, total: told.append((done, total)))
+    frames = round(LONG * music.frame_rate)
+    assert len(a.wav) == frames * codec.hop == int(LONG * codec.sample_rate)
+    window = music.window if generator == "lm" else music.flow_window_overlap(music.generators["flow"])[0]
+    assert window * 3 < frames  # many windows
+    # progress: told in order, ending at the whole piece
+    dones = [d for d, _ in told]
+    assert dones == sorted(dones) and dones[-1] == frames and {t for _, t in told} == {frames}
+    assert len(told) >= (frames if generator == "lm" else 4)
+    b = music.generate("a reel", LONG, Sampling(seed=1, **sampling), watermark=False)
+    c = music.generate("a reel", LONG, Sampling(seed=2, **sampling), watermark=False)
+    assert np.array_equal(a.wav, b.wav) and not np.array_equal(a.wav, c.wav)
+    # the windows past the first differ from one another: no window repeats the one before it
+    hop = window * codec.hop
+    assert not np.allclose(a.wav[hop: 2 * hop], a.wav[2 * hop: 3 * hop])
+    odd = music.generate("a reel", 2.37, Sampling(seed=1, **sampling), watermark=False)
+    assert len(odd.wav) == round(2.37 * music.frame_rate) * codec.hop
+
+
+def test_long_stream_equals_the_offline_file(models):
+    root, codec = models
+    sfx = load_task("sfx", root / "sfx", codec)
+    chunks = list(sfx.stream("heavy rain", LONG, Sampling(seed=4)))
+    assert len(chunks) > 100  # decoded as the frames come, window after window
+    wav = np.concatenate(chunks)
+    file = sfx.generate("heavy rain", LONG, Sampling(seed=4), watermark=False).wav
+    assert len(wav) == len(file) and np.abs(np.clip(wav, -1, 1) - file).max() < 1e-5
+
+
+def test_server_streams_a_long_piece_like_the_offline_file_with_progress_in_order(server):
+    for task in ("music", "sfx"):
+        events, audio, *_ = ws_stream(server.ws, {"task": task, "prompt": "heavy rain", "duration": LONG, "seed": 3})
+        kinds = [e["type"] for e in events]
+        assert kinds[0] == "started" and kinds[-1] == "done" and set(kinds[1:-1]) == {"progress"}, kinds
+        told = [e["audio_seconds"] for e in events if e["type"] == "progress"]
+        assert told == sorted(told) and len(told) >= 7 and 0 < told[0] and told[-1] <= LONG
+        assert all(e["total_seconds"] == LONG for e in events if e["type"] == "progress")
+        assert events[-1]["audio_seconds"] == LONG
+        ref = server.service.tasks[task].generate("heavy rain", LONG, Sampling(seed=3), generator="lm").wav
+        got = np.frombuffer(audio, dtype="<i2")
+        assert len(got) == len(ref) and np.abs(got.astype(np.int32) - np.frombuffer(pcm16(ref), "<i2")).max() <= 2
+    r = httpx.post(server.http + "/v1/music", json={"prompt": "a reel", "duration": LONG, "seed": 3}, timeout=120)
+    assert r.status_code == 200 and float(r.headers["x-audio-seconds"]) == LONG
+    schema = httpx.get(server.http + "/openapi.json").json()["components"]["schemas"]
+    assert schema["TaggedFileRequest"]["properties"]["duration"]["maximum"] == 6.0
+    assert httpx.get(server.http + "/v1/models").json()["tasks"]["music"]["max_duration"] == 6.0
+
+
+def test_bad_input_on_the_python_api(models, tmp_path):
+    root, codec = models
+    pipe = Pipeline({"music": root / "music", "sfx": root / "sfx"}, codec)
+    junk = tmp_path / "notes.txt"
+    junk.write_text("not a tune")
+    fake = tmp_path / "tune.mid"
+    fake.write_bytes(b"MThd but nothing more")
+    cases = [(dict(prompt=""), "the prompt is empty"), (dict(prompt="   "), "the prompt is empty"),
+             (dict(prompt="x" * 10_000), "the prompt has 10000 characters, over the 500 limit"),
+             (dict(duration=0), f"duration must be positive (over 0 s, at most {MAX_DURATION:g} s), got 0"),
+             (dict(duration=3 * 3600), f"duration 10800 s is over the {MAX_DURATION:g} s limit"),
+             (dict(melody=str(junk)), "is neither a MIDI file nor audio"),
+             (dict(melody=str(fake)), "is neither a MIDI file nor audio")]
+    for kw, message in cases:
+        args = {"prompt": "a reel", "duration": 1.0, **kw}
+        with pytest.raises(InvalidArgumentError) as err:
+            pipe.music(args.pop("prompt"), **args)
+        assert message in str(err.value) and err.value.fix, (kw, str(err.value))
+    with pytest.raises(InvalidArgumentError, match="over the 300 s limit"):
+        pipe.sfx("rain", duration=3 * 3600)
+    with pytest.raises(InvalidArgumentError, match="the prompt is empty"):
+        pipe.sfx("", duration=1)
+
+
+BAD = [({"prompt": ""}, 422, "at least 1 character (the limit: 1 to 500 characters"),
+       ({"prompt": "   "}, 400, "the prompt is empty"),
+       ({"prompt": "x" * 10_000}, 422, "at most 500 characters (the limit: 1 to 500 characters"),
+       ({"duration": 0}, 422, "duration: Input should be greater than 0 (the limit: over 0 s, at most 6 s"),
+       ({"duration": 3 * 3600}, 422, "at most 6 s on this server"),
+       ({"duration": 100}, 400, "duration 100 s is over the 6 s limit"),
+       ({"melody": "tune.mid"}, 422, "a melody is taken by the CLI and the Python API only")]
+
+
+@pytest.mark.parametrize("change, status, message", BAD)
+def test_bad_input_on_the_server(server, change, status, message):
+    body = {"prompt": "a reel", "duration": 1.0, **change}
+    r = httpx.post(server.http + "/v1/music", json=body, timeout=30)
+    assert r.status_code == status and message in r.json()["error"], r.text
+    with ws_client.connect(server.ws) as ws:
+        ws.send(json.dumps({"task": "music", **body}))
+        event = json.loads(ws.recv(10))
+        assert event["type"] == "error" and event["status"] == status and message in event["error"], event
