@@ -92,7 +92,7 @@ def server(models):
     from tokenwave.serve.service import ServeConfig, Service
 
     root, codec = models
-    config = ServeConfig(max_streams=3, max_duration=3.0, decode_frames=1, max_body_bytes=300_000, consent_check=True,
+    config = ServeConfig(max_streams=3, max_duration=3.0, decode_frames=0, max_body_bytes=300_000, consent_check=True,
                          max_queue=0)  # no queue: a request over the limit is refused at once
     svc = Service({"tts": root / "tts", "music": root / "music", "sfx": root / "sfx"}, codec, config)
     run = Running(svc)

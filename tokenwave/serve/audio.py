@@ -3,9 +3,10 @@ streams interleave on one codec), the finishing chain (clip, chunk-wise watermar
 (PCM16, Ogg/Opus).
 
 Chunk sizes: the codec's streaming decoder gives the same audio for any chunking up to float rounding (~1e-7);
-``decode_frames=1`` pushes every step's frames on their own exactly as :meth:`tokenwave.tasks.TTS.stream` does, so
-the stream is bit-identical to the offline file; the default grows the chunk from 2 to 16 frames (27 -> 213 ms),
-which keeps the first audio early and costs a third of the decoder time per frame.
+the default grows the chunk from 2 to 16 frames (27 -> 213 ms) exactly as the offline decoding
+(:class:`tokenwave.tasks.sources.StepDecoder`) does, so a lone stream is bit-identical to the offline file; it keeps
+the first audio early and costs a third of the decoder time per frame. ``decode_frames=1`` decodes every step's
+frames on their own.
 """
 from __future__ import annotations
 
@@ -48,29 +49,6 @@ class DecoderState:
 
     def flush(self) -> np.ndarray:
         return self._run(lambda: self.codec.decoder.istft.flush())
-
-
-class Chunker:
-    """Gathers frames into decode chunks: ``fixed`` frames each, or (``fixed=0``) 2, 4, 8 then 16."""
-
-    def __init__(self, fixed: int = 0) -> None:
-        self.fixed, self.size, self.parts, self.n = fixed, fixed or 2, [], 0
-
-    def add(self, codes: torch.Tensor) -> torch.Tensor | None:
-        self.parts.append(codes)
-        self.n += codes.shape[-1]
-        if self.n < self.size:
-            return None
-        return self.take()
-
-    def take(self) -> torch.Tensor | None:
-        if not self.n:
-            return None
-        out = self.parts[0] if len(self.parts) == 1 else torch.cat(self.parts, -1)
-        self.parts, self.n = [], 0
-        if not self.fixed:
-            self.size = min(16, self.size * 2)
-        return out
 
 
 class Finisher:

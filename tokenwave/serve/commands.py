@@ -22,7 +22,7 @@ def serve(
                                   "beyond: 503 / close 1013."),
     max_duration: float = typer.Option(300.0, min=0.5, max=300.0, help="Longest music/sfx request (s)."),
     decode_frames: int = typer.Option(0, min=0, max=64, help="Frames per decode chunk (0 = 2..16 growing; "
-                                      "1 = bit-identical to the offline files)."),
+                                      "bit-identical to the offline files; 1 = each step alone)."),
     api_key: Optional[str] = typer.Option(None, envvar="TOKENWAVE_API_KEY",
                                           help="Require this key (comma-separated for several; env TOKENWAVE_API_KEY)."),
     rate_limit: float = typer.Option(0.0, min=0.0, help="Requests a minute per key or client (0 = unlimited)."),

@@ -25,10 +25,11 @@ import torch
 from tokenwave.errors import InvalidArgumentError, TokenwaveError
 from tokenwave.conditioning import Conditioning
 from tokenwave.lm.sampling import SamplingParams
-from tokenwave.serve.audio import Chunker, DecoderState, Finisher
+from tokenwave.serve.audio import DecoderState, Finisher
 from tokenwave.serve.capacity import task_capacity
 from tokenwave.serve.engine import BatchEngine, Job
 from tokenwave.tasks.base import MissingModelError, Sampling
+from tokenwave.tasks.sources import Chunker
 from tokenwave.tasks.tts import UnknownVoiceError
 
 log = logging.getLogger("tokenwave.serve")
@@ -103,7 +104,7 @@ class ServeConfig:
     max_text_chars: int = 1000
     max_body_bytes: int = 2_000_000
     max_prompt_audio_seconds: float = 30.0
-    decode_frames: int = 0         # frames per decode chunk; 0 = 2, 4, 8 then 16; 1 = bit-identical to offline
+    decode_frames: int = 0         # frames per decode chunk; 0 = 2, 4, 8 then 16, bit-identical to offline
     ahead_seconds: float = 3.0     # audio a stream may run ahead of its client before it is parked
     api_keys: tuple[str, ...] = ()
     rate_limit: float = 0.0        # requests per minute per key (0 = none)
