@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tokenwave.nn.linear import Linear, packable, packed_linear
+from tokenwave.nn.linear import Linear, int8_linear, int8_pack, packable, packed_linear
 
 
 class CacheShape(Protocol):
@@ -57,6 +57,10 @@ class Attention(nn.Module):
         self.q = Linear(dim, dim, bias=False)
         self.kv = Linear(dim, 2 * dim, bias=False)
         self.out = Linear(dim, dim, bias=False)
+        self.qkv_int8 = None  # q, k, v in one int8 GEMM (set_precision "int8")
+
+    def use_int8(self, on: bool) -> None:
+        self.qkv_int8 = int8_pack(torch.cat([self.q.weight, self.kv.weight])) if on and not self.cross else None
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         B, L, D = x.shape
@@ -73,9 +77,11 @@ class Attention(nn.Module):
             q = self._split(self.q(x))
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
             return self.out(y.transpose(1, 2).reshape(x.shape))
-        if ctx is x and self.q.weight.dtype == torch.float32 and packable(x, 3 * x.shape[-1]):
+        fused_int8 = ctx is x and self.qkv_int8 is not None and not torch.is_grad_enabled()
+        if fused_int8 or (ctx is x and self.q.weight.dtype == torch.float32 and packable(x, 3 * x.shape[-1])):
             B, n, D = x.shape  # self-attention: one GEMM for q, k, v and one rotary call for q and k
-            qkv = packed_linear(self, x, (self.q.weight, self.kv.weight)).view(B, n, 3, self.heads, D // self.heads)
+            qkv = int8_linear(x, self.qkv_int8) if fused_int8 else packed_linear(self, x, (self.q.weight, self.kv.weight))
+            qkv = qkv.view(B, n, 3, self.heads, D // self.heads)
             qk, v = qkv[:, :, :2], qkv[:, :, 2].transpose(1, 2)
             if rope is not None:
                 qk = rotary(qk, rope[0][:, None, None], rope[1][:, None, None])

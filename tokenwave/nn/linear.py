@@ -1,17 +1,22 @@
 """``nn.Linear`` with oneDNN's prepacked fp32 GEMM at inference on CPU, and the packed GEMM itself for layers that fuse
-several weights into one call (attention's q, k, v)."""
+several weights into one call (attention's q, k, v); beside it an int8 path (:func:`set_precision`): weights
+quantized per output channel, activations per call, fbgemm's dynamic int8 GEMM."""
 from __future__ import annotations
 
+import warnings
 import weakref
 
 import torch
 from torch import nn
+
+from tokenwave.errors import InvalidArgumentError
 
 # oneDNN's prepacked fp32 GEMM: at inference on CPU it runs 2-3x faster than the default BLAS for more than one row on
 # some CPUs (AMD EPYC with MKL); one packed copy per weight, rebuilt when the weight changes (tracked by its version).
 _PACKED_OK = (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
               and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
 _PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> (weight versions, packed weight)
+PRECISIONS = ("fp32", "int8")
 
 
 def packable(x: torch.Tensor, rows_out: int) -> bool:
@@ -33,13 +38,55 @@ def packed_linear(owner: nn.Module, x: torch.Tensor, weights: tuple[torch.Tensor
     return torch.ops.mkldnn._linear_pointwise(x, hit[1], bias, "none", [], "")
 
 
+def int8_pack(weight: torch.Tensor, bias: torch.Tensor | None = None):
+    """``weight [out, in]`` (and ``bias [out]``) -> fbgemm's packed int8 copy: symmetric, one scale per output row."""
+    w = weight.detach().float()
+    scale = (w.abs().amax(1).clamp_min(1e-12) / 127).double()
+    with warnings.catch_warnings():  # quantized tensors are deprecated in torch.ao, still the packed GEMM's input
+        warnings.simplefilter("ignore", UserWarning)
+        q = torch.quantize_per_channel(w, scale, torch.zeros(len(scale), dtype=torch.long), 0, torch.qint8)
+    return torch.ops.quantized.linear_prepack(q, None if bias is None else bias.detach().float())
+
+
+def int8_linear(x: torch.Tensor, packed) -> torch.Tensor:
+    """``x [..., in]`` through an :func:`int8_pack` copy -> ``[..., out]`` float32: ``x`` quantized per call to 7 bits
+    (``reduce_range``, as ``torch.ao`` dynamic quantization does, so the int16 sums of AVX2 kernels cannot saturate)."""
+    return torch.ops.quantized.linear_dynamic(x, packed, True)
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` -> itself when it is one of :data:`PRECISIONS`, else an error naming them."""
+    if precision not in PRECISIONS:
+        raise InvalidArgumentError(f"unknown precision {precision!r}", f"use one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+def set_precision(module: nn.Module, precision: str) -> nn.Module:
+    """``module`` -> the same module, its :class:`Linear` layers (and attention's fused q, k, v) run at inference in
+    ``precision``: "fp32" (the weights as trained) or "int8" (a per-channel int8 copy beside each fp32 weight, which
+    stays for training and for "fp32"; a copy made before the weights change is stale: set the precision again)."""
+    check_precision(precision)
+    for m in module.modules():
+        if hasattr(m, "use_int8"):
+            m.use_int8(precision == "int8")
+    return module
+
+
 class Linear(nn.Linear):
-    """``nn.Linear`` (same parameters and state dict) that runs the packed oneDNN GEMM at inference on CPU in fp32."""
+    """``nn.Linear`` (same parameters and state dict) that runs the packed oneDNN GEMM at inference on CPU in fp32, or
+    its int8 copy once :func:`set_precision` asked for int8."""
+
+    int8 = None  # fbgemm's packed int8 weight (set_precision "int8")
+
+    def use_int8(self, on: bool) -> None:
+        self.int8 = int8_pack(self.weight, self.bias) if on else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.int8 is not None and not torch.is_grad_enabled():
+            return int8_linear(x, self.int8)
         if self.weight.dtype == torch.float32 and packable(x, self.out_features):
             return packed_linear(self, x, (self.weight,), self.bias)
         return super().forward(x)
 
 
-__all__ = ["Linear", "packable", "packed_linear"]
+__all__ = ["PRECISIONS", "Linear", "check_precision", "int8_linear", "int8_pack", "packable", "packed_linear", "set_precision"]

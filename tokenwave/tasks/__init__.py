@@ -32,10 +32,12 @@ def __getattr__(name: str):
 TASKS = ("tts", "music", "sfx")
 
 
-def load_task(task: str, model: str | os.PathLike | None = None, codec=None, generator: str | None = None):
+def load_task(task: str, model: str | os.PathLike | None = None, codec=None, generator: str | None = None,
+              precision: str | None = None):
     """One task's model: ``TTS`` for "tts", ``TaggedTask`` for "music" / "sfx" (``model``: its checkpoint folder,
     default ``checkpoints/<task>``; ``generator``: "lm" or "flow", default the task's own choice). Each has
-    ``.sample_rate`` and ``.generate_row(row, dataset, seed)``."""
+    ``.sample_rate`` and ``.generate_row(row, dataset, seed)``. ``precision``: the TTS token LM's ("fp32" or "int8";
+    None: the TTS default)."""
     from tokenwave.errors import InvalidArgumentError
 
     if task == "tts":
@@ -44,7 +46,9 @@ def load_task(task: str, model: str | os.PathLike | None = None, codec=None, gen
                                        "use --generator lm (the TTS model is a token LM)")
         from tokenwave.tasks.tts import TTS
 
-        return TTS(model, codec)
+        return TTS(model, codec) if precision is None else TTS(model, codec, precision=precision)
+    if task in ("music", "sfx") and precision not in (None, "fp32"):
+        raise InvalidArgumentError(f"precision {precision!r} is for text-to-speech only", "leave it out for music and sfx")
     if task in ("music", "sfx"):
         from tokenwave.tasks.tagged import TaggedTask
 

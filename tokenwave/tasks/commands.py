@@ -78,6 +78,9 @@ def tts(
     model: Optional[Path] = typer.Option(None, help="TTS checkpoint folder (default: checkpoints/tts)."),
     speed: float = typer.Option(1.0, help="Speaking rate (0.5-2)."),
     generator: Optional[str] = typer.Option(None, help="Generator: lm (token-AR; the only one for speech)."),
+    precision: Optional[str] = typer.Option(None, help="The token LM's weights at inference: fp32 (as trained) or "
+                                            "int8 (faster; its Whisper CER beside fp32's in benchmarks/results/"
+                                            "tts_precision.json). Default: the model's."),
     seed: int = _SEED, temperature: Optional[float] = _TEMP, top_k: Optional[int] = _TOPK, top_p: Optional[float] = _TOPP,
     cfg: Optional[float] = _CFG,
     watermark: bool = _WM,
@@ -92,7 +95,7 @@ def tts(
 
         console.print("\n".join(accents()))
         return
-    task = load_task("tts", model, generator=generator)
+    task = load_task("tts", model, generator=generator, precision=precision)
     if list_voices:
         console.print("\n".join(task.voices))
         return

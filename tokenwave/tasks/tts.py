@@ -25,12 +25,14 @@ from tokenwave.conditioning.speech import PROMPT_SECONDS
 from tokenwave.errors import AudioFileError, InvalidArgumentError, TokenwaveError
 from tokenwave.models.folder import folder_decoder, read_generators
 from tokenwave.models.tts import TTSFolder
+from tokenwave.nn import check_precision, set_precision
 from tokenwave.tasks.base import MAX_TEXT_CHARS, GeneratedAudio, Sampling, default_model_dir, finish
 from tokenwave.tasks.sources import CodeSource, Decoding, LMSource, StepDecoder
 
 MIN_PROMPT_SECONDS = 1.5
 PAUSE_SECONDS = 0.15   # silence between sentences
 EDGE_SECONDS = 0.01    # fade at each sentence's edges
+DEFAULT_PRECISION = "fp32"  # the token LM's linear layers (TTS precision)
 
 
 class UnknownVoiceError(TokenwaveError):
@@ -106,14 +108,17 @@ class TTS:
     task = "tts"
 
     def __init__(self, folder: str | os.PathLike | None = None, codec=None,
-                 decoder: str | os.PathLike | bool | None = None) -> None:
+                 decoder: str | os.PathLike | bool | None = None, precision: str = DEFAULT_PRECISION) -> None:
         """``decoder``: None decodes with the folder's own ``decoder/`` when it has one; a decoder folder (``tokenwave
-        train decoder``) decodes with that one instead; False with the codec's own decoder."""
+        train decoder``) decodes with that one instead; False with the codec's own decoder. ``precision``: the token
+        LM's linear layers at inference, "fp32" (as trained) or "int8" (per-channel int8 weights:
+        :func:`tokenwave.nn.set_precision`; speed and Whisper CER of each in benchmarks/results/tts.json)."""
+        self.precision = check_precision(precision)  # before the seconds of loading
         self.folder = default_model_dir("tts", folder)
         self.codec = codec if codec is not None else load_codec(None)
         saved = TTSFolder.load(self.folder, self.codec)  # refuses a codec other than the one it was trained on
         self.model, self.extra = saved.model, saved.extra
-        self.lm = self.model.lm
+        self.lm = set_precision(self.model.lm, precision)
         self.vocab = saved.phonemes
         self.phones = saved.phones  # aligned models
         if decoder is None:
@@ -343,7 +348,7 @@ class TTS:
         wav = np.concatenate(list(self.stream(text, voice, sampling, speed, consent_check, registry, info,
                                               prompt_text, accent)))
         meta = {"task": "tts", "text": text, "voice": voice if isinstance(voice, str) or voice is None else "<audio>",
-                **info, "model": str(self.folder), "generator": "lm", "speed": speed, **sampling.__dict__}
+                **info, "model": str(self.folder), "generator": "lm", "precision": self.precision, "speed": speed, **sampling.__dict__}
         return finish(wav, self.sample_rate, meta, watermark)
 
     def generate_row(self, row: dict, dataset: str | os.PathLike, seed: int = 0) -> np.ndarray:

@@ -1,0 +1,91 @@
+"""The int8 inference path (tokenwave.nn.set_precision, TTS(precision=...)): close to fp32, deterministic under a seed,
+reversible, and unknown precisions refused with the valid ones named."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tokenwave.conditioning import Conditioning
+from tokenwave.errors import InvalidArgumentError
+from tokenwave.lm.config import LMConfig
+from tokenwave.lm.generate import generate
+from tokenwave.lm.model import TokenLM
+from tokenwave.lm.sampling import SamplingParams
+from tokenwave.nn import PRECISIONS, Linear, set_precision
+
+V = 64
+
+
+def tiny(seed: int = 0) -> TokenLM:
+    torch.manual_seed(seed)
+    lm = TokenLM(LMConfig(K=4, codebook_size=V, pattern="delay", dim=64, depth=2, heads=4, max_len=128)).eval()
+    with torch.no_grad():  # weights of a trained scale (init's std 0.02 makes every logit ~0)
+        for p in lm.parameters():
+            if p.dim() == 2:
+                p.normal_(0, p.shape[-1] ** -0.5)
+    return lm
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def test_int8_linear_close_to_fp32_and_back_to_exact_fp32():
+    """Per-channel int8 weights and 7-bit activations: a dot product of 256 terms has a rounding error of about 1% of
+    its size (uniform noise of step / sqrt(12) on each operand, steps 1/127 of the row's and the input's range), so 3%
+    bounds it with margin; a broken path (wrong scales, a transposed weight, the bias lost) is off by ~100%."""
+    torch.manual_seed(0)
+    lin = Linear(256, 512).eval()
+    x = torch.randn(2, 5, 256)
+    with torch.no_grad():
+        ref = F.linear(x, lin.weight, lin.bias)
+        set_precision(lin, "int8")
+        got = lin(x)
+        assert got.shape == ref.shape and got.dtype == torch.float32
+        assert 1e-4 < relative_error(got, ref) < 0.03  # int8 in use (not exact), and close
+        set_precision(lin, "fp32")
+        assert torch.allclose(lin(x), ref, atol=1e-5)
+    # training never sees the int8 copy: gradients flow to the fp32 weight
+    set_precision(lin, "int8")
+    lin(x).sum().backward()
+    assert lin.weight.grad is not None and torch.equal(lin(x.detach()).detach(), F.linear(x, lin.weight, lin.bias).detach())
+
+
+def test_int8_lm_logits_close_to_fp32():
+    """The LM's logits (every layer's rounding compounded over 2 blocks and the head): within 5% of the fp32 logits'
+    norm, and the most likely token the same in at least 90% of slots; a sampled token differs only where two logits
+    are within the error, which the CER comparison in benchmarks/tts.py measures on real speech."""
+    lm = tiny()
+    codes = torch.randint(0, V, (2, 4, 12))
+    cond = Conditioning(prefix=torch.randn(2, 3, 64))
+    with torch.no_grad():
+        ref, _ = lm(codes, cond)
+        got, _ = set_precision(copy.deepcopy(lm), "int8")(codes, cond)
+    assert got.shape == ref.shape
+    assert 1e-4 < relative_error(got, ref) < 0.05
+    assert (got.argmax(-1) == ref.argmax(-1)).float().mean() >= 0.9
+
+
+def test_int8_generation_shape_and_seed_determinism():
+    lm = set_precision(tiny(), "int8")
+    cond = Conditioning(prefix=torch.randn(1, 3, 64))
+    params = SamplingParams(seed=7, top_k=20, cfg_scale=2.0)
+    a, b = generate(lm, 10, cond, params), generate(lm, 10, cond, params)
+    assert a[0].shape == (4, 10) and a[0].dtype == torch.long and int(a[0].max()) < V
+    assert torch.equal(a[0], b[0])
+    assert not torch.equal(a[0], generate(lm, 10, cond, SamplingParams(seed=8, top_k=20, cfg_scale=2.0))[0])
+    back = set_precision(lm, "fp32")  # the fp32 path again: the same codes as a model never set to int8
+    assert torch.equal(generate(back, 10, cond, params)[0], generate(tiny(), 10, cond, params)[0])
+
+
+def test_unknown_precision_names_the_valid_ones():
+    assert PRECISIONS == ("fp32", "int8")
+    with pytest.raises(InvalidArgumentError, match=r"unknown precision 'bf16'.*fp32, int8"):
+        set_precision(tiny(), "bf16")
+    from tokenwave.tasks import load_task
+
+    with pytest.raises(InvalidArgumentError, match="unknown precision 'fp16'.*fp32, int8"):
+        load_task("tts", precision="fp16")
+    with pytest.raises(InvalidArgumentError, match="precision 'int8' is for text-to-speech only"):
+        load_task("music", precision="int8")
