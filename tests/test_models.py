@@ -261,3 +261,19 @@ def test_data_codec_hash(codec, tmp_path):
     assert data_codec_hash({"codec": "checkpoints/codec"}) == codec_folder_hash(default_checkpoint("codec"))
     assert data_codec_hash({"codec": str(tmp_path / "missing")}) is None and data_codec_hash({}) is None
     shutil.rmtree(tmp_path / "codec")
+
+
+def test_hf_codec_hash_is_stable_and_follows_the_weights(tmp_path):
+    """A Hugging Face codec folder hashes the same wherever it is loaded from, and differently once a weight moves."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    model = transformers.EncodecModel(transformers.EncodecConfig(
+        hidden_size=32, num_filters=4, num_residual_layers=1, codebook_size=1024, codebook_dim=32, num_lstm_layers=1,
+        target_bandwidths=[1.5, 3.0, 6.0], upsampling_ratios=[8, 5, 4, 2], sampling_rate=24000))
+    model.save_pretrained(tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    a, b = load_codec(tmp_path / "a"), load_codec(tmp_path / "b")
+    assert len(a.content_hash()) == 16 and a.content_hash() == b.content_hash()  # the path is not part of it
+    with torch.no_grad():
+        next(b.model.parameters()).add_(0.01)
+    assert a.content_hash() != b.content_hash()
