@@ -44,6 +44,7 @@ from tokenwave.codec import load_codec  # noqa: E402
 from tokenwave.codec.streaming import StreamingDecoder, StreamingEncoder  # noqa: E402
 from tokenwave.data.manifest import audio_path, read_manifest  # noqa: E402
 from tokenwave.errors import DatasetError, TokenwaveError  # noqa: E402
+from tokenwave.eval.asr import normalize_text  # noqa: E402
 from tokenwave.eval.judges import load_whisper  # noqa: E402
 from tokenwave.eval.fidelity import fidelity  # noqa: E402
 from tokenwave.eval.opus import APPLICATION, VBR, opus_roundtrip  # noqa: E402
@@ -245,8 +246,9 @@ REAL_DOMAINS = {d: f"real-{d}" for d in DOMAINS}  # domain -> dataset folder und
 
 
 def run_whisper(codec, folder: Path, rows: list[dict]) -> dict:
-    """Whisper tiny.en CER/WER of English test utterances (whole clips) as recorded and after every system: means
-    over the clips, and each system's CER over the recording's."""
+    """Whisper tiny.en CER/WER of English test utterances (whole clips) as recorded and after every system: corpus
+    rates (all edits over all reference characters / words), per-clip CERs and their mean, and each system's corpus
+    CER over the recording's."""
     judge = load_whisper(THREADS)
     scores: dict[str, list[dict]] = {}
     with progress_bar("whisper on real speech", len(rows), "clips") as bar:
@@ -256,10 +258,15 @@ def run_whisper(codec, folder: Path, rows: list[dict]) -> dict:
             for name, y in versions.items():
                 scores.setdefault(name, []).append(judge.score(y, SR, r["text"]))
             bar.advance()
+    chars = np.array([len(normalize_text(r["text"])) for r in rows], dtype=float)
+    words = np.array([len(normalize_text(r["text"]).split()) for r in rows], dtype=float)
     out = {"judge": judge.name, "clips": len(rows), "clip_ids": [r["id"] for r in rows],
            "seconds": float(sum(r["duration"] for r in rows)),
-           "cer": {k: float(np.mean([v["cer"] for v in vs])) for k, vs in scores.items()},
-           "wer": {k: float(np.mean([v["wer"] for v in vs])) for k, vs in scores.items()}}
+           # corpus rates: every clip's edits over all reference characters (words), as ASR results are reported
+           "cer": {k: float(np.dot([v["cer"] for v in vs], chars) / chars.sum()) for k, vs in scores.items()},
+           "wer": {k: float(np.dot([v["wer"] for v in vs], words) / words.sum()) for k, vs in scores.items()},
+           "cer_mean_per_clip": {k: float(np.mean([v["cer"] for v in vs])) for k, vs in scores.items()},
+           "cer_per_clip": {k: [v["cer"] for v in vs] for k, vs in scores.items()}}
     out["cer_over_original"] = {k: ratio(v, out["cer"]["original"]) for k, v in out["cer"].items() if k != "original"}
     return out
 
