@@ -45,7 +45,8 @@ def eval_tts(
     limit: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N clips."),
     seed: int = typer.Option(0, help="Random seed (item i uses seed + i)."),
 ) -> None:
-    """CER/WER (PocketSphinx), DNSMOS and speaker similarity of generated speech; the engine's own speech as floor."""
+    """CER/WER (Whisper tiny.en; PocketSphinx beside it), DNSMOS and speaker similarity (Resemblyzer; the project's
+    own encoder beside it) of generated speech; the engine's own speech as floor."""
     from tokenwave.eval.suite import evaluate_tts  # lazy: keeps --help free of torch
     from tokenwave.tasks import load_task  # lazy: keeps --help free of torch
 

@@ -22,9 +22,10 @@ from tokenwave.codec import load_codec
 from tokenwave.data.align import dataset_alignments
 from tokenwave.data.manifest import audio_path, read_manifest
 from tokenwave.errors import DatasetError
-from tokenwave.eval.asr import cer, transcribe, wer
+from tokenwave.eval.asr import cer, transcribe
 from tokenwave.eval.clap import load_clap
 from tokenwave.eval.fidelity import fidelity
+from tokenwave.eval.judges import load_resemblyzer, load_whisper
 from tokenwave.eval.melody import chroma_cosine
 from tokenwave.eval.mos import dnsmos
 from tokenwave.eval.report import write_report
@@ -109,12 +110,15 @@ def evaluate_codec(model: str | os.PathLike | None, data: Path, out: Path, kbps:
 
 
 def _content_scores(row: dict, wavs: dict[str, np.ndarray], sr: int) -> dict:
-    """CER/WER (speech with text) or tag predictions (music/sfx) of each named waveform."""
+    """CER/WER (speech with text: Whisper tiny.en, third-party; PocketSphinx's CER beside it as a second opinion) or
+    tag predictions (music/sfx) of each named waveform."""
     out = {}
     if row["domain"] == "speech" and row.get("text"):
+        whisper = load_whisper()
         for name, wav in wavs.items():
-            hyp = transcribe(wav, sr)
-            out[f"{name}_cer"], out[f"{name}_wer"] = cer(row["text"], hyp), wer(row["text"], hyp)
+            heard = whisper.score(wav, sr, row["text"])
+            out[f"{name}_cer"], out[f"{name}_wer"] = heard["cer"], heard["wer"]
+            out[f"{name}_cer_pocketsphinx"] = cer(row["text"], transcribe(wav, sr))
     elif row["domain"] in ("music", "sfx"):
         tagger = load_tagger()
         wanted = content_labels(row)
@@ -136,7 +140,7 @@ def evaluate_tts(task: Task, data: Path, out: Path, split: str = "test", limit: 
     folder it came from, named in the report (None: the shipped one)."""
     seed_everything(seed)
     sr = task.sample_rate
-    spk = load_speaker_encoder()
+    spk, whisper, resemblyzer = load_speaker_encoder(), load_whisper(), load_resemblyzer()
     rows = _rows(data, split, limit, need="text")
 
     alignments = dataset_alignments(data)  # if aligned, a phone-informed decoder's codec floor is decoded with them
@@ -152,16 +156,22 @@ def evaluate_tts(task: Task, data: Path, out: Path, split: str = "test", limit: 
             if hasattr(task, "resynthesize"):
                 systems.append(("codec", task.resynthesize(ref, alignments.get(row["id"]))))
             for name, wav in systems:
-                hyp = transcribe(wav, sr)
-                item[f"{name}_transcript"] = hyp
-                item[f"{name}_cer"], item[f"{name}_wer"] = cer(row["text"], hyp), wer(row["text"], hyp)
+                heard = whisper.score(wav, sr, row["text"])  # the headline words: a third-party judge
+                item[f"{name}_transcript"] = heard["heard"]
+                item[f"{name}_cer"], item[f"{name}_wer"] = heard["cer"], heard["wer"]
+                hyp = transcribe(wav, sr)  # PocketSphinx: a second opinion
+                item[f"{name}_cer_pocketsphinx"] = cer(row["text"], hyp)
                 item.update({f"{name}_dnsmos_{k}": v for k, v in dnsmos(wav, sr).items()})
             e_gen, e_ref = spk.embed(gen, sr), spk.embed(ref, sr)
-            item["generated_speaker_sim"] = float(e_gen @ e_ref)
+            r_gen, r_ref = resemblyzer.embed(gen, sr), resemblyzer.embed(ref, sr)
+            item["generated_speaker_sim"] = float(r_gen @ r_ref)  # Resemblyzer: third-party
+            item["generated_speaker_sim_own"] = float(e_gen @ e_ref)  # the project's speaker encoder: in-domain
             if other is not None:
-                e_other = spk.embed(load_audio(audio_path(data, other), sr)[0], sr)
-                item["generated_other_speaker_sim"] = float(e_gen @ e_other)
-                item["reference_other_speaker_sim"] = float(e_ref @ e_other)
+                o_wav = load_audio(audio_path(data, other), sr)[0]
+                r_other, e_other = resemblyzer.embed(o_wav, sr), spk.embed(o_wav, sr)
+                item["generated_other_speaker_sim"] = float(r_gen @ r_other)
+                item["reference_other_speaker_sim"] = float(r_ref @ r_other)
+                item["generated_other_speaker_sim_own"] = float(e_gen @ e_other)
             items.append(item)
             _save(out, "generated", row, gen, sr)
             _save(out, "reference", row, ref, sr)
@@ -178,13 +188,14 @@ def evaluate_tts(task: Task, data: Path, out: Path, split: str = "test", limit: 
     if "codec resynthesis" in summary and r.get("cer"):
         summary["codec resynthesis"]["cer_over_engine"] = round(summary["codec resynthesis"]["cer"] / r["cer"], 4)
     eer = spk_validation(spk)
-    notes = [f"CER/WER: PocketSphinx on normalised text; the engine's own speech scores {r.get('cer', float('nan')):.3f} "
-             f"CER under the same recogniser (the floor; target: generated within 1.2x of it, here {ratio:.2f}x). "
-             "The codec resynthesis (the engine's speech encoded and decoded at the model's bitrate) bounds what a "
-             "generator on these codes can reach.",
-             "DNSMOS (1-5): P.835 ovrl/sig/bak and P.808, predicted by Microsoft's DNSMOS ONNX models.",
-             f"speaker_sim: cosine of the output to the reference clip of the prompted speaker; other_speaker_sim: to a "
-             f"clip of another speaker. The speaker encoder's EER on held-out speakers is {eer}."]
+    notes = [f"CER/WER: Whisper tiny.en (faster-whisper, third-party) on normalised text; the engine's own speech "
+             f"scores {r.get('cer', float('nan')):.3f} CER under the same recogniser (generated: {ratio:.2f}x that). "
+             "cer_pocketsphinx: PocketSphinx, a second opinion. The codec resynthesis (the engine's speech encoded and "
+             "decoded at the model's bitrate) bounds what a generator on these codes can reach.",
+             "DNSMOS (1-5): P.835 ovrl/sig/bak and P.808, predicted by Microsoft's DNSMOS ONNX models (third-party).",
+             "speaker_sim: Resemblyzer (third-party) cosine of the output to the reference clip of the prompted "
+             "speaker; other_speaker_sim: to a clip of another speaker. *_own: the project's own speaker encoder "
+             f"(in-domain: trained on the project's renders; EER on held-out speakers {eer})."]
     meta = {"task": "tts", "model": str(model or "checkpoints/tts"), "data": str(data), "split": split,
             "items": len(items), "seed": seed}
     write_report(out, f"TTS eval: {data.name} ({split})", summary, items, examples, notes, meta)
