@@ -74,9 +74,19 @@ def test_function_local_imports_say_why():
             if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
             for node in ast.walk(fn):
-                if isinstance(node, (ast.Import, ast.ImportFrom)):
-                    here = lines[node.lineno - 1]
-                    above = lines[node.lineno - 2] if node.lineno > 1 else ""
-                    if "# lazy:" not in here and "# lazy:" not in above:
-                        bad.append(f"{path.relative_to(ROOT)}:{node.lineno}: {here.strip()}")
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and not _says_why(lines, node):
+                    bad.append(f"{path.relative_to(ROOT)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
     assert not bad, f"{len(bad)} function-local imports without '# lazy: <reason>':\n" + "\n".join(bad[:80])
+
+
+def _says_why(lines: list[str], node: ast.stmt) -> bool:
+    """The import's own lines, or the run of imports and comments just above it (one reason for a group), hold
+    ``# lazy:``."""
+    if any("# lazy:" in line for line in lines[node.lineno - 1: node.end_lineno]):
+        return True
+    i = node.lineno - 2
+    while i >= 0 and lines[i].strip().startswith(("from ", "import ", "#")):
+        if "# lazy:" in lines[i]:
+            return True
+        i -= 1
+    return False

@@ -169,9 +169,7 @@ def mean_interval(values: list[float]) -> dict:
 
 
 def _answer_model():
-    from pydantic import (
-        BaseModel,  # lazy: pydantic/fastapi/uvicorn, optional backends (the serve extra), only to serve the page
-    )
+    from pydantic import BaseModel  # lazy: pydantic and fastapi, optional backends (the serve extra), for the page
 
     class Answer(BaseModel):
         listener: str
@@ -183,10 +181,8 @@ def _answer_model():
 
 
 def make_app(test: ListeningTest):
-    from fastapi import (  # lazy: pydantic/fastapi/uvicorn, optional backends (the serve extra), only to serve the page
-        FastAPI,
-        HTTPException,
-    )
+    # lazy: fastapi, an optional backend (the serve extra), only to serve the page
+    from fastapi import FastAPI, HTTPException
     from fastapi.responses import FileResponse, HTMLResponse
 
     Answer = _answer_model()

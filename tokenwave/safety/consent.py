@@ -140,6 +140,7 @@ class VoiceRegistry:
     @property
     def encoder(self) -> SpeakerEmbedder:
         if self._encoder is None:
+            # lazy: the speaker encoder (torch) loads when a voice is checked, which keeps --help free of torch
             from tokenwave.eval.speaker import load_speaker_encoder
 
             self._encoder = load_speaker_encoder()

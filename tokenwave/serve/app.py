@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 
 import numpy as np
+import soundfile as sf
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -140,8 +141,6 @@ async def _too_large(limit: int, send) -> None:
 def decode_voice_audio(data: str, max_seconds: float, max_channels: int = 2) -> tuple[np.ndarray, int]:
     """base64 of an audio file -> (mono float32, sample rate); the header (rate, channels, length in seconds) is
     checked before anything is decoded."""
-    import soundfile as sf
-
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):

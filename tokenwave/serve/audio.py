@@ -14,9 +14,11 @@ import io
 import threading
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from tokenwave.nn.streaming import StreamingModule
+from tokenwave.safety.watermark import WatermarkStream
 
 _DECODE_LOCK = threading.Lock()  # codec modules hold the state of whichever stream is decoding
 
@@ -56,8 +58,6 @@ class Finisher:
     watermark (:class:`~tokenwave.safety.watermark.WatermarkStream`, 20 ms latency), clip again."""
 
     def __init__(self, sample_rate: int, watermark: bool = True) -> None:
-        from tokenwave.safety.watermark import WatermarkStream
-
         self.wm = WatermarkStream(sample_rate) if watermark else None
 
     def push(self, x: np.ndarray) -> np.ndarray:
@@ -77,8 +77,6 @@ def pcm16(x: np.ndarray) -> bytes:
 
 def encode_file(wav: np.ndarray, sample_rate: int, fmt: str) -> tuple[bytes, str]:
     """A whole file: ``fmt`` "wav" (PCM16) or "ogg" (Opus) -> (bytes, media type)."""
-    import soundfile as sf
-
     buf = io.BytesIO()
     if fmt == "ogg":
         sf.write(buf, wav, sample_rate, format="OGG", subtype="OPUS")
@@ -92,8 +90,6 @@ class OpusStream:
     of every returned piece (and ``close()``) is one valid .ogg file."""
 
     def __init__(self, sample_rate: int) -> None:
-        import soundfile as sf
-
         self.buf = io.BytesIO()
         self.file = sf.SoundFile(self.buf, "w", samplerate=sample_rate, channels=1, format="OGG", subtype="OPUS")
         self.sent = 0

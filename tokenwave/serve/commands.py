@@ -35,12 +35,12 @@ def serve(
     log_level: str = typer.Option("info", help="uvicorn log level."),
 ) -> None:
     """Serve TTS, music and sound effects over HTTP and WebSocket, with a player page at /."""
-    import torch
+    import torch  # lazy: keeps --help free of torch
     import uvicorn
 
-    from tokenwave.codec import load_codec
+    from tokenwave.codec import load_codec  # lazy: keeps --help free of torch
     from tokenwave.errors import InvalidArgumentError
-    from tokenwave.serve.app import listen_socket, make_app
+    from tokenwave.serve.app import listen_socket, make_app  # lazy: keeps --help free of torch
     from tokenwave.serve.service import ServeConfig, Service
 
     names = [t.strip() for t in tasks.split(",") if t.strip()]

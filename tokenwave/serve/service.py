@@ -22,12 +22,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from tokenwave.errors import InvalidArgumentError, TokenwaveError
+from tokenwave.codec import load_codec
 from tokenwave.conditioning import Conditioning
+from tokenwave.errors import InvalidArgumentError, TokenwaveError
 from tokenwave.lm.sampling import SamplingParams
 from tokenwave.serve.audio import DecoderState, Finisher
 from tokenwave.serve.capacity import task_capacity
 from tokenwave.serve.engine import BatchEngine, Job
+from tokenwave.tasks import load_task
 from tokenwave.tasks.base import MissingModelError, Sampling
 from tokenwave.tasks.sources import Chunker
 from tokenwave.tasks.tts import UnknownVoiceError
@@ -129,9 +131,6 @@ class Service:
 
     def __init__(self, models: dict[str, str | os.PathLike | None], codec=None, config: ServeConfig | None = None,
                  registry=None) -> None:
-        from tokenwave.codec import load_codec
-        from tokenwave.tasks import load_task
-
         self.config = config or ServeConfig()
         self.codec = codec if codec is not None else load_codec(None)
         self.sample_rate = self.codec.sample_rate

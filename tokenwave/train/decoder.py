@@ -15,12 +15,17 @@ import torch
 import torch.nn.functional as F
 
 from tokenwave import SAMPLE_RATE
+from tokenwave.codec import load_codec
 from tokenwave.codec.decoders import load_decoder, save_decoder, voice_vector, with_phone_decoder
 from tokenwave.codec.losses import mel_distance, si_sdr
 from tokenwave.codec.model import Codec
+from tokenwave.conditioning.speech import PROMPT_SECONDS, alignment_inputs
+from tokenwave.data.align import read_alignments
 from tokenwave.data.loader import SegmentSampler
+from tokenwave.data.manifest import read_manifest
 from tokenwave.errors import InvalidArgumentError
 from tokenwave.paths import shown_path
+from tokenwave.progress import progress_bar
 from tokenwave.train.codec import CodecTrainConfig, reconstruction_losses
 from tokenwave.train.state import numpy_rng_state, set_numpy_rng_state
 from tokenwave.train.trainer import DistInfo, set_schedule_lr, wrap_ddp
@@ -30,8 +35,6 @@ class DecoderRecipe:
     def __init__(self, codec_folder: str, data: list[str], n_q: int, tcfg: CodecTrainConfig, info: DistInfo,
                  seed: int = 0, init: str | None = None, alignments: list[str] | None = None,
                  phone_dropout: float = 0.1, voice: bool = False) -> None:
-        from tokenwave.codec import load_codec
-
         codec = load_codec(codec_folder)
         if not isinstance(codec, Codec):
             raise InvalidArgumentError(f"{codec_folder} is not a tokenwave codec", "decoders are trained for tokenwave codecs")
@@ -44,8 +47,6 @@ class DecoderRecipe:
             raise InvalidArgumentError(f"phone_dropout must be within 0..1, got {phone_dropout}",
                                        "use e.g. 0.1: one item in ten is decoded without phones")
         if alignments:
-            from tokenwave.data.align import read_alignments
-
             for path in alignments:
                 self.alignments.update(read_alignments(path))
             if not self.alignments:
@@ -72,7 +73,6 @@ class DecoderRecipe:
                                        "pass the alignments.jsonl of the same dataset (tokenwave data align --data DATASET)")
         self.voice = voice
         if voice:  # each item is told the voice of another clip of its speaker, as TTS tells it its prompt's
-            from tokenwave.data.manifest import read_manifest
 
             self.speaker = {r["id"]: r.get("speaker") or r["id"] for d in data for r in read_manifest(d, "train")}
             self.voices = self._voice_vectors(self.train_data)
@@ -96,8 +96,6 @@ class DecoderRecipe:
 
     def _clip_frames(self, clip: str, frames: int) -> torch.Tensor | None:
         """A clip's frame inputs (``[3, >= frames]``), or None when it has no alignment."""
-        from tokenwave.conditioning.speech import alignment_inputs
-
         a = self.alignments.get(clip)
         if a is None:
             return None
@@ -124,14 +122,10 @@ class DecoderRecipe:
     @torch.no_grad()
     def _voice_of(self, wav: torch.Tensor) -> torch.Tensor:
         """``wav [1, 1, N]`` -> the voice vector of its first 3 s ``[1, latent_dim]`` (what TTS takes from a prompt)."""
-        from tokenwave.conditioning.speech import PROMPT_SECONDS
-
         n = min(wav.shape[-1], int(PROMPT_SECONDS * SAMPLE_RATE))
         return voice_vector(self.codec, self.codec.encode(wav[..., :n].to(self.info.device), self.n_q))
 
     def _voice_vectors(self, sampler: SegmentSampler) -> dict[str, torch.Tensor]:
-        from tokenwave.progress import progress_bar
-
         out = {}
         with progress_bar("voices", total=sum(map(len, sampler.ids.values())), unit="clips") as bar:
             for d in sampler.domains:

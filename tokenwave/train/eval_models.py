@@ -19,7 +19,10 @@ import torch
 from tokenwave.audio import load_audio
 from tokenwave.data.manifest import audio_path, read_manifest
 from tokenwave.errors import DatasetError, InvalidArgumentError
+from tokenwave.eval.clap import Clap, ClapConfig, retrieval_recall, text_tower
 from tokenwave.eval.encoder import RATE, EncoderConfig, LogMel
+from tokenwave.eval.speaker import SpeakerConfig, SpeakerEncoder, equal_error_rate
+from tokenwave.eval.tagger import DOMAIN_FIELDS, Tagger, TaggerConfig, row_labels, tag_accuracy
 from tokenwave.progress import progress_bar
 from tokenwave.train.state import numpy_rng_state, set_numpy_rng_state
 from tokenwave.train.trainer import DistInfo, set_schedule_lr
@@ -108,8 +111,6 @@ class EvalRecipe:
 
 class SpeakerRecipe(EvalRecipe):
     def __init__(self, data: Sequence[str], preset: EncoderConfig, tcfg: EvalTrainConfig, info: DistInfo, seed: int = 0) -> None:
-        from tokenwave.eval.speaker import SpeakerConfig, SpeakerEncoder
-
         super().__init__(tcfg, info, seed)
         self.train = MelBank(data, ["train"], preset)
         self.speakers = sorted({r["speaker"] for r in self.train.rows})
@@ -131,8 +132,6 @@ class SpeakerRecipe(EvalRecipe):
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        from tokenwave.eval.speaker import equal_error_rate
-
         self.model.eval()
         out = {}
         for name, bank in (("valid", self.valid), ("heldout", self.heldout)):
@@ -147,8 +146,6 @@ class SpeakerRecipe(EvalRecipe):
 
 class TaggerRecipe(EvalRecipe):
     def __init__(self, data: Sequence[str], preset: EncoderConfig, tcfg: EvalTrainConfig, info: DistInfo, seed: int = 0) -> None:
-        from tokenwave.eval.tagger import DOMAIN_FIELDS, Tagger, TaggerConfig, row_labels
-
         super().__init__(tcfg, info, seed)
         self.train = MelBank(data, ["train"], preset)
         labels = [row_labels(r) for r in self.train.rows]
@@ -168,8 +165,6 @@ class TaggerRecipe(EvalRecipe):
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        from tokenwave.eval.tagger import row_labels, tag_accuracy
-
         self.model.eval()
         out = {}
         for name, bank in (("valid", self.valid), ("test", self.test)):
@@ -183,8 +178,6 @@ class TaggerRecipe(EvalRecipe):
 
 class ClapRecipe(EvalRecipe):
     def __init__(self, data: Sequence[str], preset: EncoderConfig, tcfg: EvalTrainConfig, info: DistInfo, seed: int = 0) -> None:
-        from tokenwave.eval.clap import Clap, ClapConfig, text_tower
-
         super().__init__(tcfg, info, seed)
         has_caption = lambda r: bool(r.get("caption"))  # noqa: E731
         self.train = MelBank(data, ["train"], preset, keep=has_caption)
@@ -206,8 +199,6 @@ class ClapRecipe(EvalRecipe):
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        from tokenwave.eval.clap import retrieval_recall
-
         self.model.eval()
         out = {}
         for name, bank in (("valid", self.valid), ("test", self.test)):
