@@ -6,10 +6,11 @@ import pytest
 from tokenwave.eval.asr import cer, normalize_text, number_words, wer
 from tokenwave.eval.clap import retrieval_recall
 from tokenwave.eval.fidelity import mel_distance, si_sdr, stft_distance
+from tokenwave.eval.frechet import frechet_distance
 from tokenwave.eval.listen import mean_interval, wilson_interval
 from tokenwave.eval.melody import chroma_cosine
 from tokenwave.eval.speaker import equal_error_rate
-from tokenwave.eval.tagger import content_accuracy, content_labels, frechet_distance, tag_accuracy, tag_kl
+from tokenwave.eval.tagger import content_accuracy, content_labels, tag_accuracy, tag_kl
 
 SR = 24000
 

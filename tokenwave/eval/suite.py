@@ -25,6 +25,7 @@ from tokenwave.errors import DatasetError
 from tokenwave.eval.asr import cer, transcribe
 from tokenwave.eval.clap import load_clap
 from tokenwave.eval.fidelity import fidelity
+from tokenwave.eval.frechet import frechet_distance
 from tokenwave.eval.judges import load_resemblyzer, load_whisper
 from tokenwave.eval.melody import chroma_cosine
 from tokenwave.eval.mos import dnsmos
@@ -34,7 +35,6 @@ from tokenwave.eval.tagger import (
     DOMAIN_FIELDS,
     content_accuracy,
     content_labels,
-    frechet_distance,
     load_tagger,
     row_labels,
     tag_accuracy,

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import linalg
 from torch import nn
 
 from tokenwave.checkpoint import Checkpointable
@@ -151,15 +150,3 @@ def tag_kl(ref: list[dict[str, np.ndarray]], gen: list[dict[str, np.ndarray]], f
             p, q = p / p.sum(), q / q.sum()
             kls.append(float(np.sum(p * np.log(p / q))))
     return float(np.mean(kls))
-
-
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to embedding sets ``a [N, D]`` and ``b [M, D]`` (FAD when the
-    embeddings are an audio classifier's). 0 for identical sets; needs at least 2 items per set."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if len(a) < 2 or len(b) < 2:
-        raise ValueError("a Fréchet distance needs at least 2 embeddings per set")
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean = np.real(linalg.sqrtm(ca @ cb))
-    return float(max(0.0, np.sum((mu_a - mu_b) ** 2) + np.trace(ca + cb - 2 * covmean)))
