@@ -25,6 +25,7 @@ RTF on 1 thread <= 0.25 (wall and CPU time), first audio <= 150 ms. Writes bench
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -37,8 +38,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (REPO_ROOT, RESULTS_DIR, arg_parser, command_line, machine_info, ratio, repo_path,  # noqa: E402
-                    standard_error, target, write_result)
+from common import (REPO_ROOT, RESULTS_DIR, arg_parser, command_line, kept_targets, machine_info, ratio,  # noqa: E402
+                    repo_path, standard_error, target, write_result)
 
 from tokenwave.eval.judges import identify_speakers, load_resemblyzer, load_whisper  # noqa: E402
 from tokenwave.eval.mos import dnsmos  # noqa: E402
@@ -46,6 +47,8 @@ from tokenwave.eval.peers import ESPEAK_RATE, espeak_ng, load_piper  # noqa: E40
 from tokenwave.plots import save_figure  # noqa: E402
 from tokenwave.progress import progress_bar  # noqa: E402
 from tokenwave.tasks import Sampling, load_task  # noqa: E402
+from tokenwave.tasks.sources import StepDecoder  # noqa: E402
+from tokenwave.tasks.tts import DEFAULT_PRECISION  # noqa: E402
 
 SENTENCES = (
     "Maria bought 12 apples and 7 oranges at the market on Friday.",
@@ -82,6 +85,9 @@ SENTENCES = (
 #: What each held-out speaker says in its 3 s voice prompt (not one of the sentences above).
 PROMPT_TEXT = "The weather was calm, so we walked along the river for an hour."
 SYSTEMS = ("tokenwave", "tokenwave_cloned", "espeak-ng", "piper")
+#: --speed-only: tokenwave's set-ups, name -> (precision, decode_frames); the first is the baseline (fp32 as it was:
+#: every step's frames decoded on their own)
+SPEED_SETUPS = {"fp32_step_decoding": ("fp32", 1), "fp32": ("fp32", 0), "int8": ("int8", 0)}
 
 
 def check_unseen(sentences) -> bool | None:
@@ -136,12 +142,13 @@ def cpu_seconds() -> float:
     return time.process_time() + child.ru_utime + child.ru_stime
 
 
-def first_audio(tts, text: str, voice: str, seed: int) -> tuple[np.ndarray, float, float, float]:
-    """tokenwave's streamed speech of ``text``: (audio, seconds to the first non-empty chunk, total wall seconds,
-    CPU seconds)."""
+def first_audio(tts, text: str, voice: str, seed: int, decode_frames: int = 0) -> tuple[np.ndarray, float, float, float]:
+    """tokenwave's streamed speech of ``text`` (decoding ``decode_frames`` a call, 0 as ``TTS.stream`` does): (audio,
+    seconds to the first non-empty chunk, total wall seconds, CPU seconds)."""
     c0, t0 = cpu_seconds(), time.perf_counter()
     first, chunks = None, []
-    for chunk in tts.stream(text, voice, Sampling(seed=seed)):
+    decode = functools.partial(StepDecoder, decode_frames=decode_frames)
+    for chunk in tts.stream(text, voice, Sampling(seed=seed), decode=decode):
         if first is None and len(chunk):
             first = time.perf_counter() - t0
         chunks.append(chunk)
@@ -276,11 +283,18 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=None, help="sentences (default 30; quick 4)")
     parser.add_argument("--items-2-threads", type=int, default=None,
                         help="of them, how many are also timed on 2 threads (default 10; quick 2)")
+    parser.add_argument("--precision", default=None, help="tokenwave's precision (fp32, int8; default the TTS's)")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="time tokenwave's built-in voice only, in each set-up of SPEED_SETUPS (same sentences "
+                             "and seeds, interleaved), and rewrite the speed figures and targets of results/tts.json, "
+                             "keeping its quality ones")
     args = parser.parse_args()
     sentences = SENTENCES[: args.items or (4 if args.quick else len(SENTENCES))]
-    n2 = min(len(sentences), args.items_2_threads or (2 if args.quick else 10))
+    n2 = min(len(sentences), args.items_2_threads if args.items_2_threads is not None else (2 if args.quick else 10))
+    if args.speed_only:
+        return speed_only(args, sentences, n2)
     load_start = os.getloadavg()
-    tts = load_task("tts", args.model)
+    tts = load_task("tts", args.model, precision=args.precision)
     prompts = held_out_prompts()
     runs = {1: generate(tts, args.voice, prompts, sentences, 1, peers_too=True),
             2: generate(tts, args.voice, prompts, sentences[:n2], 2, peers_too=False)}
@@ -314,6 +328,58 @@ def main() -> None:
     summary = {s: {k: round(v, 3) for k, v in q[s].items() if isinstance(v, float)} for s in q}
     print(json.dumps({"targets": result["targets"], "quality": summary,
                       "rtf": {t: {s: (v or {}).get("rtf") for s, v in speeds[t].items()} for t in speeds}}, indent=1))
+
+
+def speed_only(args, sentences, n2: int) -> None:
+    """``--speed-only``: tokenwave's built-in voice in every set-up of :data:`SPEED_SETUPS`, on 1 thread (all
+    ``sentences``) and 2 threads (the first ``n2``), set-ups interleaved sentence by sentence: real-time factors (wall
+    and CPU time) and first audio of each, written beside the previous run's figures in results/tts.json
+    (``speed_by_setup``); the speed targets and ``speed``/``first_audio`` figures then hold the default set-up's."""
+    previous = json.loads((RESULTS_DIR / "tts.json").read_text())
+    load_start = os.getloadavg()
+    models = {name: load_task("tts", args.model, precision=prec) for name, (prec, _) in SPEED_SETUPS.items()}
+    by_setup: dict = {}
+    firsts: dict = {}
+    for threads, items in ((1, sentences), (2, sentences[:n2])):
+        if not items:  # --items-2-threads 0: the 2-thread figures and first audio stay the previous run's
+            continue
+        torch.set_num_threads(threads)
+        rows = {name: {"wav": [], "seconds": [], "cpu": [], "first": []} for name in SPEED_SETUPS}
+        for name, (_, frames) in SPEED_SETUPS.items():  # warm-up
+            first_audio(models[name], items[0], args.voice, 0, frames)
+        with progress_bar(f"speaking on {threads} thread(s)", total=len(items), unit="sentences") as bar:
+            for i, text in enumerate(items):
+                for name, (_, frames) in SPEED_SETUPS.items():
+                    wav, first, sec, cpu = first_audio(models[name], text, args.voice, i, frames)
+                    add(rows[name], wav, models[name].sample_rate, sec, cpu)
+                    rows[name]["first"].append(first)
+                bar.advance(1)
+        by_setup[str(threads)] = {name: {**speed(rows, name), "first_audio_median_ms":
+                                         1000 * statistics.median(rows[name]["first"])} for name in SPEED_SETUPS}
+        firsts[str(threads)] = {name: rows[name]["first"] for name in SPEED_SETUPS}
+    default = DEFAULT_PRECISION  # today's decoding in the TTS's default precision
+    figures = previous["figures"]
+    figures["speed_by_setup"] = {"setups": {n: {"precision": p, "decode_frames": f} for n, (p, f) in SPEED_SETUPS.items()},
+                                 "baseline": next(iter(SPEED_SETUPS)), "default": default, "sentences": len(sentences),
+                                 "sentences_2_threads": n2, **by_setup,
+                                 "load_average": {"start": load_start, "end": os.getloadavg(), "cores": os.cpu_count()},
+                                 "command": command_line(__file__)}
+    for t in by_setup:
+        figures["speed"].setdefault(t, {})["tokenwave"] = {k: v for k, v in by_setup[t][default].items()
+                                                          if k != "first_audio_median_ms"}
+    speed_names = ("tts_rtf_1_thread", "tts_rtf_1_thread_cpu_time", "tts_first_audio_ms_2_threads")
+    if "2" in by_setup:
+        fa = by_setup["2"][default]["first_audio_median_ms"]
+        figures["first_audio"] = {"seconds": firsts["2"][default], "median_ms": fa, "threads": 2}
+    else:
+        speed_names = speed_names[:2]
+    targets = kept_targets(previous, lambda t: t["name"] not in speed_names)
+    targets += [{**t, "command": command_line(__file__)} for t in (
+        target("tts_rtf_1_thread", by_setup["1"][default]["rtf"], "<=", 0.25),
+        target("tts_rtf_1_thread_cpu_time", by_setup["1"][default]["rtf_cpu"], "<=", 0.25),
+        *([target("tts_first_audio_ms_2_threads", fa, "<=", 150.0)] if "2" in by_setup else []))]
+    result = write_result("tts", previous["command"], targets, figures, previous.get("quick", False), machine_info())
+    print(json.dumps({"targets": result["targets"], "speed_by_setup": by_setup}, indent=1))
 
 
 if __name__ == "__main__":
