@@ -383,6 +383,49 @@ def eval_validation(name: str, rows: list[tuple[str, tuple[str, ...], Callable[[
     return render
 
 
+PROFILE_PARTS = {"frontend": "front-end: sentences, espeak-ng phonemes and timing", "lm_transformer":
+                 "token LM: layer norms, residuals, GELU", "lm_attention": "token LM: attention (rotary, KV cache, "
+                 "scaled dot-product)", "lm_linears": "token LM: linear layers (q/k/v, out, MLP)", "lm_heads":
+                 "token LM: the K output heads", "lm_sampling": "token LM: sampling (top-k, draw)",
+                 "decoder": "codec decoder (phone-informed, streaming)", "other": "other (per-step Python, embedding, "
+                 "conditioning, fades)"}
+
+
+def tts_profile(src: Sources) -> str:
+    """benchmarks/tts_profile.py: each part's CPU-time real-time factor (and share) per set-up, one thread."""
+    runs = src.get("tts_profile", "figures.runs") or {}
+    names = [("fp32_step_decoding", "fp32, one decode per step (before)"), ("fp32", "fp32"), ("int8", "int8")]
+
+    def cell(name: str, part: str) -> str:
+        run = runs.get(name) or {}
+        return (f"{fmt((run.get('rtf_cpu_by_part') or {}).get(part))} "
+                f"({pct((run.get('share_by_part') or {}).get(part))})")
+
+    rows = [[label] + [cell(n, p) for n, _ in names] for p, label in PROFILE_PARTS.items()]
+    rows.append(["**total**"] + [f"**{fmt((runs.get(n) or {}).get('rtf_cpu'))}**" for n, _ in names])
+    prompt = src.get("tts_profile", "figures.recorded_prompt") or {}
+    n = len(src.get("tts_profile", "figures.sentences") or [])
+    return (f"CPU seconds per audio second on one thread (share of the total), {n} sentences of benchmarks/tts.py, "
+            "built-in voice, `python benchmarks/tts_profile.py`:\n\n"
+            + table(["part"] + [label for _, label in names], rows)
+            + f"\n\nOnce per recorded voice prompt (then cached): accent detection "
+            f"{fmt(prompt.get('accent_detection_seconds'))} CPU s, encoding {fmt(prompt.get('encode_seconds'))} CPU s.")
+
+
+def tts_precision(src: Sources) -> str:
+    """benchmarks/tts_precision.py: int8 against fp32, paired Whisper CER and one-thread CPU real-time factor."""
+    f = "figures"
+    q = src.get("tts_precision", f"{f}.quality") or {}
+    sp = src.get("tts_precision", f"{f}.speed") or {}
+    d = src.get("tts_precision", f"{f}.int8_minus_fp32_cer") or {}
+    rows = [[name, fmt((q.get(name) or {}).get("cer")), fmt((q.get(name) or {}).get("wer")),
+             fmt((sp.get(name) or {}).get("rtf_cpu"))] for name in ("fp32", "int8")]
+    return (table(["precision", "Whisper CER", "WER", "CPU real-time factor, 1 thread"], rows)
+            + f"\n\nint8 minus fp32 CER, paired over the {len(src.get('tts_precision', f'{f}.sentences') or [])} "
+            f"sentences and seeds: {fmt(d.get('mean'))} ± {fmt(d.get('se'))} (standard error); "
+            f"fp32 with one decode per step: {fmt((sp.get('fp32_step_decoding') or {}).get('rtf_cpu'))}.")
+
+
 TAGGER_FIELDS = ("domain", "instrument", "mode", "tempo", "collection", "genre", "family", "mean")
 
 #: file -> region name -> renderer. Every region listed must be in its file, and every marker in a file listed here.
@@ -390,7 +433,8 @@ REGIONS: dict[str, dict[str, Callable[[Sources], str]]] = {
     "README.md": {"headline": readme_headline},
     "checkpoints/codec/MODEL.md": {"codec-speed": codec_speed, "codec-fidelity": codec_fidelity,
                                    "codec-targets": codec_targets},
-    "checkpoints/tts/MODEL.md": {"tts-status": tts_status, "tts": tts_figures},
+    "checkpoints/tts/MODEL.md": {"tts-status": tts_status, "tts": tts_figures, "tts-profile": tts_profile,
+                                 "tts-precision": tts_precision},
     "checkpoints/tts/decoder/MODEL.md": {
         "decoder-voice-valid": speech_decoder("decoder-voice-valid", "stage 1", "stage 2"),
         "decoder-phones-valid": speech_decoder("decoder-phones-valid", "plain speech decoder", "stage 1"),
