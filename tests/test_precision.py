@@ -1,6 +1,8 @@
 """The int8 inference path (tokenwave.nn.set_precision, TTS(precision=...)): close to fp32, deterministic under a seed,
 reversible, and unknown precisions refused with the valid ones named."""
 import copy
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -89,3 +91,10 @@ def test_unknown_precision_names_the_valid_ones():
         load_task("tts", precision="fp16")
     with pytest.raises(InvalidArgumentError, match="precision 'int8' is for text-to-speech only"):
         load_task("music", precision="int8")
+
+
+def test_cli_refuses_an_unknown_precision_naming_the_valid_ones(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "tokenwave", "tts", "Hello.", "--precision", "fp16",
+                          "--out", str(tmp_path / "a.wav")], capture_output=True, text=True)
+    assert res.returncode != 0 and not (tmp_path / "a.wav").exists()
+    assert "unknown precision 'fp16'" in res.stderr + res.stdout and "fp32, int8" in res.stderr + res.stdout
