@@ -8,6 +8,7 @@ import json
 import httpx
 import numpy as np
 import pytest
+import torch
 
 import task_models as tm
 from test_serve import Running
@@ -15,6 +16,7 @@ from test_serve import stream as ws_stream
 from tokenwave.errors import InvalidArgumentError
 from tokenwave.serve.audio import pcm16
 from tokenwave.tasks import MAX_DURATION, Pipeline, Sampling, load_task
+from tokenwave.tasks.sources import LMSource
 
 ws_client = pytest.importorskip("websockets.sync.client")
 LONG = 4.0  # seconds: 300 frames, about ten windows of the tiny token LM (40 frames) and six of the flow model
@@ -140,3 +142,39 @@ def test_bad_input_on_the_server(server, change, status, message):
         ws.send(json.dumps({"task": "music", **body}))
         event = json.loads(ws.recv(10))
         assert event["type"] == "error" and event["status"] == status and message in event["error"], event
+
+
+def test_a_silent_context_is_not_continued(models):
+    """Past a window whose carried frames are silent, the next window continues the last sounding context instead
+    (the token LM would continue silence with silence: benchmarks/longform.py measured 2-minute pieces drifting
+    into it); sounding contexts are carried as they are."""
+    root, codec = models
+    sfx = load_task("sfx", root / "sfx", codec)
+    req = sfx.prepare("heavy rain", 2.0, Sampling(seed=1))
+    calls = []
+
+    def source(cond, frames, params, prompt=None):
+        calls.append(prompt)
+        return LMSource(sfx.lm)(cond, frames, params, prompt)
+
+    window, overlap = sfx.window_overlap(req.cond)
+    silent_at = 2  # the third window's carried frames are "silent" (the checks of new frames are not)
+    sfx.context_silent = lambda g, ctx: ctx.shape[-1] == overlap and len(calls) == silent_at
+    codes = torch.cat(list(sfx.codes(req, source)), -1)
+    assert codes.shape[-1] == req.frames and len(calls) > silent_at + 1
+    assert torch.equal(calls[silent_at], calls[silent_at - 1])  # the last sounding context again
+    made_before = sum(window - (0 if p is None else p.shape[-1]) for p in calls[:silent_at])
+    assert not torch.equal(calls[silent_at], codes[:, made_before - overlap: made_before])
+    # a window whose newest frames go silent ends there; the next continues the frames before the silence
+    calls.clear()
+    probe = overlap // 2
+    sfx.context_silent = lambda g, ctx: ctx.shape[-1] == probe and len(calls) == 2 and not fired and not fired.append(1)
+    fired = []
+    codes = torch.cat(list(sfx.codes(req, source)), -1)
+    assert codes.shape[-1] == req.frames and fired
+    cut = window + probe  # the first window, then the second cut after `probe` new frames
+    assert torch.equal(calls[2], codes[:, cut - probe - overlap: cut - probe])
+    del sfx.context_silent
+    zeros = codec.encode(torch.zeros(1, 1, codec.hop * 40), 2)[0]
+    assert sfx.context_silent(sfx.generators["lm"], zeros) == (
+        20 * np.log10(np.sqrt((codec.decode(zeros[None])[0, 0].numpy() ** 2).mean()) + 1e-10) < -40)

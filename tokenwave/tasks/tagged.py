@@ -11,6 +11,7 @@ prompt naming only some of them is in its training distribution.
 """
 from __future__ import annotations
 
+import copy
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -97,6 +98,7 @@ def check_prompt(prompt: str) -> str:
 
 
 GENERATORS = ("lm", "flow")
+SILENT_DBFS = -40.0  # a carried context quieter than this (RMS) is not continued by the token LM's next window
 
 
 @dataclass
@@ -150,6 +152,7 @@ class TaggedTask:
             tuned = folder_decoder(gen.folder, self.codec, 0 if kind == "flow" else gen.model.cfg.K)
             if tuned is not None:
                 self.decoders[kind] = tuned
+        self.level_codecs = {}  # generator kind -> the copy of its codec that measures levels (context_silent)
         self.sample_rate = self.codec.sample_rate
         self.frame_rate = self.codec.frame_rate
         self.domain = next((t.split("=", 1)[1] for t in self.vocab.tags if t.startswith("domain=")), task)
@@ -236,8 +239,11 @@ class TaggedTask:
         ``codes LongTensor[K, n]`` as they arrive, ``req.frames`` in all. Past the trained window it slides
         windows (:func:`~tokenwave.lm.generate.long_windows`, :meth:`window_overlap`): window ``i`` samples with
         seed ``seed + i`` from ``source`` (None: the token LM on this thread), continuing the last frames made
-        before it (or the continued clip's), whose forced frames it returns first and this loop drops. Closing the
-        iterator stops the source."""
+        before it (or the continued clip's), whose forced frames it returns first and this loop drops. Against
+        drift into silence, a window whose last ``overlap // 2`` new frames are silent (:meth:`context_silent`)
+        ends there and the next continues the frames before them; a silent context is replaced by the last sounding
+        one (or none). Closing the iterator
+        stops the source."""
         g = req.generator
         if g.kind != "lm":
             raise InvalidArgumentError(f"the {g.kind} generator makes no codes", "use generator 'lm'")
@@ -245,10 +251,26 @@ class TaggedTask:
         window, overlap = self.window_overlap(req.cond)
         params = req.sampling.lm_params()
         out = None if req.context is None else req.context[0]
-        for i, (start, n_ctx, n) in enumerate(long_windows(req.total, window, overlap, req.total - req.frames)):
+        have, i = req.total - req.frames, 0  # frames made (the continued clip's first), windows begun
+        sounding = None  # the last carried context that was not silent
+        resume = None  # after a window cut for silence: the frames before the silence
+        probe = max(overlap // 2, 1)  # new frames between two silence checks (0.33 s at the default window)
+        while have < req.total:
+            start, n_ctx, n = next(long_windows(req.total, window, overlap, have))
             ctx = out[:, -n_ctx:] if n_ctx else None
+            if resume is not None and resume.shape[-1] == n_ctx and not self.context_silent(g, resume):
+                ctx = resume  # continue the sound from before the silence, not the silence
+            if ctx is not None and self.context_silent(g, ctx):
+                # silence is continued by silence (the trained windows end in decays): carry the last sounding
+                # context instead, else none, so a long piece does not drift into silence (benchmarks/longform.py)
+                if sounding is not None and sounding.shape[-1] == n_ctx:
+                    ctx = sounding
+                else:
+                    start, n_ctx, n, ctx = have, 0, min(window, req.total - have), None
+            elif ctx is not None:
+                sounding = ctx
             step = SamplingParams(**{**params.__dict__, "seed": params.seed + i})
-            seen = 0
+            seen, checked, resume = 0, 0, None
             with closing(source(req.cond.frame_slice(start, start + n), n, step, ctx)) as window_codes:
                 for c in window_codes:
                     drop = min(max(n_ctx - seen, 0), c.shape[-1])  # the forced context frames come back first
@@ -256,7 +278,25 @@ class TaggedTask:
                     new = c[:, drop:]
                     if new.shape[-1]:
                         out = new if out is None else torch.cat([out, new], -1)
+                        have += new.shape[-1]
                         yield new
+                    made = seen - n_ctx
+                    if made - checked >= probe and have < req.total:
+                        checked = made
+                        if self.context_silent(g, out[:, -probe:]):
+                            resume = out[:, -(probe + overlap): -probe] if out.shape[-1] >= probe + overlap else None
+                            break  # gone silent: the next window starts here (closing the source stops this one)
+            i += 1
+
+    @torch.no_grad()
+    def context_silent(self, g: Generator, codes: torch.Tensor) -> bool:
+        """``codes LongTensor[K, n]`` -> whether their audio is quieter than :data:`SILENT_DBFS` (RMS). Decoded by a
+        copy of ``g``'s codec that never streams: the codec itself may be streaming this request (its state lives
+        on its modules), or, on the server, other requests."""
+        if g.kind not in self.level_codecs:
+            self.level_codecs[g.kind] = copy.deepcopy(self.decoder_for(g))
+        wav = self.level_codecs[g.kind].decode(codes[None])[0, 0]
+        return 20 * torch.log10(wav.pow(2).mean().sqrt() + 1e-10).item() < SILENT_DBFS
 
     def render(self, req: TaggedRequest, source: CodeSource | None = None,
                decode: Decoding = StepDecoder) -> Iterator[np.ndarray]:
