@@ -112,7 +112,7 @@ class TTS:
         """``decoder``: None decodes with the folder's own ``decoder/`` when it has one; a decoder folder (``tokenwave
         train decoder``) decodes with that one instead; False with the codec's own decoder. ``precision``: the token
         LM's linear layers at inference, "fp32" (as trained) or "int8" (per-channel int8 weights:
-        :func:`tokenwave.nn.set_precision`; speed and Whisper CER of each in benchmarks/results/tts.json)."""
+        :func:`tokenwave.nn.set_precision`; speed and Whisper CER of each in benchmarks/results/tts_precision.json)."""
         self.precision = check_precision(precision)  # before the seconds of loading
         self.folder = default_model_dir("tts", folder)
         self.codec = codec if codec is not None else load_codec(None)
@@ -348,7 +348,8 @@ class TTS:
         wav = np.concatenate(list(self.stream(text, voice, sampling, speed, consent_check, registry, info,
                                               prompt_text, accent)))
         meta = {"task": "tts", "text": text, "voice": voice if isinstance(voice, str) or voice is None else "<audio>",
-                **info, "model": str(self.folder), "generator": "lm", "precision": self.precision, "speed": speed, **sampling.__dict__}
+                **info, "model": str(self.folder), "generator": "lm", "precision": self.precision, "speed": speed,
+                **sampling.__dict__}
         return finish(wav, self.sample_rate, meta, watermark)
 
     def generate_row(self, row: dict, dataset: str | os.PathLike, seed: int = 0) -> np.ndarray:
