@@ -250,7 +250,7 @@ def test_openapi_limits_are_the_servers(models):
             assert schemas["TaggedFileRequest"]["properties"]["duration"]["maximum"] == cfg.max_duration
         finally:
             svc.close()
-    assert ServeConfig().max_duration == 30.0 and ServeConfig().max_text_chars == 1000
+    assert ServeConfig().max_duration == 300.0 and ServeConfig().max_text_chars == 1000  # 5 minutes of music
 
 
 def test_bad_bodies_and_first_frames_get_clear_errors(small_server):
