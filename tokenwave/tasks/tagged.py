@@ -240,7 +240,7 @@ class TaggedTask:
         windows (:func:`~tokenwave.lm.generate.long_windows`, :meth:`window_overlap`): window ``i`` samples with
         seed ``seed + i`` from ``source`` (None: the token LM on this thread), continuing the last frames made
         before it (or the continued clip's), whose forced frames it returns first and this loop drops. Against
-        drift into silence, a window whose last ``overlap // 2`` new frames are silent (:meth:`context_silent`)
+        drift into silence, a window whose last ``overlap // 4`` new frames are silent (:meth:`context_silent`)
         ends there and the next continues the frames before them; a silent context is replaced by the last sounding
         one (or none). Closing the iterator
         stops the source."""
@@ -254,7 +254,7 @@ class TaggedTask:
         have, i = req.total - req.frames, 0  # frames made (the continued clip's first), windows begun
         sounding = None  # the last carried context that was not silent
         resume = None  # after a window cut for silence: the frames before the silence
-        probe = max(overlap // 2, 1)  # new frames between two silence checks (0.33 s at the default window)
+        probe = max(overlap // 4, 1)  # new frames between two silence checks (0.16 s at the default window)
         while have < req.total:
             start, n_ctx, n = next(long_windows(req.total, window, overlap, have))
             ctx = out[:, -n_ctx:] if n_ctx else None
