@@ -421,10 +421,12 @@ def test_closing_a_stream_cancels_its_engine_job(server, monkeypatch):
         monkeypatch.setattr(engine, "submit", lambda job, submit=submit: jobs.append(job) or submit(job))
         chunks = svc.stream(name, req)
         next(chunks)
-        assert len(jobs) == 1 and not jobs[0].cancelled and engine.n > 0
+        # (a window of the untrained model's silence ends early, so more than one job may have run by now)
+        submitted = len(jobs)
+        assert submitted >= 1 and not jobs[-1].cancelled and engine.n > 0
         chunks.close()
-        assert jobs[0].cancelled and _wait(lambda: engine.n == 0 and engine.streams == 0)
-        assert len(jobs) == 1  # nothing more was submitted
+        assert jobs[-1].cancelled and _wait(lambda: engine.n == 0 and engine.streams == 0)
+        assert len(jobs) == submitted  # nothing more was submitted
 
 
 # --- the engine on its own -------------------------------------------------------------------------------------

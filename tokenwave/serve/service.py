@@ -31,7 +31,7 @@ from tokenwave.serve.capacity import task_capacity
 from tokenwave.serve.engine import BatchEngine, Job
 from tokenwave.tasks import load_task
 from tokenwave.tasks.base import MissingModelError, Sampling
-from tokenwave.tasks.sources import Chunker
+from tokenwave.tasks.sources import StepDecoder
 from tokenwave.tasks.tts import UnknownVoiceError
 
 log = logging.getLogger("tokenwave.serve")
@@ -65,30 +65,23 @@ class EngineSource:
             job.cancel()
 
 
-class ChunkedDecoder:
-    """The server's :class:`~tokenwave.tasks.sources.AudioDecoder`: frames gathered into chunks of ``decode_frames``
-    (:class:`Chunker`) and decoded with the stream's own state (:class:`DecoderState`), so streams interleave on one
-    codec; ``phones [1, 3, T]`` and ``voice`` for a phone-informed decoder."""
+class ChunkedDecoder(StepDecoder):
+    """The server's :class:`~tokenwave.tasks.sources.AudioDecoder`: the offline chunking and phone handling of
+    :class:`~tokenwave.tasks.sources.StepDecoder`, decoded with the stream's own state (:class:`DecoderState`), so
+    streams interleave on one codec."""
 
     def __init__(self, codec, decode_frames: int = 0, phones: torch.Tensor | None = None,
                  voice: torch.Tensor | None = None) -> None:
-        self.state, self.chunker = DecoderState(codec), Chunker(decode_frames)
-        self.phones, self.voice, self.done = phones, voice, 0
+        super().__init__(codec, phones, voice, decode_frames)
 
-    def _decode(self, codes: torch.Tensor) -> np.ndarray:
-        t = codes.shape[-1]
-        phones = None if self.phones is None else self.phones[:, :, self.done: self.done + t]
-        self.done += t
-        return self.state.push(codes, phones, self.voice)
+    def _open(self, codec) -> DecoderState:
+        return DecoderState(codec)
 
-    def push(self, codes: torch.Tensor) -> np.ndarray:
-        chunk = self.chunker.add(codes)
-        return np.zeros(0, dtype=np.float32) if chunk is None else self._decode(chunk)
+    def _samples(self, codes: torch.Tensor, phones: torch.Tensor | None) -> np.ndarray:
+        return self.dec.push(codes, phones, self.voice)
 
-    def flush(self) -> np.ndarray:
-        chunk = self.chunker.take()
-        head = np.zeros(0, dtype=np.float32) if chunk is None else self._decode(chunk)
-        return np.concatenate([head, self.state.flush()])
+    def _tail(self) -> np.ndarray:
+        return self.dec.flush()
 
     def close(self) -> None:
         """Nothing to release: the state lives in this object."""

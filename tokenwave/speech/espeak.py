@@ -126,13 +126,3 @@ def espeak_timings(text: str, voice: str, rate: int, pitch: int | None = None
     phones = [p or SIL for p, _ in events]
     starts = [s / eng.sample_rate for _, s in events]
     return audio, eng.sample_rate, phones, starts
-
-
-def espeak_timings(text: str, voice: str, rate: int, pitch: int | None = None
-                   ) -> tuple[np.ndarray, int, list[str], list[float]]:
-    """espeak-ng speaking ``text``: ``(audio, sample rate, phones, start seconds)``; pauses are ``SIL``."""
-    eng = _EspeakEvents.get()
-    audio, events = eng.speak(text, voice, rate, pitch)
-    phones = [p or SIL for p, _ in events]
-    starts = [s / eng.sample_rate for _, s in events]
-    return audio, eng.sample_rate, phones, starts

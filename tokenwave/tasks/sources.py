@@ -105,14 +105,26 @@ class StepDecoder:
 
     def __init__(self, codec, phones: torch.Tensor | None = None, voice: torch.Tensor | None = None,
                  decode_frames: int = 0) -> None:
-        self.dec, self.phones, self.voice, self.done = StreamingDecoder(codec), phones, voice, 0
+        self.phones, self.voice, self.done = phones, voice, 0
         self.chunker = Chunker(decode_frames)
+        self.dec = self._open(codec)
+
+    # the streaming decoder underneath; a subclass keeps its state elsewhere (the server's, per stream)
+    def _open(self, codec):
+        return StreamingDecoder(codec)
+
+    def _samples(self, codes: torch.Tensor, phones: torch.Tensor | None) -> np.ndarray:
+        """``codes [K, n]`` and their phones -> the final samples they complete."""
+        return self.dec.push(codes[None], phones, self.voice)[0, 0].numpy()
+
+    def _tail(self) -> np.ndarray:
+        return self.dec.flush()[0, 0].numpy()
 
     def _decode(self, codes: torch.Tensor) -> np.ndarray:
         t = codes.shape[-1]
         phones = None if self.phones is None else self.phones[:, :, self.done: self.done + t]
         self.done += t
-        return self.dec.push(codes[None], phones, self.voice)[0, 0].numpy()
+        return self._samples(codes, phones)
 
     def push(self, codes: torch.Tensor) -> np.ndarray:
         chunk = self.chunker.add(codes)
@@ -121,7 +133,7 @@ class StepDecoder:
     def flush(self) -> np.ndarray:
         chunk = self.chunker.take()
         head = np.zeros(0, dtype=np.float32) if chunk is None else self._decode(chunk)
-        return np.concatenate([head, self.dec.flush()[0, 0].numpy()])
+        return np.concatenate([head, self._tail()])
 
     def close(self) -> None:
         self.dec.close()
