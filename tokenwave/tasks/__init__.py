@@ -14,6 +14,8 @@ import importlib
 import os
 from typing import TYPE_CHECKING
 
+from tokenwave.errors import InvalidArgumentError
+
 if TYPE_CHECKING:
     from tokenwave.tasks.base import GeneratedAudio
 
@@ -38,19 +40,17 @@ def load_task(task: str, model: str | os.PathLike | None = None, codec=None, gen
     default ``checkpoints/<task>``; ``generator``: "lm" or "flow", default the task's own choice). Each has
     ``.sample_rate`` and ``.generate_row(row, dataset, seed)``. ``precision``: the TTS token LM's ("fp32" or "int8";
     None: the TTS default)."""
-    from tokenwave.errors import InvalidArgumentError
-
     if task == "tts":
         if generator not in (None, "lm"):
             raise InvalidArgumentError(f"text-to-speech has no {generator!r} generator",
                                        "use --generator lm (the TTS model is a token LM)")
-        from tokenwave.tasks.tts import TTS
+        from tokenwave.tasks.tts import TTS  # lazy: keeps --help free of torch
 
         return TTS(model, codec) if precision is None else TTS(model, codec, precision=precision)
     if task in ("music", "sfx") and precision not in (None, "fp32"):
         raise InvalidArgumentError(f"precision {precision!r} is for text-to-speech only", "leave it out for music and sfx")
     if task in ("music", "sfx"):
-        from tokenwave.tasks.tagged import TaggedTask
+        from tokenwave.tasks.tagged import TaggedTask  # lazy: keeps --help free of torch
 
         return TaggedTask(task, model, codec, generator)
     raise InvalidArgumentError(f"unknown task {task!r}", f"use one of {', '.join(TASKS)}")
@@ -60,7 +60,7 @@ class Pipeline:
     """All tasks on one codec; each task's model loads on first use."""
 
     def __init__(self, models: dict[str, str | os.PathLike | None] | None = None, codec=None) -> None:
-        from tokenwave.codec import load_codec
+        from tokenwave.codec import load_codec  # lazy: keeps --help free of torch
 
         self.models = dict(models or {})  # task -> checkpoint folder (None: the default)
         self.codec = codec if codec is not None else load_codec(None)
@@ -69,7 +69,7 @@ class Pipeline:
     @classmethod
     def load(cls, tts: str | os.PathLike | None = None, music: str | os.PathLike | None = None,
              sfx: str | os.PathLike | None = None, codec: str | os.PathLike | None = None) -> Pipeline:
-        from tokenwave.codec import load_codec
+        from tokenwave.codec import load_codec  # lazy: keeps --help free of torch
 
         return cls({"tts": tts, "music": music, "sfx": sfx}, load_codec(codec))
 
@@ -87,7 +87,7 @@ class Pipeline:
             **sampling) -> GeneratedAudio:
         """``voice``: a built-in voice name or a recording (path or ``(wav, sample_rate)``); ``prompt_text``: the
         words the recording says (its accent then times the speech); ``accent``: an accent to time it in instead."""
-        from tokenwave.tasks.base import Sampling
+        from tokenwave.tasks.base import Sampling  # lazy: keeps --help free of torch
 
         return self.task("tts").synthesize(text, voice, Sampling(seed=seed, **sampling), speed, watermark, consent_check,
                                            prompt_text=prompt_text, accent=accent)
@@ -98,7 +98,7 @@ class Pipeline:
         other); ``generator``: "lm" or "flow" (default: the model folder's own choice); ``progress(done, total)``:
         told the frames made so far; ``sampling``: the fields of :class:`Sampling` (temperature, top_k, top_p,
         cfg_scale, steps, solver, cfg_until)."""
-        from tokenwave.tasks.base import Sampling
+        from tokenwave.tasks.base import Sampling  # lazy: keeps --help free of torch
 
         return self.task("music").generate(prompt, duration, Sampling(seed=seed, **sampling), melody, continue_from,
                                            watermark, generator, progress)
@@ -106,7 +106,7 @@ class Pipeline:
     def sfx(self, prompt: str, duration: float = 5.0, seed: int = 0, watermark: bool = True,
             generator: str | None = None, progress=None, **sampling) -> GeneratedAudio:
         """As :meth:`music`, without a melody or a clip to continue."""
-        from tokenwave.tasks.base import Sampling
+        from tokenwave.tasks.base import Sampling  # lazy: keeps --help free of torch
 
         return self.task("sfx").generate(prompt, duration, Sampling(seed=seed, **sampling), None, None, watermark,
                                          generator, progress)

@@ -13,7 +13,7 @@ console = Console()
 
 def _sampling(seed: int, temperature: Optional[float], top_k: Optional[int], top_p: Optional[float],
               cfg: Optional[float], steps: Optional[int], solver: Optional[str] = None, cfg_until: Optional[float] = None):
-    from tokenwave.tasks import Sampling
+    from tokenwave.tasks import Sampling  # lazy: keeps --help free of torch
 
     return Sampling(seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, cfg_scale=cfg, steps=steps,
                     solver=solver, cfg_until=cfg_until)
@@ -88,10 +88,10 @@ def tts(
                                        help="Refuse a recording that matches no consented voice (operator only: disable)."),
 ) -> None:
     """Speak TEXT in a voice (a built-in one or a 3-second recording of a consented voice)."""
-    from tokenwave.tasks import load_task
+    from tokenwave.tasks import load_task  # lazy: keeps --help free of torch
 
     if list_accents:
-        from tokenwave.speech import accents
+        from tokenwave.speech import accents  # lazy: keeps --help free of torch
 
         console.print("\n".join(accents()))
         return
@@ -119,7 +119,7 @@ def music(
     watermark: bool = _WM,
 ) -> None:
     """Render music from a text prompt (genre, instrument, tempo, key), optionally following a melody."""
-    from tokenwave.tasks import load_task
+    from tokenwave.tasks import load_task  # lazy: keeps --help free of torch
 
     result = _generate(load_task("music", model, generator=generator), prompt, duration,
                        _sampling(seed, temperature, top_k, top_p, cfg, steps, solver, cfg_until),
@@ -140,7 +140,7 @@ def sfx(
     watermark: bool = _WM,
 ) -> None:
     """Render a sound effect from a text prompt."""
-    from tokenwave.tasks import load_task
+    from tokenwave.tasks import load_task  # lazy: keeps --help free of torch
 
     result = _generate(load_task("sfx", model, generator=generator), prompt, duration,
                        _sampling(seed, temperature, top_k, top_p, cfg, steps, solver, cfg_until), watermark=watermark)

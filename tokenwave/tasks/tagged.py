@@ -22,10 +22,12 @@ from itertools import chain
 import numpy as np
 import torch
 
+from tokenwave.audio import load_audio, resample
 from tokenwave.codec import load_codec
 from tokenwave.conditioning import Conditioning
 from tokenwave.conditioning.melody import NO_PITCH, fit_length, load_melody, pitch_classes
 from tokenwave.errors import AudioFileError, AudioNotFoundError, InvalidArgumentError
+from tokenwave.flow.sample import decode_long, sample_long
 from tokenwave.lm.generate import long_windows
 from tokenwave.lm.sampling import SamplingParams
 from tokenwave.models.folder import folder_decoder, read_generators
@@ -374,8 +376,6 @@ class TaggedTask:
         return cond
 
     def _render_flow(self, req: TaggedRequest, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        from tokenwave.flow.sample import decode_long, sample_long
-
         g = req.generator
         window, overlap = self.flow_window_overlap(g)
         have = req.total - req.frames  # the continued clip's frames
@@ -405,8 +405,6 @@ class TaggedTask:
 
     def _continuation_audio(self, clip, frames: int) -> np.ndarray:
         """The last ``frames`` codec frames of ``clip`` (a path or ``(wav, sr)``) at the codec's rate."""
-        from tokenwave.audio import load_audio, resample
-
         if isinstance(clip, tuple):
             wav, sr = clip
         else:

@@ -8,6 +8,7 @@ are the same audio.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
@@ -19,13 +20,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tokenwave.audio import load_audio, resample
 from tokenwave.codec import load_codec
-from tokenwave.codec.decoders import decoder_phones, decoder_voice, load_decoder
-from tokenwave.conditioning.speech import PROMPT_SECONDS
+from tokenwave.codec.decoders import decoder_phones, decoder_voice, load_decoder, voice_vector
+from tokenwave.conditioning.speech import PROMPT_SECONDS, alignment_inputs, frame_inputs
+from tokenwave.data.manifest import audio_path, read_manifest
 from tokenwave.errors import AudioFileError, InvalidArgumentError, TokenwaveError
 from tokenwave.models.folder import folder_decoder, read_generators
 from tokenwave.models.tts import TTSFolder
 from tokenwave.nn import check_precision, set_precision
+from tokenwave.safety.consent import check_voice_prompt
+from tokenwave.speech import check_accent, detect_accent, frame_phones, phonemize, text_timings, timing_of_voice
 from tokenwave.tasks.base import MAX_TEXT_CHARS, GeneratedAudio, Sampling, default_model_dir, finish
 from tokenwave.tasks.sources import CodeSource, Decoding, LMSource, StepDecoder
 
@@ -163,16 +168,12 @@ class TTS:
         from it and ``prompt_text``, the words it says (:mod:`tokenwave.speech.accent`); ``accent`` given overrides
         both; with neither, the reference accent (``en-us``) times the speech."""
         if accent is not None:
-            from tokenwave.speech import check_accent
-
             check_accent(accent)
         if voice is None:
             voice = self.voices[0] if self.voices else None
             if voice is None:
                 raise UnknownVoiceError("this model has no built-in voices", "pass --voice with a 3-second recording")
         if isinstance(voice, str) and voice in self.builtin:
-            from tokenwave.speech import timing_of_voice
-
             named, variant = timing_of_voice(voice)
             return self.builtin[voice], {"voice_kind": "built-in",
                                          **_accent_info(accent, named, "voice name", variant)}
@@ -185,10 +186,8 @@ class TTS:
                 raise UnknownVoiceError(f"unknown voice {voice!r}: neither a built-in voice nor an audio file",
                                         f"use one of the built-in voices ({near}, … see `tokenwave tts --list-voices`)"
                                         " or the path of a 3-second recording")
-            from tokenwave.audio import load_audio
 
             wav, sr = load_audio(path)
-        from tokenwave.audio import resample
 
         wav = np.asarray(wav, dtype=np.float32)
         if sr != self.sample_rate:
@@ -199,7 +198,6 @@ class TTS:
             raise AudioFileError(f"the voice prompt holds {seconds:.2f} s of sound, under {MIN_PROMPT_SECONDS} s",
                                  f"record at least {PROMPT_SECONDS:g} s of the voice speaking")
         whole, wav = wav, wav[: int(PROMPT_SECONDS * self.sample_rate)]
-        from tokenwave.safety.consent import check_voice_prompt
 
         consent = check_voice_prompt(wav, self.sample_rate, registry, enabled=consent_check)
         detected, variant, fit = None, None, None
@@ -216,10 +214,6 @@ class TTS:
     def _detect_accent(self, wav: np.ndarray, text: str):
         """:func:`tokenwave.speech.accent.detect_accent` of a trimmed prompt, remembered for the last few prompts
         (about 2 s of espeak-ng work each)."""
-        import hashlib
-
-        from tokenwave.speech import detect_accent
-
         key = (hashlib.sha1(np.ascontiguousarray(wav).tobytes()).hexdigest(), text.strip())
         with self._accents_lock:  # a server's requests share the cache (espeak-ng calls take turns anyway)
             if key not in self._accents:
@@ -229,8 +223,6 @@ class TTS:
             return self._accents[key]
 
     def phoneme_ids(self, sentences: list[str]) -> list[torch.Tensor]:
-        from tokenwave.speech import phonemize
-
         return [torch.tensor(self.vocab.encode(p) or [1]) for p in phonemize(sentences)]
 
     def frames_for(self, phonemes: torch.Tensor, speed: float) -> int:
@@ -247,9 +239,6 @@ class TTS:
             if self.phones is None:
                 out.append(SentencePlan(ph, self.frames_for(ph, speed)))
                 continue
-            from tokenwave.conditioning.speech import frame_inputs
-            from tokenwave.speech import frame_phones, text_timings
-
             timing = text_timings(text, speed, self.sample_rate, accent=accent, variant=variant)
             frames = int(np.clip(round(timing["end"] * self.frame_rate), 8, 2 * self.max_frames))
             timed = frame_phones(timing, frames, self.frame_rate)
@@ -262,8 +251,6 @@ class TTS:
         can at best sound like. A phone-informed decoder is given the clip's phones when ``alignment`` (a row of a
         dataset's ``alignments.jsonl``) is known, else decodes the codes alone; one told the voice gets the voice of
         the clip's first 3 s."""
-        from tokenwave.conditioning.speech import alignment_inputs
-
         with torch.no_grad():
             codes = self.codec.encode(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None, None], self.K)
             if self.decoder_phones is None:  # any codec's decode(codes)
@@ -275,8 +262,6 @@ class TTS:
 
     def _voice(self, prompt: torch.Tensor) -> torch.Tensor | None:
         """What a decoder told the voice is given: the voice vector of the prompt's codes ``[K, T]`` (else None)."""
-        from tokenwave.codec.decoders import voice_vector
-
         return voice_vector(self.codec, prompt[None]) if self.decoder_voice else None
 
     def condition(self, plan: SentencePlan, prompt: torch.Tensor):
@@ -364,9 +349,6 @@ def voice_prompt_for(row: dict, dataset: str | os.PathLike) -> dict:
     """The voice prompt evaluations give for ``row``: another clip of the same speaker (the next one by id of at
     least the prompt's length, deterministic) and its transcript, as VALL-E is prompted, as :meth:`TTS.synthesize`'s
     ``voice`` (``(wav, sample_rate)``) and ``prompt_text``."""
-    from tokenwave.audio import load_audio
-    from tokenwave.data.manifest import audio_path, read_manifest
-
     rows = [r for r in read_manifest(dataset) if r.get("speaker") == row.get("speaker") and r["id"] != row["id"]]
     if not rows:
         raise InvalidArgumentError(f"speaker {row.get('speaker')!r} has no other clip in {dataset}",
