@@ -1,7 +1,9 @@
 """Real-recording corpus builder on a fake package cache (never downloads)."""
 from __future__ import annotations
 
+import io
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,11 @@ from tokenwave.cli import app
 from tokenwave.data import real
 from tokenwave.data.manifest import read_manifest
 from tokenwave.data.stats import dataset_stats
-from tokenwave.errors import InvalidArgumentError, MissingSystemPackageError
+from tokenwave.errors import (
+    CorruptAudioError,
+    InvalidArgumentError,
+    MissingSystemPackageError,
+)
 
 DEP5 = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 
@@ -218,3 +224,56 @@ def test_packages_are_cached_in_the_users_cache(tmp_path, monkeypatch):
     assert real.default_cache() == tmp_path / "debs"
     with pytest.raises(MissingSystemPackageError, match="not in the cache"):
         real.PackageCache(real.default_cache(), download=False).path("hedgewars-data")
+
+
+def _mp3(seconds: float, freq: float, seed: int) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, _tone(seconds, 11025, freq, seed), 11025, format="MP3", subtype="MPEG_LAYER_III")
+    return buf.getvalue()
+
+
+def _queen_1c(entries: dict[str, bytes], compression: int = 1) -> bytes:
+    """A resource file in queen.1c's layout: QTBL header, 21-byte entries (name, bundle, offset, size), the data."""
+    head = b"QTBL" + b"CEM10\0" + b"\0\0" + bytes([compression]) + struct.pack(">H", len(entries))
+    offset = len(head) + 21 * len(entries)
+    table, data = b"", b""
+    for name, blob in entries.items():
+        table += struct.pack(">12sBII", name.encode(), 1, offset + len(data), len(blob))
+        data += blob
+    return head + table + data
+
+
+def test_queen_speech_from_the_resource_table(tmp_path):
+    entries = {"020006J1.SB": _mp3(1.0, 300, 1), "C100A032.SB": _mp3(0.8, 500, 2), "1000SSSS.SB": _mp3(0.5, 900, 3),
+               "ROOM1.PCX": b"not audio"}
+    blob = _queen_1c(entries)
+    compression, table = real.read_queen_table(blob)
+    assert compression == "mp3" and [t[0] for t in table] == list(entries)
+    assert [blob[o:o + n] for _, o, n in table] == list(entries.values())
+    assert real.queen_speaker("020006J1.SB") == real.queen_speaker("JOE00012.SB") == "queen:Joe"
+    assert real.queen_speaker("020006P1.SB") == real.queen_speaker("C100A032.SB") == "unknown"
+    with pytest.raises(CorruptAudioError, match="no QTBL"):
+        real.read_queen_table(b"RIFF" + blob[4:])
+    with pytest.raises(CorruptAudioError, match="compression 0"):
+        real.read_queen_table(_queen_1c(entries, compression=0))
+    with pytest.raises(CorruptAudioError, match="truncated"):
+        real.read_queen_table(blob[:40])
+
+    package = _package(tmp_path / "debs", "flight-of-the-amazon-queen", DEP5)
+    (package / "usr/share/scummvm/flight-of-the-amazon-queen").mkdir(parents=True)
+    (package / "usr/share/scummvm/flight-of-the-amazon-queen/queen.1c").write_bytes(blob)
+    out = real.build_real("speech", tmp_path / "q", minutes=30, cache=tmp_path / "debs", download=False, workers=1,
+                          packages=["flight-of-the-amazon-queen"])
+    rows = sorted(read_manifest(out), key=lambda r: r["resource"])
+    assert [(r["resource"], r["speaker"], r["split"]) for r in rows] == [
+        ("020006J1.SB", "queen:Joe", "train"), ("C100A032.SB", "unknown", "train")]
+    assert all("text" not in r and r["language"] == "en" and r["licence"] == "GPL-2" and r["codec"] == "mp3"
+               and r["original_sample_rate"] == 11025 and r["sample_rate"] == 24000 for r in rows)
+    assert rows[0]["source"] == "usr/share/scummvm/flight-of-the-amazon-queen/queen.1c:020006J1.SB"
+    assert 0.8 <= rows[0]["duration"] <= 1.2 and 0.6 <= rows[1]["duration"] <= 1.0
+    assert 400 <= rows[1]["bandwidth_hz"] <= 5600
+    wav, sr = sf.read(out / rows[0]["path"])
+    spectrum = np.abs(np.fft.rfft(wav))
+    assert sr == 24000 and abs(np.argmax(spectrum) * sr / len(wav) - 300) < 10  # the 300 Hz tone came through
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["skipped"]["sound effect, not speech"]["count"] == 1

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import fnmatch
 import gzip
+import io
 import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import tempfile
 import zlib
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from tokenwave import SAMPLE_RATE
 from tokenwave.audio import load_audio, loudness_normalize, resample
@@ -96,6 +99,7 @@ class Item:
     source: str         # its path inside the package
     group: str          # what a split holds out whole: a track, a speaker or a package
     fields: dict = field(default_factory=dict)
+    span: tuple[int, int] | None = None  # (byte offset, size) of a clip stored inside an archive, else the whole file
 
 
 @dataclass
@@ -220,6 +224,68 @@ def _hedgewars_voices(get: Callable[[str], Path], skipped: Skipped) -> list[Item
     return out
 
 
+QUEEN_HEAD = struct.Struct(">4s6s2xBH")      # b"QTBL", version, 2 unused bytes, compression, entry count
+QUEEN_ENTRY = struct.Struct(">12sBII")       # name (NUL-padded), bundle, byte offset, size
+QUEEN_COMPRESSION = {1: "mp3", 2: "ogg", 3: "flac"}  # 0 (raw .SB with its own header) is not read
+_QUEEN_SFX = re.compile(r"\d+[A-Z]?S+")      # numbered sound effects (``10SSSSSS.SB``), not speech
+
+
+def read_queen_table(head: bytes) -> tuple[str, list[tuple[str, int, int]]]:
+    """The start of a ScummVM ``queen.1c`` resource file (at least its table) -> (compression, [(name, offset,
+    size)]): a ``QTBL`` header, then one 21-byte entry per resource with its absolute byte offset in the file."""
+    if len(head) < QUEEN_HEAD.size or head[:4] != b"QTBL":
+        raise CorruptAudioError("not a queen.1c resource file (no QTBL table at its start)", "rebuild the package cache")
+    _, _, compression, count = QUEEN_HEAD.unpack_from(head)
+    if compression not in QUEEN_COMPRESSION:
+        raise CorruptAudioError(f"queen.1c speech compression {compression} is not read (only MP3, Ogg and FLAC)",
+                                "use the flight-of-the-amazon-queen package's compressed queen.1c")
+    if len(head) < QUEEN_HEAD.size + count * QUEEN_ENTRY.size:
+        raise CorruptAudioError(f"queen.1c is truncated: its table of {count} entries is cut short",
+                                "rebuild the package cache")
+    out = []
+    for k in range(count):
+        raw, _, offset, size = QUEEN_ENTRY.unpack_from(head, QUEEN_HEAD.size + k * QUEEN_ENTRY.size)
+        out.append((raw.split(b"\0", 1)[0].decode("ascii", errors="replace"), offset, size))
+    return QUEEN_COMPRESSION[compression], out
+
+
+def queen_speaker(name: str) -> str:
+    """A queen.1c speech resource name -> its speaker: dialogue lines name Joe (``020006J1.SB``: a 6-character
+    dialogue key, ``J`` for Joe and the line number) and his descriptions start with ``JOE``; every other voice
+    (``P`` lines of a dialogue, cutaway scenes ``C...``) is ``unknown``: the name does not say who speaks."""
+    stem = name.rsplit(".", 1)[0]
+    if stem.startswith("JOE") or (len(stem) == 8 and stem[6] == "J" and stem[7].isdigit()):
+        return "queen:Joe"
+    return "unknown"
+
+
+def _queen(get: Callable[[str], Path], skipped: Skipped) -> list[Item]:
+    """Flight of the Amazon Queen's English dialogue: the ``.SB`` resources inside ``queen.1c`` (11 kHz MP3), no
+    transcripts; numbered sound effects are left out."""
+    package = "flight-of-the-amazon-queen"
+    root = get(package)
+    path = root / "usr/share/scummvm/flight-of-the-amazon-queen/queen.1c"
+    if not path.exists():
+        raise CorruptAudioError(f"{package} holds no queen.1c", "rebuild the package cache")
+    with path.open("rb") as f:
+        head = f.read(QUEEN_HEAD.size)
+        count = QUEEN_HEAD.unpack_from(head)[3] if len(head) == QUEEN_HEAD.size else 0
+        head += f.read(count * QUEEN_ENTRY.size)
+    codec, entries = read_queen_table(head)
+    out = []
+    for name, offset, size in entries:
+        if not name.upper().endswith(".SB"):
+            continue
+        if _QUEEN_SFX.fullmatch(name.rsplit(".", 1)[0]):
+            skipped.add("sound effect, not speech", f"{package}:{name}")
+            continue
+        speaker = queen_speaker(name)
+        group = speaker if speaker != "unknown" else f"queen:{name}"
+        out.append(Item(package, path, f"{_rel(root, path)}:{name}", group,
+                        {"speaker": speaker, "language": "en", "resource": name, "codec": codec}, span=(offset, size)))
+    return out
+
+
 # music ----------------------------------------------------------
 
 def _music(package: str, game: str, under: str, skip_dirs: tuple[str, ...] = ()) -> Lister:
@@ -329,6 +395,7 @@ SOURCES: dict[str, dict[str, tuple[tuple[str, ...], Lister]]] = {
                                                  _asterisk(lang)) for lang in ("en", "es", "fr", "it", "ru")},
         "fillets-ng-data-cs": (("fillets-ng-data-cs", "fillets-ng-data"), _fillets),
         "hedgewars-data": (("hedgewars-data",), _hedgewars_voices),
+        "flight-of-the-amazon-queen": (("flight-of-the-amazon-queen",), _queen),
     },
     "music": {
         "warzone2100-music": (("warzone2100-music",), _warzone),
@@ -476,8 +543,30 @@ def bandwidth_hz(wav: np.ndarray, sr: int, floor_db: float = BANDWIDTH_FLOOR_DB,
     return float(round(above.max() * sr / n_fft))
 
 
-def read_source(path: Path) -> tuple[np.ndarray, int]:
-    """An audio file of a package -> (mono float32 [N], its own sample rate); G.722 through ffmpeg (16 kHz)."""
+def read_span(path: Path, span: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """``size`` bytes at ``offset`` of an archive file, one encoded clip (MP3, Ogg, FLAC) -> (mono float32 [N], its
+    own sample rate)."""
+    offset, size = span
+    with path.open("rb") as f:
+        f.seek(offset)
+        data = f.read(size)
+    try:
+        if len(data) != size:
+            raise ValueError(f"{len(data)} of {size} bytes")
+        wav, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as err:
+        raise CorruptAudioError(f"cannot decode {size} bytes at {offset} of {path}: {err}",
+                                "the archive is truncated or corrupt; rebuild the package cache") from err
+    if wav.shape[0] == 0:
+        raise CorruptAudioError(f"no samples in {size} bytes at {offset} of {path}", "rebuild the package cache")
+    return wav.mean(axis=1), int(sr)
+
+
+def read_source(path: Path, span: tuple[int, int] | None = None) -> tuple[np.ndarray, int]:
+    """An audio file of a package (or a clip at ``span`` inside it, :func:`read_span`) -> (mono float32 [N], its own
+    sample rate); G.722 through ffmpeg (16 kHz)."""
+    if span is not None:
+        return read_span(path, span)
     if path.suffix.lower() != ".g722":
         return load_audio(path)
     if shutil.which("ffmpeg") is None:
@@ -506,7 +595,7 @@ def _segments(n: int, sr: int, domain: str) -> list[tuple[int, int]]:
 
 def cut_clips(item: Item, domain: str) -> tuple[list[tuple[np.ndarray, dict]], list[str]]:
     """Decode one item and cut it into clips -> ([(wav [N] at 24 kHz, fields)], [reasons for left-out parts])."""
-    wav, sr = read_source(item.path)
+    wav, sr = read_source(item.path, item.span)
     rejected: list[str] = []
     if domain == "speech":
         lo, hi = trim_bounds(wav, sr)
