@@ -22,7 +22,10 @@ renders are kept beside, labelled in-domain.
 
 Targets (issue 25): each generator's aisfx distance at most 0.7x the baseline, today's distance, recorded once in
 ``figures.baseline`` and kept by later runs; today's models cannot meet it.
-Writes benchmarks/results/realdist.json (+ realdist.png) and prints the JSON.
+Needs the real corpora (``tokenwave data build real-music|real-sfx``) and synthetic ones with at least ``--clips`` / 2
+test captions (``tokenwave data build music --out data/music --minutes 24``; ``sfx --out data/sfx --minutes 16``).
+Writes benchmarks/results/realdist.json (+ realdist.png; ``--quick``: realdist-quick.json, so that the full run's
+baseline stays) and prints the JSON.
 """
 from __future__ import annotations
 
@@ -221,7 +224,7 @@ def main() -> None:
     clips = args.clips or (4 if args.quick else 24)
     per_half = args.per_half or (6 if args.quick else 48)
     path = RESULTS_DIR / "realdist.json"
-    previous = json.loads(path.read_text()) if path.exists() and not args.quick else {}
+    previous = json.loads(path.read_text()) if path.exists() and not args.quick else {}  # a quick run starts afresh
     figures = {k: v for k, v in previous.get("figures", {}).items() if k in TASKS and k not in args.only}
     targets = kept_targets(previous, lambda t: t["name"].split("_", 1)[0] not in args.only)
     for t in args.only:
@@ -239,7 +242,9 @@ def main() -> None:
                        "a generator on these codes can reach. Tags and CLAP in in_domain are the project's own judges. "
                        "Each target is issue 25's: 0.7x the baseline (today's distance, kept in figures.baseline).")
     figures["settings"] = {"clips": clips, "per_half": per_half, "seconds": args.seconds, "threads": args.threads}
-    result = write_result("realdist", command_line(__file__), targets, figures, args.quick, machine_info())
+    # a quick run writes realdist-quick.json: the full run's file, and issue 25's baseline in it, stay as they are
+    result = write_result("realdist-quick" if args.quick else "realdist", command_line(__file__), targets, figures,
+                          args.quick, machine_info())
     if not args.quick:
         plot(figures, RESULTS_DIR / "realdist.png")
     print(json.dumps({k: v for k, v in result.items() if k != "figures"}, indent=1))
