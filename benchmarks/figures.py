@@ -24,6 +24,19 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MISSING = "—"
 MARKER = re.compile(r"<!-- figures:(?P<name>[a-z0-9-]+) begin -->(?P<body>.*?)<!-- figures:(?P=name) end -->", re.DOTALL)
+# benchmarks/tts.py's targets, as a reader says them (Whisper tiny.en and DNSMOS: third-party judges; the peers on
+# the same unseen sentences in the same run)
+TTS_PEER_LABELS = {
+    "tts_cer_over_piper": "Whisper CER over Piper's (built-in voice, unseen sentences)",
+    "tts_cer_over_espeak": "Whisper CER over espeak-ng's",
+    "tts_cloned_cer_over_piper": "cloned voices: Whisper CER over Piper's",
+    "tts_cloned_cer_over_espeak": "cloned voices: Whisper CER over espeak-ng's",
+    "tts_dnsmos_ovrl": "DNSMOS OVRL (third-party)",
+    "tts_cloned_dnsmos_ovrl": "cloned voices: DNSMOS OVRL",
+    "tts_first_audio_ms_2_threads": "first audio, ms (2 threads)",
+    "tts_rtf_1_thread": "real-time factor, 1 thread (wall clock)",
+    "tts_rtf_1_thread_cpu_time": "real-time factor, 1 thread (CPU time)",
+}
 TAGGED = ("music", "sfx")
 GENERATOR_NAMES = {"lm": "token LM", "flow": "flow matching"}
 TAG_ACC_WITHOUT_DOMAIN = "2026-12-07"  # results written before this date count the domain field in tag accuracy
@@ -142,14 +155,16 @@ def readme_headline(src: Sources) -> str:
     trow(c, "encode + decode speed over EnCodec-24k's, same run", "codec", "encode_decode_speed_over_encodec")
     t = "text-to-speech (`checkpoints/tts`)"
     items = src.get("tasks", "figures.tts.items")
-    trow(t, "CER over the engine's own speech (PocketSphinx)", "tasks", "tts_cer_over_engine")
+    trow(t, "CER over the engine's own speech (PocketSphinx, a second opinion only: it misreads the engine's own "
+            "speech; Whisper's figures below)", "tasks", "tts_cer_over_engine")
     trow(t, f"held-out speaker identified, {fmt(items)} clips (project's speaker encoder, in-domain)", "tasks",
          "tts_speaker_identified_share", pct)
     trow(t, "10 s of speech, x real time (2 threads)", "tasks", "tts_10s_x_realtime")
     trow(t, "accent found in unseen voices' prompts", "accent", "test_accent_accuracy", pct)
     if (src.root / "benchmarks/results/tts.json").exists():  # against its peers (Piper, espeak-ng), third-party judges
         for row in src.doc("tts").get("targets", []):
-            trow(t, row["name"].removeprefix("tts_").replace("_", " "), "tts", row["name"])
+            label = TTS_PEER_LABELS.get(row["name"], row["name"].removeprefix("tts_").replace("_", " "))
+            trow(t, label, "tts", row["name"])
     for task in TAGGED:
         default = src.get("tasks", f"figures.{task}.generator")
         gens = list(src.get("tasks", f"figures.{task}.by_generator") or {})
