@@ -25,10 +25,8 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import shutil
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -39,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from tokenwave import SAMPLE_RATE
 from tokenwave.data.manifest import INFO, audio_path, read_manifest, write_manifest
 from tokenwave.errors import InvalidArgumentError, TokenwaveError
+from tokenwave.fileio import atomic_dir
 from tokenwave.progress import progress_bar
 
 
@@ -189,17 +188,15 @@ def pack_audio(src: Path, dst: Path, kbps: float = 48.0, splits: list[str] | Non
     from tokenwave.audio import load_audio  # lazy: unpack runs on GPU hosts that may lack soundfile/soxr
 
     rows = select_rows(read_manifest(src), list(splits or CARRIED_SPLITS), max_hours, part, valid_clips, seed)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    with atomic_dir(dst) as tmp:
 
-    def one(r: dict) -> dict:
-        wav, _ = load_audio(audio_path(src, r), SAMPLE_RATE)
-        rel = Path("audio") / r["split"] / f"{r['id']}.ogg"
-        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-        encode_opus(wav, SAMPLE_RATE, kbps, tmp / rel)
-        return {**r, "path": rel.as_posix()}
+        def one(r: dict) -> dict:
+            wav, _ = load_audio(audio_path(src, r), SAMPLE_RATE)
+            rel = Path("audio") / r["split"] / f"{r['id']}.ogg"
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            encode_opus(wav, SAMPLE_RATE, kbps, tmp / rel)
+            return {**r, "path": rel.as_posix()}
 
-    try:
         out = []
         with progress_bar(f"Opus {kbps:g} kbps {src.name} {part[0]}/{part[1]}", total=len(rows), unit="clips") as bar, \
                 ThreadPoolExecutor(max(1, workers)) as pool:
@@ -214,12 +211,6 @@ def pack_audio(src: Path, dst: Path, kbps: float = 48.0, splits: list[str] | Non
                    "hours": {s: round(sum(r["duration"] for r in out if r["split"] == s) / 3600, 4)
                              for s in CARRIED_SPLITS}, "mib": round(size / 2**20, 2)}
         (tmp / INFO).write_text(json.dumps({**info, "carried": summary}, indent=2) + "\n")
-        os.chmod(tmp, 0o755)  # mkdtemp's folder is the owner's alone
-        if dst.exists():
-            shutil.rmtree(dst)
-        os.replace(tmp, dst)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return summary
 
 

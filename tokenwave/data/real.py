@@ -29,7 +29,6 @@ import re
 import shutil
 import struct
 import subprocess
-import tempfile
 import zlib
 from collections import Counter
 from collections.abc import Callable
@@ -49,6 +48,7 @@ from tokenwave.errors import (
     MissingSystemPackageError,
     TokenwaveError,
 )
+from tokenwave.fileio import atomic_dir
 from tokenwave.paths import user_cache_dir
 from tokenwave.progress import progress_bar
 from tokenwave.speech.envelope import trim_bounds
@@ -455,17 +455,11 @@ class PackageCache:
             if res.returncode != 0 or not debs:
                 raise MissingSystemPackageError(f"Debian package {package} (apt-get download failed: "
                                                 f"{res.stderr.strip().splitlines()[-1:] or 'no .deb'})", package)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{package}.", dir=self.root))
-        try:
+        with atomic_dir(dest) as tmp:
             res = subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(tmp)], check=False, capture_output=True, text=True)
             if res.returncode != 0:
                 raise MissingSystemPackageError(f"Debian package {package} (dpkg-deb -x failed: {res.stderr.strip()})", package)
             (tmp / ".unpacked").write_text(debs[-1].name + "\n")
-            if dest.exists():
-                shutil.rmtree(dest)
-            os.replace(tmp, dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return dest
 
 
