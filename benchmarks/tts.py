@@ -87,6 +87,8 @@ PROMPT_TEXT = "The weather was calm, so we walked along the river for an hour."
 SYSTEMS = ("tokenwave", "tokenwave_cloned", "espeak-ng", "piper")
 #: --speed-only: tokenwave's set-ups, name -> (precision, decode_frames); the first is the baseline (fp32 as it was:
 #: every step's frames decoded on their own)
+# the set-ups speed is measured in (here, benchmarks/tts_precision.py, benchmarks/tts_profile.py): name -> (precision,
+# decode_frames); the first is the baseline, one decoder call per LM step as before chunked decoding
 SPEED_SETUPS = {"fp32_step_decoding": ("fp32", 1), "fp32": ("fp32", 0), "int8": ("int8", 0)}
 
 
@@ -140,6 +142,12 @@ def cpu_seconds() -> float:
     """CPU seconds used so far by this process (all threads) and its finished children (espeak-ng)."""
     child = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.process_time() + child.ru_utime + child.ru_stime
+
+
+def speak(tts, text: str, voice: str, seed: int, decode_frames: int) -> np.ndarray:
+    """``text`` in ``voice`` as ``TTS.synthesize`` makes it (no watermark), decoding ``decode_frames`` a call."""
+    utt = tts.prepare(text, voice, Sampling(seed=seed))
+    return np.concatenate(list(tts.render(utt, None, functools.partial(StepDecoder, decode_frames=decode_frames))))
 
 
 def first_audio(tts, text: str, voice: str, seed: int, decode_frames: int = 0) -> tuple[np.ndarray, float, float, float]:

@@ -12,7 +12,6 @@ than fp32's (target ``tts_int8_cer_minus_fp32 <= 0``) and it is faster. Writes b
 """
 from __future__ import annotations
 
-import functools
 import json
 import statistics
 import sys
@@ -25,21 +24,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (REPO_ROOT, arg_parser, command_line, machine_info, paired_difference, repo_path,  # noqa: E402
                     standard_error, target, write_result)
-from tts import SENTENCES  # noqa: E402
+from tts import SENTENCES, speak  # noqa: E402
+from tts import SPEED_SETUPS as SETUPS  # noqa: E402
 
 from tokenwave.eval.judges import load_whisper  # noqa: E402
 from tokenwave.progress import progress_bar  # noqa: E402
-from tokenwave.tasks import Sampling, load_task  # noqa: E402
-from tokenwave.tasks.sources import StepDecoder  # noqa: E402
+from tokenwave.tasks import load_task  # noqa: E402
 
-SETUPS = {"fp32_step_decoding": ("fp32", 1), "fp32": ("fp32", 0), "int8": ("int8", 0)}  # name -> precision, frames
 JUDGED = ("fp32", "int8")
-
-
-def speak(tts, text: str, voice: str, seed: int, decode_frames: int) -> np.ndarray:
-    """``text`` in ``voice`` as ``TTS.synthesize`` makes it (no watermark), decoding ``decode_frames`` a call."""
-    utt = tts.prepare(text, voice, Sampling(seed=seed))
-    return np.concatenate(list(tts.render(utt, None, functools.partial(StepDecoder, decode_frames=decode_frames))))
 
 
 def main() -> None:

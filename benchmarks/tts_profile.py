@@ -31,19 +31,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO_ROOT, arg_parser, command_line, machine_info, repo_path, target, write_result  # noqa: E402
-from tts import PROMPT_TEXT, SENTENCES, held_out_prompts  # noqa: E402
+from tts import PROMPT_TEXT, SENTENCES, held_out_prompts, speak  # noqa: E402
+from tts import SPEED_SETUPS as SETUPS  # noqa: E402
 
 import tokenwave.nn.attention as attention_module  # noqa: E402
 from tokenwave.lm import generate as generate_module  # noqa: E402
 from tokenwave.lm.model import TokenLM  # noqa: E402
 from tokenwave.nn import Attention, Linear  # noqa: E402
 from tokenwave.speech import detect_accent  # noqa: E402
-from tokenwave.tasks import Sampling, load_task  # noqa: E402
+from tokenwave.tasks import load_task  # noqa: E402
 from tokenwave.tasks.sources import StepDecoder  # noqa: E402
 from tokenwave.tasks.tts import TTS, trim_silence  # noqa: E402
 
 PARTS = ("frontend", "lm_transformer", "lm_attention", "lm_linears", "lm_heads", "lm_sampling", "decoder", "other")
-SETUPS = {"fp32_step_decoding": ("fp32", 1), "fp32": ("fp32", 0), "int8": ("int8", 0)}  # name -> precision, decode_frames
 
 
 class Scopes:
@@ -72,13 +72,6 @@ class Scopes:
                     self.stack[-1][2] += spent
 
         setattr(owner, name, timed)
-
-
-def speak(tts: TTS, text: str, voice: str, seed: int, decode_frames: int) -> np.ndarray:
-    """``text`` in ``voice`` as ``TTS.synthesize`` makes it (no watermark), decoding ``decode_frames`` a call."""
-    utt = tts.prepare(text, voice, Sampling(seed=seed))
-    decode = functools.partial(StepDecoder, decode_frames=decode_frames)
-    return np.concatenate(list(tts.render(utt, None, decode)))
 
 
 def cpu_with_children() -> float:
