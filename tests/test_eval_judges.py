@@ -10,8 +10,9 @@ import pytest
 
 from tokenwave.audio import load_audio
 from tokenwave.errors import InvalidArgumentError
-from tokenwave.eval.judges import (MissingJudgeError, Whisper, frechet_distance, identify_speakers, load_resemblyzer,
-                                   load_sfx_embedding, load_whisper)
+from tokenwave.eval.frechet import frechet_distance
+from tokenwave.eval.judges import (MissingJudgeError, Whisper, identify_speakers, load_resemblyzer, load_sfx_embedding,
+                                   load_whisper)
 from tokenwave.eval.mos import dnsmos
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng (Debian package) not installed")

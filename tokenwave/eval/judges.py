@@ -6,7 +6,8 @@
 - :class:`Resemblyzer`: the GE2E speaker encoder that ships in the ``resemblyzer`` wheel (trained on LibriSpeech,
   VoxCeleb 1 and 2): speaker similarity (cosine of 256-d unit embeddings) and identification among speakers.
 - :class:`SfxEmbedding`: the ``aisfx`` wheel's sound-effect embedding (a CNN trained on commercial sound-effect
-  libraries, 512-d): with :func:`frechet_distance`, how far a set of generated clips lies from real recordings.
+  libraries, 512-d): with :func:`tokenwave.eval.frechet.frechet_distance`, how far a set of generated clips lies
+  from real recordings.
 - DNSMOS (speech quality, 1..5) is :func:`tokenwave.eval.mos.dnsmos`.
 
 Every judge loads its wheel on first use (``# lazy: optional backend``) and raises :class:`MissingJudgeError`
@@ -23,7 +24,6 @@ import numpy as np
 from tokenwave.audio.resample import resample
 from tokenwave.errors import InvalidArgumentError, TokenwaveError
 from tokenwave.eval.asr import cer, normalize_text, wer
-from tokenwave.eval.frechet import frechet_distance  # noqa: F401 (the judges' distance, used beside them)
 
 WHISPER_RATE = 16_000
 RESEMBLYZER_RATE = 16_000
