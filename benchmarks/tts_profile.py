@@ -15,7 +15,7 @@ frontend (sentence split, espeak-ng phonemes and phone timing: ``TTS.prepare``);
 streaming decoder (phone-informed); "other" is the rest (per-step Python: embedding, pattern bookkeeping, conditioning,
 fades). Apart from them, once per recorded voice prompt (then cached): its accent detection (espeak-ng, CPU of
 child processes included) and its encoding. Writes benchmarks/results/tts_profile.json; the TTS model card's
-profile table is generated from it (benchmarks/figures.py).
+profile table is generated from it (scripts/figures.py).
 """
 from __future__ import annotations
 

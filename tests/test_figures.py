@@ -1,4 +1,4 @@
-"""README's and the model cards' figures agree with the results files (benchmarks/figures.py --check), the check
+"""README's and the model cards' figures agree with the results files (scripts/figures.py --check), the check
 fails when one number differs on either side, and every benchmark target records the command that measured it."""
 import json
 import shutil
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import common  # noqa: E402
 import figures  # noqa: E402
 
@@ -16,7 +17,7 @@ ROOT = figures.REPO_ROOT
 
 def test_readme_and_cards_agree_with_the_results_files():
     problems = figures.run(ROOT, write=False)
-    assert problems == [], "run `python benchmarks/figures.py --write`:\n" + "\n".join(problems)
+    assert problems == [], "run `python scripts/figures.py --write`:\n" + "\n".join(problems)
 
 
 @pytest.fixture

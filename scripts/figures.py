@@ -1,8 +1,8 @@
 """benchmarks/results/*.json (and the checkpoints' generators.json and config.json) -> the figures in README.md and
 the model cards (checkpoints/**/MODEL.md), so that no figure a reader sees is typed by hand.
 
-    python benchmarks/figures.py --write   # rewrite every generated region from the results files
-    python benchmarks/figures.py --check   # exit 1, listing every region that disagrees with them
+    python scripts/figures.py --write   # rewrite every generated region from the results files
+    python scripts/figures.py --check   # exit 1, listing every region that disagrees with them
 
 A generated region is the text between ``<!-- figures:NAME begin -->`` and ``<!-- figures:NAME end -->``; the prose
 around it stays hand-written. Each region is a function of the results files below (:data:`REGIONS`); a value a file
@@ -543,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     for p in problems:
         print(p, file=sys.stderr)
     if args.check and problems:
-        print(f"{len(problems)} disagreement(s); run `python benchmarks/figures.py --write`", file=sys.stderr)
+        print(f"{len(problems)} disagreement(s); run `python scripts/figures.py --write`", file=sys.stderr)
     return 1 if problems else 0
 
 
