@@ -4,10 +4,11 @@ evaluation suite (tokenwave.eval) on held-out data, each beside its reference me
     python benchmarks/tasks.py [--quick] [--items N] [--threads 2]
 
 TTS (data/speech, test split: held-out sentences spoken by held-out speakers; the voice prompt is another clip
-of the same speaker): CER under PocketSphinx of the generated speech over the engine's own speech of the same
-sentences (target <= 1.2); speaker identification: the share of outputs whose most similar test speaker (the
-project's speaker encoder, cosine to the mean embedding of each speaker's clips) is the prompted one (target:
-most, > 0.5); DNSMOS of both.
+of the same speaker): CER under Whisper tiny.en (third-party; PocketSphinx beside it as a second opinion) of the
+generated speech over the engine's own speech of the same sentences (target <= 1.2); speaker identification: the
+share of outputs whose most similar test speaker (Resemblyzer, third-party, cosine to the mean embedding of each
+speaker's clips; the project's own encoder beside it, labelled) is the prompted one (target: most, > 0.5); DNSMOS
+of both.
 Music and sfx (data/music, data/sfx, test split: held-out pieces and parameter ranges, rendered for their caption
 and duration up to 10 s): tag accuracy of the project's tagger (the prompt's tag fields: music's collection, genre,
 instrument, tempo, mode; sfx's family; not the music-or-sfx domain, reported apart) on generated audio over its
@@ -42,14 +43,14 @@ TTS_10S = ("The old lighthouse keeper climbed the winding stairs every evening. 
 
 
 def speaker_identification(task, data: Path, rows: list[dict], gens: list[np.ndarray], split: str = "test",
-                           per_speaker: int | None = None) -> dict:
+                           per_speaker: int | None = None, spk=None) -> dict:
     """Share of generated clips whose nearest speaker (mean embedding over that speaker's ``split`` clips, the first
     ``per_speaker`` by id when given) is theirs; and ``engine_identified``, the same for the engine's own clip of
     each row (its speaker's centroid without it): the ceiling the speaker encoder allows. ``hits`` and ``margins``
-    per row."""
-    from tokenwave.eval.speaker import load_speaker_encoder
+    per row. ``spk``: the speaker encoder (``embed(wav, sr)``), by default Resemblyzer, the third-party judge."""
+    from tokenwave.eval.judges import load_resemblyzer
 
-    spk = load_speaker_encoder()
+    spk = spk or load_resemblyzer()
     sr = task.sample_rate
     by_speaker: dict[str, list[np.ndarray]] = {}
     for r in sorted(read_manifest(data, split), key=lambda r: r["id"]):
@@ -89,9 +90,15 @@ def bench_tts(items: int, out: Path) -> tuple[dict, list]:
     files = sorted((out / "tts" / "audio" / "generated").glob("*.wav"))  # what evaluate_tts rendered
     rows = [by_id[f.stem] for f in files]
     gens = [load_audio(f, task.sample_rate)[0] for f in files]
+    from tokenwave.eval.speaker import load_speaker_encoder
+
     ident = speaker_identification(task, data, rows, gens)
+    ident_own = speaker_identification(task, data, rows, gens, spk=load_speaker_encoder())
     figs = {"generated": s["generated"], "engine": s["reference (engine)"], "codec": s.get("codec resynthesis"),
-            "speaker_identification": ident, "items": len(rows),
+            "speaker_identification": ident, "speaker_identification_own_encoder": ident_own, "items": len(rows),
+            "judges": "words: Whisper tiny.en (third-party; PocketSphinx in *_pocketsphinx, a second opinion); "
+                      "speakers: Resemblyzer (third-party; the project's own encoder, trained on these voices' "
+                      "renders, in speaker_identification_own_encoder)",
             "note": "codec: the engine's speech through the codec at the TTS model's bitrate, the floor for any "
                     "generator of these codes"}
     targets = [target("tts_cer_over_engine", s["generated"].get("cer_over_engine"), "<=", 1.2),

@@ -155,9 +155,8 @@ def readme_headline(src: Sources) -> str:
     trow(c, "encode + decode speed over EnCodec-24k's, same run", "codec", "encode_decode_speed_over_encodec")
     t = "text-to-speech (`checkpoints/tts`)"
     items = src.get("tasks", "figures.tts.items")
-    trow(t, "CER over the engine's own speech (PocketSphinx, a second opinion only: it misreads the engine's own "
-            "speech; Whisper's figures below)", "tasks", "tts_cer_over_engine")
-    trow(t, f"held-out speaker identified, {fmt(items)} clips (project's speaker encoder, in-domain)", "tasks",
+    trow(t, "Whisper CER over the engine's own speech (held-out synthetic voices)", "tasks", "tts_cer_over_engine")
+    trow(t, f"held-out speaker identified, {fmt(items)} clips (Resemblyzer)", "tasks",
          "tts_speaker_identified_share", pct)
     trow(t, "10 s of speech, x real time (2 threads)", "tasks", "tts_10s_x_realtime")
     trow(t, "accent found in unseen voices' prompts", "accent", "test_accent_accuracy", pct)
@@ -246,14 +245,19 @@ def tts_figures(src: Sources) -> str:
 
     ident = src.get("tasks", f"{f}.speaker_identification") or {}
     hits = ident.get("hits") or []
-    rows = [row("CER under PocketSphinx", "cer"), row("CER over the engine's", "cer_over_engine"),
-            row("WER", "wer"), row("DNSMOS overall", "dnsmos_ovrl"), row("DNSMOS signal", "dnsmos_sig"),
+    own = src.get("tasks", f"{f}.speaker_identification_own_encoder") or {}
+    rows = [row("CER under Whisper tiny.en", "cer"), row("CER over the engine's", "cer_over_engine"),
+            row("WER", "wer"), row("CER under PocketSphinx (second opinion)", "cer_pocketsphinx"), row("DNSMOS overall", "dnsmos_ovrl"), row("DNSMOS signal", "dnsmos_sig"),
             row("DNSMOS P.808", "dnsmos_p808"),
-            row("speaker-encoder cosine to the row's own recording", "speaker_sim"),
-            row("speaker-encoder cosine to another speaker's recording", "other_speaker_sim"),
-            [f"prompted speaker identified among the {fmt(ident.get('speakers'))} held-out ones",
+            row("Resemblyzer cosine to the row's own recording", "speaker_sim"),
+            row("Resemblyzer cosine to another speaker's recording", "other_speaker_sim"),
+            [f"prompted speaker identified among the {fmt(ident.get('speakers'))} held-out ones (Resemblyzer)",
              f"{pct(ident.get('identified'))} ({sum(hits)} of {len(hits)}; margin {fmt(ident.get('margin_mean'))})",
-             "", pct(ident.get("engine_identified"))]]
+             "", pct(ident.get("engine_identified"))],
+            row("own speaker encoder's cosine to the row's own recording (in-domain)", "speaker_sim_own"),
+            ["prompted speaker identified (own speaker encoder, in-domain)",
+             f"{pct(own.get('identified'))} ({sum(own.get('hits') or [])} of {len(own.get('hits') or [])})", "",
+             pct(own.get("engine_identified"))]]
     return (table(["", "generated", "codec resynthesis", "engine"], rows) + "\n\n"
             + targets_table(src, "tasks", [("CER over the engine's", "tts_cer_over_engine"),
                                             ("speaker identified", "tts_speaker_identified_share"),
