@@ -36,6 +36,10 @@ TTS_PEER_LABELS = {
     "tts_first_audio_ms_2_threads": "first audio, ms (2 threads)",
     "tts_rtf_1_thread": "real-time factor, 1 thread (wall clock)",
     "tts_rtf_1_thread_cpu_time": "real-time factor, 1 thread (CPU time)",
+    "clone_real_identified_share": "cloned from 3 s of real speech: prompt's speaker identified (Resemblyzer)",
+    "clone_real_speakers": "cloned from real speech: speakers no TTS model heard",
+    "clone_real_cer_over_piper": "cloned from real speech: Whisper CER over Piper's",
+    "clone_real_cer_over_espeak": "cloned from real speech: Whisper CER over espeak-ng's",
 }
 TAGGED = ("music", "sfx")
 GENERATOR_NAMES = {"lm": "token LM", "flow": "flow matching"}
@@ -164,6 +168,10 @@ def readme_headline(src: Sources) -> str:
         for row in src.doc("tts").get("targets", []):
             label = TTS_PEER_LABELS.get(row["name"], row["name"].removeprefix("tts_").replace("_", " "))
             trow(t, label, "tts", row["name"])
+    if (src.root / "benchmarks/results/clone.json").exists():  # real human voice prompts (issue 24)
+        for row in src.doc("clone").get("targets", []):
+            trow(t, TTS_PEER_LABELS.get(row["name"], row["name"].replace("_", " ")), "clone", row["name"],
+                 pct if row["name"].endswith("_share") else fmt)
     for task in TAGGED:
         default = src.get("tasks", f"figures.{task}.generator")
         gens = list(src.get("tasks", f"figures.{task}.by_generator") or {})
