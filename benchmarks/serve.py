@@ -2,7 +2,7 @@
 
     python benchmarks/serve.py [--quick] [--threads N] [--soak N]
 
-Starts ``tokenwave serve --tasks tts`` (a subprocess, ``--threads`` torch threads: one per core by default, as the
+Starts ``tokenwave serve --tasks tts`` (a subprocess, ``--threads`` torch threads: half the cores by default, as the
 server's own default; as many stream slots as the largest level) on loopback with the default
 speech model (``checkpoints/tts``); when that checkpoint is missing, a random-weight model of the same preset
 (``small``: 256 wide, 4 layers, K = 8, 3 s voice prompt) stands in, which costs the same compute (recorded in
@@ -42,6 +42,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS_DIR, arg_parser, command_line, machine_info, target, write_result  # noqa: E402
+
+from tokenwave.serve.capacity import default_threads  # noqa: E402
 
 SR = 24000
 PREBUFFER = 0.1
@@ -193,8 +195,9 @@ def main() -> None:
     import httpx
 
     parser = arg_parser(__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="the server's torch threads (tokenwave serve --threads; default: one per core)")
+    parser.add_argument("--threads", type=int, default=default_threads(),
+                        help="the server's torch threads (tokenwave serve --threads; default: the server's own, "
+                             "half the cores)")
     parser.add_argument("--levels", default=None, help="comma-separated stream counts (default 1,2,4,8,16)")
     parser.add_argument("--soak", type=int, default=None, help="soak requests (default 500; 40 with --quick)")
     args = parser.parse_args()
@@ -275,15 +278,16 @@ def main() -> None:
                target("soak_rss_growth_pct_after_warmup", figures["soak"]["rss_growth_pct"], "<", 5.0),
                target("abandoned_16_seconds_to_free_slots", figures["abandoned"]["seconds_to_free_all"], "<=", 1.0)]
     result = write_result("serve", command_line(__file__), targets, figures, args.quick, machine_info())
-    plot(lv, RESULTS_DIR / "serve.png")
+    plot(figures, RESULTS_DIR / "serve.png")
     print(json.dumps(result, indent=1))
 
 
-def plot(lv: dict, path: Path) -> None:
+def plot(figures: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     from tokenwave.plots import save_figure
 
+    lv = figures["levels"]
     ns = [int(n) for n in lv]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
     a.plot(ns, [lv[str(n)]["ttfa_p50_ms"] for n in ns], "o-", label="p50")
@@ -296,7 +300,8 @@ def plot(lv: dict, path: Path) -> None:
     b.axhline(1.0, color="grey", lw=0.8, ls=":", label="real time")
     b.set(xscale="log", xticks=ns, xticklabels=ns, xlabel="concurrent streams", ylabel="audio s per wall s")
     b.legend(fontsize=8)
-    fig.suptitle("tokenwave serve: TTS WebSocket streams on 2 CPU threads")
+    fig.suptitle(f"tokenwave serve: TTS WebSocket streams, {figures['torch_threads']} torch thread(s) on "
+                 f"{figures['cores']} cores")
     fig.tight_layout()
     save_figure(fig, path)
 

@@ -6,7 +6,7 @@ from tokenwave.errors import InvalidArgumentError
 from tokenwave.lm.config import LMConfig
 from tokenwave.lm.generate import generate, generate_long, stream
 from tokenwave.lm.model import TokenLM
-from tokenwave.lm.sampling import SamplingParams, filter_logits
+from tokenwave.lm.sampling import SamplingParams, draw, draw_each, filter_logits
 from tokenwave.lm.toy import offset_batch, style_batch, style_rule_accuracy, train_toy
 from tokenwave.nn import KVCache
 from tokenwave.patterns import PATTERNS
@@ -145,3 +145,27 @@ def test_save_load(tmp_path):
     again = TokenLM.load(tmp_path / "lm")
     p = SamplingParams(seed=2)
     assert torch.equal(generate(lm, 5, None, p)[0], generate(again, 5, None, p)[0])
+
+
+@pytest.mark.parametrize("top_p", [0.0, 0.8])
+def test_draw_each_gives_each_item_its_lone_draw(top_p):
+    """The server's engine samples all streams of a step in one call: each item must get exactly what ``draw`` gives
+    it alone with its own generator, greedy items (which draw no uniforms) and mixed ones included."""
+    torch.manual_seed(0)
+    A, S, V = 5, 4, 300
+    logits = torch.randn(A, S, V) * 3
+    temps = torch.full((A, S), 0.9)
+    temps[1] = 0.0           # all greedy: consumes nothing from its generator
+    temps[3, 2:] = 0.0       # mixed
+    params = SamplingParams(temperature=0.9, top_k=40, top_p=top_p)
+    gens = [torch.Generator().manual_seed(10 + i) for i in range(A)]
+    together = draw_each(logits, temps, params, gens)
+    alone = [draw(logits[i], temps[i], params, torch.Generator().manual_seed(10 + i)) for i in range(A)]
+    assert torch.equal(together, torch.stack(alone))
+    # and the generators advanced as they would alone: the next draws agree too
+    again = [draw(logits[i], temps[i], params, gens[i]) for i in range(A)]
+    lone = [torch.Generator().manual_seed(10 + i) for i in range(A)]
+    for i in range(A):
+        draw(logits[i], temps[i], params, lone[i])
+    assert all(torch.equal(a, draw(logits[i], temps[i], params, lone[i])) for i, a in enumerate(again))
+    assert not torch.equal(together[0], together[2])  # the items are drawn, not copied

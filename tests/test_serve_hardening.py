@@ -330,6 +330,18 @@ def test_serve_warns_without_a_key_and_sets_its_thread_count(models, tmp_path):
     assert "without an API key" in run.stderr and "torch threads: 3" in run.stderr
 
 
+@pytest.mark.parametrize("cores, expected", [(None, 1), (1, 1), (2, 1), (3, 1), (16, 8)])
+def test_default_threads_leave_the_engine_and_the_decoder_a_core_each(monkeypatch, cores, expected):
+    """Without --threads the server takes half the cores: its engine and decoder threads each run a team of that
+    many torch threads at once (a team of all the cores each oversubscribed 2 cores)."""
+    import os
+
+    from tokenwave.serve.capacity import default_threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert default_threads() == expected
+
+
 # --- 4. admission by measured capacity, a bounded queue, backpressure ----------------------------------------------
 def test_default_limit_is_measured_once_and_stored(models, tmp_path, monkeypatch):
     from tokenwave.serve import capacity

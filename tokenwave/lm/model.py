@@ -92,17 +92,18 @@ class TokenLM(Checkpointable, nn.Module):
         """Transformer over ``x [B, n, D]`` (causal; ``valid [B, n]`` marks real positions), with the cache if given."""
         B, n, _ = x.shape
         start = cache.pos if cache is not None else 0
+        lo = cache.lo if cache is not None else 0  # keys before lo are never attended to (KVCache.lo)
         if cache is not None:
             cache.valid[:, start: start + n] = True if valid is None else valid
             if valid is not None and cache.all_valid:
                 cache.all_valid = bool(valid.all())
-            keys_valid = cache.valid[:, : start + n]
+            keys_valid = cache.valid[:, lo: start + n]
         else:
             keys_valid = valid if valid is not None else torch.ones(B, n, dtype=torch.bool, device=x.device)
-        if n == 1 and cache is not None and cache.all_valid:
-            mask = None  # one query, every cached key valid
+        if n == 1 and cache is not None and (cache.all_valid or (lo and bool(keys_valid.all()))):
+            mask = None  # one query, every cached key it sees valid
         else:
-            causal = torch.ones(n, start + n, dtype=torch.bool, device=x.device).tril(start)
+            causal = torch.ones(n, start + n - lo, dtype=torch.bool, device=x.device).tril(start - lo)
             mask = causal[None, None] & keys_valid[:, None, None, :]
             mask = mask | ~mask.any(-1, keepdim=True)  # a fully padded query row attends to all (output unused)
         cross_mask = None if cond.cross_mask is None else cond.cross_mask[:, None, None, :]

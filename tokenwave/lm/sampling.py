@@ -72,15 +72,26 @@ def draw(logits: torch.Tensor, temperature: torch.Tensor, params: SamplingParams
     Temperature, top-p and the draw work on the k best logits only instead of the whole vocabulary (the same
     distribution, except that a tie at the k-th value keeps exactly k); greedy rows take the argmax as ``sample``
     does. The decoding loops (offline and the server's engine) draw with it."""
-    V = logits.shape[-1]
+    return draw_each(logits[None], temperature[None], params, [generator])[0]
+
+
+def draw_each(logits: torch.Tensor, temperature: torch.Tensor, params: SamplingParams,
+              generators: list[torch.Generator]) -> torch.Tensor:
+    """:func:`draw` for ``A`` items at once, each with its own generator: ``logits [A, ..., V]``, ``temperature
+    [A, ...]`` -> tokens ``[A, ...]``. Item ``i`` gets exactly ``draw(logits[i], temperature[i], params,
+    generators[i])``: the same uniforms from its own generator (none when all its rows are greedy), the top-k
+    taken row by row (the server's engine samples every stream of a step in one call)."""
+    A, V = logits.shape[0], logits.shape[-1]
     if not params.top_k or params.top_k >= V:
-        return sample(logits, temperature, params.top_k, params.top_p, generator)
+        return torch.stack([sample(lg, t, params.top_k, params.top_p, g)
+                            for lg, t, g in zip(logits, temperature, generators)])
     flat = logits.reshape(-1, V).float()
     temp = temperature.reshape(-1).to(flat.device)
     hot = temp > 0
     all_hot = bool(hot.all())
     greedy = None if all_hot else flat.argmax(-1)
-    if not all_hot and not bool(hot.any()):
+    item_hot = hot.view(A, -1).any(1).tolist()
+    if not any(item_hot):
         return greedy.reshape(logits.shape[:-1])
     top_p = params.top_p if 0 < params.top_p < 1 else 0.0
     vals, idx = torch.topk(flat, params.top_k, dim=-1, sorted=bool(top_p))
@@ -89,8 +100,12 @@ def draw(logits: torch.Tensor, temperature: torch.Tensor, params: SamplingParams
         probs = scaled.softmax(-1)
         scaled = scaled.masked_fill(probs.cumsum(-1) - probs > top_p, float("-inf"))
     # Gumbel-max: argmax(logit / T + Gumbel noise) is a draw from softmax(logit / T) (uniforms are cheaper to
-    # draw than multinomial's exponentials)
-    uniform = torch.rand(scaled.shape, generator=generator, device=scaled.device).clamp_min(1e-20)
+    # draw than multinomial's exponentials); an item whose rows are all greedy draws none
+    rows = flat.shape[0] // A
+    shape = (rows, params.top_k)
+    parts = [torch.rand(shape, generator=g, device=scaled.device) if h
+             else torch.ones(shape, device=scaled.device) for g, h in zip(generators, item_hot)]
+    uniform = (parts[0] if A == 1 else torch.cat(parts)).clamp_min(1e-20)
     gumbel = -(-uniform.log()).log()
     drawn = idx.gather(-1, (scaled + gumbel).argmax(-1, keepdim=True))[:, 0]
     tok = drawn if greedy is None else torch.where(hot, drawn, greedy)

@@ -22,7 +22,8 @@ class CacheShape(Protocol):
 
 class KVCache:
     """Preallocated keys/values ``[B, H, max_len, Dh]`` per layer and a validity mask ``[B, max_len]``; also the
-    cross-attention keys/values of the conditioning, computed once per stream."""
+    cross-attention keys/values of the conditioning, computed once per stream. Queries attend to the slots
+    ``lo .. pos`` (``lo`` 0 but in the server's batch engine, whose rows hold nothing before its window)."""
 
     def __init__(self, cfg: CacheShape, batch: int, device: torch.device, dtype: torch.dtype, max_len: int | None = None) -> None:
         n = max_len or cfg.max_len
@@ -31,6 +32,7 @@ class KVCache:
         self.v = [torch.zeros_like(self.k[0]) for _ in range(cfg.depth)]
         self.valid = torch.zeros(batch, n, dtype=torch.bool, device=device)
         self.pos = 0
+        self.lo = 0  # first slot any query attends to: every row's valid keys lie in [lo, pos) (a batch engine's window)
         self.max_len = n
         self.all_valid = True  # no padded key so far: single-step decoding needs no mask
         self.cross_src: torch.Tensor | None = None
@@ -96,7 +98,7 @@ class Attention(nn.Module):
             p, n = cache.pos, k.shape[2]
             cache.k[layer][:, :, p: p + n] = k
             cache.v[layer][:, :, p: p + n] = v
-            k, v = cache.k[layer][:, :, : p + n], cache.v[layer][:, :, : p + n]
+            k, v = cache.k[layer][:, :, cache.lo: p + n], cache.v[layer][:, :, cache.lo: p + n]
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out(y.transpose(1, 2).reshape(x.shape))
 

@@ -37,6 +37,14 @@ PROBE_SIZES = (1, 2, 4, 8, 16, 32, 64)
 MAX_STREAMS = 64
 
 
+def default_threads() -> int:
+    """The server's torch threads when none are asked for: half the cores (at least one). The batch engine and the
+    codec decoder run on two threads at once, each with its own team of torch threads; on 2 cores, one torch thread
+    each beat two on every load ``benchmarks/serve.py`` tried (first audio 87 against 120 ms at one stream, 4
+    against 2 streams in real time), two teams of two oversubscribing the cores."""
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
 def cache_path() -> Path:
     return user_cache_dir() / "serve-capacity.json"
 

@@ -31,7 +31,8 @@ def serve(
     allow_origin: list[str] = typer.Option([], help="A web origin (https://host:port) whose pages may open "
                                            "WebSocket streams when no key is set (repeat for several; default: the "
                                            "server's own page only)."),
-    threads: int = typer.Option(0, min=0, max=512, help="torch threads for generation (0 = one per CPU core)."),
+    threads: int = typer.Option(0, min=0, max=512, help="torch threads for generation (0 = half the CPU cores: the "
+                                "engine and the decoder run at once, each with this many)."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
 ) -> None:
     """Serve TTS, music and sound effects over HTTP and WebSocket, with a player page at /."""
@@ -41,6 +42,7 @@ def serve(
     from tokenwave.codec import load_codec  # lazy: keeps --help free of torch
     from tokenwave.errors import InvalidArgumentError
     from tokenwave.serve.app import listen_socket, make_app  # lazy: keeps --help free of torch
+    from tokenwave.serve.capacity import default_threads  # lazy: keeps --help free of torch
     from tokenwave.serve.service import ServeConfig, Service
 
     names = [t.strip() for t in tasks.split(",") if t.strip()]
@@ -48,7 +50,7 @@ def serve(
     if bad or not names:
         raise InvalidArgumentError(f"unknown task(s) {', '.join(bad) or '(none)'}", "use --tasks tts,music,sfx")
     # set deliberately: torch's default (all cores, or OMP_NUM_THREADS) halved one stream's speed under contention
-    n_threads = threads or os.cpu_count() or 1
+    n_threads = threads or default_threads()
     torch.set_num_threads(n_threads)
     typer.echo(f"torch threads: {n_threads}", err=True)
     folders = {"tts": tts, "music": music, "sfx": sfx}

@@ -30,7 +30,7 @@ import torch
 from tokenwave.conditioning import Conditioning
 from tokenwave.errors import InvalidArgumentError
 from tokenwave.lm.model import TokenLM
-from tokenwave.lm.sampling import SamplingParams, draw
+from tokenwave.lm.sampling import SamplingParams, draw_each
 from tokenwave.nn import KVCache, rotary
 
 
@@ -296,7 +296,7 @@ class BatchEngine:
             if run_cond.prefix_mask is not None:
                 valid = torch.cat([run_cond.prefix_mask, torch.ones(R, 1, dtype=torch.bool, device=self.device)], 1)
         tmp = KVCache(self.cfg, R, self.device, self.dtype, max_len=self.pos)
-        tmp.pos, tmp.all_valid = start, start == 0
+        tmp.pos, tmp.lo, tmp.all_valid = start, start, True  # the newcomer's rows hold nothing before start
         h = self.lm.run(x, run_cond, valid, tmp)[:, -1:]
         a.rows = self._new_rows(R)
         rows = slice(a.rows[0], a.rows[-1] + 1)
@@ -355,16 +355,12 @@ class BatchEngine:
             book[a.rows] = a.book[:, a.step: a.step + 1]
         logits = self.lm.logits_for(self.hidden[:n], book)[:, :, 0]  # [n, S, V]
         finished = []
-        for a in self.active:
-            if a.guided:
-                c, u = logits[a.rows[0]: a.rows[0] + 1], logits[a.rows[1]: a.rows[1] + 1]
-                lg = u + a.job.params.cfg_scale * (c - u)
-            else:
-                lg = logits[a.rows[0]: a.rows[0] + 1]
-            a.tok = self._sample(a, lg)
-            a.step += 1
-            if a.step >= a.L:
-                finished.append(a)
+        for group, toks in self._draw(self._guided(logits)):
+            for a, tok in zip(group, toks):
+                a.tok = self._emit(a, tok[None])
+                a.step += 1
+                if a.step >= a.L:
+                    finished.append(a)
         self.stats["steps"] += 1
         self.stats["row_steps"] += n
         for a in finished:
@@ -384,16 +380,42 @@ class BatchEngine:
                 x[a.rows] = x[a.rows] + self._frame_in(a, a.step, len(a.rows))
         view = KVCache.__new__(KVCache)
         view.k, view.v = [k[:n] for k in self.cache.k], [v[:n] for v in self.cache.v]
-        view.valid, view.pos, view.max_len = self.cache.valid[:n], self.pos, self.C
+        # the window: no active row holds a key before the earliest start, so no query reads the slots before it
+        view.valid, view.pos, view.max_len, view.lo = self.cache.valid[:n], self.pos, self.C, min(a.start for a in self.active)
         view.all_valid, view.cross_src, view.cross_kv = self.cache.all_valid, None, {}
         self.hidden[:n] = self.lm.run(x, Conditioning(), None, view)
         self.pos = view.pos
 
-    def _sample(self, a: _Active, logits: torch.Tensor) -> torch.Tensor:
-        """Draw step ``a.step`` of ``a`` from ``logits [1, S, V]``, record and emit the frames it completes."""
+    def _guided(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits [n, S, V]`` of the cache rows -> ``[A, S, V]``, one per active stream in order: its conditional
+        row's, or with guidance ``uncond + cfg_scale * (cond - uncond)`` (elementwise, as the offline loop)."""
+        act = self.active
+        lg = logits.index_select(0, torch.tensor([a.rows[0] for a in act], device=self.device))
+        g = [i for i, a in enumerate(act) if a.guided]
+        if g:
+            gi = torch.tensor(g, device=self.device)
+            u = logits.index_select(0, torch.tensor([act[i].rows[1] for i in g], device=self.device))
+            scale = torch.tensor([act[i].job.params.cfg_scale for i in g], dtype=logits.dtype, device=self.device)
+            lg.index_copy_(0, gi, u + scale[:, None, None] * (lg.index_select(0, gi) - u))
+        return lg
+
+    def _draw(self, lg: torch.Tensor):
+        """Every active stream's next slot tokens, streams with the same top-k / top-p drawn in one call (each from
+        its own generator, so a stream draws what it would alone): yields ``(streams, tokens [len, S])``."""
+        groups: dict[tuple, list[int]] = {}
+        for i, a in enumerate(self.active):
+            groups.setdefault((a.job.params.top_k, a.job.params.top_p), []).append(i)
+        for idx in groups.values():
+            group = [self.active[i] for i in idx]
+            temps = torch.stack([a.temps[:, a.step] for a in group])
+            rows = lg if len(idx) == len(self.active) else lg.index_select(0, torch.tensor(idx, device=self.device))
+            yield group, draw_each(rows, temps, group[0].job.params, [a.gen for a in group])
+
+    def _emit(self, a: _Active, tok: torch.Tensor) -> torch.Tensor:
+        """Step ``a.step``'s drawn tokens ``[1, S]`` of ``a``: force the prompt's, blank the slots the pattern leaves
+        empty, record and emit the frames it completes."""
         s, job = a.step, a.job
         bk, mk, fr = a.book[None, :, s], a.mask[None, :, s], a.frame[None, :, s]
-        tok = draw(logits, a.temps[None, :, s], job.params, a.gen)
         if job.prompt is not None:
             Tp = job.prompt.shape[-1]
             tok = torch.where(mk & (fr < Tp), job.prompt[bk, fr.clamp(0, Tp - 1)], tok)
