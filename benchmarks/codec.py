@@ -12,7 +12,8 @@ Real recordings: the same fidelity on the test splits of ROOT/real-speech, ROOT/
 (`tokenwave data build real-*`: held-out speakers, tracks and packages), plus the Whisper tiny.en CER/WER of the
 English test utterances (whole clips) as recorded and after each system. ``--only real`` (or ``synthetic``) measures
 one part and keeps the other's targets (each with its own command) and figures from the previous results file.
-Writes benchmarks/results/codec.json and codec.png; prints the JSON.
+Writes benchmarks/results/NAME.json (``--name``, default codec), NAME.png (synthetic clips) and NAME-real.png
+(spectrograms of real held-out clips); prints the JSON.
 """
 from __future__ import annotations
 
@@ -126,7 +127,7 @@ def aggregate(rows: list[dict[str, dict]]) -> dict[str, dict]:
 
 
 def run_fidelity(codec, clips: dict[str, list], opus_kbps: dict, label: str = "codec fidelity") -> tuple[dict, dict]:
-    """Per-domain means per system, and the first speech clip with every system's version of it (for the figure)."""
+    """Per-domain means per system, and each domain's first clip with every system's version of it (figures)."""
     total = sum(len(c) for c in clips.values())
     result, example = {}, {}
     with progress_bar(label, total, "clips") as bar:
@@ -135,8 +136,8 @@ def run_fidelity(codec, clips: dict[str, list], opus_kbps: dict, label: str = "c
             for i, (_, wav) in enumerate(items):
                 coded = code_all(codec, wav, opus_kbps)
                 rows.append({s: fidelity(wav, y, SR, speech=domain == "speech") for s, y in coded.items()})
-                if domain == "speech" and i == 0:
-                    example = {"original": wav, **coded}
+                if i == 0:
+                    example[domain] = {"original": wav, **coded}
                 bar.advance()
             result[domain] = aggregate(rows)
     return result, example
@@ -279,7 +280,7 @@ def run_real(codec, root: Path, quick: bool) -> dict:
                                        keep=lambda r: r.get("language") == "en" and bool(r.get("text")))
     opus_kbps: dict[str, list[float]] = {}
     torch.set_num_threads(FIDELITY_THREADS)
-    fid, _ = run_fidelity(codec, clips, opus_kbps, "codec fidelity, real recordings")
+    fid, examples = run_fidelity(codec, clips, opus_kbps, "codec fidelity, real recordings")
     whisper = run_whisper(codec, speech_folder, english)
     manifests = {d: {r["id"]: r for r in read_manifest(root / name, "test")} for d, name in REAL_DOMAINS.items()}
     described = {d: [manifests[d][i] for i, _ in c] for d, c in clips.items()}
@@ -293,7 +294,8 @@ def run_real(codec, root: Path, quick: bool) -> dict:
                      "packages": {d: sorted({r["package"] for r in rows}) for d, rows in described.items()},
                      "bandwidth_hz_median": {d: float(np.median([r["bandwidth_hz"] for r in rows]))
                                              for d, rows in described.items()},
-                     "whisper": whisper, "opus_payload_kbps_mean": {k: float(np.mean(v)) for k, v in opus_kbps.items()}}}
+                     "whisper": whisper, "opus_payload_kbps_mean": {k: float(np.mean(v)) for k, v in opus_kbps.items()}},
+            "examples": {d: (clips[d][0][0], ex) for d, ex in examples.items()}}
 
 
 def make_real_targets(real: dict) -> list[dict]:
@@ -326,7 +328,7 @@ def make_figure(fid: dict, example: dict, path: Path) -> Path:
 
     systems = system_names()
     with tempfile.TemporaryDirectory() as tmp:
-        grid = spectrogram_grid([(name, example[key], SR) for name, key in (
+        grid = spectrogram_grid([(name, example["speech"][key], SR) for name, key in (
             ("original", "original"), ("ours 6 kbps", "ours_6kbps"), ("ours 1.5 kbps", "ours_1.5kbps"),
             ("Opus 6 kbps", "opus_6kbps"))], Path(tmp) / "grid.png")
         image = plt.imread(grid)
@@ -352,18 +354,41 @@ def make_figure(fid: dict, example: dict, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def make_real_figure(examples: dict, path: Path) -> Path:
+    """Spectrograms of one held-out real clip per domain: as recorded, ours at 6 and 3 kbps, Opus at 6 kbps."""
+    import tempfile
+
+    import matplotlib.pyplot as plt
+
+    from tokenwave.plots import save_figure, spectrogram_grid
+
+    fig, axes = plt.subplots(len(examples), 1, figsize=(12, 4.2 * len(examples)))
+    with tempfile.TemporaryDirectory() as tmp:
+        for ax, (domain, (clip_id, ex)) in zip(np.atleast_1d(axes), examples.items()):
+            grid = spectrogram_grid([(name, ex[key], SR) for name, key in (
+                ("as recorded", "original"), ("ours 6 kbps", "ours_6kbps"), ("ours 3 kbps", "ours_3kbps"),
+                ("Opus 6 kbps", "opus_6kbps"))], Path(tmp) / f"{domain}.png")
+            ax.imshow(plt.imread(grid))
+            ax.axis("off")
+            ax.set_title(f"real {domain}, held-out clip {clip_id}", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = arg_parser(__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="codec checkpoint folder (default: checkpoints/codec, "
                         "else runs/codec/model)")
     parser.add_argument("--data", type=Path, default=REPO_ROOT / "data", help="folder holding speech/, music/, sfx/ "
                         "and real-speech/, real-music/, real-sfx/")
+    parser.add_argument("--name", default="codec", help="results name: benchmarks/results/NAME.json (and .png); "
+                        "e.g. codec-v2 for a second codec measured beside the default")
     parser.add_argument("--only", choices=("all", "synthetic", "real"), default="all",
                         help="measure one part; the other's targets and figures are kept from the previous results")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     model = args.model or default_model()
-    previous = RESULTS_DIR / "codec.json"
+    previous = RESULTS_DIR / f"{args.name}.json"
     previous = json.loads(previous.read_text()) if args.only != "all" and previous.exists() else {}
     try:
         codec = load_codec(model)
@@ -407,9 +432,11 @@ def main(argv: list[str] | None = None) -> dict:
         figures[key] = {**{n: x for n, x in figures.get(key, {}).items() if not n.startswith("real_")}, **real.get(key, {})}
     if "real" in real:
         figures["real"] = real["real"]
-    result = write_result("codec", command_line(__file__, argv), targets, figures, args.quick, machine_info())
+    result = write_result(args.name, command_line(__file__, argv), targets, figures, args.quick, machine_info())
     if example:
-        make_figure(figures["fidelity"], example, RESULTS_DIR / "codec.png")
+        make_figure(figures["fidelity"], example, RESULTS_DIR / f"{args.name}.png")
+    if real.get("examples"):
+        make_real_figure(real["examples"], RESULTS_DIR / f"{args.name}-real.png")
     print(json.dumps(result, indent=1))
     return result
 
