@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import json
 import math
 import re
@@ -149,14 +150,19 @@ def readme_headline(src: Sources) -> str:
     def frow(model: str, label: str, rel: str, path: str, show: Callable[[Any], str] = fmt) -> None:
         rows.append([model, label, show(src.get(rel, path)), MISSING, "", f"`{rel}.json` `{path}`"])
 
-    c = "codec (`checkpoints/codec`)"
-    codec_names = [t.get("name", "") for t in src.doc("codec").get("targets", [])]
-    for suffix, what in (("_mel_distance_6kbps_over_opus6k", "mel distance"), ("_pesq_wb_6kbps_over_opus6k", "PESQ-wb"),
-                         ("_cer_6kbps_over_opus6k", "Whisper CER")):
-        for name in (n for n in codec_names if n.endswith(suffix)):  # every domain the file holds, real ones included
-            trow(c, f"{name.removesuffix(suffix).replace('_', ' ')}: {what} at 6 kbps over Opus 6 kbps's", "codec", name)
-    trow(c, "encode + decode, x real time (2 threads)", "codec", "encode_decode_x_realtime")
-    trow(c, "encode + decode speed over EnCodec-24k's, same run", "codec", "encode_decode_speed_over_encodec")
+    for rel, c in (("codec", "codec (`checkpoints/codec`)"), ("codec-v2", "codec v2 (`checkpoints/codec-v2`)")):
+        if rel != "codec" and not (src.root / f"benchmarks/results/{rel}.json").exists():
+            continue
+        codec_names = [t.get("name", "") for t in src.doc(rel).get("targets", [])]
+        for suffix, what in (("_mel_distance_6kbps_over_opus6k", "mel distance"),
+                             ("_pesq_wb_6kbps_over_opus6k", "PESQ-wb"), ("_stoi_6kbps_over_opus6k", "STOI"),
+                             ("_cer_6kbps_over_opus6k", "Whisper CER"),
+                             ("_whisper_cer_6kbps_over_original", "Whisper CER")):
+            for name in (n for n in codec_names if n.endswith(suffix)):  # every domain, real ones included
+                tail = " over the recording's" if "original" in suffix else " over Opus 6 kbps's"
+                trow(c, f"{name.removesuffix(suffix).replace('_', ' ')}: {what} at 6 kbps{tail}", rel, name)
+        trow(c, "encode + decode, x real time (2 threads)", rel, "encode_decode_x_realtime")
+        trow(c, "encode + decode speed over EnCodec-24k's, same run", rel, "encode_decode_speed_over_encodec")
     t = "text-to-speech (`checkpoints/tts`)"
     items = src.get("tasks", "figures.tts.items")
     trow(t, "Whisper CER over the engine's own speech (held-out synthetic voices)", "tasks", "tts_cer_over_engine")
@@ -210,10 +216,10 @@ def readme_headline(src: Sources) -> str:
 
 # ---- model cards ----------------------------------------------------------------------------------------------
 
-def codec_speed(src: Sources) -> str:
-    x = src.target("codec", "encode_decode_x_realtime")
-    e = src.target("codec", "encode_decode_speed_over_encodec")
-    enc = src.get("codec", "figures.speed.encodec_6kbps.encode_decode_x_realtime")
+def codec_speed(src: Sources, rel: str = "codec") -> str:
+    x = src.target(rel, "encode_decode_x_realtime")
+    e = src.target(rel, "encode_decode_speed_over_encodec")
+    enc = src.get(rel, "figures.speed.encodec_6kbps.encode_decode_x_realtime")
     return (f"**{fmt(x and x['value'])}x faster than real time, {fmt(e and e['value'])}x faster than `transformers`' "
             f"EncodecModel (24 kHz config, {fmt(enc)}x real time)**")
 
@@ -222,9 +228,9 @@ CODEC_METRICS = {"mel_distance": "mel dist", "stft_distance": "MR-STFT dist", "s
                  "pesq_wb": "PESQ-wb", "stoi": "STOI"}
 
 
-def codec_fidelity(src: Sources) -> str:
-    """Every domain and system ``codec.json`` holds under ``figures.fidelity`` (new ones appear as they are added)."""
-    fid = src.get("codec", "figures.fidelity") or {}
+def codec_fidelity(src: Sources, rel: str = "codec") -> str:
+    """Every domain and system ``REL.json`` holds under ``figures.fidelity`` (new ones appear as they are added)."""
+    fid = src.get(rel, "figures.fidelity") or {}
     metrics = list(CODEC_METRICS) + sorted({m for d in fid.values() for s in d.values() if isinstance(s, dict)
                                             for m in s if m not in CODEC_METRICS and not m.endswith("_clips")})
     rows = []
@@ -232,15 +238,37 @@ def codec_fidelity(src: Sources) -> str:
         for system, vals in systems.items():
             if isinstance(vals, dict):
                 rows.append([domain, system.replace("_", " ")] + [fmt(vals.get(m)) if m in vals else "" for m in metrics])
-    clips = src.get("codec", "figures.clips") or {}
-    head = (f"`{src.doc('codec').get('command', MISSING)}` ({', '.join(f'{n} {d}' for d, n in clips.items())} clips "
-            f"of up to {plain(src.get('codec', 'figures.clip_seconds_max'))} s, {src.doc('codec').get('date', MISSING)}):")
+    clips = src.get(rel, "figures.clips") or {}
+    head = (f"`{src.doc(rel).get('command', MISSING)}` ({', '.join(f'{n} {d}' for d, n in clips.items())} clips "
+            f"of up to {plain(src.get(rel, 'figures.clip_seconds_max'))} s, {src.doc(rel).get('date', MISSING)}):")
     return head + "\n\n" + table(["domain", "system"] + [CODEC_METRICS.get(m, m) for m in metrics], rows)
 
 
-def codec_targets(src: Sources) -> str:
-    names = [t["name"] for t in src.doc("codec").get("targets", [])]
-    return targets_table(src, "codec", [(n.replace("_", " "), n) for n in names])
+def codec_targets(src: Sources, rel: str = "codec") -> str:
+    names = [t["name"] for t in src.doc(rel).get("targets", [])]
+    return targets_table(src, rel, [(n.replace("_", " "), n) for n in names])
+
+
+def codec_compare(src: Sources, new: str = "codec-v2", old: str = "codec") -> str:
+    """A second codec beside the default one and Opus, on the same held-out clips (each results file measures Opus
+    in its own run; the new one's Opus is shown)."""
+    rows = []
+    for domain in (src.get(new, "figures.fidelity") or {}):
+        for metric, label in (("mel_distance", "mel dist (lower is better)"), ("pesq_wb", "PESQ-wb"), ("stoi", "STOI"),
+                              ("whisper_cer", "Whisper CER")):
+            def val(rel: str, system: str) -> Any:
+                return (src.get(rel, f"figures.fidelity.{domain}.{system}") or {}).get(metric)
+
+            if val(new, "opus_6kbps") is None and val(new, "ours_6kbps") is None:
+                continue
+            rows.append([domain.replace("_", " "), label] + [fmt(v) if v is not None else "" for v in (
+                val(old, "ours_6kbps"), val(new, "ours_6kbps"), val(old, "ours_3kbps"), val(new, "ours_3kbps"),
+                val(new, "opus_6kbps"), val(new, "opus_12kbps"))])
+    same = (src.get(new, "figures.clip_ids") or {}) == (src.get(old, "figures.clip_ids") or {})
+    head = (f"`{new}.json` against `{old}.json` ({'the same clips' if same else 'NOT the same clips'}; "
+            f"Opus from `{new}.json`'s run):")
+    return head + "\n\n" + table(["domain", "metric", "previous 6 kbps", "this 6 kbps", "previous 3 kbps",
+                                    "this 3 kbps", "Opus 6 kbps", "Opus 12 kbps"], rows)
 
 
 def tts_figures(src: Sources) -> str:
@@ -477,6 +505,11 @@ REGIONS: dict[str, dict[str, Callable[[Sources], str]]] = {
     "README.md": {"headline": readme_headline},
     "checkpoints/codec/MODEL.md": {"codec-speed": codec_speed, "codec-fidelity": codec_fidelity,
                                    "codec-targets": codec_targets},
+    **({"checkpoints/codec-v2/MODEL.md": {
+        "codec-v2-speed": functools.partial(codec_speed, rel="codec-v2"),
+        "codec-v2-fidelity": functools.partial(codec_fidelity, rel="codec-v2"),
+        "codec-v2-targets": functools.partial(codec_targets, rel="codec-v2"),
+        "codec-v2-compare": codec_compare}} if (REPO_ROOT / "checkpoints/codec-v2/MODEL.md").exists() else {}),
     "checkpoints/tts/MODEL.md": {"tts-status": tts_status, "tts": tts_figures, "tts-profile": tts_profile,
                                  "tts-precision": tts_precision},
     "checkpoints/tts/decoder/MODEL.md": {
