@@ -249,26 +249,28 @@ def codec_targets(src: Sources, rel: str = "codec") -> str:
     return targets_table(src, rel, [(n.replace("_", " "), n) for n in names])
 
 
-def codec_compare(src: Sources, new: str = "codec-v2", old: str = "codec") -> str:
-    """A second codec beside the default one and Opus, on the same held-out clips (each results file measures Opus
-    in its own run; the new one's Opus is shown)."""
+def codec_compare(src: Sources, new: str = "codec-v2", olds: tuple[str, ...] = ("codec", "codec-local")) -> str:
+    """A second codec beside the default one and Opus, domain by domain on the same held-out clips: the previous
+    codec's figures come from the first of ``olds`` whose results hold exactly the new run's clips of that domain
+    (each results file measures Opus in its own run; the new one's Opus is shown)."""
     rows = []
+    new_ids = src.get(new, "figures.clip_ids") or {}
     for domain in (src.get(new, "figures.fidelity") or {}):
+        old = next((o for o in olds if (src.get(o, "figures.clip_ids") or {}).get(domain) == new_ids.get(domain)), None)
         for metric, label in (("mel_distance", "mel dist (lower is better)"), ("pesq_wb", "PESQ-wb"), ("stoi", "STOI"),
                               ("whisper_cer", "Whisper CER")):
-            def val(rel: str, system: str) -> Any:
-                return (src.get(rel, f"figures.fidelity.{domain}.{system}") or {}).get(metric)
+            def val(rel: str | None, system: str) -> Any:
+                return None if rel is None else (src.get(rel, f"figures.fidelity.{domain}.{system}") or {}).get(metric)
 
             if val(new, "opus_6kbps") is None and val(new, "ours_6kbps") is None:
                 continue
             rows.append([domain.replace("_", " "), label] + [fmt(v) if v is not None else "" for v in (
                 val(old, "ours_6kbps"), val(new, "ours_6kbps"), val(old, "ours_3kbps"), val(new, "ours_3kbps"),
-                val(new, "opus_6kbps"), val(new, "opus_12kbps"))])
-    same = (src.get(new, "figures.clip_ids") or {}) == (src.get(old, "figures.clip_ids") or {})
-    head = (f"`{new}.json` against `{old}.json` ({'the same clips' if same else 'NOT the same clips'}; "
-            f"Opus from `{new}.json`'s run):")
+                val(new, "opus_6kbps"), val(new, "opus_12kbps"))] + [f"`{old}.json`" if old else "no run on these clips"])
+    head = (f"`{new}.json` beside the previous codec on the same clips of each domain (Opus from `{new}.json`'s "
+            f"run):")
     return head + "\n\n" + table(["domain", "metric", "previous 6 kbps", "this 6 kbps", "previous 3 kbps",
-                                    "this 3 kbps", "Opus 6 kbps", "Opus 12 kbps"], rows)
+                                    "this 3 kbps", "Opus 6 kbps", "Opus 12 kbps", "previous from"], rows)
 
 
 def tts_figures(src: Sources) -> str:
