@@ -39,9 +39,10 @@ MAX_STREAMS = 64
 
 def default_threads() -> int:
     """The server's torch threads when none are asked for: half the cores (at least one). The batch engine and the
-    codec decoder run on two threads at once, each with its own team of torch threads; on 2 cores, one torch thread
-    each beat two on every load ``benchmarks/serve.py`` tried (first audio 87 against 120 ms at one stream, 4
-    against 2 streams in real time), two teams of two oversubscribing the cores."""
+    codec decoder run on two threads at once, each with its own team of torch threads. On 2 cores one torch thread
+    each beat two at every load ``benchmarks/serve.py --quick`` tried, runs interleaved (first audio 0.09-0.11 s
+    against 0.13 s at one stream, whose audio came 2.6x against 1.7x faster than real time; the slowest of 4
+    streams 1.3x against 1.1x): two teams of two oversubscribe the cores."""
     return max(1, (os.cpu_count() or 1) // 2)
 
 
