@@ -169,3 +169,34 @@ def test_draw_each_gives_each_item_its_lone_draw(top_p):
         draw(logits[i], temps[i], params, lone[i])
     assert all(torch.equal(a, draw(logits[i], temps[i], params, lone[i])) for i, a in enumerate(again))
     assert not torch.equal(together[0], together[2])  # the items are drawn, not copied
+
+
+def test_attention_window_skips_the_slots_before_it():
+    """The server's engine sets ``KVCache.lo`` to the earliest active row's start: queries then read keys from there
+    on. For rows that hold nothing valid before it, every step's hidden state must equal the full-cache run's, and
+    a query whose window holds only valid keys runs without a mask."""
+    lm = tiny("delay")
+    x0 = torch.randn(2, 5, 32)
+    steps = [torch.randn(2, 1, 32) for _ in range(4)]
+    outs = []
+    for lo in (0, 7):
+        cache = KVCache(lm.cfg, 2, torch.device("cpu"), torch.float32)
+        cache.pos, cache.all_valid = 7, False  # slots 0-6 belong to streams that left: never valid for these rows
+        cache.lo = lo
+        with torch.no_grad():
+            h = [lm.run(x0, Conditioning(), None, cache)[:, -1:]]
+            h += [lm.run(x, Conditioning(), None, cache) for x in steps]
+        outs.append(torch.cat(h, 1))
+        assert cache.pos == 7 + 5 + 4
+    assert torch.allclose(outs[0], outs[1], atol=1e-5)
+    # keys before the window are never read, even where stale slots still say valid: with lo = 7 the run equals the
+    # clean one; the same stale keys read from slot 0 change it
+    for lo, same in ((7, True), (0, False)):
+        cache = KVCache(lm.cfg, 2, torch.device("cpu"), torch.float32)
+        cache.pos, cache.all_valid, cache.lo = 7, True, lo
+        cache.valid[:, :7] = True
+        for k in cache.k:
+            k[:, :, :7] = 3.0
+        with torch.no_grad():
+            h = [lm.run(x0, Conditioning(), None, cache)[:, -1:]] + [lm.run(x, Conditioning(), None, cache) for x in steps]
+        assert torch.allclose(torch.cat(h, 1), outs[0], atol=1e-5) == same
