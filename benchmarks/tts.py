@@ -144,6 +144,28 @@ def cpu_seconds() -> float:
     return time.process_time() + child.ru_utime + child.ru_stime
 
 
+def speech_parser(description: str, items: int, quick_items: int):
+    """The arguments every TTS benchmark takes: ``--model``, ``--voice`` and ``--items`` (the first ``items`` of
+    :data:`SENTENCES`, ``quick_items`` with ``--quick``; :func:`chosen_sentences` reads them)."""
+    parser = arg_parser(description)
+    parser.add_argument("--model", type=Path, default=REPO_ROOT / "checkpoints" / "tts")
+    parser.add_argument("--voice", default="en-us+m3", help="the built-in voice (default en-us+m3)")
+    parser.add_argument("--items", type=int, default=None, help=f"sentences (default {items}; quick {quick_items})")
+    parser.set_defaults(default_items=(items, quick_items))
+    return parser
+
+
+def chosen_sentences(args) -> tuple[str, ...]:
+    """The sentences a run of a :func:`speech_parser` benchmark speaks."""
+    items, quick_items = args.default_items
+    return SENTENCES[: args.items or (quick_items if args.quick else items)]
+
+
+def setup_models(model: Path) -> dict:
+    """The TTS at ``model`` in each precision of :data:`SPEED_SETUPS`, by set-up name."""
+    return {name: load_task("tts", model, precision=prec) for name, (prec, _) in SPEED_SETUPS.items()}
+
+
 def speak(tts, text: str, voice: str, seed: int, decode_frames: int) -> np.ndarray:
     """``text`` in ``voice`` as ``TTS.synthesize`` makes it (no watermark), decoding ``decode_frames`` a call."""
     utt = tts.prepare(text, voice, Sampling(seed=seed))
@@ -285,10 +307,7 @@ def plot(figures: dict, path: Path) -> None:
 
 
 def main() -> None:
-    parser = arg_parser(__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=REPO_ROOT / "checkpoints" / "tts")
-    parser.add_argument("--voice", default="en-us+m3", help="the built-in voice (default en-us+m3)")
-    parser.add_argument("--items", type=int, default=None, help="sentences (default 30; quick 4)")
+    parser = speech_parser(__doc__.splitlines()[0], len(SENTENCES), 4)
     parser.add_argument("--items-2-threads", type=int, default=None,
                         help="of them, how many are also timed on 2 threads (default 10; quick 2)")
     parser.add_argument("--precision", default=None, help="tokenwave's precision (fp32, int8; default the TTS's)")
@@ -297,7 +316,7 @@ def main() -> None:
                              "and seeds, interleaved), and rewrite the speed figures and targets of results/tts.json, "
                              "keeping its quality ones")
     args = parser.parse_args()
-    sentences = SENTENCES[: args.items or (4 if args.quick else len(SENTENCES))]
+    sentences = chosen_sentences(args)
     n2 = min(len(sentences), args.items_2_threads if args.items_2_threads is not None else (2 if args.quick else 10))
     if args.speed_only:
         return speed_only(args, sentences, n2)
@@ -345,7 +364,7 @@ def speed_only(args, sentences, n2: int) -> None:
     (``speed_by_setup``); the speed targets and ``speed``/``first_audio`` figures then hold the default set-up's."""
     previous = json.loads((RESULTS_DIR / "tts.json").read_text())
     load_start = os.getloadavg()
-    models = {name: load_task("tts", args.model, precision=prec) for name, (prec, _) in SPEED_SETUPS.items()}
+    models = setup_models(args.model)
     by_setup: dict = {}
     firsts: dict = {}
     for threads, items in ((1, sentences), (2, sentences[:n2])):

@@ -22,27 +22,22 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (REPO_ROOT, arg_parser, command_line, machine_info, paired_difference, repo_path,  # noqa: E402
+from common import (command_line, machine_info, paired_difference, repo_path,  # noqa: E402
                     standard_error, target, write_result)
-from tts import SENTENCES, speak  # noqa: E402
+from tts import SENTENCES, chosen_sentences, setup_models, speak, speech_parser  # noqa: E402
 from tts import SPEED_SETUPS as SETUPS  # noqa: E402
 
 from tokenwave.eval.judges import load_whisper  # noqa: E402
 from tokenwave.progress import progress_bar  # noqa: E402
-from tokenwave.tasks import load_task  # noqa: E402
 
 JUDGED = ("fp32", "int8")
 
 
 def main() -> None:
-    parser = arg_parser(__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=REPO_ROOT / "checkpoints" / "tts")
-    parser.add_argument("--voice", default="en-us+m3")
-    parser.add_argument("--items", type=int, default=None, help="sentences (default 30; quick 3)")
-    args = parser.parse_args()
+    args = speech_parser(__doc__.splitlines()[0], len(SENTENCES), 3).parse_args()
     torch.set_num_threads(1)
-    sentences = SENTENCES[: args.items or (3 if args.quick else len(SENTENCES))]
-    models = {name: load_task("tts", args.model, precision=prec) for name, (prec, _) in SETUPS.items()}
+    sentences = chosen_sentences(args)
+    models = setup_models(args.model)
     for name, (_, frames) in SETUPS.items():  # warm-up
         speak(models[name], sentences[0], args.voice, 0, frames)
     runs = {name: {"wav": [], "cpu": [], "audio": []} for name in SETUPS}

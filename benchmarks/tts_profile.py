@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, arg_parser, command_line, machine_info, repo_path, target, write_result  # noqa: E402
-from tts import PROMPT_TEXT, SENTENCES, held_out_prompts, speak  # noqa: E402
+from common import command_line, machine_info, repo_path, target, write_result  # noqa: E402
+from tts import PROMPT_TEXT, chosen_sentences, held_out_prompts, setup_models, speak, speech_parser  # noqa: E402
 from tts import SPEED_SETUPS as SETUPS  # noqa: E402
 
 import tokenwave.nn.attention as attention_module  # noqa: E402
@@ -39,7 +39,6 @@ from tokenwave.lm import generate as generate_module  # noqa: E402
 from tokenwave.lm.model import TokenLM  # noqa: E402
 from tokenwave.nn import Attention, Linear  # noqa: E402
 from tokenwave.speech import detect_accent  # noqa: E402
-from tokenwave.tasks import load_task  # noqa: E402
 from tokenwave.tasks.sources import StepDecoder  # noqa: E402
 from tokenwave.tasks.tts import TTS, trim_silence  # noqa: E402
 
@@ -94,14 +93,10 @@ def prompt_costs(tts: TTS) -> dict:
 
 
 def main() -> None:
-    parser = arg_parser(__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=REPO_ROOT / "checkpoints" / "tts")
-    parser.add_argument("--voice", default="en-us+m3")
-    parser.add_argument("--items", type=int, default=None, help="sentences (default 6; quick 2)")
-    args = parser.parse_args()
+    args = speech_parser(__doc__.splitlines()[0], 6, 2).parse_args()
     torch.set_num_threads(1)
-    sentences = SENTENCES[: args.items or (2 if args.quick else 6)]
-    models = {name: load_task("tts", args.model, precision=prec) for name, (prec, _) in SETUPS.items()}
+    sentences = chosen_sentences(args)
+    models = setup_models(args.model)
     scopes = Scopes()
     scopes.wrap(TTS, "prepare", "frontend")
     scopes.wrap(TokenLM, "run", "lm_transformer")
