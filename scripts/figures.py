@@ -151,8 +151,6 @@ def readme_headline(src: Sources) -> str:
         rows.append([model, label, show(src.get(rel, path)), MISSING, "", f"`{rel}.json` `{path}`"])
 
     for rel, c in (("codec", "codec (`checkpoints/codec`)"), ("codec-v2", "codec v2 (`checkpoints/codec-v2`)")):
-        if rel != "codec" and not (src.root / f"benchmarks/results/{rel}.json").exists():
-            continue
         codec_names = [t.get("name", "") for t in src.doc(rel).get("targets", [])]
         for suffix, what in (("_mel_distance_6kbps_over_opus6k", "mel distance"),
                              ("_pesq_wb_6kbps_over_opus6k", "PESQ-wb"), ("_stoi_6kbps_over_opus6k", "STOI"),
@@ -257,16 +255,16 @@ def codec_compare(src: Sources, new: str = "codec-v2", olds: tuple[str, ...] = (
     new_ids = src.get(new, "figures.clip_ids") or {}
     for domain in (src.get(new, "figures.fidelity") or {}):
         old = next((o for o in olds if (src.get(o, "figures.clip_ids") or {}).get(domain) == new_ids.get(domain)), None)
+        systems = [(old, "ours_6kbps"), (new, "ours_6kbps"), (old, "ours_3kbps"), (new, "ours_3kbps"),
+                   (new, "opus_6kbps"), (new, "opus_12kbps")]
         for metric, label in (("mel_distance", "mel dist (lower is better)"), ("pesq_wb", "PESQ-wb"), ("stoi", "STOI"),
                               ("whisper_cer", "Whisper CER")):
-            def val(rel: str | None, system: str) -> Any:
-                return None if rel is None else (src.get(rel, f"figures.fidelity.{domain}.{system}") or {}).get(metric)
-
-            if val(new, "opus_6kbps") is None and val(new, "ours_6kbps") is None:
+            vals = [None if rel is None else (src.get(rel, f"figures.fidelity.{domain}.{system}") or {}).get(metric)
+                    for rel, system in systems]
+            if vals[1] is None and vals[4] is None:  # neither this codec nor Opus has the metric in this domain
                 continue
-            rows.append([domain.replace("_", " "), label] + [fmt(v) if v is not None else "" for v in (
-                val(old, "ours_6kbps"), val(new, "ours_6kbps"), val(old, "ours_3kbps"), val(new, "ours_3kbps"),
-                val(new, "opus_6kbps"), val(new, "opus_12kbps"))] + [f"`{old}.json`" if old else "no run on these clips"])
+            rows.append([domain.replace("_", " "), label] + [fmt(v) if v is not None else "" for v in vals]
+                        + [f"`{old}.json`" if old else "no run on these clips"])
     head = (f"`{new}.json` beside the previous codec on the same clips of each domain (Opus from `{new}.json`'s "
             f"run):")
     return head + "\n\n" + table(["domain", "metric", "previous 6 kbps", "this 6 kbps", "previous 3 kbps",
@@ -507,11 +505,10 @@ REGIONS: dict[str, dict[str, Callable[[Sources], str]]] = {
     "README.md": {"headline": readme_headline},
     "checkpoints/codec/MODEL.md": {"codec-speed": codec_speed, "codec-fidelity": codec_fidelity,
                                    "codec-targets": codec_targets},
-    **({"checkpoints/codec-v2/MODEL.md": {
-        "codec-v2-speed": functools.partial(codec_speed, rel="codec-v2"),
-        "codec-v2-fidelity": functools.partial(codec_fidelity, rel="codec-v2"),
-        "codec-v2-targets": functools.partial(codec_targets, rel="codec-v2"),
-        "codec-v2-compare": codec_compare}} if (REPO_ROOT / "checkpoints/codec-v2/MODEL.md").exists() else {}),
+    "checkpoints/codec-v2/MODEL.md": {"codec-v2-speed": functools.partial(codec_speed, rel="codec-v2"),
+                                      "codec-v2-fidelity": functools.partial(codec_fidelity, rel="codec-v2"),
+                                      "codec-v2-targets": functools.partial(codec_targets, rel="codec-v2"),
+                                      "codec-v2-compare": codec_compare},
     "checkpoints/tts/MODEL.md": {"tts-status": tts_status, "tts": tts_figures, "tts-profile": tts_profile,
                                  "tts-precision": tts_precision},
     "checkpoints/tts/decoder/MODEL.md": {
