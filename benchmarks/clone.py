@@ -152,12 +152,12 @@ def main() -> None:
     ref_mat = np.stack([refs[n] for n in names])
     sim = q @ ref_mat.T
     matrix = [sim[[i for i, s in enumerate(spk) if s == n]].mean(0).tolist() for n in names]
-    words = {"tokenwave_cloned": {"cer": float(np.mean([it["cer"] for it in items])),
-                                  "wer": float(np.mean([it["wer"] for it in items])),
-                                  "cer_se": standard_error([it["cer"] for it in items]), "items": len(items)}}
-    for p, scores in peers.items():
-        words[p] = {"cer": float(np.mean([s["cer"] for s in scores])), "wer": float(np.mean([s["wer"] for s in scores])),
-                    "cer_se": standard_error([s["cer"] for s in scores]), "items": len(scores)}
+    def heard(scores: list[dict]) -> dict:
+        cers = [x["cer"] for x in scores]
+        return {"cer": float(np.mean(cers)), "wer": float(np.mean([x["wer"] for x in scores])),
+                "cer_se": standard_error(cers), "items": len(scores)}
+
+    words = {"tokenwave_cloned": heard(items), **{p: heard(scores) for p, scores in peers.items()}}
     figures = {
         "model": repo_path(args.model), "data": repo_path(args.data), "trials_per_speaker": trials,
         "speakers": {n: {"split": speakers[n]["split"], "package": speakers[n]["package"],
