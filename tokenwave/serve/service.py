@@ -289,5 +289,7 @@ class Service:
         piece = task.prepare(req["prompt"], float(req.get("duration", 5.0)), self._sampling(req, task),
                              generator="lm", max_duration=self.config.max_duration)
         info["tags"] = piece.tags
+        if piece.nearest:
+            info["nearest_captions"] = piece.nearest
         info["total_seconds"] = piece.frames / task.frame_rate
         return task.render(piece, EngineSource(self.engines[name]), self._decoding)

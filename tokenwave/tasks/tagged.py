@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 
 import numpy as np
@@ -116,6 +116,7 @@ class TaggedRequest:
     frames: int
     context: torch.Tensor | None
     sampling: Sampling
+    nearest: list[tuple[str, float]] = field(default_factory=list)  # training captions closest to the prompt
 
     @property
     def total(self) -> int:
@@ -225,8 +226,7 @@ class TaggedTask:
         sampling.check()
         tags = self.read_prompt(prompt, g.kind)
         frames = int(round(duration * self.frame_rate))
-        ids, mask = g.vocab.encode([tags])
-        cond = g.tags(ids, mask)
+        cond, nearest = g.condition(tags, prompt.strip())
         clip = None if continue_from is None else self._continuation_audio(continue_from, g.window // 2)
         mel = self._melody_ids(g, melody, frames)
         ctx = None
@@ -234,7 +234,7 @@ class TaggedTask:
             wav = torch.from_numpy(clip)[None, None]
             ctx = self.codec.encode(wav, g.model.cfg.K) if g.kind == "lm" else self.codec.encode_latents(wav)
         total = frames + (0 if ctx is None else ctx.shape[-1])
-        return TaggedRequest(g, tags, self._with_melody(g, cond, total, frames, mel), frames, ctx, sampling)
+        return TaggedRequest(g, tags, self._with_melody(g, cond, total, frames, mel), frames, ctx, sampling, nearest)
 
     def codes(self, req: TaggedRequest, source: CodeSource | None = None) -> Iterator[torch.Tensor]:
         """The token LM's generation loop, offline and on the server: a :class:`TaggedRequest` -> its new
@@ -335,6 +335,8 @@ class TaggedTask:
         req = self.prepare(prompt, duration, sampling, melody, continue_from, generator)
         if info is not None:
             info["tags"] = req.tags
+            if req.nearest:
+                info["nearest_captions"] = req.nearest
         return self.render(req, source, decode)
 
     @torch.no_grad()
@@ -360,7 +362,8 @@ class TaggedTask:
             wav = self.decoder_for(g).decode(codes[None])[0, 0].numpy()[(req.total - req.frames) * self.codec.hop:]
         else:
             wav = self._render_flow(req, progress)
-        meta = {"task": self.task, "prompt": prompt, "tags": req.tags, "duration": float(duration),
+        meta = {"task": self.task, "prompt": prompt, "tags": req.tags,
+                **({"nearest_captions": req.nearest} if req.nearest else {}), "duration": float(duration),
                 "model": str(g.folder), "generator": g.kind,
                 "melody": melody if isinstance(melody, str) else (None if melody is None else "<array>"),
                 "continued": continue_from is not None, **req.sampling.__dict__}

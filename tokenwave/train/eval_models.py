@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from tokenwave.audio import load_audio
+from tokenwave.conditioning.text import sentence_encoder
 from tokenwave.data.manifest import audio_path, read_manifest
 from tokenwave.errors import DatasetError, InvalidArgumentError
-from tokenwave.eval.clap import Clap, ClapConfig, retrieval_recall, text_tower
+from tokenwave.eval.clap import Clap, ClapConfig, retrieval_recall
 from tokenwave.eval.encoder import RATE, EncoderConfig, LogMel
 from tokenwave.eval.speaker import SpeakerConfig, SpeakerEncoder, equal_error_rate
 from tokenwave.eval.tagger import DOMAIN_FIELDS, Tagger, TaggerConfig, row_labels, tag_accuracy
@@ -179,13 +180,13 @@ class TaggerRecipe(EvalRecipe):
 class ClapRecipe(EvalRecipe):
     def __init__(self, data: Sequence[str], preset: EncoderConfig, tcfg: EvalTrainConfig, info: DistInfo, seed: int = 0) -> None:
         super().__init__(tcfg, info, seed)
-        has_caption = lambda r: bool(r.get("caption"))  # noqa: E731
+        has_caption = lambda r: bool(r.get("caption"))
         self.train = MelBank(data, ["train"], preset, keep=has_caption)
         self.valid = MelBank(data, ["valid"], preset, keep=has_caption)
         self.test = MelBank(data, ["test"], preset, keep=has_caption)
         if len(self.train) < 2:
             raise DatasetError("CLAP training needs captioned clips (music or sfx datasets)", "pass --data data/music --data data/sfx")
-        tower = text_tower()
+        tower = sentence_encoder()
         self.text = {name: tower.encode([r["caption"] for r in bank.rows]) if len(bank) else None
                      for name, bank in (("train", self.train), ("valid", self.valid), ("test", self.test))}
         cfg = ClapConfig(**asdict(preset))

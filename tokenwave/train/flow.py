@@ -41,21 +41,24 @@ class FlowTrainConfig(ConditioningOptions):
 class FlowModel(TaggedModel):
     """The velocity model and its tag (and melody) conditioners, trained and saved together."""
 
-    def __init__(self, cfg: FlowConfig, n_tags: int, melody: bool = False) -> None:
-        super().__init__(n_tags, cfg.dim, melody)
+    def __init__(self, cfg: FlowConfig, n_tags: int, melody: bool = False, text_dim: int | None = None,
+                 text_tokens: int = 4) -> None:
+        super().__init__(n_tags, cfg.dim, melody, text_dim, text_tokens)
         self.flow = FlowDiT(cfg)
 
     def forward(self, latents: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor,
-                melody: torch.Tensor | None = None, prompt_share: float = 0.3, times: str = "logit_normal",
+                melody: torch.Tensor | None = None, text: torch.Tensor | None = None,
+                has_text: torch.Tensor | None = None, prompt_share: float = 0.3, times: str = "logit_normal",
                 generator: torch.Generator | None = None) -> torch.Tensor:
         x1 = latents / self.flow.cfg.latent_scale
-        return flow_loss(self.flow, x1, lengths, self.condition(ids, mask, melody), prompt_share, times, generator)
+        return flow_loss(self.flow, x1, lengths, self.condition(ids, mask, melody, text, has_text), prompt_share,
+                         times, generator)
 
 
 class FlowRecipe(TaggedRecipe):
     def __init__(self, latents: str, preset: str, tcfg: FlowTrainConfig, info: DistInfo, seed: int = 0) -> None:
         self.tcfg, self.info, self.seed = tcfg, info, seed
-        self.train_data = LatentDataset(latents, "train", seed=seed + info.rank)
+        self.train_data = LatentDataset(latents, "train", seed=seed + info.rank, balance=tcfg.balance)
         self.valid_split = "valid"
         try:
             self.valid_data = LatentDataset(latents, "valid", seed=seed)
@@ -70,7 +73,9 @@ class FlowRecipe(TaggedRecipe):
         else:
             cfg = FlowConfig(latent_dim=k["latent_dim"], latent_scale=float(k["stats"]["overall_std"]) or 1.0,
                              max_frames=max(FlowConfig.max_frames, tcfg.frames), patch=tcfg.patch, **PRESETS[preset])
-            self.setup(FlowModel(cfg, len(vocab), melody=tcfg.melody), vocab)
+            self.prepare_text()
+            self.setup(FlowModel(cfg, len(vocab), melody=tcfg.melody, text_dim=self.text_dim,
+                                 text_tokens=tcfg.text_tokens), vocab)
         self.latents_info = {key: v for key, v in k.items() if key != "stats"}
 
     def _setup_init(self, init: InitModel, vocab: TagVocab, latents: str) -> None:

@@ -38,18 +38,19 @@ PREFIX_ROOM = 64  # positions kept for the tag prefix beyond a training window's
 class LMModel(TaggedModel):
     """The LM and its tag (and melody) conditioners, trained and saved together."""
 
-    def __init__(self, cfg: LMConfig, n_tags: int, melody: bool = False) -> None:
-        super().__init__(n_tags, cfg.dim, melody)
+    def __init__(self, cfg: LMConfig, n_tags: int, melody: bool = False, text_dim: int | None = None,
+                 text_tokens: int = 4) -> None:
+        super().__init__(n_tags, cfg.dim, melody, text_dim, text_tokens)
         self.lm = TokenLM(cfg)
 
-    def forward(self, codes, ids, mask, lengths, melody=None):
-        return self.lm.loss(codes, self.condition(ids, mask, melody), lengths)
+    def forward(self, codes, ids, mask, lengths, melody=None, text=None, has_text=None):
+        return self.lm.loss(codes, self.condition(ids, mask, melody, text, has_text), lengths)
 
 
 class LMRecipe(TaggedRecipe):
     def __init__(self, tokens: str, pattern: str, preset: str, tcfg: LMTrainConfig, info: DistInfo, seed: int = 0) -> None:
         self.tcfg, self.info = tcfg, info
-        self.train_data = TokenDataset(tokens, "train", seed=seed + info.rank)
+        self.train_data = TokenDataset(tokens, "train", seed=seed + info.rank, balance=tcfg.balance)
         self.valid_data = TokenDataset(tokens, "valid", seed=seed)
         vocab = TagVocab.from_rows(self.train_data.rows)
         k = self.train_data.info
@@ -58,7 +59,9 @@ class LMRecipe(TaggedRecipe):
         else:
             cfg = LMConfig(K=k["K"], codebook_size=k["codebook_size"], pattern=pattern, **PRESETS[preset],
                            max_len=pattern_length(pattern, k["K"], tcfg.frames) + PREFIX_ROOM)
-            self.setup(LMModel(cfg, len(vocab), melody=tcfg.melody), vocab)
+            self.prepare_text()
+            self.setup(LMModel(cfg, len(vocab), melody=tcfg.melody, text_dim=self.text_dim,
+                               text_tokens=tcfg.text_tokens), vocab)
         self.tokens_info = k
 
     def _setup_init(self, init: InitModel, vocab: TagVocab, tokens: str) -> None:

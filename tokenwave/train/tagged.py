@@ -11,6 +11,8 @@ import torch
 
 from tokenwave.conditioning import Conditioning, TagConditioner, TagVocab, row_tags
 from tokenwave.conditioning.melody import NO_PITCH, MelodyConditioner, pitch_classes
+from tokenwave.conditioning.text import CaptionBank, TextConditioner, join_prefixes, sentence_encoder
+from tokenwave.data.captions import caption_variants
 from tokenwave.errors import InvalidArgumentError
 from tokenwave.models.folder import data_codec_hash, trained_codec_hash
 from tokenwave.models.tagged import Generator
@@ -27,6 +29,12 @@ class ConditioningOptions:
     melody: bool = False         # condition on the rows' melody (pitch class per frame)
     melody_dropout: float = 0.5  # share of training items whose melody is hidden (melody is optional)
     init: str | None = None      # a trained model folder the run starts from (fine-tuning), as recorded
+    text: str | None = None      # sentence encoder of the captions (conditioning.text; None: tags only)
+    text_tokens: int = 4         # prefix tokens the caption becomes
+    text_dropout: float = 0.1    # share of training items without their caption (the learned "no text" tokens)
+    tags_off: float = 0.5        # with text: share of items whose tags (but the domain) are all hidden
+    paraphrases: int = 8         # captions per clip: its own and paraphrases (data.captions), one drawn per item
+    balance: bool = False        # each source dataset of the data folder gets an equal share of the windows
 
 
 @dataclass
@@ -41,6 +49,7 @@ class InitModel:
     tag_embed: torch.Tensor
     melody: dict[str, torch.Tensor] | None
     raw: dict
+    text: dict[str, torch.Tensor] | None = None
 
     @classmethod
     def read(cls, folder: str | Path, net_cls: type) -> InitModel:
@@ -49,8 +58,9 @@ class InitModel:
         with torch.random.fork_rng(devices=[]):  # building the modules draws initial weights: keep the run's seed
             g = Generator.load(folder, kind=net_cls.KIND)
         melody = None if g.melody is None else g.melody.state_dict()
+        text = None if g.text is None else g.text.state_dict()
         return cls(str(folder), g.model.cfg, g.model.state_dict(), list(g.extra["tags"]), g.tags.embed.weight.detach(),
-                   melody, g.extra)
+                   melody, g.extra, text)
 
     def check_source(self, key: str, data_info: dict, data: str) -> None:
         """Warn when the model's training data (``raw[key]``, e.g. its latents' info) came from another codec than
@@ -66,15 +76,27 @@ class InitModel:
 
 
 class TaggedModel(torch.nn.Module):
-    """A generator's conditioners: tags (prefix tokens) and optionally a melody (one pitch class per frame)."""
+    """A generator's conditioners: tags (prefix tokens), optionally a caption's sentence embedding (prefix tokens
+    before the tags) and a melody (one pitch class per frame)."""
 
-    def __init__(self, n_tags: int, dim: int, melody: bool = False) -> None:
+    def __init__(self, n_tags: int, dim: int, melody: bool = False, text_dim: int | None = None,
+                 text_tokens: int = 4) -> None:
         super().__init__()
         self.tags = TagConditioner(n_tags, dim)
         self.melody = MelodyConditioner(dim) if melody else None
+        self.text = TextConditioner(text_dim, dim, text_tokens) if text_dim else None
 
-    def condition(self, ids: torch.Tensor, mask: torch.Tensor, melody: torch.Tensor | None = None) -> Conditioning:
+    def condition(self, ids: torch.Tensor, mask: torch.Tensor, melody: torch.Tensor | None = None,
+                  text: torch.Tensor | None = None, has_text: torch.Tensor | None = None) -> Conditioning:
+        """Tag ids/mask ``[B, n]``, melody ``[B, T]``, caption embeddings ``[B, E]`` with ``has_text [B]`` (None:
+        no caption for any item) -> the :class:`Conditioning` the network reads."""
         cond = self.tags(ids, mask)
+        if self.text is not None:
+            B = ids.shape[0]
+            if text is None:
+                text = torch.zeros(B, self.text.text_dim, device=ids.device)
+                has_text = torch.zeros(B, dtype=torch.bool, device=ids.device)
+            cond = join_prefixes(self.text(text, has_text), cond)
         if self.melody is not None:
             if melody is None:
                 melody = torch.full((ids.shape[0], 1), NO_PITCH, dtype=torch.long, device=ids.device)
@@ -88,6 +110,46 @@ class TaggedRecipe:
 
     tcfg: object
     info: DistInfo
+
+    text_dim: int | None = None
+
+    def prepare_text(self) -> None:
+        """With ``tcfg.text``: every train clip's caption variants (:func:`caption_variants`; a valid clip's own
+        caption only) embedded once by the frozen encoder, so a batch only looks them up. Sets ``text_dim``."""
+        t = self.tcfg
+        if not getattr(t, "text", None):
+            return
+        encoder = sentence_encoder(t.text)
+        self.variants = {}
+        for data, n in ((self.train_data, t.paraphrases), (self.valid_data, 1)):
+            for r in data.rows:
+                self.variants.setdefault((data is self.train_data, r["id"]), caption_variants(r, n))
+        texts = sorted({v for vs in self.variants.values() for v in vs})
+        self.text_index = {v: i for i, v in enumerate(texts)}
+        self.text_emb = encoder.encode(texts) if texts else torch.zeros(0, encoder.dim)
+        self.text_dim = encoder.dim
+        self.text_encoder = encoder.name
+
+    def caption_bank(self, limit: int = 4000) -> CaptionBank:
+        """The train clips' own captions (first ``limit`` distinct ones) and their embeddings, for the folder."""
+        seen = list(dict.fromkeys(vs[0] for (train, _), vs in self.variants.items() if train and vs))[:limit]
+        return CaptionBank(seen, self.text_emb[[self.text_index[c] for c in seen]] if seen else self.text_emb[:0])
+
+    def _text(self, data, rows: list[dict]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Caption embeddings ``[B, E]`` and ``has_text [B]`` of a batch's rows (a random variant per train item,
+        left out for a ``text_dropout`` share); ``(None, None)`` without text conditioning."""
+        if self.text_dim is None:
+            return None, None
+        training = data is self.train_data
+        emb = torch.zeros(len(rows), self.text_dim)
+        has = torch.zeros(len(rows), dtype=torch.bool)
+        for b, r in enumerate(rows):
+            vs = self.variants.get((training, r["id"])) or []
+            if not vs or (training and data.rng.random() < self.tcfg.text_dropout):
+                continue
+            v = vs[int(data.rng.integers(len(vs)))] if training else vs[0]
+            emb[b], has[b] = self.text_emb[self.text_index[v]], True
+        return emb, has
 
     def setup(self, model: torch.nn.Module, vocab: TagVocab) -> None:
         self.vocab = vocab
@@ -108,8 +170,18 @@ class TaggedRecipe:
         vocab = TagVocab(init.tags + data_vocab.tags)
         self.tcfg.init = shown_path(init.folder)
         self.tcfg.melody = init.melody is not None
-        model = make_model(init.cfg, len(vocab), melody=self.tcfg.melody)
+        had_text = (init.raw.get("text") or {}).get("encoder")
+        if had_text and self.tcfg.text and self.tcfg.text != had_text:
+            raise InvalidArgumentError(f"{init.folder} reads captions with {had_text}, not {self.tcfg.text}",
+                                       f"use --text {had_text}, or train without --init")
+        if had_text:
+            self.tcfg.text, self.tcfg.text_tokens = had_text, int(init.raw["text"]["tokens"])
+        self.prepare_text()
+        model = make_model(init.cfg, len(vocab), melody=self.tcfg.melody, text_dim=self.text_dim,
+                           text_tokens=self.tcfg.text_tokens)
         getattr(model, net).load_state_dict(init.state)
+        if init.text is not None:
+            model.text.load_state_dict(init.text)
         known = {t: i for i, t in enumerate(init.tags)}
         with torch.no_grad():
             model.tags.embed.weight.copy_(init.tag_embed[[known.get(t, 0) for t in vocab.tags]])
@@ -118,14 +190,20 @@ class TaggedRecipe:
         self.setup(model, vocab)
 
     def _batch(self, data) -> tuple:
-        """``(windows, tag ids, tag mask, lengths, melody)`` on the training device; melody (pitch class per frame,
-        ``NO_PITCH`` where unknown or hidden for a ``melody_dropout`` share of training items) is None unless the
-        config asks for it."""
+        """``(windows, tag ids, tag mask, lengths, melody, captions, has_caption)`` on the training device; melody
+        (pitch class per frame, ``NO_PITCH`` where unknown or hidden for a ``melody_dropout`` share of training
+        items) is None unless the config asks for it, captions (:meth:`_text`) unless ``text`` is set."""
         x, lengths, rows = self._windows(data)
-        ids, mask = self.vocab.encode([self._tags(r, data.rng, data is self.train_data) for r in rows])
+        text, has = self._text(data, rows)
+        ids, mask = self.vocab.encode([self._tags(r, data.rng, data is self.train_data, text is not None)
+                                       for r in rows])
         d = self.info.device
         mel = self._melody(data, rows, x.shape[-1]) if getattr(self.tcfg, "melody", False) else None
-        return x.to(d), ids.to(d), mask.to(d), lengths.to(d), None if mel is None else mel.to(d)
+
+        def dev(t):
+            return None if t is None else t.to(d)
+
+        return x.to(d), ids.to(d), mask.to(d), lengths.to(d), dev(mel), dev(text), dev(has)
 
     def _melody(self, data, rows: list[dict], T: int) -> torch.Tensor:
         mel = torch.full((len(rows), T), NO_PITCH, dtype=torch.long)
@@ -141,11 +219,14 @@ class TaggedRecipe:
         self.last_rows = rows
         return x, lengths, rows
 
-    def _tags(self, row: dict, rng, training: bool) -> list[str]:
+    def _tags(self, row: dict, rng, training: bool, text: bool = False) -> list[str]:
         """The row's tags; in training each tag but the domain is left out with ``tag_dropout`` probability, so the
-        model also renders prompts that name only some tags."""
+        model also renders prompts that name only some tags, and with captions (``text``) all of them for a
+        ``tags_off`` share of items, so a caption alone is enough."""
         tags = row_tags(row)
         p = getattr(self.tcfg, "tag_dropout", 0.0)
+        if training and text and rng.random() < self.tcfg.tags_off:
+            return [t for t in tags if t.startswith("domain=")]
         if not training or p <= 0:
             return tags
         keep = rng.random(len(tags)) >= p
@@ -182,8 +263,12 @@ class TaggedRecipe:
     def export_generator(self, folder: Path, kind: str, net: torch.nn.Module, extra: dict, data_info: dict) -> None:
         """Write the trained ``net`` ("lm" or "flow") with the tag (and melody) conditioners as a generator folder
         (:meth:`Generator.save`), naming the codec that made the training data (``data_info``) by its hash."""
-        Generator(kind, Path(folder), net, extra, self.vocab, self.model.tags, self.model.melody).save(
-            folder, data_codec_hash(data_info))
+        if self.model.text is not None:
+            extra = {**extra, "text": {"encoder": self.text_encoder, "dim": self.text_dim,
+                                       "tokens": self.tcfg.text_tokens}}
+        bank = self.caption_bank() if self.model.text is not None else None
+        Generator(kind, Path(folder), net, extra, self.vocab, self.model.tags, self.model.melody, self.model.text,
+                  bank).save(folder, data_codec_hash(data_info))
 
     def rng_state(self) -> dict:
         return {"train": numpy_rng_state(self.train_data.rng), "valid": numpy_rng_state(self.valid_data.rng)}
