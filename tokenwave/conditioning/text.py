@@ -69,6 +69,8 @@ class SentenceEncoder:
                 raise TextEncoderError(f"{folder} is not a text-encoder folder (no config.json)",
                                        f"pass a local Hugging Face model folder (a sentence encoder, T5 or CLAP), or "
                                        f"leave the option out for the packaged {DEFAULT_ENCODER}")
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # a CLAP or T5 folder's other tower is left out on purpose: no report of it
         try:
             cfg = AutoConfig.from_pretrained(folder)
             self.kind = {"t5": "t5", "mt5": "t5", "umt5": "t5", "clap": "clap"}.get(cfg.model_type, "mean")
@@ -78,6 +80,8 @@ class SentenceEncoder:
         except (OSError, ValueError, KeyError) as err:
             raise TextEncoderError(f"{folder} cannot be loaded as a text encoder ({str(err).splitlines()[0]})",
                                    "pass a folder written by `save_pretrained` with its tokenizer") from None
+        finally:
+            hf_logging.set_verbosity(verbosity)
         cfg = self.model.config
         self.dim = int(cfg.projection_dim if self.kind == "clap" else getattr(cfg, "hidden_size", 0) or cfg.d_model)
 
