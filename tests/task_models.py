@@ -10,6 +10,7 @@ import torch
 from tokenwave.codec import Codec
 from tokenwave.conditioning import TagConditioner, TagVocab
 from tokenwave.conditioning.melody import MelodyConditioner
+from tokenwave.conditioning.text import DEFAULT_ENCODER, CaptionBank, TextConditioner, sentence_encoder
 from tokenwave.flow.config import FlowConfig
 from tokenwave.flow.model import FlowDiT
 from tokenwave.lm.config import LMConfig
@@ -93,15 +94,32 @@ def flow_model(folder, codec, melody: bool, domain: str = "sfx") -> None:
     Generator("flow", Path(folder), flow, extra, vocab, *_conditioners(vocab, melody)).save(folder, codec.content_hash())
 
 
-def tagged_model(folder, codec, melody: bool, domain: str = "sfx", flow: bool = False) -> None:
-    """A tiny random token LM for ``domain`` (and, with ``flow``, a flow model in ``flow/``)."""
+CAPTIONS = ["heavy rain in a hall", "light rain, dry", "slow steps on gravel", "a high bell ringing in a hall"]
+
+
+def _text_conditioner(dim: int = 32) -> tuple[TextConditioner, CaptionBank, dict]:
+    """A random caption conditioner over the packaged MiniLM, the training captions of :data:`ROWS` and the config
+    entry that names the encoder (what `train --text` writes)."""
+    enc = sentence_encoder(DEFAULT_ENCODER)
+    text = TextConditioner(enc.dim, dim)
+    randomise(text, 6)
+    return text, CaptionBank(CAPTIONS, enc.encode(CAPTIONS)), {"encoder": DEFAULT_ENCODER, "dim": enc.dim, "tokens": 4}
+
+
+def tagged_model(folder, codec, melody: bool, domain: str = "sfx", flow: bool = False, text: bool = False) -> None:
+    """A tiny random token LM for ``domain`` (and, with ``flow``, a flow model in ``flow/``); ``text``: conditioned
+    on the prompt through the packaged sentence encoder as well (as `train lm --text` makes one)."""
     rows = [{**r, "domain": domain} for r in ROWS]
     vocab = TagVocab.from_rows(rows)
     cfg = LMConfig(K=2, codebook_size=codec.codebook_size, dim=32, depth=1, heads=2, max_len=80)
     lm = TokenLM(cfg)
     randomise(lm, 2)
     extra = {"train": {"frames": 40}, "cooccur": tag_cooccurrence(rows)}
-    Generator("lm", Path(folder), lm, extra, vocab, *_conditioners(vocab, melody)).save(folder, codec.content_hash())
+    cond, bank = (*_conditioners(vocab, melody), None), None
+    if text:
+        tc, bank, extra["text"] = _text_conditioner()
+        cond = (*cond[:2], tc)
+    Generator("lm", Path(folder), lm, extra, vocab, *cond, bank).save(folder, codec.content_hash())
     if flow:
         flow_model(folder / "flow", codec, melody, domain)
 

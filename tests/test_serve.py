@@ -43,7 +43,7 @@ def models(tmp_path_factory):
     for name in ("tts", "sfx", "music"):
         (root / name).mkdir()
     tm.tts_model(root / "tts", codec)
-    tm.tagged_model(root / "sfx", codec, melody=False)
+    tm.tagged_model(root / "sfx", codec, melody=False, text=True)  # reads the whole prompt, as `train lm --text`
     tm.tagged_model(root / "music", codec, melody=True, domain="music")
     # TTS and sfx decode with decoders of their own (`tokenwave train decoder`): streams must use them too
     from tokenwave.codec.decoders import save_decoder
@@ -181,6 +181,11 @@ def test_music_and_sfx_streams_match_offline(server):
         events, audio, *_ = stream(server.ws, {"task": task, "prompt": "heavy rain", "duration": 1.5, "seed": 3})
         assert events[-1]["type"] == "done" and "family=rain" in " ".join(events[-1].get("tags", [])) or task == "music"
         out = server.service.tasks[task].generate("heavy rain", 1.5, Sampling(seed=3), generator="lm")
+        # the text-conditioned sfx model says which training captions the prompt is nearest to, as offline
+        assert events[-1].get("nearest_captions") == ([list(c) for c in out.metadata["nearest_captions"]]
+                                                      if task == "sfx" else None)
+        assert task == "music" or [c for c, _ in events[-1]["nearest_captions"][:2]] == [
+            "light rain, dry", "heavy rain in a hall"]  # MiniLM's two nearest of tm.CAPTIONS
         ref = out.wav
         assert task == "music" or {k: out.metadata[k] for k in TUNED} == TUNED
         got = np.frombuffer(audio, dtype="<i2")
