@@ -367,6 +367,40 @@ def tagged_figures(task: str, this: str) -> Callable[[Sources], str]:
     return render
 
 
+def free_prompts(task: str) -> Callable[[Sources], str]:
+    """Free-text prompts against canonical captions (``prompts.json``): each model measured, tags-only and
+    text-conditioned, with issue 25's two bars."""
+
+    def render(src: Sources) -> str:
+        fig = src.doc("prompts").get("figures", {}).get(task)
+        if not fig:
+            return f"{MISSING} (`benchmarks/results/prompts.json` has no {task} figures)"
+        rows, names = [], []
+        for label, m in fig["models"].items():
+            kind = "text-conditioned" if m.get("text_conditioned") else "tags only"
+            where = "the shipped model at the time of the run" if label == "shipped" else f"`{label.removeprefix('candidate ')}`"
+            rows.append([f"{GENERATOR_NAMES.get(m['generator'], m['generator'])}, {kind} ({where})",
+                         fmt(m["clap_ratio"]), f"{fmt(m['clap_prompt'])} / {fmt(m['clap_canonical'])}",
+                         fmt(m["tag_accuracy"]), fmt(m["tag_accuracy_over_real"])])
+            short = "shipped" if label == "shipped" else "candidate"
+            names += [(f"{kind}: text-audio score, free prompt over canonical caption",
+                       f"{task}_{short}_free_prompt_clap_ratio"),
+                      (f"{kind}: tag accuracy over the real recordings'", f"{task}_{short}_free_prompt_tag_accuracy_over_real")]
+        nov = fig.get("prompt_novelty") or []
+        head = (f"`benchmarks/results/prompts.json`: {len(nov)} hand-written {task} prompts (`benchmarks/prompts.yaml`), "
+                f"phrased unlike the training captions (each prompt's highest cosine to any training caption or "
+                f"paraphrase, all-MiniLM-L6-v2: mean {fmt(sum(nov) / len(nov) if nov else None)}, at most "
+                f"{fmt(max(nov) if nov else None)}), each rendered beside a canonical caption asking for the same "
+                f"thing, same seed; the project's CLAP-style model and tagger (in-domain judges). The tagger reads the "
+                f"held-out test clips of `{fig.get('dataset')}` at {fmt(fig.get('real_tag_accuracy'))} on the same "
+                f"fields ({', '.join(fig.get('fields', []))}):")
+        return (head + "\n\n" + table(["model", "text-audio score ratio", "score: prompt / canonical render",
+                                         "tag accuracy", "over real recordings'"], rows)
+                + "\n\n" + targets_table(src, "prompts", names))
+
+    return render
+
+
 def generator_choice(task: str) -> Callable[[Sources], str]:
     """The measurement behind ``checkpoints/<task>/generators.json``'s default, as that file records it."""
 

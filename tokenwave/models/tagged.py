@@ -41,12 +41,16 @@ NETWORKS: dict[str, type] = {LM_KIND: TokenLM, FLOW_KIND: FlowDiT}  # checkpoint
 
 def tag_cooccurrence(rows: list[dict]) -> dict[str, list[str]]:
     """Manifest rows -> for each ``field=value`` tag, the tag fields that appear beside it; ``__required__``: the
-    fields every row has (a folder's ``cooccur``, which reading a prompt keeps to)."""
+    fields every row has (a folder's ``cooccur``, which reading a prompt keeps to). Real recordings' tags (rows from
+    a package: game, source, folder) describe where a clip came from, not what it sounds like, so when the rows mix
+    them with described clips, the required fields are the described clips'."""
     seen: dict[str, set[str]] = {}
     fields_per_row = []
+    mixed = any(not r.get("package") for r in rows)
     for r in rows:
         tags = r.get("tags") if isinstance(r.get("tags"), dict) else {}
-        fields_per_row.append(set(tags))
+        if not (mixed and r.get("package")):
+            fields_per_row.append(set(tags))
         for f, v in tags.items():
             seen.setdefault(f"{f}={v}", set()).update(tags)
     required = set.intersection(*fields_per_row) if fields_per_row else set()
