@@ -138,6 +138,23 @@ def write_result(name: str, command: str, targets: list[dict], figures: dict, qu
     return result
 
 
+def add_candidates(parser: argparse.ArgumentParser) -> None:
+    """``--candidate TASK=FOLDER ...``: generator folders a benchmark measures beside the shipped ones."""
+    parser.add_argument("--candidate", nargs="*", default=[], metavar="TASK=FOLDER",
+                        help="a generator folder measured beside the shipped one, e.g. music=runs/x/model")
+
+
+def candidates_by_task(parser: argparse.ArgumentParser, values: list[str], tasks: tuple[str, ...]) -> dict[str, list[Path]]:
+    """``--candidate`` values -> the folders per task (a malformed one stops with the parser's error)."""
+    out: dict[str, list[Path]] = {t: [] for t in tasks}
+    for c in values:
+        t, _, folder = c.partition("=")
+        if t not in tasks or not folder:
+            parser.error(f"--candidate {c!r}: use TASK=FOLDER with TASK one of {', '.join(tasks)}")
+        out[t].append(Path(folder))
+    return out
+
+
 def median_time(fn: Callable[[], Any], runs: int, warmup: int = 1) -> float:
     """Median wall time in seconds of ``fn()`` over ``runs`` calls after ``warmup`` untimed ones."""
     for _ in range(warmup):

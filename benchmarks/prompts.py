@@ -31,7 +31,8 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, RESULTS_DIR, arg_parser, command_line, repo_path, target, write_result  # noqa: E402
+from common import (REPO_ROOT, RESULTS_DIR, add_candidates, arg_parser, candidates_by_task,  # noqa: E402
+                    command_line, repo_path, target, write_result)
 from compare import candidate_task  # noqa: E402
 
 from tokenwave.audio import load_audio  # noqa: E402
@@ -142,16 +143,10 @@ def plot(figures: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = arg_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=TASKS, default=list(TASKS))
-    parser.add_argument("--candidate", nargs="*", default=[], metavar="TASK=FOLDER",
-                        help="a generator folder to measure beside the shipped one, e.g. music=runs/x/model")
+    add_candidates(parser)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args(argv)
-    cands: dict[str, list[Path]] = {t: [] for t in TASKS}
-    for c in args.candidate:
-        t, _, folder = c.partition("=")
-        if t not in TASKS or not folder:
-            parser.error(f"--candidate {c!r}: use TASK=FOLDER with TASK one of {', '.join(TASKS)}")
-        cands[t].append(Path(folder))
+    cands = candidates_by_task(parser, args.candidate, TASKS)
     prompts = load_prompts()
     figures, targets = {}, []
     for t in args.only:

@@ -45,7 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     REPO_ROOT,
     RESULTS_DIR,
+    add_candidates,
     arg_parser,
+    candidates_by_task,
     command_line,
     kept_targets,
     machine_info,
@@ -234,8 +236,7 @@ def main() -> None:
     parser.add_argument("--per-half", type=int, default=None, help="real clips per half (default 48; quick 6)")
     parser.add_argument("--seconds", type=float, default=6.0, help="length of every clip compared")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--candidate", nargs="*", default=[], metavar="TASK=FOLDER",
-                        help="a generator folder measured beside the shipped ones, e.g. music=runs/x/model")
+    add_candidates(parser)
     parser.add_argument("--synthetic", type=Path, default=REPO_ROOT / "data",
                         help="folder holding the synthetic music / sfx datasets whose test captions are half the prompts")
     args = parser.parse_args()
@@ -246,12 +247,7 @@ def main() -> None:
     previous = json.loads(path.read_text()) if path.exists() and not args.quick else {}  # a quick run starts afresh
     figures = {k: v for k, v in previous.get("figures", {}).items() if k in TASKS and k not in args.only}
     targets = kept_targets(previous, lambda t: t["name"].split("_", 1)[0] not in args.only)
-    cands: dict[str, list[Path]] = {t: [] for t in TASKS}
-    for c in args.candidate:
-        t, _, folder = c.partition("=")
-        if t not in TASKS or not folder:
-            parser.error(f"--candidate {c!r}: use TASK=FOLDER with TASK one of {', '.join(TASKS)}")
-        cands[t].append(Path(folder))
+    cands = candidates_by_task(parser, args.candidate, TASKS)
     for t in args.only:
         figures[t], tt = bench_task(t, clips, per_half, args.seconds, previous.get("figures", {}).get(t, {}).get("baseline", {}),
                                     args.synthetic / t, cands[t])
