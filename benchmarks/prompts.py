@@ -23,6 +23,7 @@ Writes benchmarks/results/prompts.json (``--quick``: prompts-quick.json, 4 promp
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -32,7 +33,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (REPO_ROOT, RESULTS_DIR, add_candidates, arg_parser, candidates_by_task,  # noqa: E402
-                    command_line, repo_path, target, write_result)
+                    command_line, kept_targets, repo_path, target, write_result)
 from compare import candidate_task  # noqa: E402
 
 from tokenwave.audio import load_audio  # noqa: E402
@@ -148,18 +149,19 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     cands = candidates_by_task(parser, args.candidate, TASKS)
     prompts = load_prompts()
-    figures, targets = {}, []
+    name = "prompts-quick" if args.quick else "prompts"
+    path = RESULTS_DIR / f"{name}.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}  # the tasks not rerun keep their figures
+    figures = {t: f for t, f in previous.get("figures", {}).items() if t in TASKS and t not in args.only}
+    targets = kept_targets(previous, lambda t: t["name"].split("_", 1)[0] not in args.only)
     for t in args.only:
         items = prompts[t][:4] if args.quick else prompts[t]
         figures[t], tg = bench_task(t, items, cands[t], args.seconds)
         targets += tg
-    name = "prompts-quick" if args.quick else "prompts"
     result = write_result(name, command_line(__file__, argv), targets, figures, args.quick)
     plot(figures, RESULTS_DIR / f"{name}.png")
     return result
 
 
 if __name__ == "__main__":
-    import json
-
     print(json.dumps({k: v for k, v in main().items() if k != "figures"}, indent=1))
