@@ -233,3 +233,23 @@ def test_real_recordings_tags_do_not_loosen_how_prompts_are_read():
     vocab = [f"{f}={v}" for r in synth + real for f, v in r["tags"].items()]
     # "high" names a bell's pitch, but the prompt is about rain: the bell's field is dropped, as without real rows
     assert read_prompt("heavy rain, high up", vocab, "sfx", mixed) == ["domain=sfx", "family=rain", "intensity=heavy"]
+
+
+def test_the_hand_written_prompts_ask_for_what_the_tagger_can_check():
+    import sys
+    from pathlib import Path
+
+    from tokenwave.eval.tagger import DOMAIN_FIELDS, load_tagger
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import prompts as bench
+
+    items = bench.load_prompts()
+    assert {t: len(v) for t, v in items.items()} == {"music": 25, "sfx": 25}
+    classes = dict(zip(load_tagger().cfg.fields, load_tagger().cfg.classes))
+    for task, rows in items.items():
+        assert len({r["prompt"] for r in rows}) == len(rows)
+        for r in rows:
+            assert r["tags"] and set(r["tags"]) <= set(DOMAIN_FIELDS[task]), r
+            assert all(v in classes[f] for f, v in r["tags"].items()), r
+            assert r["prompt"].lower() != r["canonical"].lower()
