@@ -190,6 +190,14 @@ def test_music_and_sfx_streams_match_offline(server):
         assert task == "music" or {k: out.metadata[k] for k in TUNED} == TUNED
         got = np.frombuffer(audio, dtype="<i2")
         assert len(got) == len(ref) and np.abs(got.astype(np.int32) - np.frombuffer(pcm16(ref), "<i2")).max() <= 2
+    # tag controls: what the prompt said of a field is replaced, as offline
+    events, audio, *_ = stream(server.ws, {"task": "sfx", "prompt": "heavy rain", "duration": 1.0, "seed": 3,
+                                           "tags": ["intensity=light", "reverb=yes"]})
+    out = server.service.tasks["sfx"].generate("heavy rain", 1.0, Sampling(seed=3), generator="lm",
+                                               tags=["intensity=light", "reverb=yes"])
+    assert events[-1]["tags"] == out.metadata["tags"] == ["domain=sfx", "family=rain", "intensity=light", "reverb=yes"]
+    got = np.frombuffer(audio, dtype="<i2")
+    assert len(got) == len(out.wav) and np.abs(got.astype(np.int32) - np.frombuffer(pcm16(out.wav), "<i2")).max() <= 2
 
 
 def test_opus_stream_is_one_ogg_file(server):
@@ -238,7 +246,9 @@ def test_ws_bad_requests_close_with_a_reason(server):
              (json.dumps({"task": "tts"}), 422, "needs `text`"),
              (json.dumps({"task": "tts", "text": "hi", "temperature": 1e9}), 422, "temperature"),
              (json.dumps({"task": "tts", "text": "Hi.", "voice": "carol"}), 400, "unknown voice"),
-             (json.dumps({"task": "sfx", "prompt": "rain", "duration": 50}), 400, "over the 3 s limit")]
+             (json.dumps({"task": "sfx", "prompt": "rain", "duration": 50}), 400, "over the 3 s limit"),
+             (json.dumps({"task": "sfx", "prompt": "rain", "duration": 1, "tags": ["colour=blue"]}), 400, "no tag field 'colour'"),
+             (json.dumps({"task": "sfx", "prompt": "rain", "tags": ["<script>"]}), 422, "tags")]
     for raw, status, message in cases:
         with ws_client.connect(server.ws) as ws:
             ws.send(raw)
@@ -273,6 +283,9 @@ def test_http_files_and_bad_requests(server):
            ("/v1/tts", json.dumps({"text": "hi", "top_p": 5}).encode(), 422, "top_p"),
            ("/v1/sfx", json.dumps({"prompt": "rain", "duration": 1e6}).encode(), 422, "duration"),
            ("/v1/sfx", json.dumps({"prompt": "rain", "duration": 10}).encode(), 400, "over the 3 s limit"),
+           ("/v1/sfx", json.dumps({"prompt": "rain", "duration": 1, "tags": ["family=jazz"]}).encode(), 400,
+            "family=jazz is not a value this model was trained on"),
+           ("/v1/sfx", json.dumps({"prompt": "rain", "tags": ["family=rain"] * 17}).encode(), 422, "tags"),
            ("/v1/tts", json.dumps({"text": "hi", "extra": 1}).encode(), 422, "extra"),
            ("/v1/tts", json.dumps({"text": "hi", "voice": ".."}).encode(), 400, "unknown voice"),
            ("/v1/tts", json.dumps({"text": "hi", "accent": "EN US!"}).encode(), 422, "accent"),
@@ -301,6 +314,7 @@ def test_models_metrics_and_page(server):
 
     m = httpx.get(server.http + "/v1/models").json()
     assert m["tasks"]["tts"]["voices"] == ["alice", "bob"] and m["tasks"]["sfx"]["available"]
+    assert m["tasks"]["sfx"]["tag_controls"]["family"] == ["bell", "footsteps", "rain"]
     text = httpx.get(server.http + "/metrics").text
     for name in ("tokenwave_active_streams", "tokenwave_queue_depth", "tokenwave_time_to_first_audio_seconds",
                  "tokenwave_steps_per_second", 'tokenwave_streams_total{outcome="finished"}'):

@@ -14,7 +14,7 @@ from tokenwave.errors import AudioFileError, InvalidArgumentError, TokenwaveErro
 from tokenwave.tasks import Sampling, load_task, read_prompt, split_sentences
 from tokenwave.tasks.base import MissingModelError
 from tokenwave.tasks.sources import LMSource
-from tokenwave.tasks.tagged import tag_cooccurrence
+from tokenwave.tasks.tagged import set_tags, tag_cooccurrence
 from tokenwave.tasks.tts import TTS, UnknownVoiceError, trim_silence
 
 import task_models as tm
@@ -234,6 +234,35 @@ def test_sfx_duration_determinism_and_prompt_changes_output(sfx_model, codec):
     assert a.metadata["tags"] == ["domain=sfx", "family=rain", "intensity=heavy"]
     long = sfx.generate("heavy rain", 2.5, Sampling(seed=1), watermark=False)  # past the 40-frame window
     assert len(long.wav) == round(2.5 * 75) * codec.hop
+
+
+def test_tag_controls_replace_what_the_prompt_says_and_unknown_ones_are_refused(sfx_model, codec):
+    vocab = TagVocab.from_rows([{**r, "domain": "sfx"} for r in ROWS]).tags
+    read = ["domain=sfx", "family=rain", "intensity=heavy"]
+    # a control replaces its field, adds a new one, "field=" drops one; values match whatever their case
+    assert set_tags(read, ["intensity=light", "reverb=yes"], vocab) == \
+        ["domain=sfx", "family=rain", "intensity=light", "reverb=yes"]
+    assert set_tags(read, ["intensity="], vocab) == ["domain=sfx", "family=rain"]
+    assert set_tags(read, ["FAMILY=Bell"], vocab) == ["domain=sfx", "family=bell", "intensity=heavy"]
+    assert set_tags(read, None, vocab) == read
+    for bad, message in [("colour=blue", "no tag field 'colour'.*use one of family, intensity"),
+                         ("family=jazz", "family=jazz is not a value.*use one of bell, footsteps, rain"),
+                         ("rain", "not field=value"), ("domain=music", "no tag field 'domain'")]:
+        with pytest.raises(InvalidArgumentError, match=message):
+            set_tags(read, [bad], vocab)
+    with pytest.raises(InvalidArgumentError, match="17 tags given, over the 16 limit"):
+        set_tags(read, ["reverb=yes"] * 17, vocab)
+    sfx = load_task("sfx", sfx_model, codec)
+    assert sfx.tag_fields()["family"] == ["bell", "footsteps", "rain"] and "domain" not in sfx.tag_fields()
+    a = sfx.generate("heavy rain", 1.0, Sampling(seed=1), watermark=False, tags=["family=bell"])
+    plain = sfx.generate("heavy bell", 1.0, Sampling(seed=1), watermark=False)
+    # the controls win over the prompt, whose other tags stay (a prompt naming a bell keeps only a bell's fields)
+    assert a.metadata["tags"] == ["domain=sfx", "family=bell", "intensity=heavy"]
+    assert plain.metadata["tags"] == ["domain=sfx", "family=bell"]
+    assert a.metadata["tag_controls"] == ["family=bell"] and "tag_controls" not in plain.metadata
+    same = sfx.generate("heavy rain", 1.0, Sampling(seed=1), watermark=False, tags=["family=rain"])
+    assert np.array_equal(same.wav, sfx.generate("heavy rain", 1.0, Sampling(seed=1), watermark=False).wav)
+    assert not np.array_equal(a.wav, same.wav)
 
 
 def test_music_melody_changes_output_and_continuation(music_model, codec, tmp_path):
@@ -498,6 +527,12 @@ def test_cli_tasks_write_audio_and_metadata(cli_env, tmp_path, codec):
     assert run.returncode == 0, run.stderr
     meta = json.loads((tmp_path / "f.wav.json").read_text())
     assert meta["generator"] == "flow" and meta["steps"] == 3 and len(sf.read(tmp_path / "f.wav")[0]) == round(0.5 * 75) * codec.hop
+    run = _cli("sfx", "rain", "--tag", "family=bell", "--tag", "pitch=high", "--duration", 0.5, "-o", tmp_path / "t.wav",
+               env=cli_env)
+    assert run.returncode == 0, run.stderr
+    assert json.loads((tmp_path / "t.wav.json").read_text())["tags"] == ["domain=sfx", "family=bell", "pitch=high"]
+    run = _cli("sfx", "--list-tags", env=cli_env)
+    assert run.returncode == 0 and "family: bell, footsteps, rain" in run.stdout, run.stderr
 
 
 @pytest.mark.parametrize("args, message", [
@@ -516,6 +551,8 @@ def test_cli_tasks_write_audio_and_metadata(cli_env, tmp_path, codec):
     (("sfx", "rain", "--generator", "gan"), "unknown generator 'gan'"),
     (("tts", "Hi.", "--generator", "flow"), "text-to-speech has no 'flow' generator"),
     (("music", "a reel", "--cfg-until", "1.5"), "cfg_until must be within 0..1, got 1.5"),
+    (("sfx", "rain", "--tag", "colour=blue"), "this model has no tag field 'colour'"),
+    (("sfx", "rain", "--tag", "family=jazz"), "family=jazz is not a value this model was trained on"),
 ])
 def test_cli_errors_are_one_line_with_a_fix(cli_env, tmp_path, args, message):
     run = _cli(*args, "-o", tmp_path / "x.wav", env=cli_env)

@@ -1,7 +1,7 @@
 """Request bodies of the server, with a limit on every field (they also make the OpenAPI schema)."""
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,6 +11,10 @@ VOICE_NAME = r"^[A-Za-z0-9_.+\-]{1,64}$"
 MAX_PROMPT_AUDIO_B64 = 2_000_000  # characters of base64 (about 1.5 MB of audio file)
 ACCENT_NAME = r"^[a-z0-9\-]{2,40}$"
 MAX_VOICE_TEXT = 1000
+#: a tag control, field=value (the values a model takes: GET /v1/models)
+TagControl = Annotated[str, Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_\-]+=[A-Za-z0-9 #_.\-]*$")]
+_TAGS = Field(None, max_length=16, description='Tag controls over what the prompt says, e.g. ["key=D", '
+              '"tempo=fast"] (each replaces its field; "field=" drops it). Values: GET /v1/models.')
 
 
 _MEASURED = " Unset: the model's measured default (its generators.json), else {}."
@@ -48,6 +52,7 @@ class TTSRequest(SamplingFields):
 class TaggedRequest(SamplingFields):
     prompt: str = Field(..., min_length=1, max_length=500, description='e.g. "heavy rain on a tin roof".')
     duration: float = Field(5.0, gt=0.0, le=MAX_DURATION, description="Seconds (the server may allow fewer).")
+    tags: Optional[list[TagControl]] = _TAGS
 
 
 class FileFormat(BaseModel):
@@ -75,6 +80,7 @@ class StreamRequest(SamplingFields):
     speed: float = Field(1.0, ge=0.5, le=2.0)
     prompt: Optional[str] = Field(None, min_length=1, max_length=500)
     duration: float = Field(5.0, gt=0.0, le=MAX_DURATION)
+    tags: Optional[list[TagControl]] = _TAGS
 
 
 class ErrorBody(BaseModel):

@@ -175,6 +175,7 @@ class Service:
                 entry["voices"] = task.voices
             else:
                 entry["tags"] = [t for t in task.vocab.tags if "=" in t]
+                entry["tag_controls"] = task.tag_fields("lm")  # the request's "tags" (the server streams the LM)
                 entry["max_duration"] = self.config.max_duration
             out[name] = entry
         for name, why in self.missing.items():
@@ -287,7 +288,7 @@ class Service:
         audio from the token LM's :meth:`TaggedTask.render` on the engine."""
         task = self.tasks[name]
         piece = task.prepare(req["prompt"], float(req.get("duration", 5.0)), self._sampling(req, task),
-                             generator="lm", max_duration=self.config.max_duration)
+                             generator="lm", max_duration=self.config.max_duration, tags=req.get("tags"))
         info["tags"] = piece.tags
         if piece.nearest:
             info["nearest_captions"] = piece.nearest

@@ -93,23 +93,25 @@ class Pipeline:
                                            prompt_text=prompt_text, accent=accent)
 
     def music(self, prompt: str, duration: float = 10.0, seed: int = 0, melody=None, continue_from=None,
-              watermark: bool = True, generator: str | None = None, progress=None, **sampling) -> GeneratedAudio:
+              watermark: bool = True, generator: str | None = None, progress=None, tags: list[str] | None = None,
+              **sampling) -> GeneratedAudio:
         """``duration``: seconds, up to ``MAX_DURATION`` (300; past the trained window, windows continue each
         other); ``generator``: "lm" or "flow" (default: the model folder's own choice); ``progress(done, total)``:
-        told the frames made so far; ``sampling``: the fields of :class:`Sampling` (temperature, top_k, top_p,
-        cfg_scale, steps, solver, cfg_until)."""
+        told the frames made so far; ``tags``: explicit ``field=value`` controls over what the prompt says
+        (``self.task("music").tag_fields()`` lists them); ``sampling``: the fields of :class:`Sampling`
+        (temperature, top_k, top_p, cfg_scale, steps, solver, cfg_until)."""
         from tokenwave.tasks.base import Sampling  # lazy: keeps --help free of torch
 
         return self.task("music").generate(prompt, duration, Sampling(seed=seed, **sampling), melody, continue_from,
-                                           watermark, generator, progress)
+                                           watermark, generator, progress, tags=tags)
 
     def sfx(self, prompt: str, duration: float = 5.0, seed: int = 0, watermark: bool = True,
-            generator: str | None = None, progress=None, **sampling) -> GeneratedAudio:
+            generator: str | None = None, progress=None, tags: list[str] | None = None, **sampling) -> GeneratedAudio:
         """As :meth:`music`, without a melody or a clip to continue."""
         from tokenwave.tasks.base import Sampling  # lazy: keeps --help free of torch
 
         return self.task("sfx").generate(prompt, duration, Sampling(seed=seed, **sampling), None, None, watermark,
-                                         generator, progress)
+                                         generator, progress, tags=tags)
 
 
 __all__ = ["TASKS", "Pipeline", "load_task", *sorted(_LAZY)]

@@ -63,6 +63,14 @@ _CFG_UNTIL = typer.Option(None, help="Flow generator: guide the steps at times t
 _GENERATOR = typer.Option(None, help="Generator: lm (token-AR) or flow (flow matching); default: the model's "
                           "measured better one (generators.json beside it).")
 _WM = typer.Option(True, "--watermark/--no-watermark", help="Embed the inaudible watermark (recorded in OUT.json).")
+_TAG = typer.Option(None, "--tag", metavar="FIELD=VALUE", help="A tag control, field=value (repeatable; e.g. --tag key=D --tag tempo=fast): "
+                   "replaces what the prompt says of that field; field= drops it. --list-tags shows them.")
+_LIST_TAGS = typer.Option(False, "--list-tags", help="Print the tag fields and values the model takes, and exit.")
+
+
+def _list_tags(task) -> None:
+    for f, values in task.tag_fields().items():
+        console.print(f"[bold]{f}[/bold]: {', '.join(values)}", highlight=False)
 
 
 def tts(
@@ -118,15 +126,17 @@ def music(
     seed: int = _SEED, temperature: Optional[float] = _TEMP, top_k: Optional[int] = _TOPK, top_p: Optional[float] = _TOPP,
     cfg: Optional[float] = _CFG,
     steps: Optional[int] = _STEPS, solver: Optional[str] = _SOLVER, cfg_until: Optional[float] = _CFG_UNTIL,
-    watermark: bool = _WM,
+    watermark: bool = _WM, tag: Optional[list[str]] = _TAG, list_tags: bool = _LIST_TAGS,
 ) -> None:
     """Render music from a text prompt (genre, instrument, tempo, key), optionally following a melody."""
     from tokenwave.tasks import load_task  # lazy: keeps --help free of torch
 
-    result = _generate(load_task("music", model, generator=generator), prompt, duration,
-                       _sampling(seed, temperature, top_k, top_p, cfg, steps, solver, cfg_until),
+    task = load_task("music", model, generator=generator)
+    if list_tags:
+        return _list_tags(task)
+    result = _generate(task, prompt, duration, _sampling(seed, temperature, top_k, top_p, cfg, steps, solver, cfg_until),
                        melody=str(melody) if melody else None,
-                       continue_from=str(continue_from) if continue_from else None, watermark=watermark)
+                       continue_from=str(continue_from) if continue_from else None, watermark=watermark, tags=tag)
     _write_output(result, out)
 
 
@@ -139,13 +149,16 @@ def sfx(
     seed: int = _SEED, temperature: Optional[float] = _TEMP, top_k: Optional[int] = _TOPK, top_p: Optional[float] = _TOPP,
     cfg: Optional[float] = _CFG,
     steps: Optional[int] = _STEPS, solver: Optional[str] = _SOLVER, cfg_until: Optional[float] = _CFG_UNTIL,
-    watermark: bool = _WM,
+    watermark: bool = _WM, tag: Optional[list[str]] = _TAG, list_tags: bool = _LIST_TAGS,
 ) -> None:
     """Render a sound effect from a text prompt."""
     from tokenwave.tasks import load_task  # lazy: keeps --help free of torch
 
-    result = _generate(load_task("sfx", model, generator=generator), prompt, duration,
-                       _sampling(seed, temperature, top_k, top_p, cfg, steps, solver, cfg_until), watermark=watermark)
+    task = load_task("sfx", model, generator=generator)
+    if list_tags:
+        return _list_tags(task)
+    result = _generate(task, prompt, duration, _sampling(seed, temperature, top_k, top_p, cfg, steps, solver, cfg_until),
+                       watermark=watermark, tags=tag)
     _write_output(result, out)
 
 

@@ -7,7 +7,9 @@ Reading the prompt: for each tag field, the values named in the prompt (whole wo
 the one named first wins. Yes/no fields (``reverb``, ``thunder``…) are "yes" when the prompt names the field or a
 synonym and "no" after "no"/"without". Keys need "in D" or "D major/minor". The tags read are returned in the
 metadata, so a user sees how a prompt was understood; the model was trained with tags left out at random, so a
-prompt naming only some of them is in its training distribution.
+prompt naming only some of them is in its training distribution. Tags are also explicit controls (``tags=
+["key=D", "tempo=fast"]``, ``--tag key=D``): each replaces what the prompt said of its field. A text-conditioned
+generator also hears the whole prompt through its sentence encoder, and reports the training captions nearest it.
 """
 from __future__ import annotations
 
@@ -47,19 +49,26 @@ VALUE_SYNONYMS = {"footsteps": ("steps", "walking"), "applause": ("clapping", "c
 NEGATIONS = r"(?:no|without|dry,? no)\s+(?:\w+\s+)?"
 
 
+def tag_fields(vocab_tags: list[str]) -> dict[str, list[str]]:
+    """A generator's tag vocabulary -> the fields a request may set, each with its values (sorted); the domain and
+    speaker fields are the model's own, not controls."""
+    fields: dict[str, list[str]] = {}
+    for t in vocab_tags:
+        if "=" in t and not t.startswith(("domain=", "speaker=")):
+            f, v = t.split("=", 1)
+            if v:
+                fields.setdefault(f, []).append(v)
+    return {f: sorted(set(v)) for f, v in sorted(fields.items())}
+
+
 def read_prompt(prompt: str, vocab_tags: list[str], domain: str, cooccur: dict[str, list[str]] | None = None
                 ) -> list[str]:
     """The ``field=value`` tags of ``vocab_tags`` that ``prompt`` names (see the module docstring). ``cooccur``
     (tag -> the fields seen with it in training) keeps, once an anchor tag is read (the first one named whose field
     every clip has, e.g. ``family=rain``), only the fields the training data had beside it."""
     text = " " + prompt.lower() + " "
-    fields: dict[str, list[str]] = {}
-    for t in vocab_tags:
-        if "=" in t and not t.startswith(("domain=", "speaker=")):
-            f, v = t.split("=", 1)
-            fields.setdefault(f, []).append(v)
     out = [f"domain={domain}"]
-    for f, values in sorted(fields.items()):
+    for f, values in tag_fields(vocab_tags).items():
         if set(values) <= {"yes", "no"}:
             words = SYNONYMS.get(f, (f,))
             pat = r"\b(?:%s)\b" % "|".join(map(re.escape, words))
@@ -88,6 +97,39 @@ def read_prompt(prompt: str, vocab_tags: list[str], domain: str, cooccur: dict[s
             allowed = set(cooccur[min(anchors, key=lambda t: len(cooccur[t]))])
             out = [out[0]] + [t for t in out[1:] if t.split("=")[0] in allowed]
     return out
+
+
+MAX_TAGS = 16
+
+
+def set_tags(read: list[str], controls: list[str] | tuple[str, ...] | None, vocab_tags: list[str]) -> list[str]:
+    """The tags read from a prompt, with explicit ``field=value`` controls set over them (each replaces the read tag
+    of its field; ``field=`` drops it) -> the tags the generator is given, the domain first, then by field. A field or value the model was not
+    trained on is refused, naming the ones it has."""
+    if not controls:
+        return read
+    if len(controls) > MAX_TAGS:
+        raise InvalidArgumentError(f"{len(controls)} tags given, over the {MAX_TAGS} limit", "give one per field")
+    fields = tag_fields(vocab_tags)
+    out = list(read)
+    for c in controls:
+        f, sep, v = str(c).strip().partition("=")
+        f, v = f.strip().lower(), v.strip()
+        if not sep or not f:
+            raise InvalidArgumentError(f"the tag {c!r} is not field=value",
+                                       f"write e.g. {next(iter(fields), 'field')}=..., one of the fields "
+                                       f"{', '.join(fields) or '(none: this model takes no tags)'}")
+        if f not in fields:
+            raise InvalidArgumentError(f"this model has no tag field {f!r}",
+                                       f"use one of {', '.join(fields) or '(none: this model takes no tags)'}")
+        v = next((x for x in fields[f] if x == v), None) or next((x for x in fields[f] if x.lower() == v.lower()), v)
+        if v and v not in fields[f]:
+            shown = fields[f][:40]
+            raise InvalidArgumentError(f"{f}={v} is not a value this model was trained on",
+                                       f"use one of {', '.join(shown)}{' ...' if len(fields[f]) > 40 else ''}")
+        out = [t for t in out if t.split("=", 1)[0] != f] + ([f"{f}={v}"] if v else [])
+    # in the order read_prompt gives (the domain, then by field), as the generator was trained on
+    return sorted(out, key=lambda t: (not t.startswith("domain="), t.split("=", 1)[0]))
 
 
 def check_prompt(prompt: str) -> str:
@@ -183,9 +225,16 @@ class TaggedTask:
     def supports_melody(self) -> bool:
         return self.melody is not None
 
-    def read_prompt(self, prompt: str, generator: str | None = None) -> list[str]:
+    def read_prompt(self, prompt: str, generator: str | None = None, tags: list[str] | None = None) -> list[str]:
+        """``prompt`` -> the tags the generator is given: those read from it, with the explicit ``tags`` controls
+        (``field=value``, see :func:`set_tags`) over them."""
         g = self.generators[self._pick(generator or self.generator)]
-        return read_prompt(check_prompt(prompt), g.vocab.tags, self.domain, g.extra.get("cooccur"))
+        read = read_prompt(check_prompt(prompt), g.vocab.tags, self.domain, g.extra.get("cooccur"))
+        return set_tags(read, tags, g.vocab.tags)
+
+    def tag_fields(self, generator: str | None = None) -> dict[str, list[str]]:
+        """The tag controls a request may set on ``generator`` (default: this task's): field -> values."""
+        return tag_fields(self.generators[self._pick(generator or self.generator)].vocab.tags)
 
     def _melody_ids(self, g: Generator, melody, frames: int) -> torch.Tensor | None:
         if melody is None:
@@ -212,19 +261,20 @@ class TaggedTask:
     @torch.no_grad()
     def prepare(self, prompt: str, duration: float = 5.0, sampling: Sampling | None = None, melody=None,
                 continue_from=None, generator: str | None = None,
-                max_duration: float = MAX_DURATION) -> TaggedRequest:
+                max_duration: float = MAX_DURATION, tags: list[str] | None = None) -> TaggedRequest:
         """A request -> its :class:`TaggedRequest`, every check done (duration up to ``max_duration`` seconds,
         generator, sampling controls, prompt, clip, melody) before any audio. ``melody``: a MIDI/audio path, pitch
         classes or MIDI pitches per frame; ``continue_from``: an audio path or ``(wav, sr)`` whose last seconds the
         output continues; ``generator``: "lm" or "flow" (default: this task's, or the one measured better with a
-        melody). Unset sampling controls take the generator's measured defaults."""
+        melody); ``tags``: explicit ``field=value`` controls set over the tags read from the prompt
+        (:meth:`tag_fields` lists them). Unset sampling controls take the generator's measured defaults."""
         duration = check_duration(duration, max_duration)
         if generator is None and melody is not None and self.melody_generator in self.generators:
             generator = self.melody_generator
         g = self.generators[self._pick(generator or self.generator)]
         sampling = (sampling or Sampling()).resolved(self.defaults_for(g.kind, melody is not None))
         sampling.check()
-        tags = self.read_prompt(prompt, g.kind)
+        tags = self.read_prompt(prompt, g.kind, tags)
         frames = int(round(duration * self.frame_rate))
         cond, nearest = g.condition(tags, prompt.strip())
         clip = None if continue_from is None else self._continuation_audio(continue_from, g.window // 2)
@@ -329,10 +379,11 @@ class TaggedTask:
 
     def stream(self, prompt: str, duration: float = 5.0, sampling: Sampling | None = None, melody=None,
                continue_from=None, generator: str | None = None, source: CodeSource | None = None,
-               decode: Decoding = StepDecoder, info: dict | None = None) -> Iterator[np.ndarray]:
+               decode: Decoding = StepDecoder, info: dict | None = None, tags: list[str] | None = None
+               ) -> Iterator[np.ndarray]:
         """A request (as :meth:`prepare` takes it, checked now) -> float32 audio chunks as they are made
         (:meth:`render`); ``info`` (a dict), if given, receives the tags read from the prompt."""
-        req = self.prepare(prompt, duration, sampling, melody, continue_from, generator)
+        req = self.prepare(prompt, duration, sampling, melody, continue_from, generator, tags=tags)
         if info is not None:
             info["tags"] = req.tags
             if req.nearest:
@@ -342,12 +393,12 @@ class TaggedTask:
     @torch.no_grad()
     def generate(self, prompt: str, duration: float = 5.0, sampling: Sampling | None = None, melody=None,
                  continue_from=None, watermark: bool = True, generator: str | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> GeneratedAudio:
+                 progress: Callable[[int, int], None] | None = None, tags: list[str] | None = None) -> GeneratedAudio:
         """Render ``duration`` seconds for ``prompt`` (see :meth:`prepare`; with ``continue_from`` the output holds
         the new audio only). The token LM's codes come from :meth:`codes`, as a stream's do, and are decoded in one
         piece. ``progress(done, total)``, if given, is told the new frames made so far (per LM step, per flow
-        window)."""
-        req = self.prepare(prompt, duration, sampling, melody, continue_from, generator)
+        window); ``tags``: explicit ``field=value`` controls over the tags read from the prompt."""
+        req = self.prepare(prompt, duration, sampling, melody, continue_from, generator, tags=tags)
         g = req.generator
         if g.kind == "lm":
             new, done = [], 0
@@ -362,7 +413,7 @@ class TaggedTask:
             wav = self.decoder_for(g).decode(codes[None])[0, 0].numpy()[(req.total - req.frames) * self.codec.hop:]
         else:
             wav = self._render_flow(req, progress)
-        meta = {"task": self.task, "prompt": prompt, "tags": req.tags,
+        meta = {"task": self.task, "prompt": prompt, "tags": req.tags, **({"tag_controls": list(tags)} if tags else {}),
                 **({"nearest_captions": req.nearest} if req.nearest else {}), "duration": float(duration),
                 "model": str(g.folder), "generator": g.kind,
                 "melody": melody if isinstance(melody, str) else (None if melody is None else "<array>"),
