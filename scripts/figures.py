@@ -198,6 +198,12 @@ def readme_headline(src: Sources) -> str:
                 trow(model, "10 s, x real time (2 threads)", "tasks", f"{task}_10s_x_realtime")
             else:
                 frow(model, "10 s, x real time (2 threads)", "tasks", f"figures.speed.{task}.by_generator.{g}.x_realtime")
+            prompts = src.get("prompts", f"figures.{task}.models.shipped") or {}
+            if prompts.get("generator") == g:  # hand-written free-text prompts (issue 25)
+                trow(model, "free prompts: text-audio score over the canonical captions' (in-domain CLAP)", "prompts",
+                     f"{task}_shipped_free_prompt_clap_ratio")
+                trow(model, "free prompts: tag accuracy over the real recordings'", "prompts",
+                     f"{task}_shipped_free_prompt_tag_accuracy_over_real")
             if (src.root / "benchmarks/results/realdist.json").exists():  # against real recordings, third-party judge
                 trow(model, f"Fréchet distance to real held-out recordings (aisfx, third-party; real vs real: "
                      f"{fmt(src.get('realdist', f'figures.{task}.fd.aisfx.real (half A)'))}, issue 25's target 0.7x "
@@ -551,8 +557,9 @@ REGIONS: dict[str, dict[str, Callable[[Sources], str]]] = {
         "decoder-test": speech_decoder("decoder", "codec's decoder", "stage 1")},
     "checkpoints/music/flow/decoder/MODEL.md": {"decoder-music": music_decoder("decoder-music")},
     "checkpoints/music/MODEL.md": {"music-choice": generator_choice("music"), "music-lm": tagged_figures("music", "lm")},
-    "checkpoints/music/flow/MODEL.md": {"music-flow": tagged_figures("music", "flow")},
-    "checkpoints/sfx/MODEL.md": {"sfx-choice": generator_choice("sfx"), "sfx-lm": tagged_figures("sfx", "lm")},
+    "checkpoints/music/flow/MODEL.md": {"music-flow": tagged_figures("music", "flow"), "music-prompts": free_prompts("music")},
+    "checkpoints/sfx/MODEL.md": {"sfx-choice": generator_choice("sfx"), "sfx-lm": tagged_figures("sfx", "lm"),
+                                 "sfx-prompts": free_prompts("sfx")},
     "checkpoints/sfx/flow/MODEL.md": {"sfx-choice": generator_choice("sfx"), "sfx-flow": tagged_figures("sfx", "flow")},
     "checkpoints/eval/speaker/MODEL.md": {"speaker": eval_validation("speaker", [
         ("EER: valid (seen speakers, new utterances) / held-out speakers (never trained on)",
