@@ -315,10 +315,15 @@ def test_models_metrics_and_page(server):
     m = httpx.get(server.http + "/v1/models").json()
     assert m["tasks"]["tts"]["voices"] == ["alice", "bob"] and m["tasks"]["sfx"]["available"]
     assert m["tasks"]["sfx"]["tag_controls"]["family"] == ["bell", "footsteps", "rain"]
+    assert stream(server.ws, {"task": "tts", "text": "Hi."})[0][-1]["type"] == "done"
     text = httpx.get(server.http + "/metrics").text
     for name in ("tokenwave_active_streams", "tokenwave_queue_depth", "tokenwave_time_to_first_audio_seconds",
                  "tokenwave_steps_per_second", 'tokenwave_streams_total{outcome="finished"}'):
         assert name in text
+    # the streams were decoded: at least one chunk per decoder call
+    calls, chunks = (float(next(ln.split()[1] for ln in text.splitlines() if ln.startswith(f"tokenwave_{n} ")))
+                     for n in ("decoder_calls_total", "decoded_chunks_total"))
+    assert 0 < calls <= chunks
     assert "<canvas" in httpx.get(server.http + "/").text
     assert "/v1/tts" in httpx.get(server.http + "/openapi.json").json()["paths"]
 

@@ -41,7 +41,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from tokenwave.audio.io import read_audio_header
 from tokenwave.errors import AudioFileError, TokenwaveError
-from tokenwave.serve.audio import OpusStream, encode_file, pcm16
+from tokenwave.serve.audio import BATCHER, OpusStream, encode_file, pcm16
 from tokenwave.serve.schema import ErrorBody, StreamRequest, TaggedFileRequest, TTSFileRequest
 from tokenwave.serve.service import BusyError, Service
 from tokenwave.tasks.base import MissingModelError
@@ -619,5 +619,9 @@ def prometheus(service: Service, scrape: dict) -> str:
                      "steps_per_second": (e.stats["steps"] - scrape["steps"].get(task, 0)) / dt}[name]
             lines.append(f'tokenwave_{name}{{task="{task}"}} {value:.3f}' if isinstance(value, float)
                          else f'tokenwave_{name}{{task="{task}"}} {value}')
+    lines += ["# HELP tokenwave_decoder_calls_total Decoder calls (concurrent streams' chunks decoded together).",
+              "# TYPE tokenwave_decoder_calls_total counter", f"tokenwave_decoder_calls_total {BATCHER.calls}",
+              "# HELP tokenwave_decoded_chunks_total Stream chunks decoded (over decoder calls: the mean batch).",
+              "# TYPE tokenwave_decoded_chunks_total counter", f"tokenwave_decoded_chunks_total {BATCHER.chunks}"]
     scrape["t"], scrape["steps"] = now, {t: e.stats["steps"] for t, e in service.engines.items()}
     return "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import threading
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -20,37 +21,160 @@ import torch
 from tokenwave.nn.streaming import StreamingModule
 from tokenwave.safety.watermark import WatermarkStream
 
-_DECODE_LOCK = threading.Lock()  # codec modules hold the state of whichever stream is decoding
+class _Chunk:
+    """One stream's decode request: its state, codes ``[K, n]``, phones ``[1, 3, n]`` and voice; then its samples."""
+
+    __slots__ = ("state", "codes", "frames", "voice", "out", "error", "done")
+
+    def __init__(self, state: DecoderState, codes: torch.Tensor, frames, voice) -> None:
+        self.state, self.codes, self.frames, self.voice = state, codes, frames, voice
+        self.out, self.error, self.done = None, None, False
+
+
+def _signature(x: Any) -> Any:
+    """What two streaming states must share to be decoded as one batch: their shapes past the batch dimension and
+    their integers (a tensor's rows stack, an integer must be equal)."""
+    if x is None:
+        return None
+    if isinstance(x, torch.Tensor):
+        return ("t", tuple(x.shape[1:]), x.dtype)
+    if isinstance(x, tuple):
+        return tuple(_signature(e) for e in x)
+    if isinstance(x, (int, float, str)):
+        return ("v", x)
+    return ("o", id(x))  # anything else is never batched
+
+
+def _stack(xs: list) -> Any:
+    if xs[0] is None or not isinstance(xs[0], (torch.Tensor, tuple)):
+        return xs[0]
+    if isinstance(xs[0], torch.Tensor):
+        return torch.cat(xs)
+    return tuple(_stack(list(e)) for e in zip(*xs))
+
+
+def _unstack(x: Any, n: int) -> list:
+    if isinstance(x, torch.Tensor):
+        return list(x.split(1))
+    if isinstance(x, tuple):
+        return [tuple(parts) for parts in zip(*(_unstack(e, n) for e in x))]
+    return [x] * n
+
+
+class DecodeBatcher:
+    """Decodes the chunks of concurrent streams in one decoder call where it can.
+
+    A decoder call costs about the same for one stream's chunk as for several (it reads its weights once per call),
+    so chunks that wait while the decoder is busy are decoded together when it frees: the caller that takes the
+    decoder takes every chunk waiting, groups those that fit one batch (same codec, frames, phones and voice given or
+    not, streaming states of the same shapes) and runs each group as one call, with the streams' states stacked on
+    the batch dimension and split back after. A stream alone is decoded exactly as before (a batch of one); rows of
+    a batch may differ from their batch-of-one decoding in the last float bits."""
+
+    def __init__(self) -> None:
+        self._run = threading.Lock()  # codec modules hold the state of whichever batch is decoding
+        self._queue = threading.Lock()
+        self._pending: list[_Chunk] = []
+        self.calls = self.chunks = 0  # decoder calls made, chunks decoded (their ratio: the mean batch)
+
+    def decode(self, state: DecoderState, codes: torch.Tensor, frames: torch.Tensor | None,
+               voice: torch.Tensor | None) -> np.ndarray:
+        """One stream's chunk -> its final samples (see :meth:`DecoderState.push`)."""
+        req = _Chunk(state, codes, frames, voice)
+        with self._queue:
+            self._pending.append(req)
+        with self._run:
+            if not req.done:
+                with self._queue:
+                    batch, self._pending = self._pending, []
+                self._decode_all(batch)
+        if req.error is not None:
+            raise req.error
+        return req.out
+
+    def decode_together(self, chunks: list[tuple]) -> list[np.ndarray]:
+        """``[(state, codes, frames, voice), ...]`` (one chunk per stream) -> each stream's samples, decoded in as
+        few calls as fit (what concurrent :meth:`decode` calls get)."""
+        reqs = [_Chunk(*c) for c in chunks]
+        with self._run:
+            self._decode_all(reqs)
+        for r in reqs:
+            if r.error is not None:
+                raise r.error
+        return [r.out for r in reqs]
+
+    def _decode_all(self, batch: list[_Chunk]) -> None:
+        groups: dict = {}
+        for r in batch:
+            key = (id(r.state.codec), tuple(r.codes.shape), r.frames is None, r.voice is None,
+                   tuple(_signature(x) for x in r.state.states))
+            groups.setdefault(key, []).append(r)
+        for group in groups.values():
+            self._decode(group)
+
+    def _decode(self, group: list[_Chunk]) -> None:
+        first = group[0]
+        codec, mods = first.state.codec, first.state.mods
+        try:
+            with torch.no_grad():
+                for i, m in enumerate(mods):
+                    m.is_streaming, m.stream_state = True, _stack([r.state.states[i] for r in group])
+                try:
+                    codes = torch.stack([r.codes for r in group])
+                    frames = None if first.frames is None else torch.cat([r.frames for r in group])
+                    voice = None if first.voice is None else torch.cat([r.voice.reshape(1, -1) for r in group])
+                    out = codec.decoder(codec.quantizer.decode(codes), frames, voice)
+                    states = [_unstack(m.stream_state, len(group)) for m in mods]
+                finally:
+                    for m in mods:
+                        m.is_streaming, m.stream_state = False, None
+            for j, r in enumerate(group):
+                r.state.states = [s[j] for s in states]
+                r.out = out[j, 0].numpy()
+        except Exception as e:  # every stream of the batch is told
+            for r in group:
+                r.error = e
+        finally:
+            self.calls += 1
+            self.chunks += len(group)
+            for r in group:
+                r.done = True
+
+    def flush(self, state: DecoderState) -> np.ndarray:
+        """The samples a stream's state still holds (its end), decoded on their own."""
+        with self._run, torch.no_grad():
+            for m, s in zip(state.mods, state.states):
+                m.is_streaming, m.stream_state = True, s
+            try:
+                out = state.codec.decoder.istft.flush()
+            finally:
+                state.states = [m.stream_state for m in state.mods]
+                for m in state.mods:
+                    m.is_streaming, m.stream_state = False, None
+        return out[0, 0].numpy()
+
+
+BATCHER = DecodeBatcher()  # one for the process: the server's streams share their tasks' codecs
 
 
 class DecoderState:
-    """:class:`tokenwave.codec.streaming.StreamingDecoder` with the state kept here between pushes."""
+    """:class:`tokenwave.codec.streaming.StreamingDecoder` with the state kept here between pushes; pushes of
+    concurrent streams are decoded together (:class:`DecodeBatcher`)."""
 
-    def __init__(self, codec) -> None:
+    def __init__(self, codec, batcher: DecodeBatcher | None = None) -> None:
         self.codec = codec
         self.mods = [m for m in codec.decoder.modules() if isinstance(m, StreamingModule)]
         self.states: list = [None] * len(self.mods)
-
-    def _run(self, fn) -> np.ndarray:
-        with _DECODE_LOCK, torch.no_grad():
-            for m, s in zip(self.mods, self.states):
-                m.is_streaming, m.stream_state = True, s
-            try:
-                out = fn()
-            finally:
-                self.states = [m.stream_state for m in self.mods]
-                for m in self.mods:
-                    m.is_streaming, m.stream_state = False, None
-        return out[0, 0].numpy()
+        self.batcher = batcher or BATCHER
 
     def push(self, codes: torch.Tensor, frames: torch.Tensor | None = None,
              voice: torch.Tensor | None = None) -> np.ndarray:
         """``codes [K, n]`` -> float32 samples that no later frame can change; ``frames`` (the same frames' phones
         ``[1, 3, n]``) and ``voice`` (the voice's vector) for a phone-informed decoder."""
-        return self._run(lambda: self.codec.decoder(self.codec.quantizer.decode(codes[None]), frames, voice))
+        return self.batcher.decode(self, codes, frames, voice)
 
     def flush(self) -> np.ndarray:
-        return self._run(lambda: self.codec.decoder.istft.flush())
+        return self.batcher.flush(self)
 
 
 class Finisher:

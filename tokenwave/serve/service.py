@@ -6,7 +6,8 @@ A request's audio comes out of the offline task's own generation loop — TTS se
 (:meth:`tokenwave.tasks.tagged.TaggedTask.render`) — given two parameters of the server's: the code source
 (:class:`EngineSource`: every LM run is a :class:`~tokenwave.serve.engine.Job` of the task's shared engine, so the
 decode steps of all concurrent requests of a task run as one batch) and the decoding (:class:`ChunkedDecoder`:
-chunks of ``decode_frames``, the decoder's state kept per stream).
+chunks of ``decode_frames``, the decoder's state kept per stream; chunks of concurrent streams that wait for the
+decoder are decoded together, :class:`~tokenwave.serve.audio.DecodeBatcher`).
 """
 from __future__ import annotations
 
