@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -433,3 +434,30 @@ def test_a_client_that_stops_reading_is_parked_then_cancelled(models):
         ws.close()
     finally:
         run.stop()
+
+
+def test_int8_serving_streams_what_the_int8_tts_makes_and_keeps_its_own_capacity(models, tmp_path, monkeypatch):
+    from tokenwave.errors import InvalidArgumentError
+    from tokenwave.serve import capacity
+    from tokenwave.serve.audio import pcm16
+    from tokenwave.tasks import Sampling, load_task
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root, codec = models
+    with pytest.raises(InvalidArgumentError, match="unknown precision 'fp8'"):
+        Service({"tts": root / "tts"}, codec, ServeConfig(max_streams=1, precision="fp8"))
+    svc = Service({"tts": root / "tts"}, codec, ServeConfig(max_streams=1, precision="int8"))
+    try:
+        assert svc.tasks["tts"].precision == "int8" and svc.models()["tts"]["precision"] == "int8"
+        chunks = list(svc.stream("tts", {"text": "Hello there.", "voice": "alice", "seed": 2}))
+        ref = load_task("tts", root / "tts", codec, precision="int8").synthesize("Hello there.", "alice",
+                                                                                Sampling(seed=2))
+        fp32 = load_task("tts", root / "tts", codec).synthesize("Hello there.", "alice", Sampling(seed=2))
+        got = np.concatenate(chunks)
+        assert pcm16(got) == pcm16(ref.wav) and ref.metadata["precision"] == "int8"
+        assert len(got) != len(fp32.wav) or not np.array_equal(got, fp32.wav)  # int8 weights make other audio
+    finally:
+        svc.close()
+    # a stored capacity belongs to one precision: fp32 and int8 keys differ, fp32's as before
+    fp32_key, int8_key = (capacity.capacity_key("tts", root / "tts", 1, p) for p in ("fp32", "int8"))
+    assert fp32_key != int8_key and "precision" not in fp32_key and ":precision=int8:" in int8_key

@@ -60,8 +60,9 @@ def _cpu() -> str:
     return platform.processor() or platform.machine()
 
 
-def capacity_key(task_name: str, folder: str | os.PathLike | None, threads: int | None = None) -> str:
-    """One entry per task model (its config and weights by size and time), thread count, torch and CPU."""
+def capacity_key(task_name: str, folder: str | os.PathLike | None, threads: int | None = None,
+                 precision: str = "fp32") -> str:
+    """One entry per task model (its config and weights by size and time), precision, thread count, torch and CPU."""
     h = hashlib.sha256()
     if folder is not None:
         for p in sorted(Path(folder).glob("*")):
@@ -69,7 +70,8 @@ def capacity_key(task_name: str, folder: str | os.PathLike | None, threads: int 
                 st = p.stat()
                 h.update(f"{p.name}:{st.st_size}:{int(st.st_mtime)}".encode())
     threads = threads or torch.get_num_threads()
-    return f"{task_name}:{h.hexdigest()[:16]}:threads={threads}:torch={torch.__version__}:{_cpu()}"
+    prec = "" if precision == "fp32" else f":precision={precision}"  # fp32 keys stay as they were stored
+    return f"{task_name}:{h.hexdigest()[:16]}{prec}:threads={threads}:torch={torch.__version__}:{_cpu()}"
 
 
 def read_stored(key: str) -> dict | None:
@@ -145,7 +147,7 @@ def measure(lm, decoder_codec, frame_rate: float, prefix_len: int = 8, guided: b
 
 def task_capacity(name: str, task, decoder_codec, threads: int | None = None) -> dict:
     """The stored entry for this task model and machine, or a fresh measurement (stored for the next start)."""
-    key = capacity_key(name, getattr(task, "folder", None), threads)
+    key = capacity_key(name, getattr(task, "folder", None), threads, getattr(task, "precision", "fp32"))
     entry = read_stored(key)
     if entry and int(entry.get("streams", 0)) >= 1:
         return entry

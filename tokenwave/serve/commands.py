@@ -33,6 +33,8 @@ def serve(
                                            "server's own page only)."),
     threads: int = typer.Option(0, min=0, max=512, help="torch threads for generation (0 = half the CPU cores: the "
                                 "engine and the decoder run at once, each with this many)."),
+    precision: str = typer.Option("fp32", help="The TTS token LM's weights: fp32 (as trained) or int8 (faster, more "
+                                  "streams; its Whisper CER beside fp32's in benchmarks/results/tts_precision.json)."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
 ) -> None:
     """Serve TTS, music and sound effects over HTTP and WebSocket, with a player page at /."""
@@ -56,7 +58,8 @@ def serve(
     folders = {"tts": tts, "music": music, "sfx": sfx}
     config = ServeConfig(max_streams=max_streams, max_queue=max_queue, max_duration=max_duration, decode_frames=decode_frames,
                          api_keys=tuple(k.strip() for k in (api_key or "").split(",") if k.strip()),
-                         rate_limit=rate_limit, consent_check=consent_check, allowed_origins=tuple(allow_origin))
+                         rate_limit=rate_limit, consent_check=consent_check, allowed_origins=tuple(allow_origin),
+                         precision=precision)
     if not config.api_keys:
         loopback = host in ("127.0.0.1", "localhost", "::1")
         typer.secho("warning: serving without an API key: "

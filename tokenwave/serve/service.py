@@ -27,6 +27,7 @@ from tokenwave.codec import load_codec
 from tokenwave.conditioning import Conditioning
 from tokenwave.errors import InvalidArgumentError, TokenwaveError
 from tokenwave.lm.sampling import SamplingParams
+from tokenwave.nn import check_precision
 from tokenwave.serve.audio import DecoderState, Finisher
 from tokenwave.serve.capacity import task_capacity
 from tokenwave.serve.engine import BatchEngine, Job
@@ -106,6 +107,8 @@ class ServeConfig:
     rate_limit: float = 0.0        # requests per minute per key (0 = none)
     auth_failures: float = 10.0    # wrong keys a minute per client before 429 (brute force; 0 = unlimited)
     consent_check: bool = True
+    precision: str = "fp32"        # the TTS token LM's weights: fp32 or int8 (faster; its Whisper CER beside fp32's in
+                                   # benchmarks/results/tts_precision.json)
     allowed_origins: tuple[str, ...] = ()  # WebSocket Origins accepted besides the server's own when no key is set
 
 
@@ -126,6 +129,7 @@ class Service:
     def __init__(self, models: dict[str, str | os.PathLike | None], codec=None, config: ServeConfig | None = None,
                  registry=None) -> None:
         self.config = config or ServeConfig()
+        check_precision(self.config.precision)  # a typo fails the start, not only the TTS task
         self.codec = codec if codec is not None else load_codec(None)
         self.sample_rate = self.codec.sample_rate
         self.registry = registry
@@ -136,7 +140,8 @@ class Service:
             try:
                 # music / sfx stream from the token LM (first audio in one decode step; a flow window takes a whole
                 # window's ODE solve, see benchmarks/results/generators-*.json)
-                task = load_task(name, folder, self.codec, generator=None if name == "tts" else "lm")
+                task = load_task(name, folder, self.codec, generator=None if name == "tts" else "lm",
+                                 precision=self.config.precision if name == "tts" else None)
             except (MissingModelError, InvalidArgumentError) as err:
                 self.missing[name] = err.one_line()
                 log.warning("not serving %s: %s", name, err.one_line())
@@ -174,6 +179,7 @@ class Service:
                      "frame_rate": task.frame_rate}
             if name == "tts":
                 entry["voices"] = task.voices
+                entry["precision"] = task.precision
             else:
                 entry["tags"] = [t for t in task.vocab.tags if "=" in t]
                 entry["tag_controls"] = task.tag_fields("lm")  # the request's "tags" (the server streams the LM)
