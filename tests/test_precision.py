@@ -14,7 +14,8 @@ from tokenwave.lm.config import LMConfig
 from tokenwave.lm.generate import generate
 from tokenwave.lm.model import TokenLM
 from tokenwave.lm.sampling import SamplingParams
-from tokenwave.nn import PRECISIONS, Linear, set_precision
+from tokenwave.nn import PRECISIONS, KVCache, Linear, set_precision
+from tokenwave.serve.engine import BatchEngine, Job
 
 V = 64
 
@@ -98,3 +99,33 @@ def test_cli_refuses_an_unknown_precision_naming_the_valid_ones(tmp_path):
                           "--out", str(tmp_path / "a.wav")], capture_output=True, text=True)
     assert res.returncode != 0 and not (tmp_path / "a.wav").exists()
     assert "unknown precision 'fp16'" in res.stderr + res.stdout and "fp32, int8" in res.stderr + res.stdout
+
+
+def test_int8_keeps_the_kv_cache_in_bfloat16_close_to_fp32_and_fp32_undoes_it():
+    """Decoding at batch > 1 reads every row's cached keys and values each step; int8 halves those bytes. One step of
+    cached decoding with the cache in bfloat16 (8 bits of mantissa: about 0.4% per key) stays within 2% of the same
+    step over an fp32 cache, and the offline loop and the server's batch engine use the same cache dtype."""
+    lm = tiny()
+    assert lm.cache_dtype == torch.float32
+    cond = Conditioning(prefix=torch.randn(2, 3, 64))
+    x = torch.randn(2, 6, 64)
+    outs = {}
+    for dt in (torch.float32, torch.bfloat16):
+        cache = KVCache(lm.cfg, 2, torch.device("cpu"), dt, max_len=16)
+        with torch.no_grad():
+            lm.run(x[:, :5], cond, None, cache)
+            outs[dt] = lm.run(x[:, 5:], Conditioning(), None, cache)
+        assert cache.k[0].dtype == dt and outs[dt].dtype == torch.float32
+    assert 1e-5 < relative_error(outs[torch.bfloat16], outs[torch.float32]) < 0.02
+    set_precision(lm, "int8")
+    assert lm.cache_dtype == torch.bfloat16 and BatchEngine(lm, max_rows=2).cache.k[0].dtype == torch.bfloat16
+    params = SamplingParams(seed=3, top_k=20, cfg_scale=2.0)
+    one = Conditioning(prefix=cond.prefix[:1])
+    engine = BatchEngine(lm, max_rows=2).start()
+    try:
+        served = torch.cat(list(engine.submit(Job(one, 10, params)).codes()), -1)
+    finally:
+        engine.stop()
+    assert torch.equal(served, generate(lm, 10, one, params)[0])  # the engine's int8 codes are the offline ones
+    set_precision(lm, "fp32")
+    assert lm.cache_dtype == torch.float32

@@ -65,7 +65,8 @@ def stream(lm: TokenLM, frames: int | Sequence[int], cond: Conditioning | None =
                                    "ask for fewer frames or use generate_long (sliding windows)")
     gen = torch.Generator(device=device).manual_seed(params.seed)
     new_cache = getattr(lm, "new_cache", None)  # other backends (e.g. hf_musicgen.MusicgenLM) bring their own cache
-    cache = new_cache(R, P + L) if new_cache else KVCache(cfg, R, device, lm.null_cond.dtype, max_len=P + L)
+    cache = new_cache(R, P + L) if new_cache else KVCache(cfg, R, device, getattr(lm, "cache_dtype", lm.null_cond.dtype),
+                                                          max_len=P + L)
     Tmax = max(frames)
     codes = torch.zeros(B * cfg.K * Tmax + 1, dtype=torch.long, device=device)  # + 1: where unused slots write
     rows = torch.arange(B, device=device)[:, None, None]

@@ -41,6 +41,12 @@ class Block(nn.Module):
 class TokenLM(Checkpointable, nn.Module):
     KIND = KIND
     CONFIG = LMConfig
+    kv_dtype: torch.dtype | None = None  # the KV cache's dtype at inference (None: the weights'; set_precision sets it)
+
+    @property
+    def cache_dtype(self) -> torch.dtype:
+        """The dtype a decoding cache for this model holds its keys and values in."""
+        return self.kv_dtype or self.null_cond.dtype
 
     def __init__(self, cfg: LMConfig) -> None:
         super().__init__()

@@ -99,7 +99,10 @@ class Attention(nn.Module):
             cache.k[layer][:, :, p: p + n] = k
             cache.v[layer][:, :, p: p + n] = v
             k, v = cache.k[layer][:, :, cache.lo: p + n], cache.v[layer][:, :, cache.lo: p + n]
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if k.dtype != q.dtype:  # a reduced-precision cache (set_precision "int8": bfloat16 keys and values)
+            y = F.scaled_dot_product_attention(q.to(k.dtype), k, v, attn_mask=mask).to(x.dtype)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out(y.transpose(1, 2).reshape(x.shape))
 
 

@@ -64,11 +64,15 @@ def check_precision(precision: str) -> str:
 def set_precision(module: nn.Module, precision: str) -> nn.Module:
     """``module`` -> the same module, its :class:`Linear` layers (and attention's fused q, k, v) run at inference in
     ``precision``: "fp32" (the weights as trained) or "int8" (a per-channel int8 copy beside each fp32 weight, which
-    stays for training and for "fp32"; a copy made before the weights change is stale: set the precision again)."""
+    stays for training and for "fp32"; a copy made before the weights change is stale: set the precision again). With
+    "int8" a model that keeps a KV cache (``kv_dtype``) keeps it in bfloat16 too: decoding at batch > 1 reads the
+    cached keys and values of every row at every step, and half the bytes is most of the attention's time on CPU."""
     check_precision(precision)
     for m in module.modules():
         if hasattr(m, "use_int8"):
             m.use_int8(precision == "int8")
+        if hasattr(m, "kv_dtype"):
+            m.kv_dtype = torch.bfloat16 if precision == "int8" else None
     return module
 
 

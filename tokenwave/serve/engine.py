@@ -104,7 +104,8 @@ class BatchEngine:
         self.device, self.dtype = lm.null_cond.device, lm.null_cond.dtype
         self.max_rows, self.ahead = max_rows, ahead_frames
         self.C = self.cfg.max_len
-        self.cache = KVCache(self.cfg, max_rows, self.device, self.dtype)
+        self.kv_dtype = lm.cache_dtype  # bfloat16 under set_precision "int8", as the offline decoding's cache
+        self.cache = KVCache(self.cfg, max_rows, self.device, self.kv_dtype)
         self.hidden = torch.zeros(max_rows, 1, self.cfg.dim, device=self.device, dtype=self.dtype)
         hd = self.cfg.dim // self.cfg.heads
         self._inv = 1.0 / self.cfg.rope_base ** (torch.arange(0, hd // 2, dtype=torch.float64) / (hd // 2))
@@ -295,7 +296,7 @@ class BatchEngine:
             x = torch.cat([run_cond.prefix, x], 1)
             if run_cond.prefix_mask is not None:
                 valid = torch.cat([run_cond.prefix_mask, torch.ones(R, 1, dtype=torch.bool, device=self.device)], 1)
-        tmp = KVCache(self.cfg, R, self.device, self.dtype, max_len=self.pos)
+        tmp = KVCache(self.cfg, R, self.device, self.kv_dtype, max_len=self.pos)
         tmp.pos, tmp.lo, tmp.all_valid = start, start, True  # the newcomer's rows hold nothing before start
         h = self.lm.run(x, run_cond, valid, tmp)[:, -1:]
         a.rows = self._new_rows(R)
