@@ -208,6 +208,15 @@ def readme_headline(src: Sources) -> str:
                 trow(model, f"Fréchet distance to real held-out recordings (aisfx, third-party; real vs real: "
                      f"{fmt(src.get('realdist', f'figures.{task}.fd.aisfx.real (half A)'))}, issue 25's target 0.7x "
                      "today's)", "realdist", f"{task}_{g}_fd_to_real_aisfx")
+    for rel, srv in (("serve", "server (`tokenwave serve`, TTS, fp32)"), ("serve-int8", "server (`--precision int8`)")):
+        if (src.root / f"benchmarks/results/{rel}.json").exists():
+            for name, label in (("ttfa_p50_ms_1_stream", "first audio at 1 stream, ms (p50)"),
+                                ("streams_all_faster_than_realtime", "TTS streams all faster than real time (2 cores)"),
+                                ("streams_realtime_no_underrun", "TTS streams in real time without an underrun (2 cores)"),
+                                ("soak_rss_growth_pct_after_warmup", "soak: RSS growth after warm-up, %"),
+                                ("abandoned_16_seconds_to_free_slots", "16 abandoned requests: seconds to free their slots")):
+                if src.target(rel, name):
+                    trow(srv, label, rel, name)
     for model, label, folder, key in (("eval speaker encoder", "EER on held-out speakers", "speaker", "heldout_eer"),
                                       ("eval audio tagger", "mean tag accuracy on the test splits", "tagger", "test_acc_mean"),
                                       ("eval CLAP-style model", "text-to-audio recall@1 on held-out pairs", "clap",
@@ -407,6 +416,22 @@ def free_prompts(task: str) -> Callable[[Sources], str]:
     return render
 
 
+def music_longform(src: Sources) -> str:
+    """``longform.json``: 2-minute pieces by sliding windows, against issue 25's bars (no silent second, no loops)."""
+    doc = src.doc("longform")
+    quick = " (a `--quick` run)" if doc.get("quick") else ""
+    rows = []
+    for g in ("flow", "lm"):
+        name = GENERATOR_NAMES.get(g, g)
+        rows += [(f"{name}: 1 s windows below -40 dBFS", f"{g}_windows_below_40dbfs"),
+                 (f"{name}: most alike 10 s windows (level statistics) over real recordings' 95th percentile",
+                  f"{g}_max_window_similarity_stats_over_real_p95"),
+                 (f"{name}: most alike 10 s windows (log-mel sequence) over real recordings' 95th percentile",
+                  f"{g}_max_window_similarity_seq_over_real_p95")]
+    return (f"`benchmarks/results/longform.json`{quick}: 120 s pieces (several prompts and seeds) rendered by sliding "
+            "windows, against the real music test split:\n\n" + targets_table(src, "longform", rows))
+
+
 def generator_choice(task: str) -> Callable[[Sources], str]:
     """The measurement behind ``checkpoints/<task>/generators.json``'s default, as that file records it."""
 
@@ -557,7 +582,8 @@ REGIONS: dict[str, dict[str, Callable[[Sources], str]]] = {
         "decoder-test": speech_decoder("decoder", "codec's decoder", "stage 1")},
     "checkpoints/music/flow/decoder/MODEL.md": {"decoder-music": music_decoder("decoder-music")},
     "checkpoints/music/MODEL.md": {"music-choice": generator_choice("music"), "music-lm": tagged_figures("music", "lm")},
-    "checkpoints/music/flow/MODEL.md": {"music-flow": tagged_figures("music", "flow"), "music-prompts": free_prompts("music")},
+    "checkpoints/music/flow/MODEL.md": {"music-flow": tagged_figures("music", "flow"), "music-prompts": free_prompts("music"),
+                                        "music-longform": music_longform},
     "checkpoints/sfx/MODEL.md": {"sfx-choice": generator_choice("sfx"), "sfx-lm": tagged_figures("sfx", "lm"),
                                  "sfx-prompts": free_prompts("sfx")},
     "checkpoints/sfx/flow/MODEL.md": {"sfx-choice": generator_choice("sfx"), "sfx-flow": tagged_figures("sfx", "flow")},
