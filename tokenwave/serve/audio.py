@@ -21,6 +21,7 @@ import torch
 from tokenwave.nn.streaming import StreamingModule
 from tokenwave.safety.watermark import WatermarkStream
 
+
 class _Chunk:
     """One stream's decode request: its state, codes ``[K, n]``, phones ``[1, 3, n]`` and voice; then its samples."""
 

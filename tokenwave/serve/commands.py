@@ -1,7 +1,6 @@
 """``tokenwave serve``: the streaming server, registered on the main CLI app."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
