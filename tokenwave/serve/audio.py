@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -60,6 +62,21 @@ def _unstack(x: Any, n: int) -> list:
     if isinstance(x, tuple):
         return [tuple(parts) for parts in zip(*(_unstack(e, n) for e in x))]
     return [x] * n
+
+
+@contextmanager
+def _streaming(mods: list[StreamingModule], states: list) -> Iterator[list]:
+    """``mods`` streaming from ``states`` inside the block (they hold the state of whichever stream or batch is
+    decoding); the list yielded holds their states once the block ends, and the modules are left off and empty."""
+    after: list = []
+    for m, st in zip(mods, states):
+        m.is_streaming, m.stream_state = True, st
+    try:
+        yield after
+    finally:
+        after[:] = [m.stream_state for m in mods]
+        for m in mods:
+            m.is_streaming, m.stream_state = False, None
 
 
 class DecodeBatcher:
@@ -117,18 +134,13 @@ class DecodeBatcher:
         first = group[0]
         codec, mods = first.state.codec, first.state.mods
         try:
-            with torch.no_grad():
-                for i, m in enumerate(mods):
-                    m.is_streaming, m.stream_state = True, _stack([r.state.states[i] for r in group])
-                try:
-                    codes = torch.stack([r.codes for r in group])
-                    frames = None if first.frames is None else torch.cat([r.frames for r in group])
-                    voice = None if first.voice is None else torch.cat([r.voice.reshape(1, -1) for r in group])
-                    out = codec.decoder(codec.quantizer.decode(codes), frames, voice)
-                    states = [_unstack(m.stream_state, len(group)) for m in mods]
-                finally:
-                    for m in mods:
-                        m.is_streaming, m.stream_state = False, None
+            stacked = [_stack([r.state.states[i] for r in group]) for i in range(len(mods))]
+            with torch.no_grad(), _streaming(mods, stacked) as after:
+                codes = torch.stack([r.codes for r in group])
+                frames = None if first.frames is None else torch.cat([r.frames for r in group])
+                voice = None if first.voice is None else torch.cat([r.voice.reshape(1, -1) for r in group])
+                out = codec.decoder(codec.quantizer.decode(codes), frames, voice)
+            states = [_unstack(s, len(group)) for s in after]
             for j, r in enumerate(group):
                 r.state.states = [s[j] for s in states]
                 r.out = out[j, 0].numpy()
@@ -143,15 +155,9 @@ class DecodeBatcher:
 
     def flush(self, state: DecoderState) -> np.ndarray:
         """The samples a stream's state still holds (its end), decoded on their own."""
-        with self._run, torch.no_grad():
-            for m, s in zip(state.mods, state.states):
-                m.is_streaming, m.stream_state = True, s
-            try:
-                out = state.codec.decoder.istft.flush()
-            finally:
-                state.states = [m.stream_state for m in state.mods]
-                for m in state.mods:
-                    m.is_streaming, m.stream_state = False, None
+        with self._run, torch.no_grad(), _streaming(state.mods, state.states) as after:
+            out = state.codec.decoder.istft.flush()
+        state.states = after
         return out[0, 0].numpy()
 
 

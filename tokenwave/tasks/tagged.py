@@ -104,25 +104,25 @@ MAX_TAGS = 16
 
 def set_tags(read: list[str], controls: list[str] | tuple[str, ...] | None, vocab_tags: list[str]) -> list[str]:
     """The tags read from a prompt, with explicit ``field=value`` controls set over them (each replaces the read tag
-    of its field; ``field=`` drops it) -> the tags the generator is given, the domain first, then by field. A field or value the model was not
-    trained on is refused, naming the ones it has."""
+    of its field; ``field=`` drops it) -> the tags the generator is given, the domain first, then by field. A field
+    or value the model was not trained on is refused, naming the ones it has."""
     if not controls:
         return read
     if len(controls) > MAX_TAGS:
         raise InvalidArgumentError(f"{len(controls)} tags given, over the {MAX_TAGS} limit", "give one per field")
     fields = tag_fields(vocab_tags)
+    names = ", ".join(fields) or "(none: this model takes no tags)"
     out = list(read)
     for c in controls:
         f, sep, v = str(c).strip().partition("=")
         f, v = f.strip().lower(), v.strip()
         if not sep or not f:
             raise InvalidArgumentError(f"the tag {c!r} is not field=value",
-                                       f"write e.g. {next(iter(fields), 'field')}=..., one of the fields "
-                                       f"{', '.join(fields) or '(none: this model takes no tags)'}")
+                                       f"write e.g. {next(iter(fields), 'field')}=..., one of the fields {names}")
         if f not in fields:
-            raise InvalidArgumentError(f"this model has no tag field {f!r}",
-                                       f"use one of {', '.join(fields) or '(none: this model takes no tags)'}")
-        v = next((x for x in fields[f] if x == v), None) or next((x for x in fields[f] if x.lower() == v.lower()), v)
+            raise InvalidArgumentError(f"this model has no tag field {f!r}", f"use one of {names}")
+        if v not in fields[f]:  # the value as the model spells it, whatever the case it was given in
+            v = next((x for x in fields[f] if x.lower() == v.lower()), v)
         if v and v not in fields[f]:
             shown = fields[f][:40]
             raise InvalidArgumentError(f"{f}={v} is not a value this model was trained on",
