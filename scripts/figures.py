@@ -432,6 +432,28 @@ def music_longform(src: Sources) -> str:
             "windows, against the real music test split:\n\n" + targets_table(src, "longform", rows))
 
 
+PAIRED_METRICS = {"tag_acc": "tag accuracy", "clap": "CLAP score", "chroma_cosine": "melody chroma cosine"}
+
+
+def candidate_compare(rels: tuple[str, ...]) -> Callable[[Sources], str]:
+    """benchmarks/compare.py runs (``compare-*.json``): each candidate against the model then shipped, paired on the
+    same captions and seeds, a row per run and metric."""
+
+    def render(src: Sources) -> str:
+        rows = []
+        for rel in rels:
+            f = src.doc(rel).get("figures") or {}
+            for key, label in PAIRED_METRICS.items():
+                if key not in (f.get("paired") or {}):
+                    continue
+                rows.append([f"`{f.get('candidate_model')}`", f"{f.get('items')} {f.get('split')} clips of "
+                             f"`{f.get('data')}`", label, fmt(f["shipped"].get(key)), fmt(f["candidate"].get(key)),
+                             paired(f["paired"][key]), f"`{rel}.json`"])
+        return table(["candidate", "clips", "measure", "base model", "candidate", "difference", "from"], rows)
+
+    return render
+
+
 def generator_choice(task: str) -> Callable[[Sources], str]:
     """The measurement behind ``checkpoints/<task>/generators.json``'s default, as that file records it."""
 
@@ -583,9 +605,11 @@ REGIONS: dict[str, dict[str, Callable[[Sources], str]]] = {
     "checkpoints/music/flow/decoder/MODEL.md": {"decoder-music": music_decoder("decoder-music")},
     "checkpoints/music/MODEL.md": {"music-choice": generator_choice("music"), "music-lm": tagged_figures("music", "lm")},
     "checkpoints/music/flow/MODEL.md": {"music-flow": tagged_figures("music", "flow"), "music-prompts": free_prompts("music"),
-                                        "music-longform": music_longform},
+                                        "music-longform": music_longform,
+                                        "music-text-compare": candidate_compare(("compare-music-text",))},
     "checkpoints/sfx/MODEL.md": {"sfx-choice": generator_choice("sfx"), "sfx-lm": tagged_figures("sfx", "lm"),
-                                 "sfx-prompts": free_prompts("sfx")},
+                                 "sfx-prompts": free_prompts("sfx"), "sfx-text-compare": candidate_compare(
+                                     ("compare-sfx-text-60", "compare-sfx-text", "compare-sfx-text-best-60"))},
     "checkpoints/sfx/flow/MODEL.md": {"sfx-choice": generator_choice("sfx"), "sfx-flow": tagged_figures("sfx", "flow")},
     "checkpoints/eval/speaker/MODEL.md": {"speaker": eval_validation("speaker", [
         ("EER: valid (seen speakers, new utterances) / held-out speakers (never trained on)",
