@@ -4,7 +4,7 @@
 
 benchmarks/tts.py's sentences, spoken by the built-in voice on one torch thread, by three set-ups interleaved
 sentence by sentence (so that load from other processes falls on all alike): the decoding as it was (every step's
-frames decoded on their own, ``decode_frames=1``) in fp32; today's decoding (2, 4, 8 then 16 frames a call) in fp32;
+frames decoded on their own, ``decode_frames=1``) in fp32; today's decoding (2, 4, then 8 frames a call, 16 after 1.6 s) in fp32;
 and in int8 (``TTS(precision="int8")``). Times are CPU seconds of this process (``time.process_time``), not wall
 seconds: on a loaded machine they still show what a free core would take (cache sharing still slows them a little).
 

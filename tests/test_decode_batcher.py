@@ -9,6 +9,7 @@ import torch
 import task_models as tm
 from tokenwave.codec.decoders import with_phone_decoder
 from tokenwave.serve.audio import DecodeBatcher, DecoderState
+from tokenwave.tasks.sources import Chunker
 
 TOL = 1e-5
 
@@ -100,3 +101,28 @@ def test_concurrent_pushes_from_threads_are_each_streams_audio():
     for s in range(n_streams):
         assert out[s].shape == ref[s].shape and np.abs(out[s] - ref[s]).max() < TOL
     assert batcher.chunks == n_streams * len(chunks)
+
+
+def test_default_chunks_keep_a_player_with_a_small_buffer_fed():
+    """Frames pushed one at a time: 2, 4, then 8 frames a chunk until 1.6 s were sent, then 16; a fixed size stays
+    fixed. Each default chunk arrives in time for a player that starts 100 ms after the first chunk when the frames
+    come at 1.05x real time (a chunk of c s is ready c / 1.05 s after the one before)."""
+    def sizes(chunker, frames=400):
+        out = []
+        for _ in range(frames):
+            got = chunker.add(torch.zeros(2, 1, dtype=torch.long))
+            if got is not None:
+                out.append(got.shape[-1])
+        return out
+
+    got = sizes(Chunker())
+    settled = next(i for i, n in enumerate(got) if n == 16)
+    assert got[:3] == [2, 4, 8] and set(got[2:settled]) == {8} and set(got[settled:]) == {16}
+    assert sum(got[:settled]) >= Chunker.SETTLED > sum(got[:settled - 1])
+    assert sizes(Chunker(5), 50) == [5] * 10
+    speed, buffer, hop = 1.05, 0.1, 1 / 75
+    made, played = got[0] * hop / speed, got[0] * hop  # when each chunk is ready; audio the player was given
+    for n in got[1:]:
+        made += n * hop / speed
+        assert made <= got[0] * hop / speed + buffer + played  # the player still holds audio when it arrives
+        played += n * hop

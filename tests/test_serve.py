@@ -87,15 +87,27 @@ class Running:
         self.service.close()
 
 
-@pytest.fixture(scope="module")
-def server(models):
+def _server(models, engine: str) -> Running:
     from tokenwave.serve.service import ServeConfig, Service
 
     root, codec = models
     config = ServeConfig(max_streams=3, max_duration=3.0, decode_frames=0, max_body_bytes=300_000, consent_check=True,
-                         max_queue=0)  # no queue: a request over the limit is refused at once
-    svc = Service({"tts": root / "tts", "music": root / "music", "sfx": root / "sfx"}, codec, config)
-    run = Running(svc)
+                         max_queue=0, engine=engine)  # no queue: a request over the limit is refused at once
+    return Running(Service({"tts": root / "tts", "music": root / "music", "sfx": root / "sfx"}, codec, config))
+
+
+@pytest.fixture(scope="module")
+def server(models):
+    """The server as ``tokenwave serve`` runs it: each task's engine in a process of its own."""
+    run = _server(models, "process")
+    yield run
+    run.stop()
+
+
+@pytest.fixture(scope="module")
+def threaded(models):
+    """The same with the engines in threads of the server's process, for tests that slow an engine's step down."""
+    run = _server(models, "thread")
     yield run
     run.stop()
 
@@ -207,7 +219,8 @@ def test_opus_stream_is_one_ogg_file(server):
     assert abs(len(wav) / sr - 2.0) < 0.1
 
 
-def test_disconnect_frees_the_slot_and_overload_is_refused(server, monkeypatch):
+def test_disconnect_frees_the_slot_and_overload_is_refused(threaded, monkeypatch):
+    server = threaded
     svc = server.service
     engine = svc.engines["sfx"]
     tick = engine._tick
@@ -348,8 +361,11 @@ def test_auth_rate_limit_and_missing_models(models, tmp_path):
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
         models_ = client.get("/v1/models").json()["tasks"]
         assert models_["tts"]["available"] is False and "no tts model" in models_["tts"]["reason"]
-        r = TestClient(make_app(Service({"sfx": root / "sfx"}, codec, ServeConfig(max_streams=1)))).post(
-            "/v1/tts", json={"text": "hi"})
+        sfx_only = Service({"sfx": root / "sfx"}, codec, ServeConfig(max_streams=1))
+        try:
+            r = TestClient(make_app(sfx_only)).post("/v1/tts", json={"text": "hi"})
+        finally:
+            sfx_only.close()
         assert r.status_code == 404 and "no tts model" in r.json()["error"]
     finally:
         svc.close()
@@ -401,7 +417,7 @@ def test_schemathesis_finds_no_server_errors(models):
 
 # --- the tasks' one generation loop with the engine as its code source ---------------------------------------
 def chunked(frames: int):
-    """The server's decoding with chunks of ``frames`` (0: 2, 4, 8 then 16)."""
+    """The server's decoding with chunks of ``frames`` (0: the default, 2, 4, then 8, 16 after 1.6 s)."""
     return lambda codec, phones=None, voice=None: ChunkedDecoder(codec, frames, phones, voice)
 
 
@@ -430,9 +446,9 @@ def test_the_task_loops_make_offline_codes_and_audio_from_the_engine(server):
         assert len(wav) == len(file) and np.abs(np.clip(wav, -1, 1) - file).max() < 1e-5
 
 
-def test_closing_a_stream_cancels_its_engine_job(server, monkeypatch):
+def test_closing_a_stream_cancels_its_engine_job(threaded, monkeypatch):
     """A stream closed after its first chunk (a client gone) cancels the job it runs: the engine's rows fall to 0."""
-    svc = server.service
+    svc = threaded.service
     for name, req in (("sfx", {"prompt": "heavy rain", "duration": 3.0}), ("tts", {"text": TEXT, "voice": "bob"})):
         engine = svc.engines[name]
         tick, submit, jobs = engine._tick, engine.submit, []

@@ -95,6 +95,7 @@ def test_engine_keeps_no_autograd_graph_and_memory_is_flat():
 
 # --- 2. abandoned requests, wrong keys -----------------------------------------------------------------------------
 def _slow(engine, monkeypatch, seconds=0.02):
+    """Slow an engine's step down (an engine in a thread: ``ServeConfig(engine="thread")``)."""
     tick = engine._tick
 
     def slow_tick():  # slow generation down so the requests are still rendering when their clients leave
@@ -114,7 +115,7 @@ def _post_raw(port: int, path: str, body: dict) -> socket.socket:
 
 def test_abandoned_http_requests_stop_and_free_their_slots_within_a_second(models, monkeypatch):
     root, codec = models
-    svc = Service({"sfx": root / "sfx"}, codec, ServeConfig(max_streams=2, max_duration=3.0))
+    svc = Service({"sfx": root / "sfx"}, codec, ServeConfig(max_streams=2, max_duration=3.0, engine="thread"))
     run = Running(svc)
     try:
         engine = svc.engines["sfx"]
@@ -378,7 +379,7 @@ def test_requests_over_the_limit_wait_in_a_bounded_queue_with_their_place(models
     ws_client = pytest.importorskip("websockets.sync.client")
     root, codec = models
     svc = Service({"sfx": root / "sfx", "tts": root / "tts"}, codec,
-                  ServeConfig(max_streams=1, max_queue=1, queue_timeout=0.5, max_duration=3.0))
+                  ServeConfig(max_streams=1, max_queue=1, queue_timeout=0.5, max_duration=3.0, engine="thread"))
     run = Running(svc)
     try:
         _slow(svc.engines["sfx"], monkeypatch)

@@ -20,7 +20,7 @@ def serve(
     max_queue: int = typer.Option(32, min=0, max=4096, help="Requests that may wait for a stream (told their place); "
                                   "beyond: 503 / close 1013."),
     max_duration: float = typer.Option(300.0, min=0.5, max=300.0, help="Longest music/sfx request (s)."),
-    decode_frames: int = typer.Option(0, min=0, max=64, help="Frames per decode chunk (0 = 2..16 growing; "
+    decode_frames: int = typer.Option(0, min=0, max=64, help="Frames per decode chunk (0 = 2, 4, 8, then 16 after 1.6 s; "
                                       "bit-identical to the offline files; 1 = each step alone)."),
     api_key: Optional[str] = typer.Option(None, envvar="TOKENWAVE_API_KEY",
                                           help="Require this key (comma-separated for several; env TOKENWAVE_API_KEY)."),
@@ -34,6 +34,8 @@ def serve(
                                 "engine and the decoder run at once, each with this many)."),
     precision: str = typer.Option("fp32", help="The TTS token LM's weights: fp32 (as trained) or int8 (faster, more "
                                   "streams; its Whisper CER beside fp32's in benchmarks/results/tts_precision.json)."),
+    engine: str = typer.Option("process", help="Where each task's batch engine runs: process (a child process: the "
+                               "decode loop keeps its own interpreter lock, more streams in real time) or thread."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
 ) -> None:
     """Serve TTS, music and sound effects over HTTP and WebSocket, with a player page at /."""
@@ -58,7 +60,7 @@ def serve(
     config = ServeConfig(max_streams=max_streams, max_queue=max_queue, max_duration=max_duration, decode_frames=decode_frames,
                          api_keys=tuple(k.strip() for k in (api_key or "").split(",") if k.strip()),
                          rate_limit=rate_limit, consent_check=consent_check, allowed_origins=tuple(allow_origin),
-                         precision=precision)
+                         precision=precision, engine=engine)
     if not config.api_keys:
         loopback = host in ("127.0.0.1", "localhost", "::1")
         typer.secho("warning: serving without an API key: "

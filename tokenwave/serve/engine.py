@@ -41,7 +41,8 @@ class Cancelled(Exception):
 class Job:
     """One generation of ``frames`` frames for one conditioning item (batch 1), as ``lm.generate.stream`` would
     run it. ``prompt [K, Tp]``: codes forced at the first frames (continuation). Read the frames with
-    :meth:`codes` (blocking); call :meth:`consumed` as they are used (backpressure) and :meth:`cancel` to stop."""
+    :meth:`codes` (blocking; the frames it yields count as taken, which the engine's backpressure watches) and call
+    :meth:`cancel` to stop."""
 
     def __init__(self, cond: Conditioning, frames: int, params: SamplingParams,
                  prompt: torch.Tensor | None = None) -> None:
@@ -51,9 +52,12 @@ class Job:
         self.emitted = 0     # frames produced
         self.taken = 0       # frames the consumer has taken
         self.submitted = time.perf_counter()
+        self.link = None     # an engine in another process: its ``cancel()`` and ``taken(n)`` tell it
 
     def cancel(self) -> None:
         self.cancelled = True
+        if self.link is not None:
+            self.link.cancel()
 
     def codes(self, timeout: float = 60.0):
         """Yield ``codes LongTensor[K, n]`` as the engine produces them; raises the engine's error, if any."""
@@ -61,11 +65,23 @@ class Job:
             kind, value = self.events.get(timeout=timeout)
             if kind == "codes":
                 self.taken += value.shape[-1]
+                if self.link is not None:
+                    self.link.taken(self.taken)
                 yield value
             elif kind == "error":
                 raise value
             else:
                 return
+
+
+def check_job(lm: TokenLM, job: Job) -> None:
+    """Refuse a job ``lm`` cannot run (too many frames for its positions, sampling it does not support)."""
+    P = job.cond.prefix_len
+    L = lm.pattern.length(job.frames)
+    if job.frames < 1 or P + L > lm.cfg.max_len:
+        raise InvalidArgumentError(f"{job.frames} frames need {P + L} positions; this model holds {lm.cfg.max_len}",
+                                   "ask for fewer frames")
+    job.params.check(lm.cfg.K)
 
 
 @dataclass
@@ -118,6 +134,7 @@ class BatchEngine:
         self._stop = False
         self._thread: threading.Thread | None = None
         self.stats = {"steps": 0, "row_steps": 0, "frames": 0, "shifts": 0, "parks": 0, "busy_s": 0.0}
+        self.on_tick = None  # called on the engine's thread after each round of scheduling and stepping
 
     # --- public ------------------------------------------------------------------------------------------------
     def start(self) -> BatchEngine:
@@ -134,12 +151,7 @@ class BatchEngine:
             self._thread.join(10)
 
     def submit(self, job: Job) -> Job:
-        P = job.cond.prefix_len
-        L = self.pattern.length(job.frames)
-        if job.frames < 1 or P + L > self.C:
-            raise InvalidArgumentError(f"{job.frames} frames need {P + L} positions; this model holds {self.C}",
-                                       "ask for fewer frames")
-        job.params.check(self.cfg.K)
+        check_job(self.lm, job)
         with self._cv:
             self.waiting.append(job)
             self._cv.notify_all()
@@ -179,6 +191,8 @@ class BatchEngine:
                     a.job.events.put(("error", err))
                 self.active, self.parked, self.n, self.pos = [], [], 0, 0
             self.stats["busy_s"] += time.perf_counter() - t0
+            if self.on_tick is not None:
+                self.on_tick()
 
     def _schedule(self) -> None:
         """Between ticks: drop cancelled jobs, park jobs too far ahead of their consumer, resume parked jobs whose

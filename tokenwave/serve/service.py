@@ -31,12 +31,14 @@ from tokenwave.nn import check_precision
 from tokenwave.serve.audio import DecoderState, Finisher
 from tokenwave.serve.capacity import task_capacity
 from tokenwave.serve.engine import BatchEngine, Job
+from tokenwave.serve.process import EngineProcess
 from tokenwave.tasks import load_task
 from tokenwave.tasks.base import MissingModelError, Sampling
 from tokenwave.tasks.sources import StepDecoder
 from tokenwave.tasks.tts import UnknownVoiceError
 
 log = logging.getLogger("tokenwave.serve")
+ENGINES = {"process": EngineProcess, "thread": BatchEngine}
 
 
 class BusyError(TokenwaveError):
@@ -54,7 +56,7 @@ class EngineSource:
     """The server's :class:`~tokenwave.tasks.sources.CodeSource`: each call runs one :class:`Job` on ``engine``,
     batched with every other stream of the task; closing the iterator cancels the job."""
 
-    def __init__(self, engine: BatchEngine) -> None:
+    def __init__(self, engine: BatchEngine | EngineProcess) -> None:
         self.engine = engine
 
     def __call__(self, cond: Conditioning, frames: int, params: SamplingParams,
@@ -101,7 +103,7 @@ class ServeConfig:
     max_text_chars: int = 1000
     max_body_bytes: int = 2_000_000
     max_prompt_audio_seconds: float = 30.0
-    decode_frames: int = 0         # frames per decode chunk; 0 = 2, 4, 8 then 16, bit-identical to offline
+    decode_frames: int = 0         # frames per decode chunk; 0 = 2, 4, 8 (16 after 1.6 s), bit-identical to offline
     ahead_seconds: float = 3.0     # audio a stream may run ahead of its client before it is parked
     api_keys: tuple[str, ...] = ()
     rate_limit: float = 0.0        # requests per minute per key (0 = none)
@@ -110,6 +112,8 @@ class ServeConfig:
     precision: str = "fp32"        # the TTS token LM's weights: fp32 or int8 (faster; its Whisper CER beside fp32's in
                                    # benchmarks/results/tts_precision.json)
     allowed_origins: tuple[str, ...] = ()  # WebSocket Origins accepted besides the server's own when no key is set
+    engine: str = "process"        # where each task's batch engine runs: "process" (a child process with its own
+                                   # interpreter lock, serve/process.py) or "thread" (a thread of this process)
 
 
 @dataclass
@@ -130,12 +134,15 @@ class Service:
                  registry=None) -> None:
         self.config = config or ServeConfig()
         check_precision(self.config.precision)  # a typo fails the start, not only the TTS task
+        if self.config.engine not in ENGINES:
+            raise InvalidArgumentError(f"unknown engine placement {self.config.engine!r}",
+                                       f"use one of {', '.join(ENGINES)}")
         self.codec = codec if codec is not None else load_codec(None)
         self.sample_rate = self.codec.sample_rate
         self.registry = registry
         self.tasks: dict[str, object] = {}
         self.missing: dict[str, str] = {}
-        self.engines: dict[str, BatchEngine] = {}
+        self.engines: dict[str, BatchEngine | EngineProcess] = {}
         for name, folder in models.items():
             try:
                 # music / sfx stream from the token LM (first audio in one decode step; a flow window takes a whole
@@ -158,8 +165,8 @@ class Service:
                      ", ".join(f"{n}: {c['streams']} {c.get('source', '')}" for n, c in self.capacity.items()))
         for name, task in self.tasks.items():
             ahead = int(self.config.ahead_seconds * task.frame_rate)
-            self.engines[name] = BatchEngine(task.lm, max_rows=2 * self.config.max_streams, ahead_frames=ahead,
-                                             name=name).start()
+            self.engines[name] = ENGINES[self.config.engine](task.lm, max_rows=2 * self.config.max_streams,
+                                                             ahead_frames=ahead, name=name).start()
         self.active = 0
         self._waiting: deque[Ticket] = deque()
         self._lock = threading.Lock()

@@ -72,10 +72,19 @@ class Decoding(Protocol):
 
 
 class Chunker:
-    """Gathers frames into decode chunks: ``fixed`` frames each, or (``fixed=0``) 2, 4, 8 then 16."""
+    """Gathers frames into decode chunks: ``fixed`` frames each, or (``fixed=0``) 2, 4, then 8 frames until
+    :attr:`SETTLED` frames were gathered, then 16.
+
+    Why the 8-frame stretch: a player that starts with a small buffer (100 ms) needs each chunk before the audio it
+    holds runs out. A chunk of ``c`` seconds takes ``c / s`` to make at ``s`` times real time, while the player holds
+    about ``s * 0.1 + (s - 1) * sent`` seconds; a 213 ms chunk right after the first 107 ms starved every stream
+    of a server running 8 streams at 1.1x real time. 16-frame chunks (a third of the decoder time per frame of
+    2-frame ones) wait until 1.6 s were sent, which is enough lead from 1.05x real time on."""
+
+    SETTLED = 120  # frames (1.6 s at 75 Hz) before 16-frame chunks
 
     def __init__(self, fixed: int = 0) -> None:
-        self.fixed, self.size, self.parts, self.n = fixed, fixed or 2, [], 0
+        self.fixed, self.size, self.parts, self.n, self.sent = fixed, fixed or 2, [], 0, 0
 
     def add(self, codes: torch.Tensor) -> torch.Tensor | None:
         """``codes [..., n]`` -> the gathered chunk ``[..., >= size]`` once it is full, else None."""
@@ -90,16 +99,17 @@ class Chunker:
         if not self.n:
             return None
         out = self.parts[0] if len(self.parts) == 1 else torch.cat(self.parts, -1)
+        self.sent += self.n
         self.parts, self.n = [], 0
         if not self.fixed:
-            self.size = min(16, self.size * 2)
+            self.size = min(8, self.size * 2) if self.sent < self.SETTLED else 16
         return out
 
 
 class StepDecoder:
     """:class:`AudioDecoder` over :class:`~tokenwave.codec.streaming.StreamingDecoder`, the pushed frames gathered into
-    chunks of ``decode_frames`` (:class:`Chunker`; 0: 2, 4, 8 then 16 frames, as the server's default, so a lone
-    server stream is bit-identical to the offline file; 1: every push decoded at once); the class itself is the
+    chunks of ``decode_frames`` (:class:`Chunker`; 0: 2, 4, then 8 frames, 16 after 1.6 s, as the server's default,
+    so a lone server stream is bit-identical to the offline file; 1: every push decoded at once); the class itself is the
     offline :class:`Decoding`. A decoder call costs about the same for 1 frame as for 16 (it reads its weights once
     per call): 16-frame chunks take the decoder from 0.5 to 0.06 of real time on one thread (benchmarks/tts_profile.py)."""
 
