@@ -1,6 +1,6 @@
 """Load on a local streaming server: 1, 2, 4, 8, 16 concurrent TTS WebSocket streams, a soak, abandoned requests.
 
-    python benchmarks/serve.py [--quick] [--threads N] [--soak N]
+    python benchmarks/serve.py [--quick] [--threads N] [--soak N] [--precision int8] [--engine thread]
 
 Starts ``tokenwave serve --tasks tts`` (a subprocess, ``--threads`` torch threads: half the cores by default, as the
 server's own default; as many stream slots as the largest level) on loopback with the default
@@ -16,15 +16,17 @@ each chunk that arrives after its play time is an underrun (the player then wait
 first audio, the slowest stream's speed, total underruns, and the server's batched decode steps/s (``/metrics``).
 
 Then a soak: ``--soak`` HTTP ``POST /v1/tts`` requests (500; 40 with --quick), 4 at a time, with the server's RSS
-(VmRSS) after a warm-up of a tenth of them and at the end; and 16 abandoned requests: 16 HTTP TTS requests whose
-clients disconnect once all are rendering, timed from the disconnect until the server reports no active stream.
+(VmRSS, its engine processes included) after a warm-up of a tenth of them and at the end; and 16 abandoned
+requests: 16 HTTP TTS requests whose clients disconnect once all are rendering, timed from the disconnect until the
+server reports no active stream.
 
 Targets (2 CPU cores, default speech model): first audio p50 under 150 ms at 1 stream; the largest level whose every
 stream plays without an underrun (and is faster than real time) at least 8; RSS growth over the soak after warm-up
 under 5 %; 16 abandoned requests free their slots within 1 s. The no-underrun level is stored as this machine's
 capacity for the model (``tokenwave.serve.capacity``): ``tokenwave serve`` admits that many streams by default.
 Writes benchmarks/results/serve.json and serve.png (``--precision int8``: serve-int8.json, the server run with
-``tokenwave serve --precision int8``).
+``tokenwave serve --precision int8``; ``--engine thread``: ``-thread`` added, the engines in threads of the server's
+process as before they had processes of their own).
 """
 from __future__ import annotations
 
@@ -131,11 +133,24 @@ def steps_per_second(base: str) -> float | None:
 
 
 def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
+    """Resident memory of ``pid`` and of its descendants (the server's engine processes), MB."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        todo += children.get(p, [])
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+        except (OSError, StopIteration):
+            pass
+    return total
 
 
 async def soak(base: str, n: int, pid: int, voices: list[str], concurrency: int = 4) -> dict:
@@ -203,6 +218,9 @@ def main() -> None:
     parser.add_argument("--soak", type=int, default=None, help="soak requests (default 500; 40 with --quick)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "int8"],
                         help="the TTS token LM's weights (tokenwave serve --precision); int8 results go to serve-int8.json")
+    parser.add_argument("--engine", default="process", choices=["process", "thread"],
+                        help="where the server runs its batch engine (tokenwave serve --engine); thread results go to "
+                             "serve[-int8]-thread.json")
     args = parser.parse_args()
     levels, rounds = ([1, 2, 4, 8], 1) if args.quick else ([1, 2, 4, 8, 16], 2)
     levels = [int(x) for x in args.levels.split(",")] if args.levels else levels
@@ -213,7 +231,8 @@ def main() -> None:
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         server = subprocess.Popen([sys.executable, "-m", "tokenwave", "serve", "--tasks", "tts", "--tts", folder,
                                    "--port", str(port), "--max-streams", str(max(levels + [16])), "--threads",
-                                   str(args.threads), "--precision", args.precision, "--log-level", "warning"],
+                                   str(args.threads), "--precision", args.precision, "--engine", args.engine,
+                                   "--log-level", "warning"],
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         base, url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/v1/stream"
         try:
@@ -227,7 +246,8 @@ def main() -> None:
                         raise SystemExit("the server did not start:\n" + (server.stdout.read() if server.stdout else ""))
                     time.sleep(0.5)
             asyncio.run(level(url, 2, voices, 99))  # warm-up (first phonemizer call, allocations)
-            figures: dict = {"model": described, "precision": args.precision, "torch_threads": args.threads,
+            figures: dict = {"model": described, "precision": args.precision, "engine": args.engine,
+                             "torch_threads": args.threads,
                              "cores": os.cpu_count(),
                              "load_average_before": os.getloadavg()[0], "prebuffer_s": PREBUFFER, "levels": {}}
             for n in levels:
@@ -272,7 +292,7 @@ def main() -> None:
         # `tokenwave serve` admits by default
         from tokenwave.serve.capacity import capacity_key, store
 
-        figures["stored_capacity"] = {"key": capacity_key("tts", folder, args.threads, args.precision),
+        figures["stored_capacity"] = {"key": capacity_key("tts", folder, args.threads, args.precision, args.engine),
                                       "streams": no_underrun}
         store(figures["stored_capacity"]["key"], {
             "streams": no_underrun, "source": "benchmarks/serve.py" + (" --quick" if args.quick else ""),
@@ -282,7 +302,7 @@ def main() -> None:
                target("streams_realtime_no_underrun", no_underrun, ">=", 8),
                target("soak_rss_growth_pct_after_warmup", figures["soak"]["rss_growth_pct"], "<", 5.0),
                target("abandoned_16_seconds_to_free_slots", figures["abandoned"]["seconds_to_free_all"], "<=", 1.0)]
-    name = "serve" + ("" if args.precision == "fp32" else f"-{args.precision}")
+    name = "serve" + ("" if args.precision == "fp32" else f"-{args.precision}") + ("" if args.engine == "process" else "-thread")
     result = write_result(name, command_line(__file__), targets, figures, args.quick, machine_info())
     plot(figures, RESULTS_DIR / f"{name}.png")
     print(json.dumps(result, indent=1))

@@ -61,8 +61,9 @@ def _cpu() -> str:
 
 
 def capacity_key(task_name: str, folder: str | os.PathLike | None, threads: int | None = None,
-                 precision: str = "fp32") -> str:
-    """One entry per task model (its config and weights by size and time), precision, thread count, torch and CPU."""
+                 precision: str = "fp32", engine: str = "process") -> str:
+    """One entry per task model (its config and weights by size and time), precision, engine placement (a process
+    of its own or a thread of the server's), thread count, torch and CPU."""
     h = hashlib.sha256()
     if folder is not None:
         for p in sorted(Path(folder).glob("*")):
@@ -71,7 +72,8 @@ def capacity_key(task_name: str, folder: str | os.PathLike | None, threads: int 
                 h.update(f"{p.name}:{st.st_size}:{int(st.st_mtime)}".encode())
     threads = threads or torch.get_num_threads()
     prec = "" if precision == "fp32" else f":precision={precision}"  # fp32 keys stay as they were stored
-    return f"{task_name}:{h.hexdigest()[:16]}{prec}:threads={threads}:torch={torch.__version__}:{_cpu()}"
+    place = "" if engine == "thread" else f":engine={engine}"  # keys stored before engines had processes: threads
+    return f"{task_name}:{h.hexdigest()[:16]}{prec}{place}:threads={threads}:torch={torch.__version__}:{_cpu()}"
 
 
 def read_stored(key: str) -> dict | None:
@@ -145,9 +147,10 @@ def measure(lm, decoder_codec, frame_rate: float, prefix_len: int = 8, guided: b
             "date": time.strftime("%Y-%m-%d")}
 
 
-def task_capacity(name: str, task, decoder_codec, threads: int | None = None) -> dict:
-    """The stored entry for this task model and machine, or a fresh measurement (stored for the next start)."""
-    key = capacity_key(name, getattr(task, "folder", None), threads, getattr(task, "precision", "fp32"))
+def task_capacity(name: str, task, decoder_codec, threads: int | None = None, engine: str = "process") -> dict:
+    """The stored entry for this task model, engine placement and machine, or a fresh measurement (stored for the
+    next start)."""
+    key = capacity_key(name, getattr(task, "folder", None), threads, getattr(task, "precision", "fp32"), engine)
     entry = read_stored(key)
     if entry and int(entry.get("streams", 0)) >= 1:
         return entry

@@ -159,7 +159,8 @@ class Service:
                                     "train one (`tokenwave train tts|lm`) or pass --tts/--music/--sfx with a folder")
         self.capacity: dict[str, dict] = {}
         if self.config.max_streams <= 0:  # what this machine sustains in real time, for the slowest task
-            self.capacity = {name: task_capacity(name, task, self.codec) for name, task in self.tasks.items()}
+            self.capacity = {name: task_capacity(name, task, self.codec, engine=self.config.engine)
+                             for name, task in self.tasks.items()}
             self.config = replace(self.config, max_streams=min(int(c["streams"]) for c in self.capacity.values()))
             log.info("admitting %d streams (%s)", self.config.max_streams,
                      ", ".join(f"{n}: {c['streams']} {c.get('source', '')}" for n, c in self.capacity.items()))
