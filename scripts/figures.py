@@ -208,7 +208,8 @@ def readme_headline(src: Sources) -> str:
                 trow(model, f"Fréchet distance to real held-out recordings (aisfx, third-party; real vs real: "
                      f"{fmt(src.get('realdist', f'figures.{task}.fd.aisfx.real (half A)'))}, issue 25's target 0.7x "
                      "today's)", "realdist", f"{task}_{g}_fd_to_real_aisfx")
-    for rel, srv in (("serve", "server (`tokenwave serve`, TTS, fp32)"), ("serve-int8", "server (`--precision int8`)")):
+    for rel, srv in (("serve", "server (`tokenwave serve`, TTS, fp32)"), ("serve-int8", "server (`--precision int8`)"),
+                     ("serve-thread", "server (`--engine thread`: the engine in the server's process, as before)")):
         if (src.root / f"benchmarks/results/{rel}.json").exists():
             for name, label in (("ttfa_p50_ms_1_stream", "first audio at 1 stream, ms (p50)"),
                                 ("streams_all_faster_than_realtime", "TTS streams all faster than real time (2 cores)"),
