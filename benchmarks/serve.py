@@ -302,7 +302,8 @@ def main() -> None:
                target("streams_realtime_no_underrun", no_underrun, ">=", 8),
                target("soak_rss_growth_pct_after_warmup", figures["soak"]["rss_growth_pct"], "<", 5.0),
                target("abandoned_16_seconds_to_free_slots", figures["abandoned"]["seconds_to_free_all"], "<=", 1.0)]
-    name = "serve" + ("" if args.precision == "fp32" else f"-{args.precision}") + ("" if args.engine == "process" else "-thread")
+    name = ("serve" + ("" if args.precision == "fp32" else f"-{args.precision}")
+            + ("" if args.engine == "process" else "-thread"))
     result = write_result(name, command_line(__file__), targets, figures, args.quick, machine_info())
     plot(figures, RESULTS_DIR / f"{name}.png")
     print(json.dumps(result, indent=1))

@@ -216,7 +216,7 @@ def readme_headline(src: Sources) -> str:
                                 ("streams_realtime_no_underrun", "TTS streams in real time without an underrun (2 cores)"),
                                 ("soak_rss_growth_pct_after_warmup", "soak: RSS growth after warm-up, %"),
                                 ("abandoned_16_seconds_to_free_slots", "16 abandoned requests: seconds to free their slots")):
-                if src.target(rel, name):
+                if src.target(rel, name) and not (rel == "serve-thread" and name.startswith(("soak", "abandoned"))):
                     trow(srv, label, rel, name)
     for model, label, folder, key in (("eval speaker encoder", "EER on held-out speakers", "speaker", "heldout_eer"),
                                       ("eval audio tagger", "mean tag accuracy on the test splits", "tagger", "test_acc_mean"),

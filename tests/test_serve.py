@@ -149,7 +149,10 @@ def _wait(cond, timeout=10.0):
 
 # --- streaming -------------------------------------------------------------------------------------------------
 def test_ws_stream_arrives_early_and_equals_offline(server):
+    from tokenwave.serve.process import EngineProcess
+
     tts = server.service.tasks["tts"]
+    assert all(isinstance(e, EngineProcess) for e in server.service.engines.values())  # the default placement
     assert tts.codec is not server.service.codec  # its own decoder, which the stream must use as well
     arrivals: list = []
     events, audio, first, total, code = stream(server.ws, {"task": "tts", "text": TEXT, "voice": "bob", "seed": 5},

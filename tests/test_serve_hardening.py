@@ -447,6 +447,8 @@ def test_int8_serving_streams_what_the_int8_tts_makes_and_keeps_its_own_capacity
     root, codec = models
     with pytest.raises(InvalidArgumentError, match="unknown precision 'fp8'"):
         Service({"tts": root / "tts"}, codec, ServeConfig(max_streams=1, precision="fp8"))
+    with pytest.raises(InvalidArgumentError, match="unknown engine placement 'gpu'.*process, thread"):
+        Service({"tts": root / "tts"}, codec, ServeConfig(max_streams=1, engine="gpu"))
     svc = Service({"tts": root / "tts"}, codec, ServeConfig(max_streams=1, precision="int8"))
     try:
         assert svc.tasks["tts"].precision == "int8" and svc.models()["tts"]["precision"] == "int8"

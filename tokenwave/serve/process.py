@@ -11,10 +11,10 @@ In the server, 80 in-process. Here the child holds its own lock; the server's pr
 The child is ``python -m tokenwave.serve.process FD`` (not ``multiprocessing``'s spawn, which re-imports the
 caller's main script: a script that builds a server at its top level would start itself again). Wire: a socket
 pair; every message a plain pickle (tensors by value, no shared memory). The parent first sends the model and the
-engine's settings, then ``("submit", id, cond, frames, params, prompt)``, ``("taken", id, n)`` (the frames a job's consumer took, when the
-child needs them for backpressure: :class:`_Link`), ``("cancel", id)`` and ``("stop",)``; the
-child answers after each engine round with its events ``[(id, kind, value), ...]`` (codes as numpy arrays) and its
-counters. The codes are the engine's own: a lone stream gets exactly the tokens the in-process engine makes.
+engine's settings, then ``("submit", id, cond, frames, params, prompt)``, ``("taken", id, n)`` (the frames a job's
+consumer took, when the child needs them for backpressure: :class:`_Link`), ``("cancel", id)`` and ``("stop",)``;
+the child answers after each engine round with its events ``[(id, kind, value), ...]`` (codes as numpy arrays) and
+its counters. The codes are the engine's own: a lone stream gets exactly the tokens the in-process engine makes.
 
 If the child dies, every waiting job and every later submit get :class:`EngineProcessError`.
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -31,7 +32,6 @@ import warnings
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from tokenwave.errors import TokenwaveError
@@ -107,6 +107,7 @@ class _Relay:
 
 def _child(conn: Connection) -> None:
     """The child process: an engine, and a loop that reads the parent's messages until "stop" or a closed pipe."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the server stops its engines
     with warnings.catch_warnings():  # torch's notes on unpickling storages and int8 weights: nothing to act on
         warnings.simplefilter("ignore", UserWarning)
         lm, max_rows, ahead_frames, name, threads = pickle.loads(conn.recv_bytes())
@@ -179,7 +180,9 @@ class EngineProcess:
                 self._proc = subprocess.Popen([sys.executable, "-m", "tokenwave.serve.process", str(theirs.fileno())],
                                               pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
             self._conn = Connection(ours.detach())
-            self._conn.send_bytes(pickle.dumps((self.lm, *self._settings), protocol=pickle.HIGHEST_PROTOCOL))
+            # the model goes over while the child imports torch: held until then, the pipe's lock keeps any
+            # submit behind it (and the servers' engines start side by side)
+            self._lock.acquire()
             self._reader = threading.Thread(target=self._read, name=f"engine-{self.name}-reader", daemon=True)
             self._reader.start()
         return self
@@ -239,6 +242,12 @@ class EngineProcess:
             return self._jobs.pop(jid, None) is not None
 
     def _read(self) -> None:
+        try:
+            self._conn.send_bytes(pickle.dumps((self.lm, *self._settings), protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:
+            pass  # the child is gone: the loop below reads EOF and says so
+        finally:
+            self._lock.release()
         while True:
             try:
                 events, counters = pickle.loads(self._conn.recv_bytes())
