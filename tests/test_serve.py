@@ -183,6 +183,7 @@ def test_concurrent_streams_are_batched_and_agree_with_offline(server):
     steps = engine.stats["steps"] - before["steps"]
     rows = engine.stats["row_steps"] - before["row_steps"]
     assert rows / steps > 2.0  # more than one guided stream (2 rows each) per batched step on average
+    assert engine.stats["prefix_hits"] > before["prefix_hits"]  # sentences in alice's voice joined with hers prefilled
     for seed in (1, 2, 3):
         got = np.frombuffer(out[seed][1], dtype="<i2").astype(np.int32)
         ref = np.frombuffer(pcm16(tts.synthesize(TEXT, "alice", Sampling(seed=seed)).wav), dtype="<i2")
@@ -334,7 +335,8 @@ def test_models_metrics_and_page(server):
     assert stream(server.ws, {"task": "tts", "text": "Hi."})[0][-1]["type"] == "done"
     text = httpx.get(server.http + "/metrics").text
     for name in ("tokenwave_active_streams", "tokenwave_queue_depth", "tokenwave_time_to_first_audio_seconds",
-                 "tokenwave_steps_per_second", 'tokenwave_streams_total{outcome="finished"}'):
+                 "tokenwave_steps_per_second", 'tokenwave_streams_total{outcome="finished"}',
+                 "tokenwave_prefix_hits_total"):
         assert name in text
     # the streams were decoded: at least one chunk per decoder call
     calls, chunks = (float(next(ln.split()[1] for ln in text.splitlines() if ln.startswith(f"tokenwave_{n} ")))
@@ -519,6 +521,45 @@ def test_engine_joins_leaves_parks_and_shifts_like_offline():
             assert got[i].shape == ref.shape and agree >= 0.97, (i, agree)
         assert engine.stats["parks"] >= 1 and engine.stats["shifts"] >= 1
         assert engine.n == 0 and engine.streams == 0
+    finally:
+        engine.stop()
+
+
+def test_a_newcomer_reuses_the_shared_prefix_keys_of_an_earlier_job():
+    """A job whose conditioning's ``shared`` leading positions (a voice prompt) were prefilled before takes their
+    keys and values, rotated to where it joins, when it joins a running batch: one prefix hit, the same tokens as
+    offline decoding. A lone job, or one whose shared part differs, prefills everything (no hit; the lone one bit
+    for bit as offline)."""
+    from tokenwave.conditioning import Conditioning
+    from tokenwave.lm.config import LMConfig
+
+    cfg = LMConfig(K=2, codebook_size=64, dim=32, depth=2, heads=2, max_len=400)
+    torch.manual_seed(0)
+    lm = TokenLM(cfg).eval()
+    tm.randomise(lm, 5)
+    g = torch.Generator().manual_seed(3)
+    voice, other = torch.randn(1, 8, 32, generator=g), torch.randn(1, 8, 32, generator=g)
+
+    def job(head, P, frames, seed):
+        cond = Conditioning(prefix=torch.cat([head, torch.randn(1, P, 32, generator=g)], 1), shared=8)
+        return Job(cond, frames, SamplingParams(temperature=0.8, top_k=20, cfg_scale=1.5, seed=seed))
+
+    engine = BatchEngine(lm, max_rows=8, ahead_frames=10_000).start()
+    try:
+        lone = job(voice, 5, 30, 0)
+        got = torch.cat(list(engine.submit(lone).codes()), -1)
+        assert engine.stats["prefix_hits"] == 0 and len(engine.prefixes) == 2  # the conditional and the null row
+        assert torch.equal(got, generate(lm, 30, lone.cond, lone.params)[0])
+        runner = engine.submit(job(voice, 3, 300, 1))  # alone at first: a full prefill, nothing reused
+        codes = runner.codes()
+        next(codes)
+        for head, hits in ((voice, 1), (other, 1)):  # joins the running batch: the voice's keys are reused
+            newcomer = job(head, 6, 40, 2)
+            got = torch.cat(list(engine.submit(newcomer).codes()), -1)
+            ref = generate(lm, 40, newcomer.cond, newcomer.params)[0]
+            assert engine.stats["prefix_hits"] == hits and (got == ref).float().mean() >= 0.97
+        for _ in codes:
+            pass
     finally:
         engine.stop()
 

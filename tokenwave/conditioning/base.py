@@ -11,13 +11,16 @@ class Conditioning:
     """``prefix [B, P, D]``: embeddings placed before the tokens (style/tag ids, phonemes, voice-prompt codes);
     ``cross [B, C, D]``: memory for cross-attention (text embeddings); ``frames [B, T, D]``: one embedding per codec
     frame (melody), added to the generator's input at the step that predicts that frame. Masks are True where valid;
-    a missing mask means all valid. D is the generator's model width."""
+    a missing mask means all valid. D is the generator's model width. ``shared``: how many leading prefix positions
+    hold what other requests hold too (a voice prompt, before the sentence's phonemes): their keys and values depend
+    on nothing else, so a decoding engine may compute them once and reuse them (0: none; set for one item only)."""
 
     prefix: torch.Tensor | None = None
     prefix_mask: torch.Tensor | None = None
     cross: torch.Tensor | None = None
     cross_mask: torch.Tensor | None = None
     frames: torch.Tensor | None = None
+    shared: int = 0
 
     @property
     def batch_size(self) -> int | None:

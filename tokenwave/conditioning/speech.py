@@ -98,11 +98,12 @@ class SpeechConditioner(nn.Module):
         ``frames``; ``aligned``: per item ``LongTensor[3, frames]`` from :func:`frame_inputs` (aligned models only)."""
         device = self.segments.weight.device
         seg = self.segments.weight
-        items = []
+        items, voiced = [], 0
         for ph, pr, T in zip(phonemes, prompts, frames):
             parts = []
             if pr.shape[-1]:
                 parts.append(self.prompt_tokens(pr.to(device)) + seg[0])
+                voiced = parts[0].shape[0]
             parts.append(self.phonemes(ph.to(device)) + seg[1])
             bucket = min(N_LENGTHS - 1, int(T) // LENGTH_BUCKET)
             parts.append(self.lengths.weight[bucket][None] + seg[2])
@@ -113,7 +114,8 @@ class SpeechConditioner(nn.Module):
         for b, x in enumerate(items):
             prefix[b, P - x.shape[0]:] = x
             mask[b, P - x.shape[0]:] = True
-        cond = Conditioning(prefix=prefix, prefix_mask=mask)
+        # one item: its voice prompt's positions lead the prefix, the same for every sentence in that voice
+        cond = Conditioning(prefix=prefix, prefix_mask=mask, shared=voiced if len(items) == 1 else 0)
         if self.aligned:
             if aligned is None:
                 raise ValueError("this speech conditioner is aligned: pass the per-frame phones (frame_inputs)")

@@ -609,13 +609,14 @@ def prometheus(service: Service, scrape: dict) -> str:
               f"tokenwave_time_to_first_audio_seconds_count {len(m.ttfa)}"]
     gauges = {"queue_depth": "Jobs waiting for a batch row.", "batch_rows": "Cache rows in the running batch.",
               "steps_per_second": "Batched decode steps per second since the last scrape.",
-              "decode_steps_total": "Batched decode steps.", "parked_streams": "Streams parked by backpressure."}
+              "decode_steps_total": "Batched decode steps.", "parked_streams": "Streams parked by backpressure.",
+              "prefix_hits_total": "Jobs that joined a running batch with their shared prefix (a voice) prefilled before."}
     for name, help_ in gauges.items():
         kind = "counter" if name.endswith("_total") else "gauge"
         lines += [f"# HELP tokenwave_{name} {help_}", f"# TYPE tokenwave_{name} {kind}"]
         for task, e in service.engines.items():
             value = {"queue_depth": e.queue_depth, "batch_rows": e.n, "parked_streams": len(e.parked),
-                     "decode_steps_total": e.stats["steps"],
+                     "decode_steps_total": e.stats["steps"], "prefix_hits_total": e.stats["prefix_hits"],
                      "steps_per_second": (e.stats["steps"] - scrape["steps"].get(task, 0)) / dt}[name]
             lines.append(f'tokenwave_{name}{{task="{task}"}} {value:.3f}' if isinstance(value, float)
                          else f'tokenwave_{name}{{task="{task}"}} {value}')

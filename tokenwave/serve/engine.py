@@ -19,10 +19,11 @@ always token for token, not bit for bit.
 """
 from __future__ import annotations
 
+import hashlib
 import queue
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 import torch
@@ -32,6 +33,9 @@ from tokenwave.errors import InvalidArgumentError
 from tokenwave.lm.model import TokenLM
 from tokenwave.lm.sampling import SamplingParams, draw_each
 from tokenwave.nn import KVCache, rotary
+
+
+PREFIXES = 32  # cached shared prefixes (rows): a 3 s voice prompt's keys and values take about 2 MB in fp32
 
 
 class Cancelled(Exception):
@@ -133,7 +137,9 @@ class BatchEngine:
         self._cv = threading.Condition()
         self._stop = False
         self._thread: threading.Thread | None = None
-        self.stats = {"steps": 0, "row_steps": 0, "frames": 0, "shifts": 0, "parks": 0, "busy_s": 0.0}
+        self.stats = {"steps": 0, "row_steps": 0, "frames": 0, "shifts": 0, "parks": 0, "prefix_hits": 0,
+                      "busy_s": 0.0}
+        self.prefixes: OrderedDict[tuple, list] = OrderedDict()  # shared prefix positions' keys/values (_prefill)
         self.on_tick = None  # called on the engine's thread after each round of scheduling and stepping
 
     # --- public ------------------------------------------------------------------------------------------------
@@ -310,9 +316,7 @@ class BatchEngine:
             x = torch.cat([run_cond.prefix, x], 1)
             if run_cond.prefix_mask is not None:
                 valid = torch.cat([run_cond.prefix_mask, torch.ones(R, 1, dtype=torch.bool, device=self.device)], 1)
-        tmp = KVCache(self.cfg, R, self.device, self.kv_dtype, max_len=self.pos)
-        tmp.pos, tmp.lo, tmp.all_valid = start, start, True  # the newcomer's rows hold nothing before start
-        h = self.lm.run(x, run_cond, valid, tmp)[:, -1:]
+        tmp, h = self._prefill(cond.shared, run_cond, x, valid, start)
         a.rows = self._new_rows(R)
         rows = slice(a.rows[0], a.rows[-1] + 1)
         for big_k, big_v, k_, v_ in zip(self.cache.k, self.cache.v, tmp.k, tmp.v):
@@ -323,6 +327,50 @@ class BatchEngine:
         self.active.append(a)
         self._update_all_valid()
         return True
+
+    def _prefill(self, shared: int, run_cond: Conditioning, x: torch.Tensor, valid: torch.Tensor | None,
+                 start: int) -> tuple[KVCache, torch.Tensor]:
+        """A newcomer's ``x [R, P + 1, D]`` (prefix and start token; ``valid [R, P + 1]``) run at slots ``start ..``
+        of a cache of its own rows -> (that cache, the last position's hidden state ``[R, 1, D]``).
+
+        Prefix caching: the ``shared`` leading positions of each row (a voice prompt; the null row's are all the null
+        vector) depend on those positions alone. Their keys and values are kept (un-rotated, :data:`PREFIXES` rows
+        at most, least recently used out), and a newcomer that joins a running batch takes them, rotated to
+        ``start``, and runs only the rest of its prefix: a TTS sentence's prefill drops from the voice prompt plus
+        its phonemes to its phonemes, which is what every running stream waits for while a stream joins. A lone
+        newcomer (nothing running) computes everything, so a lone stream stays bit-identical to offline decoding."""
+        R, S = x.shape[0], shared
+        tmp = KVCache(self.cfg, R, self.device, self.kv_dtype, max_len=self.pos)
+        tmp.pos, tmp.lo, tmp.all_valid = start, start, True  # the newcomer's rows hold nothing before start
+        if not (0 < S < x.shape[1] and run_cond.prefix is not None and (valid is None or bool(valid[:, :S].all()))):
+            return tmp, self.lm.run(x, run_cond, valid, tmp)[:, -1:]
+        keys = [(S, self.kv_dtype, hashlib.blake2b(run_cond.prefix[r, :S].contiguous().numpy().tobytes(),
+                                                   digest_size=16).hexdigest()) for r in range(R)]
+        if self.n and all(k in self.prefixes for k in keys):
+            ang = (start * self._inv).to(self.dtype)
+            cos, sin = ang.cos().to(self.device), ang.sin().to(self.device)
+            for r, key in enumerate(keys):
+                self.prefixes.move_to_end(key)
+                for layer, (k, v) in enumerate(self.prefixes[key]):
+                    tmp.k[layer][r, :, start: start + S] = rotary(k, cos, sin) if start else k
+                    tmp.v[layer][r, :, start: start + S] = v
+            tmp.valid[:, start: start + S] = True
+            tmp.pos = start + S
+            self.stats["prefix_hits"] += 1
+            return tmp, self.lm.run(x[:, S:], run_cond, None if valid is None else valid[:, S:], tmp)[:, -1:]
+        h = self.lm.run(x, run_cond, valid, tmp)[:, -1:]
+        ang = (-start * self._inv).to(self.dtype)
+        cos, sin = ang.cos().to(self.device), ang.sin().to(self.device)
+        for r, key in enumerate(keys):
+            kept = []
+            for k, v in zip(tmp.k, tmp.v):
+                k = k[r, :, start: start + S]
+                kept.append((rotary(k, cos, sin).to(k.dtype) if start else k.clone(), v[r, :, start: start + S].clone()))
+            self.prefixes[key] = kept
+            self.prefixes.move_to_end(key)
+        while len(self.prefixes) > PREFIXES:
+            self.prefixes.popitem(last=False)
+        return tmp, h
 
     def _frame_in(self, a: _Active, step: int, R: int) -> torch.Tensor | int:
         if a.frames_in is None:

@@ -157,7 +157,8 @@ class EngineProcess:
     def __init__(self, lm: TokenLM, max_rows: int = 32, ahead_frames: int = 225, name: str = "lm",
                  threads: int | None = None) -> None:
         self.lm, self.name, self.max_rows, self.ahead = lm, name, max_rows, ahead_frames
-        self.stats = {"steps": 0, "row_steps": 0, "frames": 0, "shifts": 0, "parks": 0, "busy_s": 0.0}
+        self.stats = {"steps": 0, "row_steps": 0, "frames": 0, "shifts": 0, "parks": 0, "prefix_hits": 0,
+                      "busy_s": 0.0}
         self.n, self.parked_count, self.waiting_count = 0, 0, 0
         self._jobs: dict[int, Job] = {}
         self._next = 0
