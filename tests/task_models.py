@@ -2,6 +2,7 @@
 as tests/test_tasks.py's fixtures)."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,16 @@ ROWS = [
     {"tags": {"family": "footsteps", "surface": "gravel", "pace": "slow", "reverb": "no"}},
     {"tags": {"family": "bell", "pitch": "high", "reverb": "yes"}},
 ]
+
+
+def wait_until(cond, timeout: float = 10.0) -> bool:
+    """Poll ``cond()`` until it is true (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def randomise(module: torch.nn.Module, seed: int) -> None:

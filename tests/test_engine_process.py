@@ -31,15 +31,6 @@ def _job(frames: int, P: int, scale: float, seed: int, dim: int = 32) -> Job:
     return Job(cond, frames, SamplingParams(temperature=0.8, top_k=20, cfg_scale=scale, seed=seed))
 
 
-def _wait(cond, timeout: float = 10.0) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return False
-
-
 def _read(job: Job, slow: float = 0.0) -> torch.Tensor:
     parts = []
     for c in job.codes():
@@ -75,7 +66,7 @@ def test_a_lone_job_gets_the_thread_engines_codes_and_concurrent_jobs_park_and_f
             assert got[i].shape == r.shape and agree >= 0.97, (i, agree)
         # the slow reader was parked: its "taken" messages crossed the pipe, its job came back and finished
         assert engine.stats["parks"] >= 1 and engine.stats["row_steps"] > engine.stats["steps"]
-        assert engine.streams == 0 and _wait(lambda: engine.n == 0)
+        assert engine.streams == 0 and tm.wait_until(lambda: engine.n == 0)
         assert all(j.emitted == j.frames == j.taken for j in jobs)
     finally:
         engine.stop()
@@ -88,11 +79,11 @@ def test_a_cancelled_job_leaves_the_batch_at_once_and_the_engine_goes_on():
         job = engine.submit(_job(3900, 4, 1.5, seed=0))
         codes = job.codes()
         next(codes)
-        assert _wait(lambda: engine.n == 2)  # a guided job: two rows in the child's batch
+        assert tm.wait_until(lambda: engine.n == 2)  # a guided job: two rows in the child's batch
         t0 = time.perf_counter()
         job.cancel()
         assert engine.streams == 0
-        assert _wait(lambda: engine.n == 0, timeout=1.0) and time.perf_counter() - t0 < 1.0
+        assert tm.wait_until(lambda: engine.n == 0, timeout=1.0) and time.perf_counter() - t0 < 1.0
         assert engine.stats["frames"] < 3900  # stopped, not finished
         again = _read(engine.submit(_job(20, 4, 1.5, seed=0)))
         assert again.shape == (2, 20)

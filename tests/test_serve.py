@@ -138,13 +138,7 @@ def stream(url: str, request: dict, close_after: int | None = None, arrivals: li
     return events, bytes(audio), first, time.perf_counter() - t0, code
 
 
-def _wait(cond, timeout=10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
+_wait = tm.wait_until
 
 
 # --- streaming -------------------------------------------------------------------------------------------------
