@@ -101,12 +101,29 @@ def test_errors_reach_their_job_and_a_dead_engine_is_told(lm):
             _read(bad)
         assert _read(engine.submit(_job(10, 4, 1.0, seed=1))).shape == (2, 10)  # the engine goes on
         waiting = engine.submit(_job(90, 4, 1.0, seed=2))
-        os.kill(engine.pid, signal.SIGKILL)
+        os.kill(engine.pid, signal.SIGKILL)  # a child that dies young (a crash loop) is not started again
         with pytest.raises(EngineProcessError, match=r"the test engine's process stopped \(exit code -9\)"):
             _read(waiting)
         with pytest.raises(EngineProcessError, match="restart the server"):
             engine.submit(_job(10, 4, 1.0, seed=3))
-        assert engine.streams == 0
+        assert engine.streams == 0 and not engine.alive and engine.restarts == 0
+    finally:
+        engine.stop()
+
+
+def test_a_child_that_ran_a_while_is_started_again(lm, monkeypatch):
+    monkeypatch.setattr(EngineProcess, "RESTART_AFTER_S", 0.0)
+    engine = EngineProcess(lm, max_rows=4, name="test").start()
+    try:
+        first = engine.pid
+        assert _read(engine.submit(_job(10, 4, 1.0, seed=1))).shape == (2, 10)
+        waiting = engine.submit(_job(90, 4, 1.0, seed=2))
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(EngineProcessError, match="exit code -9"):  # the jobs it held are lost, and told
+            _read(waiting)
+        assert tm.wait_until(lambda: engine.restarts == 1 and engine.alive)
+        again = _read(engine.submit(_job(10, 4, 1.0, seed=1)))  # the next job runs on a new child
+        assert engine.pid != first and again.shape == (2, 10)
     finally:
         engine.stop()
 

@@ -317,7 +317,9 @@ def test_http_files_and_bad_requests(server):
     sf.write(buf, (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), tm.SR, format="WAV")
     r = httpx.post(server.http + "/v1/tts", json={"text": "hi", "voice_audio": base64.b64encode(buf.getvalue()).decode()})
     assert r.status_code == 400 and "consent" in r.json()["error"].lower()
-    assert httpx.get(server.http + "/healthz").json()["ok"] is True
+    health = httpx.get(server.http + "/healthz")
+    assert health.status_code == 200 and health.json()["ok"] is True
+    assert health.json()["engines"] == {"tts": "running", "music": "running", "sfx": "running"}
 
 
 def test_models_metrics_and_page(server):

@@ -419,9 +419,12 @@ def make_app(service: Service) -> FastAPI:
                 "stream_formats": ["pcm16", "opus"], "auth": bool(cfg.api_keys)}
 
     @app.get("/healthz")
-    async def healthz() -> dict:
-        return {"ok": True, "tasks": sorted(service.tasks), "active_streams": service.active,
-                "queued_requests": service.queued}
+    async def healthz() -> JSONResponse:
+        engines = {name: "running" if e.alive else "stopped" for name, e in service.engines.items()}
+        ok = all(v == "running" for v in engines.values())  # a stopped engine: 503, for a load balancer to see
+        return JSONResponse({"ok": ok, "tasks": sorted(service.tasks), "engines": engines,
+                             "active_streams": service.active, "queued_requests": service.queued},
+                            status_code=200 if ok else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> str:

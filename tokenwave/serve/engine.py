@@ -168,6 +168,11 @@ class BatchEngine:
         return len(self.waiting)
 
     @property
+    def alive(self) -> bool:
+        """Whether the engine's thread runs (or has not been started yet)."""
+        return self._thread is None or self._thread.is_alive()
+
+    @property
     def streams(self) -> int:
         return len(self.active) + len(self.parked)
 

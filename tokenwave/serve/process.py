@@ -16,10 +16,13 @@ consumer took, when the child needs them for backpressure: :class:`_Link`), ``("
 the child answers after each engine round with its events ``[(id, kind, value), ...]`` (codes as numpy arrays) and
 its counters. The codes are the engine's own: a lone stream gets exactly the tokens the in-process engine makes.
 
-If the child dies, every waiting job and every later submit get :class:`EngineProcessError`.
+If the child dies, every job it held gets :class:`EngineProcessError`; a child that had run
+:attr:`EngineProcess.RESTART_AFTER_S` is started again for the jobs that follow, one that dies younger is not (then
+every later submit gets the error, and ``/healthz`` says so).
 """
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import signal
@@ -38,6 +41,7 @@ from tokenwave.errors import TokenwaveError
 from tokenwave.lm.model import TokenLM
 from tokenwave.serve.engine import BatchEngine, Job, check_job
 
+log = logging.getLogger("tokenwave.serve")
 SNAPSHOT_S = 0.05    # counters go with the events, when the batch changes, and at most this late otherwise
 
 
@@ -154,6 +158,8 @@ class EngineProcess:
     ``threads``: the child's torch threads (default: this process's). ``lm`` is sent once, pickled (int8 weights
     included); the child starts in the background, and jobs submitted meanwhile wait in the pipe."""
 
+    RESTART_AFTER_S = 10.0  # a child that dies after running this long is started again (a crash loop is not)
+
     def __init__(self, lm: TokenLM, max_rows: int = 32, ahead_frames: int = 225, name: str = "lm",
                  threads: int | None = None) -> None:
         self.lm, self.name, self.max_rows, self.ahead = lm, name, max_rows, ahead_frames
@@ -169,24 +175,37 @@ class EngineProcess:
         self._proc: subprocess.Popen | None = None
         self._conn: Connection | None = None
         self._reader: threading.Thread | None = None
+        self._started_at = 0.0
+        self.restarts = 0
 
     # --- BatchEngine's interface ----------------------------------------------------------------------------------
     def start(self) -> EngineProcess:
         if self._reader is None:
-            ours, theirs = socket.socketpair()
-            env = dict(os.environ)  # the child imports this package from where this process found it
-            root = str(Path(__file__).resolve().parents[2])
-            env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-            with theirs:
-                self._proc = subprocess.Popen([sys.executable, "-m", "tokenwave.serve.process", str(theirs.fileno())],
-                                              pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
-            self._conn = Connection(ours.detach())
-            # the model goes over while the child imports torch: held until then, the pipe's lock keeps any
-            # submit behind it (and the servers' engines start side by side)
-            self._lock.acquire()
-            self._reader = threading.Thread(target=self._read, name=f"engine-{self.name}-reader", daemon=True)
-            self._reader.start()
+            self._spawn()
         return self
+
+    def _spawn(self, locked: bool = False) -> None:
+        """Start a child; ``locked``: the caller holds the pipe's lock (a restart swapping the pipe under it)."""
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ)  # the child imports this package from where this process found it
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        with theirs:
+            self._proc = subprocess.Popen([sys.executable, "-m", "tokenwave.serve.process", str(theirs.fileno())],
+                                          pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
+        self._conn = Connection(ours.detach())
+        self._started_at = time.monotonic()
+        # the model goes over while the child imports torch: held until then, the pipe's lock keeps any submit
+        # behind it (and the servers' engines start side by side)
+        if not locked:
+            self._lock.acquire()
+        self._reader = threading.Thread(target=self._read, name=f"engine-{self.name}-reader", daemon=True)
+        self._reader.start()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the child runs (or starts); False once it stopped for good."""
+        return self._reader is not None and self._dead is None
 
     def stop(self) -> None:
         if self._reader is None:
@@ -266,12 +285,21 @@ class EngineProcess:
                 else:
                     self._forget(jid)
                 job.events.put((kind, value))
+        # a child that ran a while is started again (its jobs are lost, later ones run); one that dies young is not
+        restart = not self._stopping and time.monotonic() - self._started_at >= self.RESTART_AFTER_S
         err = self._died()
         with self._lock:
             jobs, self._jobs = list(self._jobs.values()), {}
         for job in jobs:
             job.events.put(("error", err))
         self.n = self.parked_count = self.waiting_count = 0
+        if restart:
+            log.warning("%s; starting it again", err.message)
+            self._lock.acquire()  # no submit between the old pipe and the new one
+            self._conn.close()
+            self.restarts += 1
+            self._dead = None
+            self._spawn(locked=True)
 
     def _died(self) -> EngineProcessError:
         if self._dead is None and self._stopping:
@@ -283,7 +311,8 @@ class EngineProcess:
                 code = None
             self._dead = EngineProcessError(
                 f"the {self.name} engine's process stopped" + (f" (exit code {code})" if code is not None else ""),
-                "restart the server; its log says why the process ended")
+                f"send the request again (the engine starts again if it had run {self.RESTART_AFTER_S:g} s); if it "
+                "fails again, restart the server: its log says why the process ended")
         return self._dead
 
 
