@@ -91,7 +91,8 @@ def test_a_cancelled_job_leaves_the_batch_at_once_and_the_engine_goes_on():
         engine.stop()
 
 
-def test_errors_reach_their_job_and_a_dead_engine_is_told(lm):
+def test_errors_reach_their_job_and_a_dead_engine_is_told(lm, monkeypatch):
+    monkeypatch.setattr(EngineProcess, "RESTART_AFTER_S", 1e9)  # "dies young" however slow the machine
     engine = EngineProcess(lm, max_rows=4, name="test").start()
     try:
         with pytest.raises(InvalidArgumentError, match="this model holds 96"):
