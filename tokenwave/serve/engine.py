@@ -247,14 +247,18 @@ class BatchEngine:
         self._shift(-lo)
         return self.pos - span
 
+    def _turn(self, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(cos, sin) [Dh / 2]`` of the rotary angles that move a cached key by ``d`` positions."""
+        ang = (d * self._inv).to(self.dtype)
+        return ang.cos().to(self.device), ang.sin().to(self.device)
+
     def _shift(self, d: int) -> None:
         """Move every row's slots by ``d`` and re-rotate the cached keys by ``d`` positions."""
         if d == 0:
             return
         n, pos = self.n, self.pos
         src = max(0, -d)
-        ang = (d * self._inv).to(self.dtype)
-        cos, sin = ang.cos().to(self.device), ang.sin().to(self.device)
+        cos, sin = self._turn(d)
         for k, v in zip(self.cache.k, self.cache.v):
             moved_k = rotary(k[:n, :, src:pos].clone(), cos, sin)
             moved_v = v[:n, :, src:pos].clone()
@@ -352,8 +356,7 @@ class BatchEngine:
         keys = [(S, self.kv_dtype, hashlib.blake2b(run_cond.prefix[r, :S].contiguous().numpy().tobytes(),
                                                    digest_size=16).hexdigest()) for r in range(R)]
         if self.n and all(k in self.prefixes for k in keys):
-            ang = (start * self._inv).to(self.dtype)
-            cos, sin = ang.cos().to(self.device), ang.sin().to(self.device)
+            cos, sin = self._turn(start)
             for r, key in enumerate(keys):
                 self.prefixes.move_to_end(key)
                 for layer, (k, v) in enumerate(self.prefixes[key]):
@@ -364,8 +367,7 @@ class BatchEngine:
             self.stats["prefix_hits"] += 1
             return tmp, self.lm.run(x[:, S:], run_cond, None if valid is None else valid[:, S:], tmp)[:, -1:]
         h = self.lm.run(x, run_cond, valid, tmp)[:, -1:]
-        ang = (-start * self._inv).to(self.dtype)
-        cos, sin = ang.cos().to(self.device), ang.sin().to(self.device)
+        cos, sin = self._turn(-start)
         for r, key in enumerate(keys):
             kept = []
             for k, v in zip(tmp.k, tmp.v):
@@ -400,8 +402,7 @@ class BatchEngine:
         if start is None:
             return False
         d = self.pos - st["pos"]
-        ang = (d * self._inv).to(self.dtype)
-        cos, sin = ang.cos().to(self.device), ang.sin().to(self.device)
+        cos, sin = self._turn(d)
         a.rows = self._new_rows(len(a.rows))
         rows = slice(a.rows[0], a.rows[-1] + 1)
         for k, v, pk, pv in zip(self.cache.k, self.cache.v, st["k"], st["v"]):
