@@ -78,6 +78,11 @@ class Job:
                 return
 
 
+def new_stats() -> dict:
+    """An engine's counters, all zero (an engine in another process reports the same ones)."""
+    return {"steps": 0, "row_steps": 0, "frames": 0, "shifts": 0, "parks": 0, "prefix_hits": 0, "busy_s": 0.0}
+
+
 def check_job(lm: TokenLM, job: Job) -> None:
     """Refuse a job ``lm`` cannot run (too many frames for its positions, sampling it does not support)."""
     P = job.cond.prefix_len
@@ -137,8 +142,7 @@ class BatchEngine:
         self._cv = threading.Condition()
         self._stop = False
         self._thread: threading.Thread | None = None
-        self.stats = {"steps": 0, "row_steps": 0, "frames": 0, "shifts": 0, "parks": 0, "prefix_hits": 0,
-                      "busy_s": 0.0}
+        self.stats = new_stats()
         self.prefixes: OrderedDict[tuple, list] = OrderedDict()  # shared prefix positions' keys/values (_prefill)
         self.on_tick = None  # called on the engine's thread after each round of scheduling and stepping
 

@@ -39,7 +39,7 @@ import torch
 
 from tokenwave.errors import TokenwaveError
 from tokenwave.lm.model import TokenLM
-from tokenwave.serve.engine import BatchEngine, Job, check_job
+from tokenwave.serve.engine import BatchEngine, Job, check_job, new_stats
 
 log = logging.getLogger("tokenwave.serve")
 SNAPSHOT_S = 0.05    # counters go with the events, when the batch changes, and at most this late otherwise
@@ -163,8 +163,7 @@ class EngineProcess:
     def __init__(self, lm: TokenLM, max_rows: int = 32, ahead_frames: int = 225, name: str = "lm",
                  threads: int | None = None) -> None:
         self.lm, self.name, self.max_rows, self.ahead = lm, name, max_rows, ahead_frames
-        self.stats = {"steps": 0, "row_steps": 0, "frames": 0, "shifts": 0, "parks": 0, "prefix_hits": 0,
-                      "busy_s": 0.0}
+        self.stats = new_stats()  # the child's, as its last message had them
         self.n, self.parked_count, self.waiting_count = 0, 0, 0
         self._jobs: dict[int, Job] = {}
         self._next = 0
