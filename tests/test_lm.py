@@ -4,7 +4,7 @@ import torch
 from tokenwave.conditioning import Conditioning, TagConditioner
 from tokenwave.errors import InvalidArgumentError
 from tokenwave.lm.config import LMConfig
-from tokenwave.lm.generate import generate, generate_long, stream
+from tokenwave.lm.generate import forced_steps, generate, generate_long, stream
 from tokenwave.lm.model import TokenLM
 from tokenwave.lm.sampling import SamplingParams, draw, draw_each, filter_logits
 from tokenwave.lm.toy import offset_batch, style_batch, style_rule_accuracy, train_toy
@@ -95,6 +95,38 @@ def test_prompt_continuation_and_long_form():
     assert out.shape == (3, 12) and torch.equal(out[:, :5], prompt[0])
     long = generate_long(lm, 300, None, SamplingParams(seed=1), window=60, overlap=20)
     assert long.shape == (1, 3, 300) and long.min() >= 0 and long.max() < V  # 300 frames > max_len 128 positions
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_a_continuation_prefills_the_steps_its_prompt_fills(pattern):
+    """The steps a prompt fills entirely are prefilled in one pass: they are the pattern's steps of the prompt
+    frames (Tp for one slot per frame and step, K * Tp for flat), and the greedy continuation decoded after that
+    prefill is what the teacher-forced model predicts at every slot it drew (the cache holds the right keys at the
+    right positions)."""
+    lm = tiny(pattern)
+    Tp, T = 5, 9
+    prompt = torch.randint(0, V, (2, 3, Tp))
+    cond = Conditioning(prefix=torch.randn(2, 2, 32))
+    frame, book, mask = (t[None].expand(2, -1, -1) for t in lm.pattern.layout(T))
+    known = forced_steps(prompt, frame, book, mask, V)
+    assert known.shape[-1] == (3 * Tp if pattern == "flat" else Tp)
+    greedy = SamplingParams(temperature=0.0, top_k=0, cfg_scale=1.0)
+    runs, run = [], lm.run
+    lm.run = lambda x, *a: runs.append(x.shape[1]) or run(x, *a)
+    out = torch.stack(generate(lm, T, cond, greedy, prompt=prompt))
+    del lm.run
+    F, L = known.shape[-1], lm.pattern.length(T)
+    assert runs == [2 + 1 + F] + [1] * (L - F - 1)  # prefix, start token and the forced steps in one pass
+    assert torch.equal(out[..., :Tp], prompt)
+    seq, slot_mask = lm.pattern.build(out, V)
+    assert torch.equal(known, seq[..., : known.shape[-1]])
+    with torch.no_grad():
+        logits, _ = lm(out, cond)  # [B, S, L, V]
+    drawn = slot_mask[None] & (frame >= Tp)
+    assert drawn.any() and torch.equal(seq[drawn], logits.argmax(-1)[drawn])
+    # every step forced (a prompt as long as the request): the last step is still decoded, and nothing is sampled
+    whole = torch.stack(generate(lm, Tp, cond, SamplingParams(seed=3), prompt=prompt))
+    assert torch.equal(whole, prompt)
 
 
 def test_per_codebook_greedy_and_filters():

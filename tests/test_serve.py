@@ -560,6 +560,39 @@ def test_a_newcomer_reuses_the_shared_prefix_keys_of_an_earlier_job():
         engine.stop()
 
 
+def test_a_continuation_prefills_its_forced_steps_in_the_engine():
+    """A job that continues a prompt prefills the steps its prompt fills entirely when it joins, with its per-frame
+    conditioning, as offline decoding does: a lone job decodes only the steps after them and makes the offline
+    tokens bit for bit; one joining a running batch agrees with offline as batched decoding does."""
+    from tokenwave.conditioning import Conditioning
+    from tokenwave.lm.config import LMConfig
+
+    cfg = LMConfig(K=2, codebook_size=64, dim=32, depth=2, heads=2, max_len=96)
+    torch.manual_seed(0)
+    lm = TokenLM(cfg).eval()
+    tm.randomise(lm, 5)
+    g = torch.Generator().manual_seed(1)
+    cond = Conditioning(prefix=torch.randn(1, 3, 32, generator=g), frames=torch.randn(1, 40, 32, generator=g))
+    prompt = torch.randint(0, 64, (2, 15), generator=g)
+    params = SamplingParams(temperature=0.8, top_k=20, cfg_scale=1.5, seed=2)
+    ref = generate(lm, 40, cond, params, prompt=prompt[None])[0]
+    engine = BatchEngine(lm, max_rows=8, ahead_frames=10_000).start()
+    try:
+        job = engine.submit(Job(cond, 40, params, prompt=prompt))
+        parts = list(job.codes())
+        assert parts[0].shape[-1] == 15 - 1 and torch.equal(torch.cat(parts, -1), ref)  # the forced frames first
+        assert engine.stats["steps"] == lm.pattern.length(40) - 15  # steps 0 .. 14 were prefilled
+        runner = engine.submit(Job(Conditioning(prefix=torch.randn(1, 5, 32, generator=g)), 80, params))
+        codes = runner.codes()
+        next(codes)
+        got = torch.cat(list(engine.submit(Job(cond, 40, params, prompt=prompt)).codes()), -1)
+        assert torch.equal(got[:, :15], prompt) and (got == ref).float().mean() >= 0.97
+        for _ in codes:
+            pass
+    finally:
+        engine.stop()
+
+
 # --- the browser page ------------------------------------------------------------------------------------------
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium package is not installed")
 def test_player_page_streams_audio_in_chromium(server):

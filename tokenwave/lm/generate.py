@@ -26,6 +26,21 @@ def _layouts(lm: TokenLM, frames: Sequence[int], device) -> tuple[torch.Tensor, 
     return out[0].to(device), out[1].to(device), out[2].to(device), L
 
 
+def forced_steps(prompt: torch.Tensor, frame: torch.Tensor, book: torch.Tensor, mask: torch.Tensor,
+                 special: int) -> torch.Tensor:
+    """A continuation's leading steps that its prompt fills entirely (every slot a prompt frame or empty): decoding
+    prefills them in one pass instead of stepping through them. ``prompt [B, K, Tp]`` and the layout ``frame, book,
+    mask [B, S, L]`` -> their tokens ``[B, S, F]``. ``F < L``: the last step is always a decoding step (its slots
+    drawn, then forced), so every sequence ends with one."""
+    Tp = prompt.shape[-1]
+    free = (mask & (frame >= Tp)).flatten(0, -2).any(0)  # [L]: steps with a slot to sample
+    F = int(free.int().argmax()) if bool(free.any()) else free.shape[0]
+    F = min(F, free.shape[0] - 1)
+    rows = torch.arange(prompt.shape[0], device=prompt.device)[:, None, None]
+    fb, kb = frame[..., :F].clamp(0, Tp - 1), book[..., :F]
+    return torch.where(mask[..., :F], prompt[rows.expand_as(kb), kb, fb], torch.full_like(kb, special))
+
+
 @torch.no_grad()
 def stream(lm: TokenLM, frames: int | Sequence[int], cond: Conditioning | None = None,
            params: SamplingParams | None = None, prompt: torch.Tensor | None = None,
@@ -33,7 +48,9 @@ def stream(lm: TokenLM, frames: int | Sequence[int], cond: Conditioning | None =
     """Yield, after each step, a list (one per item) of the frames that step completed: ``codes [K, n]``.
 
     ``frames``: frames per item (an int for all); ``prompt [B, K, Tp]``: codes to continue (their slots are
-    forced, and they are yielded too); ``cond``: the items' conditioning (its batch gives B, else ``batch_size``).
+    forced, and they are yielded too: the steps they fill entirely are prefilled in one pass, see
+    :func:`forced_steps`, and their frames yielded at once); ``cond``: the items' conditioning (its batch gives B,
+    else ``batch_size``).
     """
     params = params or SamplingParams()
     cfg, pat = lm.cfg, lm.pattern
@@ -81,21 +98,45 @@ def stream(lm: TokenLM, frames: int | Sequence[int], cond: Conditioning | None =
                                        f"{Tmax} asked for", "give the melody for the whole duration")
         run_rows = torch.arange(R, device=device)
 
-        def frame_in(step: int) -> torch.Tensor | int:
-            return run_cond.frames[run_rows, dup(frame[:, 0, step]).clamp(0, run_cond.frames.shape[1] - 1)][:, None]
+        def frame_in(step: int, n: int = 1) -> torch.Tensor | int:  # [R, n, D] for steps step .. step + n
+            idx = dup(frame[:, 0, step: step + n]).clamp(0, run_cond.frames.shape[1] - 1)
+            return run_cond.frames[run_rows[:, None], idx]
     else:
-        def frame_in(step: int) -> torch.Tensor | int:
+        def frame_in(step: int, n: int = 1) -> torch.Tensor | int:
             return 0
 
+    def completed(steps: int) -> list[torch.Tensor]:
+        """The frames the first ``steps`` steps completed since the last call, per item."""
+        grid = codes[:-1].view(B, cfg.K, Tmax)
+        if same:  # one copy for the whole batch
+            now = pat.frames_done(steps, frames[0]) if steps <= pat.length(frames[0]) else frames[0]
+            out = list(grid[:, :, done[0]: now].clone().unbind(0))
+            done[:] = [now] * B
+            return out
+        out = []
+        for b in range(B):
+            now = pat.frames_done(steps, frames[b]) if steps <= pat.length(frames[b]) else frames[b]
+            out.append(grid[b, :, done[b]: now].clone())
+            done[b] = now
+        return out
+
+    F = 0  # steps the prompt fills entirely: prefilled with the prefix, their frames yielded at once
     start_tok = torch.full((R, pat.streams, 1), cfg.special, dtype=torch.long, device=device)
     x = lm.embed_steps(start_tok, dup(book[:, :, :1])) + frame_in(0)
+    if prompt is not None:
+        known = forced_steps(prompt, frame, book, mask, cfg.special)  # [B, S, F]
+        F = known.shape[-1]
+        if F:
+            codes[dest[:, :, :F].reshape(-1)] = known.reshape(-1)
+            yield completed(F)
+            x = torch.cat([x, lm.embed_steps(dup(known), dup(book[:, :, :F])) + frame_in(1, F)], 1)
     valid = None
     if P:
         x = torch.cat([run_cond.prefix, x], 1)
         if run_cond.prefix_mask is not None:
-            valid = torch.cat([run_cond.prefix_mask, torch.ones(R, 1, dtype=torch.bool, device=device)], 1)
+            valid = torch.cat([run_cond.prefix_mask, torch.ones(R, 1 + F, dtype=torch.bool, device=device)], 1)
     h = lm.run(x, run_cond, valid, cache)[:, -1:]
-    for step in range(L):
+    for step in range(F, L):
         logits = lm.logits_for(h, dup(book[:, :, step: step + 1]))[:, :, 0]  # [R, S, V]
         if guided:
             c, u = logits[:B], logits[B:]
@@ -107,18 +148,7 @@ def stream(lm: TokenLM, frames: int | Sequence[int], cond: Conditioning | None =
             tok = torch.where(mk & (fr < Tp), prompt[rows, bk, fr.clamp(0, Tp - 1)], tok)
         tok = torch.where(mk, tok, torch.full_like(tok, cfg.special))
         codes[dest[:, :, step].reshape(-1)] = tok.reshape(-1)
-        grid = codes[:-1].view(B, cfg.K, Tmax)
-        if same:  # one copy for the whole batch
-            now = pat.frames_done(step + 1, frames[0]) if step < pat.length(frames[0]) else frames[0]
-            out = list(grid[:, :, done[0]: now].clone().unbind(0))
-            done = [now] * B
-        else:
-            out = []
-            for b in range(B):
-                now = pat.frames_done(step + 1, frames[b]) if step < pat.length(frames[b]) else frames[b]
-                out.append(grid[b, :, done[b]: now].clone())
-                done[b] = now
-        yield out
+        yield completed(step + 1)
         if step + 1 < L:
             x = lm.embed_steps(dup(tok[:, :, None]), dup(book[:, :, step: step + 1])) + frame_in(step + 1)
             h = lm.run(x, run_cond, None, cache)

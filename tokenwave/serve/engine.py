@@ -30,6 +30,7 @@ import torch
 
 from tokenwave.conditioning import Conditioning
 from tokenwave.errors import InvalidArgumentError
+from tokenwave.lm.generate import forced_steps
 from tokenwave.lm.model import TokenLM
 from tokenwave.lm.sampling import SamplingParams, draw_each
 from tokenwave.nn import KVCache, rotary
@@ -312,23 +313,30 @@ class BatchEngine:
             run_cond = cond.null_like(self.lm.null_cond)
         R, P = (2 if guided else 1), run_cond.prefix_len
         L = self.pattern.length(job.frames)
-        start = self._room(R, P + 1, L - 1)
+        f, k, m = (t.to(self.device) for t in self.pattern.layout(job.frames))
+        known = None  # [S, F]: the steps a continuation's prompt fills entirely, prefilled with the prefix
+        if job.prompt is not None:
+            known = forced_steps(job.prompt[None].to(self.device), f[None], k[None], m[None], self.cfg.special)[0]
+        F = 0 if known is None else known.shape[-1]
+        start = self._room(R, P + 1 + F, L - 1 - F)
         if start is None:
             return False
-        f, k, m = (t.to(self.device) for t in self.pattern.layout(job.frames))
         frames_in = run_cond.frames
         a = _Active(job, [], guided, P, L, f, k, m, params.slot_temperatures(k),
                     torch.Generator(device=self.device).manual_seed(params.seed),
                     torch.zeros(self.cfg.K, job.frames, dtype=torch.long, device=self.device),
                     frames_in, start=start)
-        # prefill [prefix | start token] at slots start .. pos - 1, as lm.generate.stream does at 0 .. P
+        # prefill [prefix | start token | forced steps] at slots start .. pos - 1, as lm.generate.stream does at 0 ..
         start_tok = torch.full((R, k.shape[0], 1), self.cfg.special, dtype=torch.long, device=self.device)
         x = self.lm.embed_steps(start_tok, k[None, :, :1].expand(R, -1, -1)) + self._frame_in(a, 0, R)
+        if F:
+            forced = self.lm.embed_steps(known[None].expand(R, -1, -1), k[None, :, :F].expand(R, -1, -1))
+            x = torch.cat([x, forced + self._frame_in(a, 1, R, F)], 1)
         valid = None
         if P:
             x = torch.cat([run_cond.prefix, x], 1)
             if run_cond.prefix_mask is not None:
-                valid = torch.cat([run_cond.prefix_mask, torch.ones(R, 1, dtype=torch.bool, device=self.device)], 1)
+                valid = torch.cat([run_cond.prefix_mask, torch.ones(R, 1 + F, dtype=torch.bool, device=self.device)], 1)
         tmp, h = self._prefill(cond.shared, run_cond, x, valid, start)
         a.rows = self._new_rows(R)
         rows = slice(a.rows[0], a.rows[-1] + 1)
@@ -339,6 +347,11 @@ class BatchEngine:
         self.hidden[rows] = h
         self.active.append(a)
         self._update_all_valid()
+        if F:  # the forced steps' frames go out now; decoding goes on from step F
+            sel = m[:, :F]
+            a.grid[k[:, :F][sel], f[:, :F][sel]] = known[sel]
+            a.step = F
+            self._send(a, F)
         return True
 
     def _prefill(self, shared: int, run_cond: Conditioning, x: torch.Tensor, valid: torch.Tensor | None,
@@ -383,11 +396,11 @@ class BatchEngine:
             self.prefixes.popitem(last=False)
         return tmp, h
 
-    def _frame_in(self, a: _Active, step: int, R: int) -> torch.Tensor | int:
+    def _frame_in(self, a: _Active, step: int, R: int, n: int = 1) -> torch.Tensor | int:
+        """The per-frame conditioning of ``a``'s ``R`` rows at steps ``step .. step + n`` -> ``[R, n, D]`` (or 0)."""
         if a.frames_in is None:
             return 0
-        fr = int(a.frame[0, step].clamp(0, a.frames_in.shape[1] - 1))
-        return a.frames_in[:, fr][:, None]  # [R, 1, D]
+        return a.frames_in[:, a.frame[0, step: step + n].clamp(0, a.frames_in.shape[1] - 1)]
 
     def _park(self, a: _Active) -> None:
         """Take ``a``'s rows out of the batch (keys, values, validity, hidden state kept aside)."""
@@ -495,11 +508,15 @@ class BatchEngine:
         tok = torch.where(mk, tok, torch.full_like(tok, self.cfg.special))
         sel = mk[0]
         a.grid[bk[0][sel], fr[0][sel]] = tok[0][sel]
-        T = job.frames
-        now = self.pattern.frames_done(s + 1, T) if s < self.pattern.length(T) else T
+        self._send(a, s + 1)
+        return tok
+
+    def _send(self, a: _Active, steps: int) -> None:
+        """Emit the frames of ``a`` that its first ``steps`` steps completed and were not sent yet."""
+        job, T = a.job, a.job.frames
+        now = self.pattern.frames_done(steps, T) if steps <= self.pattern.length(T) else T
         if now > a.done:
             job.events.put(("codes", a.grid[:, a.done: now].clone()))
             job.emitted += now - a.done
             self.stats["frames"] += now - a.done
             a.done = now
-        return tok
