@@ -17,6 +17,7 @@ from tokenwave.errors import InvalidArgumentError
 from tokenwave.serve.audio import pcm16
 from tokenwave.tasks import MAX_DURATION, Pipeline, Sampling, load_task
 from tokenwave.tasks.sources import LMSource
+from tokenwave.tasks.tagged import SILENT_RETRIES
 
 ws_client = pytest.importorskip("websockets.sync.client")
 LONG = 4.0  # seconds: 300 frames, about ten windows of the tiny token LM (40 frames) and six of the flow model
@@ -60,7 +61,11 @@ def test_long_pieces_have_the_asked_duration_and_the_seed_decides(models, genera
     # progress: told in order, ending at the whole piece
     dones = [d for d, _ in told]
     assert dones == sorted(dones) and dones[-1] == frames and {t for _, t in told} == {frames}
-    assert len(told) >= (frames if generator == "lm" else 4)
+    if generator == "lm":  # told for every block of new frames heard (TaggedTask.codes)
+        block = music.window_overlap(music.prepare("a reel", LONG, Sampling(seed=1)).cond)[1] // 4
+        assert len(told) >= frames // block
+    else:
+        assert len(told) >= 4
     b = music.generate("a reel", LONG, Sampling(seed=1, **sampling), watermark=False)
     c = music.generate("a reel", LONG, Sampling(seed=2, **sampling), watermark=False)
     assert np.array_equal(a.wav, b.wav) and not np.array_equal(a.wav, c.wav)
@@ -165,15 +170,25 @@ def test_a_silent_context_is_not_continued(models):
     assert torch.equal(calls[silent_at], calls[silent_at - 1])  # the last sounding context again
     made_before = sum(window - (0 if p is None else p.shape[-1]) for p in calls[:silent_at])
     assert not torch.equal(calls[silent_at], codes[:, made_before - overlap: made_before])
-    # a window whose newest frames go silent ends there; the next continues the frames before the silence
+    # new frames are held back until heard: a silent block is dropped, never sent, and the next window continues the
+    # frames before it
     calls.clear()
     probe = overlap // 4
-    sfx.context_silent = lambda g, ctx: ctx.shape[-1] == probe and len(calls) == 2 and not fired and not fired.append(1)
-    fired = []
+    dropped = []  # the second window's first block is silent
+    sfx.context_silent = lambda g, ctx: (ctx.shape[-1] == probe and len(calls) == 2 and not dropped
+                                         and not dropped.append(ctx))
     codes = torch.cat(list(sfx.codes(req, source)), -1)
-    assert codes.shape[-1] == req.frames and fired
-    cut = window + probe  # the first window, then the second cut after `probe` new frames
-    assert torch.equal(calls[2], codes[:, cut - probe - overlap: cut - probe])
+    assert codes.shape[-1] == req.frames and dropped
+    assert torch.equal(calls[2], codes[:, window - overlap: window])  # continues the frames before the dropped block
+    assert not any(torch.equal(dropped[0], codes[:, j: j + probe]) for j in range(codes.shape[-1] - probe + 1))
+    # a model that makes only silence after its first window: a block is dropped SILENT_RETRIES times with context,
+    # as many times afresh, then kept, so the piece still ends with all its frames
+    calls.clear()
+    sfx.context_silent = lambda g, ctx: ctx.shape[-1] == probe and len(calls) >= 2
+    codes = torch.cat(list(sfx.codes(req, source)), -1)
+    assert codes.shape[-1] == req.frames
+    R = SILENT_RETRIES
+    assert [p is None for p in calls[: 2 * R + 2]] == [True] + [False] * R + [True] * (R + 1)
     del sfx.context_silent
     zeros = codec.encode(torch.zeros(1, 1, codec.hop * 40), 2)[0]
     assert sfx.context_silent(sfx.generators["lm"], zeros) == (

@@ -143,6 +143,7 @@ def check_prompt(prompt: str) -> str:
 
 GENERATORS = ("lm", "flow")
 SILENT_DBFS = -40.0  # a carried context quieter than this (RMS) is not continued by the token LM's next window
+SILENT_RETRIES = 3  # silent blocks a long piece drops in a row before its next window starts afresh (TaggedTask.codes)
 
 
 @dataclass
@@ -291,11 +292,15 @@ class TaggedTask:
         ``codes LongTensor[K, n]`` as they arrive, ``req.frames`` in all. Past the trained window it slides
         windows (:func:`~tokenwave.lm.generate.long_windows`, :meth:`window_overlap`): window ``i`` samples with
         seed ``seed + i`` from ``source`` (None: the token LM on this thread), continuing the last frames made
-        before it (or the continued clip's), whose forced frames it returns first and this loop drops. Against
-        drift into silence, a window whose last ``overlap // 4`` new frames are silent (:meth:`context_silent`)
-        ends there and the next continues the frames before them; a silent context is replaced by the last sounding
-        one (or none). Closing the iterator
-        stops the source."""
+        before it (or the continued clip's), whose forced frames it returns first and this loop drops.
+
+        Against drift into silence (the trained windows end in decays, and the token LM continues silence with
+        silence: ``benchmarks/longform.py``), new frames are held back in blocks of ``overlap // 4`` (0.16 s at the
+        music window) until :meth:`context_silent` has heard them. A silent block is dropped, never sent: the window
+        ends there and the next one continues the frames before it, with the next seed. After
+        :data:`SILENT_RETRIES` silent blocks in a row the next window starts afresh, without context, and after
+        twice that many a silent block is kept, so a piece always ends. A silent carried context is replaced by the
+        last sounding one (or none). Closing the iterator stops the source."""
         g = req.generator
         if g.kind != "lm":
             raise InvalidArgumentError(f"the {g.kind} generator makes no codes", "use generator 'lm'")
@@ -305,40 +310,45 @@ class TaggedTask:
         out = None if req.context is None else req.context[0]
         have, i = req.total - req.frames, 0  # frames made (the continued clip's first), windows begun
         sounding = None  # the last carried context that was not silent
-        resume = None  # after a window cut for silence: the frames before the silence
-        probe = max(overlap // 4, 1)  # new frames between two silence checks (0.16 s at the default window)
+        block = max(overlap // 4, 1)  # new frames held back until heard
+        dropped = 0  # silent blocks dropped in a row
         while have < req.total:
             start, n_ctx, n = next(long_windows(req.total, window, overlap, have))
             ctx = out[:, -n_ctx:] if n_ctx else None
-            if resume is not None and resume.shape[-1] == n_ctx and not self.context_silent(g, resume):
-                ctx = resume  # continue the sound from before the silence, not the silence
-            if ctx is not None and self.context_silent(g, ctx):
-                # silence is continued by silence (the trained windows end in decays): carry the last sounding
-                # context instead, else none, so a long piece does not drift into silence (benchmarks/longform.py)
-                if sounding is not None and sounding.shape[-1] == n_ctx:
+            if ctx is not None and (dropped >= SILENT_RETRIES or self.context_silent(g, ctx)):
+                if dropped < SILENT_RETRIES and sounding is not None and sounding.shape[-1] == n_ctx:
                     ctx = sounding
-                else:
+                else:  # afresh: from the conditioning alone
                     start, n_ctx, n, ctx = have, 0, min(window, req.total - have), None
             elif ctx is not None:
                 sounding = ctx
             step = SamplingParams(**{**params.__dict__, "seed": params.seed + i})
-            seen, checked, resume = 0, 0, None
+            i += 1
+            seen, held = 0, None
             with closing(source(req.cond.frame_slice(start, start + n), n, step, ctx)) as window_codes:
                 for c in window_codes:
                     drop = min(max(n_ctx - seen, 0), c.shape[-1])  # the forced context frames come back first
                     seen += c.shape[-1]
-                    new = c[:, drop:]
-                    if new.shape[-1]:
+                    if c.shape[-1] > drop:
+                        held = c[:, drop:] if held is None else torch.cat([held, c[:, drop:]], -1)
+                    while held is not None and held.shape[-1] >= block:
+                        new, held = held[:, :block], (held[:, block:] if held.shape[-1] > block else None)
+                        silent = self.context_silent(g, new)
+                        if silent and dropped < 2 * SILENT_RETRIES:
+                            dropped += 1
+                            held = None
+                            break
+                        dropped = dropped if silent else 0
                         out = new if out is None else torch.cat([out, new], -1)
-                        have += new.shape[-1]
+                        have += block
                         yield new
-                    made = seen - n_ctx
-                    if made - checked >= probe and have < req.total:
-                        checked = made
-                        if self.context_silent(g, out[:, -probe:]):
-                            resume = out[:, -(probe + overlap): -probe] if out.shape[-1] >= probe + overlap else None
-                            break  # gone silent: the next window starts here (closing the source stops this one)
-            i += 1
+                    else:
+                        continue
+                    break  # a silent block: the next window starts here (closing the source stops this one)
+            if held is not None:  # the window's last frames, fewer than a block
+                out = held if out is None else torch.cat([out, held], -1)
+                have += held.shape[-1]
+                yield held
 
     @torch.no_grad()
     def context_silent(self, g: Generator, codes: torch.Tensor) -> bool:
