@@ -189,6 +189,12 @@ def test_a_silent_context_is_not_continued(models):
     assert codes.shape[-1] == req.frames
     R = SILENT_RETRIES
     assert [p is None for p in calls[: 2 * R + 2]] == [True] + [False] * R + [True] * (R + 1)
+    # a request of one window is the clip as the model makes it, silences and all: nothing held back or heard
+    short = sfx.prepare("heavy rain", (window - 1) / sfx.frame_rate, Sampling(seed=1))
+    calls.clear()
+    sfx.context_silent = lambda g, ctx: pytest.fail("a one-window request was checked for silence")
+    codes = torch.cat(list(sfx.codes(short, source)), -1)
+    assert len(calls) == 1 and codes.shape[-1] == short.frames == window - 1
     del sfx.context_silent
     zeros = codec.encode(torch.zeros(1, 1, codec.hop * 40), 2)[0]
     assert sfx.context_silent(sfx.generators["lm"], zeros) == (

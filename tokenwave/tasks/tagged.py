@@ -295,12 +295,13 @@ class TaggedTask:
         before it (or the continued clip's), whose forced frames it returns first and this loop drops.
 
         Against drift into silence (the trained windows end in decays, and the token LM continues silence with
-        silence: ``benchmarks/longform.py``), new frames are held back in blocks of ``overlap // 4`` (0.16 s at the
-        music window) until :meth:`context_silent` has heard them. A silent block is dropped, never sent: the window
-        ends there and the next one continues the frames before it, with the next seed. After
-        :data:`SILENT_RETRIES` silent blocks in a row the next window starts afresh, without context, and after
-        twice that many a silent block is kept, so a piece always ends. A silent carried context is replaced by the
-        last sounding one (or none). Closing the iterator stops the source."""
+        silence: ``benchmarks/longform.py``), a request longer than one window holds its new frames back in blocks of
+        ``overlap // 4`` (0.16 s at the music window) until :meth:`context_silent` has heard them. A silent block is
+        dropped, never sent: the window ends there and the next one continues the frames before it, with the next
+        seed. After :data:`SILENT_RETRIES` silent blocks in a row the next window starts afresh, without context, and
+        after twice that many a silent block is kept, so a piece always ends. A silent carried context is replaced by
+        the last sounding one (or none). A request of one window is the clip as the model makes it, sent as it comes.
+        Closing the iterator stops the source."""
         g = req.generator
         if g.kind != "lm":
             raise InvalidArgumentError(f"the {g.kind} generator makes no codes", "use generator 'lm'")
@@ -310,7 +311,8 @@ class TaggedTask:
         out = None if req.context is None else req.context[0]
         have, i = req.total - req.frames, 0  # frames made (the continued clip's first), windows begun
         sounding = None  # the last carried context that was not silent
-        block = max(overlap // 4, 1)  # new frames held back until heard
+        # new frames held back until heard; a request of one window is the clip as the model makes it, silences and all
+        block = max(overlap // 4, 1) if req.total > window else None
         dropped = 0  # silent blocks dropped in a row
         while have < req.total:
             start, n_ctx, n = next(long_windows(req.total, window, overlap, have))
@@ -331,7 +333,13 @@ class TaggedTask:
                     seen += c.shape[-1]
                     if c.shape[-1] > drop:
                         held = c[:, drop:] if held is None else torch.cat([held, c[:, drop:]], -1)
-                    while held is not None and held.shape[-1] >= block:
+                    while held is not None and held.shape[-1] >= (block or 1):
+                        if block is None:  # one window: sent as it comes
+                            new, held = held, None
+                            out = new if out is None else torch.cat([out, new], -1)
+                            have += new.shape[-1]
+                            yield new
+                            continue
                         new, held = held[:, :block], (held[:, block:] if held.shape[-1] > block else None)
                         silent = self.context_silent(g, new)
                         if silent and dropped < 2 * SILENT_RETRIES:
