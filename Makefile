@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[data,test,eval,serve,judges]' $(TORCH)
-	$(PY) -m pip install -q --no-deps resemblyzer==0.1.4 aisfx==0.1.2 # their pinned dependencies: see pyproject's judges
+	$(PY) -m pip install -q --no-deps resemblyzer==0.1.4 aisfx==0.1.2 basic-pitch==0.4.0 # their pinned dependencies: see pyproject's judges
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -208,6 +208,10 @@ def readme_headline(src: Sources) -> str:
                 trow(model, f"Fréchet distance to real held-out recordings (aisfx, third-party; real vs real: "
                      f"{fmt(src.get('realdist', f'figures.{task}.fd.aisfx.real (half A)'))}, issue 25's target 0.7x "
                      "today's)", "realdist", f"{task}_{g}_fd_to_real_aisfx")
+                if task == "music":  # a third-party music network too
+                    trow(model, f"Fréchet distance to real held-out recordings (basic-pitch notes, third-party; real vs "
+                         f"real: {fmt(src.get('realdist', f'figures.{task}.fd.basic-pitch.real (half A)'))}, target 0.7x "
+                         "the first measurement)", "realdist", f"{task}_{g}_fd_to_real_basic-pitch")
     for rel, srv in (("serve", "server (`tokenwave serve`, TTS, fp32)"), ("serve-int8", "server (`--precision int8`)"),
                      ("serve-thread", "server (`--engine thread`: the engine in the server's process, as before)")):
         if (src.root / f"benchmarks/results/{rel}.json").exists():
@@ -378,6 +382,17 @@ def tagged_figures(task: str, this: str) -> Callable[[Sources], str]:
                     + targets_table(src, "realdist", [
                         (f"{GENERATOR_NAMES.get(g, g)}: distance to real recordings (issue 25: 0.7x today's)",
                          f"{task}_{g}_fd_to_real_aisfx") for g in order]))
+            if task == "music":  # a third-party music network too
+                fd = f"figures.{task}.fd.basic-pitch"
+                out += (f"\n\nIn the music network of the basic-pitch wheel (note, onset and pitch-contour statistics of "
+                        f"a note-transcription network trained on real recordings): real against real "
+                        f"{fmt(src.get('realdist', f'{fd}.real (half A)'))}, the codec's resynthesis "
+                        f"{fmt(src.get('realdist', f'{fd}.codec resynthesis'))}, "
+                        + ", ".join(f"{GENERATOR_NAMES.get(g, g)} {fmt(src.get('realdist', f'{fd}.generated ({g})'))}"
+                                    for g in order) + ".\n\n"
+                        + targets_table(src, "realdist", [
+                            (f"{GENERATOR_NAMES.get(g, g)}: distance to real recordings (0.7x the first measurement)",
+                             f"{task}_{g}_fd_to_real_basic-pitch") for g in order]))
         return out
 
     return render

