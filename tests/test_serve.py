@@ -560,6 +560,42 @@ def test_a_newcomer_reuses_the_shared_prefix_keys_of_an_earlier_job():
         engine.stop()
 
 
+def test_a_cancel_from_another_thread_wakes_the_consumer_and_stops_the_source():
+    """``Job.cancel()`` from another thread: a consumer waiting in ``codes()`` (nothing produced: the engine is not
+    running) gets ``Cancelled`` at once, and the engine drops the job; an ``EngineSource`` cancelled (as the server
+    does when a client leaves mid-chunk) stops its job and refuses the next window's."""
+    from tokenwave.conditioning import Conditioning
+    from tokenwave.lm.config import LMConfig
+    from tokenwave.serve.engine import Cancelled
+
+    cfg = LMConfig(K=2, codebook_size=64, dim=32, depth=2, heads=2, max_len=96)
+    lm = TokenLM(cfg).eval()
+    cond = Conditioning(prefix=torch.randn(1, 3, 32))
+    params = SamplingParams(seed=0)
+    engine = BatchEngine(lm, max_rows=4, ahead_frames=4)  # a job runs at most 4 frames ahead of its reader
+    try:
+        job = engine.submit(Job(cond, 20, params))
+        threading.Timer(0.1, job.cancel).start()
+        t0 = time.perf_counter()
+        with pytest.raises(Cancelled):
+            list(job.codes(timeout=10))
+        assert time.perf_counter() - t0 < 1.0
+        engine.start()
+        assert _wait(lambda: engine.queue_depth == 0 and engine.streams == 0)
+        source = EngineSource(engine)
+        running = source(cond, 60, params)
+        next(running)
+        threading.Timer(0.05, source.cancel).start()
+        with pytest.raises(Cancelled):
+            for _ in running:
+                time.sleep(0.01)
+        assert source.job.cancelled and source.job.emitted < 60 and _wait(lambda: engine.n == 0 and not engine.parked)
+        with pytest.raises(Cancelled):
+            next(source(cond, 60, params))
+    finally:
+        engine.stop()
+
+
 def test_a_continuation_prefills_its_forced_steps_in_the_engine():
     """A job that continues a prompt prefills the steps its prompt fills entirely when it joins, with its per-frame
     conditioning, as offline decoding does: a lone job decodes only the steps after them and makes the offline

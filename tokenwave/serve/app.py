@@ -42,6 +42,7 @@ from starlette.websockets import WebSocketDisconnect
 from tokenwave.audio.io import read_audio_header
 from tokenwave.errors import AudioFileError, TokenwaveError
 from tokenwave.serve.audio import BATCHER, OpusStream, encode_file, pcm16
+from tokenwave.serve.engine import Cancelled
 from tokenwave.serve.schema import ErrorBody, StreamRequest, TaggedFileRequest, TTSFileRequest
 from tokenwave.serve.service import BusyError, Service
 from tokenwave.tasks.base import MissingModelError
@@ -304,17 +305,19 @@ def make_app(service: Service) -> FastAPI:
             parts.append(field_error(e, cfg.max_duration))
         return JSONResponse({"error": "invalid request: " + "; ".join(parts), "status": 422}, 422)
 
-    def render(task: str, req: dict, gone: threading.Event) -> tuple[np.ndarray | None, dict]:
-        """The whole file, or None once ``gone`` is set (the client left): the stream is closed, which cancels
-        its engine job, so an abandoned request stops within one chunk."""
+    def render(task: str, req: dict, gone: threading.Event, held: dict) -> tuple[np.ndarray | None, dict]:
+        """The whole file, or None once ``gone`` is set (the client left): the stream (kept in ``held["stream"]``,
+        which the caller cancels when the client leaves mid-chunk) is closed, which cancels its engine job."""
         info: dict = {}
-        it = service.stream(task, req, info)
+        it = held["stream"] = service.stream(task, req, info)
         chunks = []
         try:
             for chunk in it:
                 if gone.is_set():
                     return None, info
                 chunks.append(chunk)
+        except Cancelled:
+            return None, info
         finally:
             it.close()
         return (np.concatenate(chunks) if chunks else np.zeros(0, np.float32)), info
@@ -368,9 +371,12 @@ def make_app(service: Service) -> FastAPI:
         t0 = time.perf_counter()
         try:
             service.metrics.started += 1
-            rendering = asyncio.get_running_loop().run_in_executor(pool, render, task, req, gone)
+            held: dict = {}
+            rendering = asyncio.get_running_loop().run_in_executor(pool, render, task, req, gone, held)
             await asyncio.wait({rendering, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if not rendering.done():  # the client left: its slot is free now, the render stops at its next chunk
+            if not rendering.done():  # the client left: its slot is free now, and its engine job stops at once
+                if "stream" in held:
+                    held["stream"].cancel()
                 rendering.add_done_callback(lambda f: f.cancelled() or f.exception())
                 wav = None
             else:
@@ -578,8 +584,9 @@ def make_app(service: Service) -> FastAPI:
         finally:
             watcher.cancel()
             leaving.cancel()
-            if pending is not None:  # a chunk is still being made: close the stream (cancel its job) right after it
-                pending.add_done_callback(lambda f: pool.submit(it.close))
+            if pending is not None:  # a chunk is still being made: stop its engine job now, close the stream after
+                it.cancel()
+                pending.add_done_callback(lambda f: (f.cancelled() or f.exception(), pool.submit(it.close)))
             else:
                 await loop.run_in_executor(pool, it.close)  # cancels the engine job of the stream
             service.release()

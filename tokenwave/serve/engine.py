@@ -60,12 +60,16 @@ class Job:
         self.link = None     # an engine in another process: its ``cancel()`` and ``taken(n)`` tell it
 
     def cancel(self) -> None:
+        """Stop the job (from any thread): the engine frees its rows at its next step, and a consumer waiting in
+        :meth:`codes` gets :class:`Cancelled` at once."""
         self.cancelled = True
+        self.events.put(("cancelled", None))
         if self.link is not None:
             self.link.cancel()
 
     def codes(self, timeout: float = 60.0):
-        """Yield ``codes LongTensor[K, n]`` as the engine produces them; raises the engine's error, if any."""
+        """Yield ``codes LongTensor[K, n]`` as the engine produces them; raises the engine's error, if any, and
+        :class:`Cancelled` once the job was cancelled."""
         while True:
             kind, value = self.events.get(timeout=timeout)
             if kind == "codes":
@@ -75,6 +79,8 @@ class Job:
                 yield value
             elif kind == "error":
                 raise value
+            elif kind == "cancelled":
+                raise Cancelled("the job was cancelled")
             else:
                 return
 

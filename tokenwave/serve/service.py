@@ -30,7 +30,7 @@ from tokenwave.lm.sampling import SamplingParams
 from tokenwave.nn import check_precision
 from tokenwave.serve.audio import DecoderState, Finisher
 from tokenwave.serve.capacity import task_capacity
-from tokenwave.serve.engine import BatchEngine, Job
+from tokenwave.serve.engine import BatchEngine, Cancelled, Job
 from tokenwave.serve.process import EngineProcess
 from tokenwave.tasks import load_task
 from tokenwave.tasks.base import MissingModelError, Sampling
@@ -54,19 +54,52 @@ class Ticket:
 
 class EngineSource:
     """The server's :class:`~tokenwave.tasks.sources.CodeSource`: each call runs one :class:`Job` on ``engine``,
-    batched with every other stream of the task; closing the iterator cancels the job."""
+    batched with every other stream of the task; closing the iterator cancels the job. :meth:`cancel` (from any
+    thread) stops the job running now and refuses later ones."""
 
     def __init__(self, engine: BatchEngine | EngineProcess) -> None:
         self.engine = engine
+        self.job: Job | None = None
+        self.stopped = False
 
     def __call__(self, cond: Conditioning, frames: int, params: SamplingParams,
                  prompt: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
         """See :meth:`tokenwave.tasks.sources.CodeSource.__call__`."""
-        job = self.engine.submit(Job(cond, frames, params, prompt=prompt))
+        if self.stopped:
+            raise Cancelled("the stream was cancelled")
+        job = self.job = self.engine.submit(Job(cond, frames, params, prompt=prompt))
+        if self.stopped:  # cancelled while it was submitted
+            job.cancel()
         try:
             yield from job.codes()
         finally:
             job.cancel()
+
+    def cancel(self) -> None:
+        self.stopped = True
+        if self.job is not None:
+            self.job.cancel()
+
+
+class Stream:
+    """A stream's finished float32 chunks (an iterator, as :meth:`Service.stream` returns): ``close()`` from the
+    thread that iterates, ``cancel()`` from any thread, e.g. while that thread waits for the next chunk: the
+    engine job stops at once and the iterator raises :class:`~tokenwave.serve.engine.Cancelled`."""
+
+    def __init__(self, chunks: Iterator[np.ndarray], source: EngineSource) -> None:
+        self.chunks, self.source = chunks, source
+
+    def __iter__(self) -> Stream:
+        return self
+
+    def __next__(self) -> np.ndarray:
+        return next(self.chunks)
+
+    def close(self) -> None:
+        self.chunks.close()
+
+    def cancel(self) -> None:
+        self.source.cancel()
 
 
 class ChunkedDecoder(StepDecoder):
@@ -250,13 +283,14 @@ class Service:
                 self.active -= 1
 
     # --- streams ------------------------------------------------------------------------------------------------
-    def stream(self, task: str, req: dict, info: dict | None = None) -> Iterator[np.ndarray]:
-        """Check ``req`` for ``task`` (raising a :class:`TokenwaveError` now if it is bad), then return an iterator
-        of finished (clipped, watermarked) float32 chunks; ``info`` receives the metadata. Closing the iterator
-        cancels the work."""
+    def stream(self, task: str, req: dict, info: dict | None = None) -> Stream:
+        """Check ``req`` for ``task`` (raising a :class:`TokenwaveError` now if it is bad), then return a
+        :class:`Stream` of finished (clipped, watermarked) float32 chunks; ``info`` receives the metadata. Closing
+        it cancels the work, and so does ``cancel()`` from another thread."""
         info = {} if info is None else info
-        raw = self._tts(req, info) if task == "tts" else self._tagged(task, req, info)
-        return self._finish(raw, info)
+        source = EngineSource(self.engines[task])
+        raw = self._tts(req, info, source) if task == "tts" else self._tagged(task, req, info, source)
+        return Stream(self._finish(raw, info), source)
 
     def _finish(self, raw: Iterator[np.ndarray], info: dict) -> Iterator[np.ndarray]:
         fin = Finisher(self.sample_rate, watermark=True)
@@ -284,7 +318,7 @@ class Service:
         fine-tuned for its model, if it has one), so a stream sounds like the CLI's file."""
         return ChunkedDecoder(codec, self.config.decode_frames, phones, voice)
 
-    def _tts(self, req: dict, info: dict) -> Iterator[np.ndarray]:
+    def _tts(self, req: dict, info: dict, source: EngineSource) -> Iterator[np.ndarray]:
         """A TTS request, checked now (:meth:`TTS.prepare`) -> its audio from :meth:`TTS.render` on the engine."""
         tts = self.tasks["tts"]
         sampling = self._sampling(req, tts)
@@ -296,9 +330,9 @@ class Service:
                           self.registry, req.get("voice_text"), req.get("accent"))
         info.update(utt.info)
         info["sentences"] = len(utt.plans)
-        return tts.render(utt, EngineSource(self.engines["tts"]), self._decoding)
+        return tts.render(utt, source, self._decoding)
 
-    def _tagged(self, name: str, req: dict, info: dict) -> Iterator[np.ndarray]:
+    def _tagged(self, name: str, req: dict, info: dict, source: EngineSource) -> Iterator[np.ndarray]:
         """A music / sfx request, checked now (:meth:`TaggedTask.prepare`, the server's duration limit) -> its
         audio from the token LM's :meth:`TaggedTask.render` on the engine."""
         task = self.tasks[name]
@@ -308,4 +342,4 @@ class Service:
         if piece.nearest:
             info["nearest_captions"] = piece.nearest
         info["total_seconds"] = piece.frames / task.frame_rate
-        return task.render(piece, EngineSource(self.engines[name]), self._decoding)
+        return task.render(piece, source, self._decoding)
