@@ -370,32 +370,32 @@ def tagged_figures(task: str, this: str) -> Callable[[Sources], str]:
             names.append(("melody chroma cosine (the generator for melody requests)", "music_melody_chroma_cosine"))
         names.append((f"10 s of {task}, x real time (default generator)", f"{task}_10s_x_realtime"))
         out = head + "\n\n" + table([""] + [c for c, _ in cols], rows) + "\n\n" + targets_table(src, "tasks", names)
-        if (src.root / "benchmarks/results/realdist.json").exists():  # against real recordings, third-party judge
-            fd = f"figures.{task}.fd.aisfx"
-            out += (f"\n\nAgainst real held-out recordings (`benchmarks/results/realdist.json`, "
-                    f"{fmt(src.get('realdist', f'figures.{task}.clips_per_set'))} clips a set; Fréchet distance in "
-                    f"the third-party aisfx embedding, lower is closer): real recordings against real "
-                    f"{fmt(src.get('realdist', f'{fd}.real (half A)'))}, the codec's resynthesis "
-                    f"{fmt(src.get('realdist', f'{fd}.codec resynthesis'))}, "
-                    + ", ".join(f"{GENERATOR_NAMES.get(g, g)} {fmt(src.get('realdist', f'{fd}.generated ({g})'))}"
-                                for g in order) + ".\n\n"
-                    + targets_table(src, "realdist", [
-                        (f"{GENERATOR_NAMES.get(g, g)}: distance to real recordings (issue 25: 0.7x today's)",
-                         f"{task}_{g}_fd_to_real_aisfx") for g in order]))
+        if (src.root / "benchmarks/results/realdist.json").exists():  # against real recordings, third-party judges
+            out += "\n\n" + realdist_paragraph(
+                src, task, order, "aisfx", "issue 25: 0.7x today's",
+                f"Against real held-out recordings (`benchmarks/results/realdist.json`, "
+                f"{fmt(src.get('realdist', f'figures.{task}.clips_per_set'))} clips a set; Fréchet distance in the "
+                "third-party aisfx embedding, lower is closer): real recordings against real")
             if task == "music":  # a third-party music network too
-                fd = f"figures.{task}.fd.basic-pitch"
-                out += (f"\n\nIn the music network of the basic-pitch wheel (note, onset and pitch-contour statistics of "
-                        f"a note-transcription network trained on real recordings): real against real "
-                        f"{fmt(src.get('realdist', f'{fd}.real (half A)'))}, the codec's resynthesis "
-                        f"{fmt(src.get('realdist', f'{fd}.codec resynthesis'))}, "
-                        + ", ".join(f"{GENERATOR_NAMES.get(g, g)} {fmt(src.get('realdist', f'{fd}.generated ({g})'))}"
-                                    for g in order) + ".\n\n"
-                        + targets_table(src, "realdist", [
-                            (f"{GENERATOR_NAMES.get(g, g)}: distance to real recordings (0.7x the first measurement)",
-                             f"{task}_{g}_fd_to_real_basic-pitch") for g in order]))
+                out += "\n\n" + realdist_paragraph(
+                    src, task, order, "basic-pitch", "0.7x the first measurement",
+                    "In the music network of the basic-pitch wheel (note, onset and pitch-contour statistics of a "
+                    "note-transcription network trained on real recordings): real against real")
         return out
 
     return render
+
+
+def realdist_paragraph(src: Sources, task: str, order: list[str], emb: str, goal: str, lead: str) -> str:
+    """``realdist.json``'s Fréchet distances of ``task`` in embedding ``emb`` (real against real, the codec's
+    resynthesis, each generator in ``order``), after ``lead``, and their targets' table."""
+    fd = f"figures.{task}.fd.{emb}"
+    return (f"{lead} {fmt(src.get('realdist', f'{fd}.real (half A)'))}, the codec's resynthesis "
+            f"{fmt(src.get('realdist', f'{fd}.codec resynthesis'))}, "
+            + ", ".join(f"{GENERATOR_NAMES.get(g, g)} {fmt(src.get('realdist', f'{fd}.generated ({g})'))}"
+                        for g in order) + ".\n\n"
+            + targets_table(src, "realdist", [(f"{GENERATOR_NAMES.get(g, g)}: distance to real recordings ({goal})",
+                                              f"{task}_{g}_fd_to_real_{emb}") for g in order]))
 
 
 def free_prompts(task: str) -> Callable[[Sources], str]:
