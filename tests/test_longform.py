@@ -76,6 +76,43 @@ def test_long_pieces_have_the_asked_duration_and_the_seed_decides(models, genera
     assert len(odd.wav) == round(2.37 * music.frame_rate) * codec.hop
 
 
+def test_long_music_holds_new_frames_back_until_heard(models):
+    """Music longer than one window holds its new frames back in blocks until heard: a silent block is dropped, never
+    sent, and the next window continues the frames before it; a model that goes on making silence is retried
+    SILENT_RETRIES times with context and as many times afresh, then kept, so the piece ends with all its frames;
+    music of one window is the clip as the model makes it, nothing heard."""
+    root, codec = models
+    music = load_task("music", root / "music", codec, generator="lm")
+    req = music.prepare("a reel", 2.0, Sampling(seed=1), generator="lm")
+    calls = []
+
+    def source(cond, frames, params, prompt=None):
+        calls.append(prompt)
+        return LMSource(music.lm)(cond, frames, params, prompt)
+
+    window, overlap = music.window_overlap(req.cond)
+    probe = overlap // 4
+    assert req.frames > 2 * window
+    dropped = []  # the second window's first block is silent
+    music.context_silent = lambda g, ctx: (ctx.shape[-1] == probe and len(calls) == 2 and not dropped
+                                           and not dropped.append(ctx))
+    codes = torch.cat(list(music.codes(req, source)), -1)
+    assert codes.shape[-1] == req.frames and dropped
+    assert torch.equal(calls[2], codes[:, window - overlap: window])  # continues the frames before the dropped block
+    assert not any(torch.equal(dropped[0], codes[:, j: j + probe]) for j in range(codes.shape[-1] - probe + 1))
+    calls.clear()  # silence only, after the first window
+    music.context_silent = lambda g, ctx: ctx.shape[-1] == probe and len(calls) >= 2
+    codes = torch.cat(list(music.codes(req, source)), -1)
+    R = SILENT_RETRIES
+    assert codes.shape[-1] == req.frames
+    assert [p is None for p in calls[: 2 * R + 2]] == [True] + [False] * R + [True] * (R + 1)
+    short = music.prepare("a reel", (window - 1) / music.frame_rate, Sampling(seed=1), generator="lm")
+    calls.clear()
+    music.context_silent = lambda g, ctx: pytest.fail("a one-window request was checked for silence")
+    codes = torch.cat(list(music.codes(short, source)), -1)
+    assert len(calls) == 1 and codes.shape[-1] == short.frames == window - 1
+
+
 def test_long_stream_equals_the_offline_file(models):
     root, codec = models
     sfx = load_task("sfx", root / "sfx", codec)
@@ -170,31 +207,16 @@ def test_a_silent_context_is_not_continued(models):
     assert torch.equal(calls[silent_at], calls[silent_at - 1])  # the last sounding context again
     made_before = sum(window - (0 if p is None else p.shape[-1]) for p in calls[:silent_at])
     assert not torch.equal(calls[silent_at], codes[:, made_before - overlap: made_before])
-    # new frames are held back until heard: a silent block is dropped, never sent, and the next window continues the
-    # frames before it
+    # sound effects send frames as they come: a window whose newest frames go silent ends there, and the next
+    # continues the frames before the silence
     calls.clear()
     probe = overlap // 4
-    dropped = []  # the second window's first block is silent
-    sfx.context_silent = lambda g, ctx: (ctx.shape[-1] == probe and len(calls) == 2 and not dropped
-                                         and not dropped.append(ctx))
+    fired = []
+    sfx.context_silent = lambda g, ctx: ctx.shape[-1] == probe and len(calls) == 2 and not fired and not fired.append(1)
     codes = torch.cat(list(sfx.codes(req, source)), -1)
-    assert codes.shape[-1] == req.frames and dropped
-    assert torch.equal(calls[2], codes[:, window - overlap: window])  # continues the frames before the dropped block
-    assert not any(torch.equal(dropped[0], codes[:, j: j + probe]) for j in range(codes.shape[-1] - probe + 1))
-    # a model that makes only silence after its first window: a block is dropped SILENT_RETRIES times with context,
-    # as many times afresh, then kept, so the piece still ends with all its frames
-    calls.clear()
-    sfx.context_silent = lambda g, ctx: ctx.shape[-1] == probe and len(calls) >= 2
-    codes = torch.cat(list(sfx.codes(req, source)), -1)
-    assert codes.shape[-1] == req.frames
-    R = SILENT_RETRIES
-    assert [p is None for p in calls[: 2 * R + 2]] == [True] + [False] * R + [True] * (R + 1)
-    # a request of one window is the clip as the model makes it, silences and all: nothing held back or heard
-    short = sfx.prepare("heavy rain", (window - 1) / sfx.frame_rate, Sampling(seed=1))
-    calls.clear()
-    sfx.context_silent = lambda g, ctx: pytest.fail("a one-window request was checked for silence")
-    codes = torch.cat(list(sfx.codes(short, source)), -1)
-    assert len(calls) == 1 and codes.shape[-1] == short.frames == window - 1
+    assert codes.shape[-1] == req.frames and fired
+    cut = window + probe  # the first window, then the second cut after `probe` new frames
+    assert torch.equal(calls[2], codes[:, cut - probe - overlap: cut - probe])
     del sfx.context_silent
     zeros = codec.encode(torch.zeros(1, 1, codec.hop * 40), 2)[0]
     assert sfx.context_silent(sfx.generators["lm"], zeros) == (

@@ -144,6 +144,7 @@ def check_prompt(prompt: str) -> str:
 GENERATORS = ("lm", "flow")
 SILENT_DBFS = -40.0  # a carried context quieter than this (RMS) is not continued by the token LM's next window
 SILENT_RETRIES = 3  # silent blocks a long piece drops in a row before its next window starts afresh (TaggedTask.codes)
+HOLD_SILENCE = {"music": True, "sfx": False}  # tasks whose long pieces hold new frames back until heard (codes)
 
 
 @dataclass
@@ -295,12 +296,18 @@ class TaggedTask:
         before it (or the continued clip's), whose forced frames it returns first and this loop drops.
 
         Against drift into silence (the trained windows end in decays, and the token LM continues silence with
-        silence: ``benchmarks/longform.py``), a request longer than one window holds its new frames back in blocks of
-        ``overlap // 4`` (0.16 s at the music window) until :meth:`context_silent` has heard them. A silent block is
-        dropped, never sent: the window ends there and the next one continues the frames before it, with the next
-        seed. After :data:`SILENT_RETRIES` silent blocks in a row the next window starts afresh, without context, and
-        after twice that many a silent block is kept, so a piece always ends. A silent carried context is replaced by
-        the last sounding one (or none). A request of one window is the clip as the model makes it, sent as it comes.
+        silence: ``benchmarks/longform.py``), a silent carried context is replaced by the last sounding one (or
+        none), and new frames are heard in blocks of ``overlap // 4`` (0.16 s at the music window) by
+        :meth:`context_silent`:
+
+        - music longer than one window (:data:`HOLD_SILENCE`) holds each block back until heard. A silent block is
+          dropped, never sent: the window ends there and the next one continues the frames before it, with the next
+          seed. After :data:`SILENT_RETRIES` silent blocks in a row the next window starts afresh, without context,
+          and after twice that many a silent block is kept, so a piece always ends. Music of one window is the clip
+          as the model makes it.
+        - sound effects, where silence between events is real, send frames as they come; a window whose newest block
+          is silent ends there, and the next continues the frames before the silence.
+
         Closing the iterator stops the source."""
         g = req.generator
         if g.kind != "lm":
@@ -311,12 +318,17 @@ class TaggedTask:
         out = None if req.context is None else req.context[0]
         have, i = req.total - req.frames, 0  # frames made (the continued clip's first), windows begun
         sounding = None  # the last carried context that was not silent
-        # new frames held back until heard; a request of one window is the clip as the model makes it, silences and all
-        block = max(overlap // 4, 1) if req.total > window else None
-        dropped = 0  # silent blocks dropped in a row
+        block = max(overlap // 4, 1)  # new frames heard at a time
+        hold = HOLD_SILENCE.get(self.task, False)
+        if hold and req.total <= window:
+            block = None  # one window: nothing to hear
+        dropped = 0  # silent blocks dropped in a row (held back)
+        resume = None  # after a window cut for silence (sent as they come): the frames before the silence
         while have < req.total:
             start, n_ctx, n = next(long_windows(req.total, window, overlap, have))
             ctx = out[:, -n_ctx:] if n_ctx else None
+            if resume is not None and resume.shape[-1] == n_ctx and not self.context_silent(g, resume):
+                ctx = resume  # continue the sound from before the silence, not the silence
             if ctx is not None and (dropped >= SILENT_RETRIES or self.context_silent(g, ctx)):
                 if dropped < SILENT_RETRIES and sounding is not None and sounding.shape[-1] == n_ctx:
                     ctx = sounding
@@ -326,20 +338,27 @@ class TaggedTask:
                 sounding = ctx
             step = SamplingParams(**{**params.__dict__, "seed": params.seed + i})
             i += 1
-            seen, held = 0, None
+            seen, held, checked, resume = 0, None, 0, None
             with closing(source(req.cond.frame_slice(start, start + n), n, step, ctx)) as window_codes:
                 for c in window_codes:
                     drop = min(max(n_ctx - seen, 0), c.shape[-1])  # the forced context frames come back first
                     seen += c.shape[-1]
-                    if c.shape[-1] > drop:
-                        held = c[:, drop:] if held is None else torch.cat([held, c[:, drop:]], -1)
-                    while held is not None and held.shape[-1] >= (block or 1):
-                        if block is None:  # one window: sent as it comes
-                            new, held = held, None
+                    if not hold or block is None:  # sent as they come
+                        new = c[:, drop:]
+                        if new.shape[-1]:
                             out = new if out is None else torch.cat([out, new], -1)
                             have += new.shape[-1]
                             yield new
-                            continue
+                        made = seen - n_ctx
+                        if block is not None and made - checked >= block and have < req.total:
+                            checked = made
+                            if self.context_silent(g, out[:, -block:]):
+                                resume = out[:, -(block + overlap): -block] if out.shape[-1] >= block + overlap else None
+                                break  # gone silent: the next window starts here (closing the source stops this one)
+                        continue
+                    if c.shape[-1] > drop:
+                        held = c[:, drop:] if held is None else torch.cat([held, c[:, drop:]], -1)
+                    while held is not None and held.shape[-1] >= block:
                         new, held = held[:, :block], (held[:, block:] if held.shape[-1] > block else None)
                         silent = self.context_silent(g, new)
                         if silent and dropped < 2 * SILENT_RETRIES:
@@ -353,7 +372,7 @@ class TaggedTask:
                     else:
                         continue
                     break  # a silent block: the next window starts here (closing the source stops this one)
-            if held is not None:  # the window's last frames, fewer than a block
+            if held is not None:  # the window's last held frames, fewer than a block
                 out = held if out is None else torch.cat([out, held], -1)
                 have += held.shape[-1]
                 yield held
