@@ -18,9 +18,11 @@ naming the install command when it is missing. Nothing is downloaded: the Huggin
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -215,16 +217,12 @@ class MusicEmbedding:
 
     def __init__(self, threads: int = 1) -> None:
         try:
-            import importlib.util  # lazy: optional backend
-
             import onnxruntime as ort  # lazy: optional backend
-            spec = importlib.util.find_spec("basic_pitch")
+            spec = importlib.util.find_spec("basic_pitch")  # only its model file is used: never imported
             if spec is None or spec.origin is None:
                 raise ImportError("No module named 'basic_pitch'")
         except ImportError as err:
             raise MissingJudgeError("basic-pitch", "basic-pitch", err) from err
-        from pathlib import Path  # lazy: with the backend
-
         path = Path(spec.origin).parent / "saved_models" / "icassp_2022" / "nmp.onnx"
         if not path.exists():
             raise MissingJudgeError("basic-pitch", "basic-pitch", FileNotFoundError(path))
