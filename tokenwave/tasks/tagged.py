@@ -319,9 +319,18 @@ class TaggedTask:
         have, i = req.total - req.frames, 0  # frames made (the continued clip's first), windows begun
         sounding = None  # the last carried context that was not silent
         block = max(overlap // 4, 1)  # new frames heard at a time
+        keep = overlap + block  # the frames made that this loop reads back: a context, the frames before a silence
         hold = HOLD_SILENCE.get(self.task, False)
         if hold and req.total <= window:
             block = None  # one window: nothing to hear
+
+        def add(new: torch.Tensor) -> torch.Tensor:
+            """Count ``new`` frames as made (their last ``keep`` kept in ``out``) -> ``new``."""
+            nonlocal out, have
+            out = (new if out is None else torch.cat([out, new], -1))[:, -keep:]
+            have += new.shape[-1]
+            return new
+
         dropped = 0  # silent blocks dropped in a row (held back)
         resume = None  # after a window cut for silence (sent as they come): the frames before the silence
         while have < req.total:
@@ -344,11 +353,8 @@ class TaggedTask:
                     drop = min(max(n_ctx - seen, 0), c.shape[-1])  # the forced context frames come back first
                     seen += c.shape[-1]
                     if not hold or block is None:  # sent as they come
-                        new = c[:, drop:]
-                        if new.shape[-1]:
-                            out = new if out is None else torch.cat([out, new], -1)
-                            have += new.shape[-1]
-                            yield new
+                        if c.shape[-1] > drop:
+                            yield add(c[:, drop:])
                         made = seen - n_ctx
                         if block is not None and made - checked >= block and have < req.total:
                             checked = made
@@ -366,16 +372,12 @@ class TaggedTask:
                             held = None
                             break
                         dropped = dropped if silent else 0
-                        out = new if out is None else torch.cat([out, new], -1)
-                        have += block
-                        yield new
+                        yield add(new)
                     else:
                         continue
                     break  # a silent block: the next window starts here (closing the source stops this one)
             if held is not None:  # the window's last held frames, fewer than a block
-                out = held if out is None else torch.cat([out, held], -1)
-                have += held.shape[-1]
-                yield held
+                yield add(held)
 
     @torch.no_grad()
     def context_silent(self, g: Generator, codes: torch.Tensor) -> bool:
