@@ -241,8 +241,8 @@ class MusicEmbedding:
         x = np.concatenate([np.zeros(pad // 2, np.float32), x])
         hop = self.WINDOW - pad
         starts = range(0, len(x), hop)
-        windows = np.stack([np.pad(x[i: i + self.WINDOW], (0, max(0, self.WINDOW - len(x[i: i + self.WINDOW]))))
-                            for i in starts])[..., None]
+        padded = np.pad(x, (0, self.WINDOW))  # the last window runs past the end into zeros
+        windows = np.stack([padded[i: i + self.WINDOW] for i in starts])[..., None]
         note, onset, contour = self.session.run(self.outputs, {self.input: windows})
         keep = slice(self.OVERLAP // 2, self.FRAMES - self.OVERLAP // 2)
         frames = int(np.ceil((len(x) - pad // 2) / self.HOP))

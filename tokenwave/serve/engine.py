@@ -334,10 +334,10 @@ class BatchEngine:
                     frames_in, start=start)
         # prefill [prefix | start token | forced steps] at slots start .. pos - 1, as lm.generate.stream does at 0 ..
         start_tok = torch.full((R, k.shape[0], 1), self.cfg.special, dtype=torch.long, device=self.device)
-        x = self.lm.embed_steps(start_tok, k[None, :, :1].expand(R, -1, -1)) + self._frame_in(a, 0, R)
+        x = self.lm.embed_steps(start_tok, k[None, :, :1].expand(R, -1, -1)) + self._frame_in(a, 0)
         if F:
             forced = self.lm.embed_steps(known[None].expand(R, -1, -1), k[None, :, :F].expand(R, -1, -1))
-            x = torch.cat([x, forced + self._frame_in(a, 1, R, F)], 1)
+            x = torch.cat([x, forced + self._frame_in(a, 1, F)], 1)
         valid = None
         if P:
             x = torch.cat([run_cond.prefix, x], 1)
@@ -402,8 +402,8 @@ class BatchEngine:
             self.prefixes.popitem(last=False)
         return tmp, h
 
-    def _frame_in(self, a: _Active, step: int, R: int, n: int = 1) -> torch.Tensor | int:
-        """The per-frame conditioning of ``a``'s ``R`` rows at steps ``step .. step + n`` -> ``[R, n, D]`` (or 0)."""
+    def _frame_in(self, a: _Active, step: int, n: int = 1) -> torch.Tensor | int:
+        """The per-frame conditioning of ``a``'s rows at steps ``step .. step + n`` -> ``[R, n, D]`` (or 0)."""
         if a.frames_in is None:
             return 0
         return a.frames_in[:, a.frame[0, step: step + n].clamp(0, a.frames_in.shape[1] - 1)]
@@ -469,7 +469,7 @@ class BatchEngine:
         x = self.lm.embed_steps(tok, book)
         for a in self.active:
             if a.frames_in is not None:
-                x[a.rows] = x[a.rows] + self._frame_in(a, a.step, len(a.rows))
+                x[a.rows] = x[a.rows] + self._frame_in(a, a.step)
         view = KVCache.__new__(KVCache)
         view.k, view.v = [k[:n] for k in self.cache.k], [v[:n] for v in self.cache.v]
         # the window: no active row holds a key before the earliest start, so no query reads the slots before it
