@@ -129,3 +129,34 @@ def test_int8_keeps_the_kv_cache_in_bfloat16_close_to_fp32_and_fp32_undoes_it():
     assert torch.equal(served, generate(lm, 10, one, params)[0])  # the engine's int8 codes are the offline ones
     set_precision(lm, "fp32")
     assert lm.cache_dtype == torch.float32
+
+
+def test_a_teacher_forced_pass_through_a_cache_matches_the_plain_one_and_a_bfloat16_cache_stays_close():
+    """``forward(kv_dtype=...)`` attends through a cache as decoding does (what benchmarks/kv_cache.py compares): an
+    fp32 cache gives the plain pass's logits to float rounding; a bfloat16 one moves them (it is in use) by well under
+    the 5% int8 weights may, and keeps the most likely token in almost every slot."""
+    lm = tiny()
+    codes = torch.randint(0, V, (2, 4, 12))
+    cond = Conditioning(prefix=torch.randn(2, 3, 64))
+    with torch.no_grad():
+        plain, targets = lm(codes, cond)
+        fp32, t32 = lm(codes, cond, kv_dtype=torch.float32)
+        bf16, _ = lm(codes, cond, kv_dtype=torch.bfloat16)
+    assert torch.equal(targets, t32) and torch.allclose(fp32, plain, atol=1e-5)
+    assert 1e-5 < relative_error(bf16, plain) < 0.02
+    assert (bf16.argmax(-1) == plain.argmax(-1)).float().mean() >= 0.95
+
+
+def test_the_tts_keeps_its_kv_cache_in_bfloat16_in_both_precisions_and_the_engine_follows(tmp_path):
+    """The TTS task's token LM decodes over a bfloat16 cache (tokenwave.tasks.tts.KV_CACHE) as fp32 and as int8, and
+    the server's batch engine for it allocates the same dtype (so a lone stream stays the offline codes)."""
+    import task_models as tm
+    from tokenwave.tasks.tts import KV_CACHE, TTS
+
+    codec = tm.tiny_codec()
+    tm.tts_model(tmp_path / "tts", codec)
+    assert KV_CACHE == torch.bfloat16
+    for precision in PRECISIONS:
+        tts = TTS(tmp_path / "tts", codec, precision=precision)
+        assert tts.lm.cache_dtype == torch.bfloat16
+        assert BatchEngine(tts.lm, max_rows=2).cache.k[0].dtype == torch.bfloat16

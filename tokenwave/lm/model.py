@@ -121,11 +121,12 @@ class TokenLM(Checkpointable, nn.Module):
         return x
 
     # --- training ----------------------------------------------------------------------------------------
-    def forward(self, codes: torch.Tensor, cond: Conditioning | None = None,
-                lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, codes: torch.Tensor, cond: Conditioning | None = None, lengths: torch.Tensor | None = None,
+                kv_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced pass: ``codes [B, K, T] -> (logits [B, S, L, V], targets [B, S, L] with -100 where masked)``.
         ``lengths [B]``: real frames per item (the rest is padding, left out of the loss). In training, conditioning
-        is replaced by the null vector for a ``cond_dropout`` share of items."""
+        is replaced by the null vector for a ``cond_dropout`` share of items. ``kv_dtype``: attend through a KV cache
+        of that dtype, as decoding does (e.g. to measure what a bfloat16 cache changes); None: no cache."""
         cond = cond or Conditioning()
         B, _, T = codes.shape
         seq, mask = self.pattern.build(codes, self.cfg.special)
@@ -146,7 +147,8 @@ class TokenLM(Checkpointable, nn.Module):
             x = torch.cat([cond.prefix, x], dim=1)
             if cond.prefix_mask is not None:
                 valid = torch.cat([cond.prefix_mask, torch.ones(B, x.shape[1] - P, dtype=torch.bool, device=x.device)], 1)
-        h = self.run(x, cond, valid)[:, P:]
+        cache = None if kv_dtype is None else KVCache(self.cfg, B, x.device, kv_dtype, max_len=x.shape[1])
+        h = self.run(x, cond, valid, cache)[:, P:]
         logits = self.logits_for(h, book)
         keep = mask.to(seq.device)[None].expand(B, -1, -1)
         if lengths is not None:

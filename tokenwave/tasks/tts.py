@@ -38,6 +38,11 @@ MIN_PROMPT_SECONDS = 1.5
 PAUSE_SECONDS = 0.15   # silence between sentences
 EDGE_SECONDS = 0.01    # fade at each sentence's edges
 DEFAULT_PRECISION = "fp32"  # the token LM's linear layers (TTS precision)
+# the token LM's KV cache at inference, in both precisions: decoding at batch > 1 (the server's engine, guidance) reads
+# every cached key and value each step, and half the bytes makes an 8-stream engine step about 0.87x as long. Its
+# teacher-forced sequence KL to an fp32 cache is about 0.02 nats a sentence, int8 weights' about 18
+# (benchmarks/results/kv_cache.json)
+KV_CACHE = torch.bfloat16
 
 
 class UnknownVoiceError(TokenwaveError):
@@ -117,13 +122,15 @@ class TTS:
         """``decoder``: None decodes with the folder's own ``decoder/`` when it has one; a decoder folder (``tokenwave
         train decoder``) decodes with that one instead; False with the codec's own decoder. ``precision``: the token
         LM's linear layers at inference, "fp32" (as trained) or "int8" (per-channel int8 weights:
-        :func:`tokenwave.nn.set_precision`; speed and Whisper CER of each in benchmarks/results/tts_precision.json)."""
+        :func:`tokenwave.nn.set_precision`; speed and Whisper CER of each in benchmarks/results/tts_precision.json).
+        Its KV cache is :data:`KV_CACHE` (bfloat16) in both."""
         self.precision = check_precision(precision)  # before the seconds of loading
         self.folder = default_model_dir("tts", folder)
         self.codec = codec if codec is not None else load_codec(None)
         saved = TTSFolder.load(self.folder, self.codec)  # refuses a codec other than the one it was trained on
         self.model, self.extra = saved.model, saved.extra
         self.lm = set_precision(self.model.lm, precision)
+        self.lm.kv_dtype = KV_CACHE
         self.vocab = saved.phonemes
         self.phones = saved.phones  # aligned models
         if decoder is None:
