@@ -601,6 +601,23 @@ def tts_precision(src: Sources) -> str:
             f"fp32 with one decode per step: {fmt((sp.get('fp32_step_decoding') or {}).get('rtf_cpu'))}.")
 
 
+def kv_cache(src: Sources) -> str:
+    """benchmarks/kv_cache.py: the TTS's KV cache in bfloat16 against float32 (fp32 weights)."""
+    f = "figures"
+    cer = src.get("kv_cache", f"{f}.cer") or {}
+    d = src.get("kv_cache", f"{f}.bf16_minus_fp32_cer") or {}
+    tf = src.get("kv_cache", f"{f}.teacher_forced") or {}
+    ms = src.get("kv_cache", f"{f}.engine_step_ms_8_streams") or {}
+    rows = [[label, fmt(cer.get(name)), fmt((tf.get(name) or {}).get("sequence_kl_nats")),
+             fmt((tf.get(name) or {}).get("top_token_agreement")), fmt(ms.get(name))]
+            for name, label in (("fp32", "fp32 cache"), ("bf16", "bfloat16 cache"), ("int8", "int8 weights, bfloat16 cache"))]
+    return (table(["set-up (fp32 weights unless named)", "Whisper CER", "sequence KL to fp32 (nats)",
+                   "same most likely token", "engine step, 8 streams (ms)"], rows)
+            + f"\n\nbfloat16 minus fp32 CER, paired over {src.get('kv_cache', f'{f}.items') or MISSING} items: "
+            f"{fmt(d.get('mean'))} ± {fmt(d.get('se'))} (standard error); KL over "
+            f"{tf.get('sentences', MISSING)} sentences of about {fmt(tf.get('slots_per_sentence'))} slots.")
+
+
 TAGGER_FIELDS = ("domain", "instrument", "mode", "tempo", "collection", "genre", "family", "mean")
 
 #: file -> region name -> renderer. Every region listed must be in its file, and every marker in a file listed here.
@@ -613,7 +630,7 @@ REGIONS: dict[str, dict[str, Callable[[Sources], str]]] = {
                                       "codec-v2-targets": functools.partial(codec_targets, rel="codec-v2"),
                                       "codec-v2-compare": codec_compare},
     "checkpoints/tts/MODEL.md": {"tts-status": tts_status, "tts": tts_figures, "tts-profile": tts_profile,
-                                 "tts-precision": tts_precision},
+                                 "tts-precision": tts_precision, "kv-cache": kv_cache},
     "checkpoints/tts/decoder/MODEL.md": {
         "decoder-voice-valid": speech_decoder("decoder-voice-valid", "stage 1", "stage 2"),
         "decoder-phones-valid": speech_decoder("decoder-phones-valid", "plain speech decoder", "stage 1"),
