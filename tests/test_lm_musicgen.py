@@ -202,3 +202,28 @@ def test_packed_linear_follows_weight_updates_and_copies():
     with torch.no_grad():
         assert torch.allclose(twin(x), layer(x), atol=1e-5)
     assert layer(x).requires_grad  # training path untouched
+
+
+def test_a_few_rows_take_the_default_blas_and_more_rows_the_packed_copy_made_on_first_use(monkeypatch):
+    """``FEW_ROWS`` (3 on Intel CPUs with MKL, 0 elsewhere) decides per call: up to it the GEMM is the default BLAS on
+    the (concatenated) weights, bit for bit ``F.linear``; above it oneDNN's packed copy, built only then."""
+    import torch.nn.functional as F
+
+    from tokenwave.nn import linear
+
+    monkeypatch.setattr(linear, "FEW_ROWS", 3)
+    torch.manual_seed(0)
+    layer = linear.Linear(16, 24).eval()
+    few, many = torch.randn(1, 3, 16), torch.randn(2, 4, 16)
+    with torch.no_grad():
+        assert torch.equal(layer(few), F.linear(few, layer.weight, layer.bias))
+        assert linear._PACKED[layer][1] is None  # no packed copy yet
+        assert torch.allclose(layer(many), F.linear(many, layer.weight, layer.bias), atol=1e-5)
+        assert linear._PACKED[layer][1] is not None
+        a, b = torch.randn(8, 16), torch.randn(4, 16)  # fused weights (attention's q, k, v) on both paths
+        for x in (few, many):
+            assert torch.allclose(linear.packed_linear(layer, x, (a, b)), F.linear(x, torch.cat([a, b])), atol=1e-5)
+    monkeypatch.setattr(linear, "FEW_ROWS", 0)  # elsewhere every multi-row call goes packed
+    with torch.no_grad():
+        assert torch.allclose(layer(few), F.linear(few, layer.weight, layer.bias), atol=1e-5)
+    assert isinstance(linear.cpu_vendor(), str)

@@ -5,18 +5,40 @@ from __future__ import annotations
 
 import warnings
 import weakref
+from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tokenwave.errors import InvalidArgumentError
 
 # oneDNN's prepacked fp32 GEMM: at inference on CPU it runs 2-3x faster than the default BLAS for more than one row on
-# some CPUs (AMD EPYC with MKL); one packed copy per weight, rebuilt when the weight changes (tracked by its version).
+# some CPUs (AMD EPYC with MKL) and for more than a few on others (FEW_ROWS); one packed copy per weight, rebuilt when
+# the weight changes (tracked by its version).
 _PACKED_OK = (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
               and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
-_PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> (weight versions, packed weight)
+_PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> (weight versions, packed, plain)
 PRECISIONS = ("fp32", "int8")
+
+
+def cpu_vendor() -> str:
+    """The CPU's vendor id from /proc/cpuinfo ("GenuineIntel", "AuthenticAMD", ...; "" where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+# Rows up to which a packed layer's GEMM runs on the default BLAS instead. MKL's GEMM is fast for a few rows on Intel
+# CPUs (on an Intel Xeon with AMX: 2 rows through a 256 x 1024 weight 21 us, the packed copy 50 us), where the
+# packed copy pays off from about 4 rows on (the guided batch-2 decoding loops stay on BLAS, the server's batch
+# engine goes packed); elsewhere (AMD EPYC) MKL is the slow one and every multi-row GEMM goes packed. A fixed rule
+# per machine, never a timing, so every process (the server's engine process too) takes the same path.
+FEW_ROWS = 3 if torch.backends.mkl.is_available() and cpu_vendor() == "GenuineIntel" else 0
 
 
 def packable(x: torch.Tensor, rows_out: int) -> bool:
@@ -28,13 +50,17 @@ def packable(x: torch.Tensor, rows_out: int) -> bool:
 
 def packed_linear(owner: nn.Module, x: torch.Tensor, weights: tuple[torch.Tensor, ...],
                   bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``x @ cat(weights).T + bias`` with oneDNN's packed copy of the weights, cached on ``owner``."""
+    """``x @ cat(weights).T + bias`` with oneDNN's packed copy of the weights, cached on ``owner`` (at most
+    :data:`FEW_ROWS` rows: the default BLAS on the concatenated weights, cached too)."""
     key = tuple((w.data_ptr(), w._version, w.dtype) for w in weights)
     hit = _PACKED.get(owner)
     if hit is None or hit[0] != key:
-        w = weights[0] if len(weights) == 1 else torch.cat(weights)
-        hit = (key, torch.ops.mkldnn._reorder_linear_weight(w.detach(), None))
+        hit = [key, None, (weights[0] if len(weights) == 1 else torch.cat(weights)).detach()]
         _PACKED[owner] = hit
+    if x.numel() <= FEW_ROWS * x.shape[-1]:
+        return F.linear(x, hit[2], bias)
+    if hit[1] is None:  # packed on first use
+        hit[1] = torch.ops.mkldnn._reorder_linear_weight(hit[2], None)
     return torch.ops.mkldnn._linear_pointwise(x, hit[1], bias, "none", [], "")
 
 
@@ -93,4 +119,4 @@ class Linear(nn.Linear):
         return super().forward(x)
 
 
-__all__ = ["PRECISIONS", "Linear", "check_precision", "int8_linear", "int8_pack", "packable", "packed_linear", "set_precision"]
+__all__ = ["FEW_ROWS", "PRECISIONS", "Linear", "cpu_vendor", "check_precision", "int8_linear", "int8_pack", "packable", "packed_linear", "set_precision"]
