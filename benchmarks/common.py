@@ -76,10 +76,15 @@ def _clean(x: Any) -> Any:
 
 
 def target(name: str, value: float | None, op: str, goal: float) -> dict[str, Any]:
-    """A target row: ``met`` is ``value op goal`` (``False`` when the value could not be measured)."""
+    """A target row: ``met`` is ``value op goal`` (``False`` when the value could not be measured). A value equal to
+    the goal but for float rounding counts as equal (7/15 over 7/12 is 0.7999999999999999 in floats, and meets
+    ``>= 0.8``; it does not meet ``> 0.8``)."""
     if op not in OPS:
         raise ValueError(f"unknown comparison {op!r}; use one of {', '.join(OPS)}")
-    ok = value is not None and math.isfinite(float(value)) and OPS[op](float(value), goal)
+    ok = value is not None and math.isfinite(float(value))
+    if ok:
+        v = float(value)
+        ok = OPS[op](goal if math.isclose(v, goal, rel_tol=1e-9, abs_tol=1e-12) else v, goal)
     return {"name": name, "value": _clean(None if value is None else float(value)), "op": op, "target": goal,
             "met": bool(ok)}
 

@@ -135,3 +135,12 @@ def test_a_quick_run_is_labelled_so(repo_copy):
     assert figures.main(["--write", "--root", str(repo_copy)]) == 0
     row = next(line for line in (repo_copy / "README.md").read_text().splitlines() if "`test_accent_accuracy`" in line)
     assert row.endswith("(a `--quick` run) |")
+
+
+def test_a_target_equal_to_its_goal_but_for_float_rounding_counts_as_equal():
+    tie = (7 / 15) / (7 / 12)  # 0.8 exactly in arithmetic, 0.7999999999999999 in floats
+    assert tie < 0.8
+    assert common.target("t", tie, ">=", 0.8)["met"] and common.target("t", tie, "<=", 0.8)["met"]
+    assert not common.target("t", tie, ">", 0.8)["met"] and not common.target("t", tie, "<", 0.8)["met"]
+    assert not common.target("t", 0.79999, ">=", 0.8)["met"]  # a real shortfall stays one
+    assert not common.target("t", float("nan"), ">=", 0.8)["met"] and not common.target("t", None, ">=", 0.8)["met"]
