@@ -628,7 +628,9 @@ REGIONS: dict[str, dict[str, Callable[[Sources], str]]] = {
     "checkpoints/codec-v2/MODEL.md": {"codec-v2-speed": functools.partial(codec_speed, rel="codec-v2"),
                                       "codec-v2-fidelity": functools.partial(codec_fidelity, rel="codec-v2"),
                                       "codec-v2-targets": functools.partial(codec_targets, rel="codec-v2"),
-                                      "codec-v2-compare": codec_compare},
+                                      "codec-v2-compare": codec_compare,
+                                      "codec-v2-continued": functools.partial(codec_compare, new="codec-v3-probe",
+                                                                              olds=("codec-v2",))},
     "checkpoints/tts/MODEL.md": {"tts-status": tts_status, "tts": tts_figures, "tts-profile": tts_profile,
                                  "tts-precision": tts_precision, "kv-cache": kv_cache},
     "checkpoints/tts/decoder/MODEL.md": {
