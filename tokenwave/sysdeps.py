@@ -10,6 +10,17 @@ from tokenwave.errors import MissingSystemPackageError
 DEBIAN_PACKAGES = ["espeak-ng", "flite", "fluidsynth", "fluid-soundfont-gm", "ffmpeg", "opus-tools", "fortunes", "sox", "libsndfile1", "chromium"]
 
 
+def cpuinfo(field: str) -> str:
+    """The first ``field`` of /proc/cpuinfo ("vendor_id", "model name", ...), or "" where it cannot be read."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(field):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
 def require_program(program: str, package: str) -> str:
     """Path of ``program`` on PATH, or a :class:`MissingSystemPackageError` naming the package to install."""
     path = shutil.which(program)

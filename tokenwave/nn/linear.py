@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import warnings
 import weakref
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from tokenwave.errors import InvalidArgumentError
+from tokenwave.sysdeps import cpuinfo
 
 # oneDNN's prepacked fp32 GEMM: at inference on CPU it runs 2-3x faster than the default BLAS for more than one row on
 # some CPUs (AMD EPYC with MKL) and for more than a few on others (FEW_ROWS); one packed copy per weight, rebuilt when
@@ -22,23 +21,12 @@ _PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> (w
 PRECISIONS = ("fp32", "int8")
 
 
-def cpu_vendor() -> str:
-    """The CPU's vendor id from /proc/cpuinfo ("GenuineIntel", "AuthenticAMD", ...; "" where it cannot be read)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("vendor_id"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
-
-
 # Rows up to which a packed layer's GEMM runs on the default BLAS instead. MKL's GEMM is fast for a few rows on Intel
 # CPUs (on an Intel Xeon with AMX: 2 rows through a 256 x 1024 weight 21 us, the packed copy 50 us), where the
 # packed copy pays off from about 4 rows on (the guided batch-2 decoding loops stay on BLAS, the server's batch
 # engine goes packed); elsewhere (AMD EPYC) MKL is the slow one and every multi-row GEMM goes packed. A fixed rule
 # per machine, never a timing, so every process (the server's engine process too) takes the same path.
-FEW_ROWS = 3 if torch.backends.mkl.is_available() and cpu_vendor() == "GenuineIntel" else 0
+FEW_ROWS = 3 if torch.backends.mkl.is_available() and cpuinfo("vendor_id") == "GenuineIntel" else 0
 
 
 def packable(x: torch.Tensor, rows_out: int) -> bool:
@@ -119,4 +107,4 @@ class Linear(nn.Linear):
         return super().forward(x)
 
 
-__all__ = ["FEW_ROWS", "PRECISIONS", "Linear", "cpu_vendor", "check_precision", "int8_linear", "int8_pack", "packable", "packed_linear", "set_precision"]
+__all__ = ["FEW_ROWS", "PRECISIONS", "Linear", "check_precision", "int8_linear", "int8_pack", "packable", "packed_linear", "set_precision"]

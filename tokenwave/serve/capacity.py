@@ -29,6 +29,7 @@ from tokenwave.lm.sampling import SamplingParams
 from tokenwave.paths import user_cache_dir
 from tokenwave.serve.audio import DecoderState
 from tokenwave.serve.engine import BatchEngine, Job
+from tokenwave.sysdeps import cpuinfo
 from tokenwave.tasks.base import Sampling
 
 MARGIN = 0.8          # of the machine: the rest absorbs finishing, encoding, sending and jitter
@@ -51,13 +52,7 @@ def cache_path() -> Path:
 
 
 def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def capacity_key(task_name: str, folder: str | os.PathLike | None, threads: int | None = None,
