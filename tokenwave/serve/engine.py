@@ -14,8 +14,9 @@ are freed at the next tick.
 
 Each stream samples with its own ``torch.Generator`` seeded like :func:`tokenwave.lm.generate.stream`, so a lone
 stream reproduces the offline tokens exactly; in a batch, batched matmuls may differ from batch 1 in the last float
-bits (and shifted keys by a rotation's rounding), so batched streams agree with offline in distribution and almost
-always token for token, not bit for bit.
+bits (and shifted keys by a rotation's rounding), so batched streams agree with offline in distribution, token for
+token up to a slot where those bits decide a near-tie (sooner with a bfloat16 cache, whose rounding can enlarge
+them), not bit for bit.
 """
 from __future__ import annotations
 
