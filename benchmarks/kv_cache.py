@@ -129,7 +129,6 @@ def main() -> None:
         for name, kv in DTYPES.items():
             speed[name].append(step_ms(tts, args.voice, kv))
     close = closeness(tts, sentences[: min(len(sentences), 12)], args.voice)
-    tts.lm.kv_dtype = None
     kl = {n: {"sequence_kl_nats": float(np.mean(close[n]["kl"])), "top_token_agreement": float(np.mean(close[n]["agree"]))}
           for n in ("bf16", "int8")}
     ms = {name: float(np.median(v)) for name, v in speed.items()}

@@ -217,7 +217,7 @@ def test_a_few_rows_take_the_default_blas_and_more_rows_the_packed_copy_made_on_
     few, many = torch.randn(1, 3, 16), torch.randn(2, 4, 16)
     with torch.no_grad():
         assert torch.equal(layer(few), F.linear(few, layer.weight, layer.bias))
-        assert linear._PACKED[layer][1] is None  # no packed copy yet
+        assert linear._PACKED.get(layer, [None, None])[1] is None  # no packed copy yet
         assert torch.allclose(layer(many), F.linear(many, layer.weight, layer.bias), atol=1e-5)
         assert linear._PACKED[layer][1] is not None
         a, b = torch.randn(8, 16), torch.randn(4, 16)  # fused weights (attention's q, k, v) on both paths

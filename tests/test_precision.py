@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import task_models as tm
 import torch
 import torch.nn.functional as F
 
@@ -16,6 +17,7 @@ from tokenwave.lm.model import TokenLM
 from tokenwave.lm.sampling import SamplingParams
 from tokenwave.nn import PRECISIONS, KVCache, Linear, set_precision
 from tokenwave.serve.engine import BatchEngine, Job
+from tokenwave.tasks.tts import KV_CACHE, TTS
 
 V = 64
 
@@ -150,8 +152,6 @@ def test_a_teacher_forced_pass_through_a_cache_matches_the_plain_one_and_a_bfloa
 def test_the_tts_keeps_its_kv_cache_in_bfloat16_in_both_precisions_and_the_engine_follows(tmp_path):
     """The TTS task's token LM decodes over a bfloat16 cache (tokenwave.tasks.tts.KV_CACHE) as fp32 and as int8, and
     the server's batch engine for it allocates the same dtype (so a lone stream stays the offline codes)."""
-    import task_models as tm
-    from tokenwave.tasks.tts import KV_CACHE, TTS
 
     codec = tm.tiny_codec()
     tm.tts_model(tmp_path / "tts", codec)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 import weakref
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,12 +41,15 @@ def packed_linear(owner: nn.Module, x: torch.Tensor, weights: tuple[torch.Tensor
                   bias: torch.Tensor | None = None) -> torch.Tensor:
     """``x @ cat(weights).T + bias`` with oneDNN's packed copy of the weights, cached on ``owner`` (at most
     :data:`FEW_ROWS` rows: the default BLAS on the concatenated weights, cached too)."""
+    few = x.numel() <= FEW_ROWS * x.shape[-1]
+    if few and len(weights) == 1:  # nothing to concatenate or pack: the weight itself
+        return F.linear(x, weights[0], bias)
     key = tuple((w.data_ptr(), w._version, w.dtype) for w in weights)
     hit = _PACKED.get(owner)
     if hit is None or hit[0] != key:
         hit = [key, None, (weights[0] if len(weights) == 1 else torch.cat(weights)).detach()]
         _PACKED[owner] = hit
-    if x.numel() <= FEW_ROWS * x.shape[-1]:
+    if few:
         return F.linear(x, hit[2], bias)
     if hit[1] is None:  # packed on first use
         hit[1] = torch.ops.mkldnn._reorder_linear_weight(hit[2], None)
