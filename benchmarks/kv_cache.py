@@ -20,7 +20,9 @@ resolve (the standard error of the paired mean is about 0.02); the sequence KL h
 
 Targets: the bf16 cache's CER no worse than fp32's beyond noise (mean difference minus two standard errors <= 0),
 and its sequence KL to fp32 at most 0.05 nats (Pinsker: no test on a sentence's tokens tells the two apart with
-an advantage over 0.16). ``TTS`` keeps its cache in bfloat16 by these figures (``tokenwave.tasks.tts.KV_CACHE``).
+an advantage over 0.16). ``TTS`` keeps its cache in bfloat16 by these figures where the CPU computes in it
+(``tokenwave.tasks.tts.KV_CACHE``, ``tokenwave.nn.linear.reduced_kv_dtype``; the step times say which is faster on
+the machine that ran it).
 Writes benchmarks/results/kv_cache.json.
 """
 from __future__ import annotations

@@ -15,7 +15,8 @@ from tokenwave.lm.config import LMConfig
 from tokenwave.lm.generate import generate
 from tokenwave.lm.model import TokenLM
 from tokenwave.lm.sampling import SamplingParams
-from tokenwave.nn import PRECISIONS, KVCache, Linear, set_precision
+import tokenwave.nn.linear as linear_module
+from tokenwave.nn import PRECISIONS, REDUCED_KV, KVCache, Linear, reduced_kv_dtype, set_precision
 from tokenwave.serve.engine import BatchEngine, Job
 from tokenwave.tasks.tts import KV_CACHE, TTS
 
@@ -103,10 +104,12 @@ def test_cli_refuses_an_unknown_precision_naming_the_valid_ones(tmp_path):
     assert "unknown precision 'fp16'" in res.stderr + res.stdout and "fp32, int8" in res.stderr + res.stdout
 
 
-def test_int8_keeps_the_kv_cache_in_bfloat16_close_to_fp32_and_fp32_undoes_it():
-    """Decoding at batch > 1 reads every row's cached keys and values each step; int8 halves those bytes. One step of
-    cached decoding with the cache in bfloat16 (8 bits of mantissa: about 0.4% per key) stays within 2% of the same
-    step over an fp32 cache, and the offline loop and the server's batch engine use the same cache dtype."""
+def test_int8_keeps_the_kv_cache_in_bfloat16_close_to_fp32_and_fp32_undoes_it(monkeypatch):
+    """Decoding at batch > 1 reads every row's cached keys and values each step; int8 halves those bytes where the CPU
+    computes in bfloat16 (as if this one did, below). One step of cached decoding with the cache in bfloat16 (8 bits of
+    mantissa: about 0.4% per key) stays within 2% of the same step over an fp32 cache, and the offline loop and the
+    server's batch engine use the same cache dtype."""
+    monkeypatch.setattr(linear_module, "REDUCED_KV", torch.bfloat16)
     lm = tiny()
     assert lm.cache_dtype == torch.float32
     cond = Conditioning(prefix=torch.randn(2, 3, 64))
@@ -149,14 +152,24 @@ def test_a_teacher_forced_pass_through_a_cache_matches_the_plain_one_and_a_bfloa
     assert (bf16.argmax(-1) == plain.argmax(-1)).float().mean() >= 0.95
 
 
-def test_the_tts_keeps_its_kv_cache_in_bfloat16_in_both_precisions_and_the_engine_follows(tmp_path):
-    """The TTS task's token LM decodes over a bfloat16 cache (tokenwave.tasks.tts.KV_CACHE) as fp32 and as int8, and
-    the server's batch engine for it allocates the same dtype (so a lone stream stays the offline codes)."""
+def test_the_kv_cache_is_bfloat16_only_where_the_cpu_computes_in_it():
+    """The rule reads the CPU's flags: AVX512-BF16 or AMX give bfloat16; AVX2 alone (where attention over a bfloat16
+    cache is the slower one) keeps float32 (None: the weights' dtype); this machine's own flags give REDUCED_KV."""
+    assert reduced_kv_dtype("fpu sse avx2 avx512f avx512_bf16 amx_tile") == torch.bfloat16
+    assert reduced_kv_dtype("fpu sse avx2 amx_bf16 amx_tile") == torch.bfloat16
+    assert reduced_kv_dtype("fpu sse fma avx avx2") is None
+    assert reduced_kv_dtype("fpu avx512f avx512_vnni") is None and reduced_kv_dtype("") is None
+    assert reduced_kv_dtype() == REDUCED_KV == KV_CACHE
+
+
+def test_the_tts_keeps_its_kv_cache_in_the_machines_dtype_in_both_precisions_and_the_engine_follows(tmp_path):
+    """The TTS task's token LM decodes over this machine's cache dtype (tokenwave.tasks.tts.KV_CACHE) as fp32 and as
+    int8, and the server's batch engine for it allocates the same dtype (so a lone stream stays the offline codes)."""
 
     codec = tm.tiny_codec()
     tm.tts_model(tmp_path / "tts", codec)
-    assert KV_CACHE == torch.bfloat16
+    want = KV_CACHE or torch.float32
     for precision in PRECISIONS:
         tts = TTS(tmp_path / "tts", codec, precision=precision)
-        assert tts.lm.cache_dtype == torch.bfloat16
-        assert BatchEngine(tts.lm, max_rows=2).cache.k[0].dtype == torch.bfloat16
+        assert tts.lm.cache_dtype == want
+        assert BatchEngine(tts.lm, max_rows=2).cache.k[0].dtype == want

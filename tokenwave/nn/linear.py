@@ -30,6 +30,23 @@ PRECISIONS = ("fp32", "int8")
 FEW_ROWS = 3 if torch.backends.mkl.is_available() and cpuinfo("vendor_id") == "GenuineIntel" else 0
 
 
+def reduced_kv_dtype(flags: str | None = None) -> torch.dtype | None:
+    """The KV cache dtype of reduced-precision decoding on this CPU (``flags``: /proc/cpuinfo's, read when None):
+    bfloat16 where the CPU computes in it (AVX512-BF16 or AMX), else None (the weights' float32).
+
+    Half the bytes makes attention over a long cache cheaper only where bfloat16 is native: on an Intel Xeon with AMX
+    an 8-stream TTS engine step took 0.87x as long; on an AMD EPYC with AVX2 alone, scaled dot-product attention of
+    one query over 300-600 bfloat16 keys took 5-7x as long as over float32 ones, and the offline TTS 1.2-1.3x as
+    long (benchmarks/kv_cache.py). A fixed rule per machine, never a timing, so every process (the server's engine
+    process too) keeps the same cache."""
+    have = set((cpuinfo("flags") if flags is None else flags).split())
+    return torch.bfloat16 if have & {"avx512_bf16", "amx_bf16"} else None
+
+
+#: :func:`reduced_kv_dtype` of this machine: the KV cache of "int8" decoding and of the TTS (None: float32).
+REDUCED_KV = reduced_kv_dtype()
+
+
 def packable(x: torch.Tensor, rows_out: int) -> bool:
     """Packed GEMM for ``x [..., D]`` through a ``[rows_out, D]`` weight? (inference, CPU, fp32; a single row
     through a small weight stays on the default GEMV, which is faster there)."""
@@ -83,14 +100,15 @@ def set_precision(module: nn.Module, precision: str) -> nn.Module:
     """``module`` -> the same module, its :class:`Linear` layers (and attention's fused q, k, v) run at inference in
     ``precision``: "fp32" (the weights as trained) or "int8" (a per-channel int8 copy beside each fp32 weight, which
     stays for training and for "fp32"; a copy made before the weights change is stale: set the precision again). With
-    "int8" a model that keeps a KV cache (``kv_dtype``) keeps it in bfloat16 too: decoding at batch > 1 reads the
-    cached keys and values of every row at every step, and half the bytes is most of the attention's time on CPU."""
+    "int8" a model that keeps a KV cache (``kv_dtype``) keeps it in :data:`REDUCED_KV` too (bfloat16 where the CPU
+    computes in it): decoding at batch > 1 reads the cached keys and values of every row at every step, and half the
+    bytes is most of the attention's time there."""
     check_precision(precision)
     for m in module.modules():
         if hasattr(m, "use_int8"):
             m.use_int8(precision == "int8")
         if hasattr(m, "kv_dtype"):
-            m.kv_dtype = torch.bfloat16 if precision == "int8" else None
+            m.kv_dtype = REDUCED_KV if precision == "int8" else None
     return module
 
 
@@ -111,4 +129,5 @@ class Linear(nn.Linear):
         return super().forward(x)
 
 
-__all__ = ["FEW_ROWS", "PRECISIONS", "Linear", "check_precision", "int8_linear", "int8_pack", "packable", "packed_linear", "set_precision"]
+__all__ = ["FEW_ROWS", "PRECISIONS", "REDUCED_KV", "Linear", "check_precision", "int8_linear", "int8_pack", "packable", "packed_linear",
+           "reduced_kv_dtype", "set_precision"]

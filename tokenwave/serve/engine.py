@@ -137,7 +137,7 @@ class BatchEngine:
         self.device, self.dtype = lm.null_cond.device, lm.null_cond.dtype
         self.max_rows, self.ahead = max_rows, ahead_frames
         self.C = self.cfg.max_len
-        self.kv_dtype = lm.cache_dtype  # bfloat16 under set_precision "int8", as the offline decoding's cache
+        self.kv_dtype = lm.cache_dtype  # as the offline decoding's cache (bfloat16 where the CPU computes in it)
         self.cache = KVCache(self.cfg, max_rows, self.device, self.kv_dtype)
         self.hidden = torch.zeros(max_rows, 1, self.cfg.dim, device=self.device, dtype=self.dtype)
         hd = self.cfg.dim // self.cfg.heads

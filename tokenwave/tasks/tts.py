@@ -28,7 +28,7 @@ from tokenwave.data.manifest import audio_path, read_manifest
 from tokenwave.errors import AudioFileError, InvalidArgumentError, TokenwaveError
 from tokenwave.models.folder import folder_decoder, read_generators
 from tokenwave.models.tts import TTSFolder
-from tokenwave.nn import check_precision, set_precision
+from tokenwave.nn import REDUCED_KV, check_precision, set_precision
 from tokenwave.safety.consent import check_voice_prompt
 from tokenwave.speech import check_accent, detect_accent, frame_phones, phonemize, text_timings, timing_of_voice
 from tokenwave.tasks.base import MAX_TEXT_CHARS, GeneratedAudio, Sampling, default_model_dir, finish
@@ -38,11 +38,12 @@ MIN_PROMPT_SECONDS = 1.5
 PAUSE_SECONDS = 0.15   # silence between sentences
 EDGE_SECONDS = 0.01    # fade at each sentence's edges
 DEFAULT_PRECISION = "fp32"  # the token LM's linear layers (TTS precision)
-# the token LM's KV cache at inference, in both precisions: decoding at batch > 1 (the server's engine, guidance) reads
-# every cached key and value each step, and half the bytes makes an 8-stream engine step about 0.87x as long. Its
-# teacher-forced sequence KL to an fp32 cache is about 0.02 nats a sentence, int8 weights' about 18
-# (benchmarks/results/kv_cache.json)
-KV_CACHE = torch.bfloat16
+# the token LM's KV cache at inference, in both precisions: bfloat16 where the CPU computes in it, else float32 (None;
+# tokenwave.nn.linear.reduced_kv_dtype). Decoding at batch > 1 (the server's engine, guidance) reads every cached key
+# and value each step, and on an Intel Xeon with AMX half the bytes made an 8-stream engine step about 0.87x as long;
+# on AVX2 alone a bfloat16 cache is the slower one. Its teacher-forced sequence KL to an fp32 cache is about 0.02 nats
+# a sentence, int8 weights' about 13 (benchmarks/results/kv_cache.json)
+KV_CACHE = REDUCED_KV
 
 
 class UnknownVoiceError(TokenwaveError):
@@ -123,7 +124,7 @@ class TTS:
         train decoder``) decodes with that one instead; False with the codec's own decoder. ``precision``: the token
         LM's linear layers at inference, "fp32" (as trained) or "int8" (per-channel int8 weights:
         :func:`tokenwave.nn.set_precision`; speed and Whisper CER of each in benchmarks/results/tts_precision.json).
-        Its KV cache is :data:`KV_CACHE` (bfloat16) in both."""
+        Its KV cache is :data:`KV_CACHE` (bfloat16 where the CPU computes in it) in both."""
         self.precision = check_precision(precision)  # before the seconds of loading
         self.folder = default_model_dir("tts", folder)
         self.codec = codec if codec is not None else load_codec(None)
