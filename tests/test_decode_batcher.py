@@ -120,6 +120,11 @@ def test_default_chunks_keep_a_player_with_a_small_buffer_fed():
     assert got[:3] == [2, 4, 8] and set(got[2:settled]) == {8} and set(got[settled:]) == {16}
     assert sum(got[:settled]) >= Chunker.SETTLED > sum(got[:settled - 1])
     assert sizes(Chunker(5), 50) == [5] * 10
+    # a later sentence of an utterance: settled from its first chunk once 1.6 s were sent before it, else ramped again
+    assert set(sizes(Chunker(sent=Chunker.SETTLED), 64)) == {16}
+    assert sizes(Chunker(sent=Chunker.SETTLED - 20), 14) == [2, 4, 8]
+    assert sizes(Chunker(sent=Chunker.SETTLED - 1), 18) == [2, 16]
+    assert sizes(Chunker(5, sent=500), 50) == [5] * 10
     speed, buffer, hop = 1.05, 0.1, 1 / 75
     made, played = got[0] * hop / speed, got[0] * hop  # when each chunk is ready; audio the player was given
     for n in got[1:]:

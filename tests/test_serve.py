@@ -428,7 +428,7 @@ def test_schemathesis_finds_no_server_errors(models):
 # --- the tasks' one generation loop with the engine as its code source ---------------------------------------
 def chunked(frames: int):
     """The server's decoding with chunks of ``frames`` (0: the default, 2, 4, then 8, 16 after 1.6 s)."""
-    return lambda codec, phones=None, voice=None: ChunkedDecoder(codec, frames, phones, voice)
+    return lambda codec, phones=None, voice=None, sent=0: ChunkedDecoder(codec, frames, phones, voice, sent)
 
 
 def test_the_task_loops_make_offline_codes_and_audio_from_the_engine(server):

@@ -13,9 +13,9 @@ from tokenwave.conditioning.melody import load_melody, melody_from_audio, pitch_
 from tokenwave.errors import AudioFileError, InvalidArgumentError, TokenwaveError
 from tokenwave.tasks import Sampling, load_task, read_prompt, split_sentences
 from tokenwave.tasks.base import MissingModelError
-from tokenwave.tasks.sources import LMSource
+from tokenwave.tasks.sources import Chunker, LMSource, StepDecoder
 from tokenwave.tasks.tagged import set_tags, tag_cooccurrence
-from tokenwave.tasks.tts import TTS, UnknownVoiceError, trim_silence
+from tokenwave.tasks.tts import PAUSE_SECONDS, TTS, UnknownVoiceError, trim_silence
 
 import task_models as tm
 from task_models import ROWS, SR, tiny_codec
@@ -407,6 +407,46 @@ def test_tts_loop_takes_its_codes_from_a_source(tts_model, codec):
     next(chunks)
     chunks.close()
     assert len(src.calls) == 1 and src.closed == 1
+
+
+def test_a_later_sentence_decodes_in_settled_chunks_once_the_utterance_sent_enough(tts_model, codec):
+    """Each sentence's decoder is told the frames the utterance sent before it (the pauses' included): a sentence
+    after 1.6 s of the utterance decodes 16-frame chunks from its first frame on, one before that ramps 2, 4, 8, and
+    the audio is the same (to float rounding) as with every sentence ramped on its own."""
+    tts = TTS(tts_model, codec)
+    text = "A first sentence. Then a second one. And a third one. And a fourth, the last."
+    utt = tts.prepare(text, "bob", Sampling(seed=2), speed=0.5)
+    made = []
+
+    def recording(codec, phones=None, voice=None, sent=0):
+        dec = StepDecoder(codec, phones, voice, sent=sent)
+        made.append((sent, dec))
+        return dec
+
+    sizes = []
+    orig = StepDecoder._decode
+
+    def decode(self, codes):
+        sizes.append((self, codes.shape[-1]))
+        return orig(self, codes)
+
+    StepDecoder._decode = decode
+    try:
+        wav = np.concatenate(list(tts.render(utt, None, recording)))
+        fresh = np.concatenate(list(tts.render(utt, None, lambda codec, phones=None, voice=None, sent=0:
+                                               StepDecoder(codec, phones, voice))))
+    finally:
+        StepDecoder._decode = orig
+    pause = int(PAUSE_SECONDS * tts.sample_rate) // tts.codec.hop
+    assert [s for s, _ in made] == [sum(p.frames + pause for p in utt.plans[:i]) for i in range(len(utt.plans))]
+    assert made[1][0] < Chunker.SETTLED <= made[-1][0]  # (the tiny model's sentences are short)
+    for sent, dec in made:
+        got = [n for d, n in sizes if d is dec]
+        if sent < Chunker.SETTLED:  # ramped: 2, 4, then 8 (16 once the utterance sent 1.6 s)
+            assert got[:2] == [2, 4] and (got[2] == 8) == (sent + 6 < Chunker.SETTLED)
+        else:  # settled from the start (the last chunk may be short: the sentence's end)
+            assert len(got) >= 2 and got[:-1] == [16] * (len(got) - 1)
+    assert len(wav) == len(fresh) and np.abs(wav - fresh).max() < 1e-5
 
 
 def test_tagged_loop_slides_windows_and_streams_like_generate(sfx_model, music_model, codec):

@@ -108,8 +108,8 @@ class ChunkedDecoder(StepDecoder):
     streams interleave on one codec."""
 
     def __init__(self, codec, decode_frames: int = 0, phones: torch.Tensor | None = None,
-                 voice: torch.Tensor | None = None) -> None:
-        super().__init__(codec, phones, voice, decode_frames)
+                 voice: torch.Tensor | None = None, sent: int = 0) -> None:
+        super().__init__(codec, phones, voice, decode_frames, sent)
 
     def _open(self, codec) -> DecoderState:
         return DecoderState(codec)
@@ -313,10 +313,11 @@ class Service:
         s.check()
         return s
 
-    def _decoding(self, codec, phones: torch.Tensor | None = None, voice: torch.Tensor | None = None) -> ChunkedDecoder:
+    def _decoding(self, codec, phones: torch.Tensor | None = None, voice: torch.Tensor | None = None,
+                  sent: int = 0) -> ChunkedDecoder:
         """The server's :class:`~tokenwave.tasks.sources.Decoding`: ``codec`` is the task's (with the decoder
         fine-tuned for its model, if it has one), so a stream sounds like the CLI's file."""
-        return ChunkedDecoder(codec, self.config.decode_frames, phones, voice)
+        return ChunkedDecoder(codec, self.config.decode_frames, phones, voice, sent)
 
     def _tts(self, req: dict, info: dict, source: EngineSource) -> Iterator[np.ndarray]:
         """A TTS request, checked now (:meth:`TTS.prepare`) -> its audio from :meth:`TTS.render` on the engine."""

@@ -65,15 +65,19 @@ class AudioDecoder(Protocol):
 class Decoding(Protocol):
     """Makes the :class:`AudioDecoder` of one code sequence."""
 
-    def __call__(self, codec, phones: torch.Tensor | None = None, voice: torch.Tensor | None = None) -> AudioDecoder:
+    def __call__(self, codec, phones: torch.Tensor | None = None, voice: torch.Tensor | None = None,
+                 sent: int = 0) -> AudioDecoder:
         """``codec`` (the task's, with its fine-tuned decoder), the sequence's per-frame phones ``[1, 3, T]`` and
-        the voice's vector for a phone-informed decoder (else None) -> a decoder for the sequence."""
+        the voice's vector for a phone-informed decoder (else None), and the frames of the stream sent before this
+        sequence (a later sentence's: they count toward the chunks' settling, :class:`Chunker`) -> a decoder for the
+        sequence."""
         ...
 
 
 class Chunker:
     """Gathers frames into decode chunks: ``fixed`` frames each, or (``fixed=0``) 2, 4, then 8 frames until
-    :attr:`SETTLED` frames were gathered, then 16.
+    :attr:`SETTLED` frames were gathered, then 16. ``sent``: frames the stream sent before this chunker's (a later
+    sentence of one utterance); from :attr:`SETTLED` on, its first chunk is already a 16-frame one.
 
     Why the 8-frame stretch: a player that starts with a small buffer (100 ms) needs each chunk before the audio it
     holds runs out. A chunk of ``c`` seconds takes ``c / s`` to make at ``s`` times real time, while the player holds
@@ -83,8 +87,9 @@ class Chunker:
 
     SETTLED = 120  # frames (1.6 s at 75 Hz) before 16-frame chunks
 
-    def __init__(self, fixed: int = 0) -> None:
-        self.fixed, self.size, self.parts, self.n, self.sent = fixed, fixed or 2, [], 0, 0
+    def __init__(self, fixed: int = 0, sent: int = 0) -> None:
+        self.fixed, self.parts, self.n, self.sent = fixed, [], 0, sent
+        self.size = fixed or (16 if sent >= self.SETTLED else 2)
 
     def add(self, codes: torch.Tensor) -> torch.Tensor | None:
         """``codes [..., n]`` -> the gathered chunk ``[..., >= size]`` once it is full, else None."""
@@ -111,12 +116,14 @@ class StepDecoder:
     chunks of ``decode_frames`` (:class:`Chunker`; 0: 2, 4, then 8 frames, 16 after 1.6 s, as the server's default,
     so a lone server stream is bit-identical to the offline file; 1: every push decoded at once); the class itself is the
     offline :class:`Decoding`. A decoder call costs about the same for 1 frame as for 16 (it reads its weights once
-    per call): 16-frame chunks take the decoder from 0.5 to 0.06 of real time on one thread (benchmarks/tts_profile.py)."""
+    per call): 16-frame chunks take the decoder from 0.5 to 0.06 of real time on one thread (benchmarks/tts_profile.py).
+    ``sent``: the stream's frames before this sequence's (a later sentence starts with 16-frame chunks once the
+    utterance sent 1.6 s)."""
 
     def __init__(self, codec, phones: torch.Tensor | None = None, voice: torch.Tensor | None = None,
-                 decode_frames: int = 0) -> None:
+                 decode_frames: int = 0, sent: int = 0) -> None:
         self.phones, self.voice, self.done = phones, voice, 0
-        self.chunker = Chunker(decode_frames)
+        self.chunker = Chunker(decode_frames, sent)
         self.dec = self._open(codec)
 
     # the streaming decoder underneath; a subclass keeps its state elsewhere (the server's, per stream)

@@ -301,16 +301,20 @@ class TTS:
         ``source`` (None: this model's token LM on this thread, :class:`~tokenwave.tasks.sources.LMSource`), are
         decoded by ``decode`` (given the sentence's phones and the voice's vector for a phone-informed decoder),
         fade in and out over :data:`EDGE_SECONDS`, and :data:`PAUSE_SECONDS` of silence follows all but the last.
-        Closing the iterator stops the source."""
+        A later sentence's decoder is told the frames sent before it, so its chunks stay settled (16 frames) once
+        the utterance sent 1.6 s. Closing the iterator stops the source."""
         source = source or LMSource(self.lm)
         voice_vec = self._voice(utt.prompt)
         pause = np.zeros(int(PAUSE_SECONDS * self.sample_rate), dtype=np.float32)
+        sent = 0  # frames of the utterance before this sentence, the pauses' included
         for i, plan in enumerate(utt.plans):
             params = utt.sampling.lm_params(seed=utt.sampling.seed + i)
             edge = _Edges(int(EDGE_SECONDS * self.sample_rate), plan.frames * self.codec.hop)
             with torch.no_grad():
                 cond = self.condition(plan, utt.prompt)
-            dec = decode(self.codec, None if plan.decoder_frames is None else plan.decoder_frames[None], voice_vec)
+            dec = decode(self.codec, None if plan.decoder_frames is None else plan.decoder_frames[None], voice_vec,
+                         sent=sent)
+            sent += plan.frames + len(pause) // self.codec.hop
             try:
                 with closing(source(cond, plan.frames, params)) as codes:
                     for c in codes:
