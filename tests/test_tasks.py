@@ -14,7 +14,7 @@ from tokenwave.errors import AudioFileError, InvalidArgumentError, TokenwaveErro
 from tokenwave.tasks import Sampling, load_task, read_prompt, split_sentences
 from tokenwave.tasks.base import MissingModelError
 from tokenwave.tasks.sources import Chunker, LMSource, StepDecoder
-from tokenwave.tasks.tagged import set_tags, tag_cooccurrence
+from tokenwave.tasks.tagged import CAPTION_TAGS, main_field, set_tags, tag_cooccurrence, vote_captions
 from tokenwave.tasks.tts import PAUSE_SECONDS, TTS, UnknownVoiceError, trim_silence
 
 import task_models as tm
@@ -360,6 +360,43 @@ def test_melody_readers(tmp_path):
     a4 = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     assert (melody_from_audio(a4, SR)[5:-5] == 9).all()  # A
     assert pitch_classes([0, 61, -1]).tolist() == [12, 1, 12]
+
+
+def test_the_main_tag_comes_from_the_nearest_training_captions_when_a_prompt_names_none(codec, tmp_path, monkeypatch):
+    """A text-conditioned sound-effect model given a prompt that names no family takes it from its training captions
+    nearest the prompt (their summed cosine, at least CAPTION_MIN_COSINE each), reports it apart, and keeps the tags
+    the training data had beside it; a family named in the prompt, or set as a control, wins; a prompt far from
+    every caption, or a task that does not read captions (music), takes nothing."""
+    tm.tagged_model(tmp_path / "sfx", codec, melody=False, text=True)
+    sfx = load_task("sfx", tmp_path / "sfx", codec=codec)
+    assert main_field(sfx.vocab.tags, sfx.generators["lm"].extra["cooccur"]) == "family"
+    req = sfx.prepare("a drizzle on the window", 1.0, Sampling(seed=1))
+    assert req.from_captions == ["family=rain"] and "family=rain" in req.tags
+    assert sfx.read_prompt("a drizzle on the window") == req.tags
+    out = sfx.generate("a drizzle on the window", 1.0, Sampling(seed=1), watermark=False)
+    assert out.metadata["tags_from_captions"] == ["family=rain"] and out.metadata["tags"] == req.tags
+    info: dict = {}
+    sfx.stream("a drizzle on the window", 1.0, Sampling(seed=1), info=info)
+    assert info["tags_from_captions"] == ["family=rain"]
+    named = sfx.prepare("a drizzle of bells on the window", 1.0)  # named: read, nothing taken
+    assert "family=bell" in named.tags and named.from_captions == []
+    controlled = sfx.prepare("a drizzle on the window", 1.0, tags=["family=footsteps"])
+    assert "family=footsteps" in controlled.tags and controlled.from_captions == []
+    assert sfx.prepare("a recipe for lemon cake", 1.0).tags == ["domain=sfx"]  # no caption close enough
+    monkeypatch.setitem(CAPTION_TAGS, "sfx", False)
+    assert sfx.prepare("a drizzle on the window", 1.0).tags == ["domain=sfx"]
+
+
+def test_caption_votes_sum_cosines_over_the_close_captions_that_name_a_value():
+    near = [("a", 0.5), ("b", 0.45), ("c", 0.44), ("d", 0.3), ("e", 0.9)]
+    values = {"a": "rain", "b": "wind", "c": "wind", "d": "rain", "e": None}
+    assert vote_captions(near, values, 0.4) == ("wind", pytest.approx(0.89))
+    assert vote_captions(near, values, 0.46) == ("rain", 0.5)
+    assert vote_captions(near, values, 0.6) is None and vote_captions([], values, 0.0) is None
+    assert main_field(["domain=sfx", "family=rain", "family=bell", "reverb=yes", "reverb=no", "pitch=high"],
+                      {"__required__": ["family", "reverb"]}) == "family"
+    assert main_field(["domain=sfx", "family=rain"], {"__required__": []}) is None
+    assert main_field(["domain=sfx", "reverb=yes", "reverb=no"], {"__required__": ["reverb"]}) is None
 
 
 def test_tagged_bad_requests(sfx_model, music_model, codec):

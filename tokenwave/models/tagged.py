@@ -78,18 +78,24 @@ class Generator:
         """The sentence encoder a text-conditioned model reads prompts with (None: tags only)."""
         return (self.extra.get("text") or {}).get("encoder") if self.text is not None else None
 
-    def condition(self, tags: list[str], prompt: str | None = None, nearest: int = 3
+    def embed(self, prompt: str) -> torch.Tensor:
+        """A text-conditioned model's sentence embedding of ``prompt`` ``[text_dim]``."""
+        return sentence_encoder(self.text_encoder).encode([prompt])[0]
+
+    def condition(self, tags: list[str], prompt: str | None = None, nearest: int = 3, emb: torch.Tensor | None = None
                   ) -> tuple[Conditioning, list[tuple[str, float]]]:
-        """Tags (``field=value``) and, for a text-conditioned model, the prompt itself -> the conditioning of one
-        request, and the training captions nearest to the prompt with their cosine (empty without text)."""
+        """Tags (``field=value``) and, for a text-conditioned model, the prompt itself (``emb``: its :meth:`embed`,
+        if already made) -> the conditioning of one request, and the training captions nearest to the prompt with
+        their cosine (empty without text)."""
         ids, mask = self.vocab.encode([tags])
         cond = self.tags(ids, mask)
         if self.text is None:
             return cond, []
         has = torch.tensor([bool(prompt)])
-        emb = sentence_encoder(self.text_encoder).encode([prompt or ""])
-        near = self.captions.nearest(emb[0], nearest) if self.captions is not None and prompt else []
-        return join_prefixes(self.text(emb, has), cond), near
+        if emb is None:
+            emb = self.embed(prompt or "")
+        near = self.captions.nearest(emb, nearest) if self.captions is not None and prompt else []
+        return join_prefixes(self.text(emb[None], has), cond), near
 
     @property
     def window(self) -> int:

@@ -75,6 +75,10 @@ class HTTPError(Exception):
         self.status, self.message, self.headers = status, message, headers or {}
 
 
+# what a stream's "done" message tells of how the request was read
+DONE_INFO = ("tags", "nearest_captions", "tags_from_captions", "voice_kind", "accent", "watermark")
+
+
 def field_error(e: dict, max_duration: float) -> str:
     """One pydantic error -> ``"field: message"``, with the limit and the fix added for the fields a person gets wrong
     most: a music / sfx prompt (empty, too long) and a duration out of range (``max_duration``: the server's)."""
@@ -571,7 +575,7 @@ def make_app(service: Service) -> FastAPI:
                 await ws.send_json({"type": "done", "audio_seconds": round(seconds, 3), "samples": samples,
                                     "time_to_first_audio_ms": round(1000 * (ttfa or 0), 1),
                                     "seconds": round(time.perf_counter() - t0, 3),
-                                    **{k: v for k, v in info.items() if k in ("tags", "nearest_captions", "voice_kind", "accent", "watermark")}})
+                                    **{k: v for k, v in info.items() if k in DONE_INFO}})
                 service.metrics.audio_seconds += seconds
                 outcome = "finished"
                 await ws.close(1000)

@@ -342,5 +342,7 @@ class Service:
         info["tags"] = piece.tags
         if piece.nearest:
             info["nearest_captions"] = piece.nearest
+        if piece.from_captions:
+            info["tags_from_captions"] = piece.from_captions
         info["total_seconds"] = piece.frames / task.frame_rate
         return task.render(piece, source, self._decoding)

@@ -25,6 +25,8 @@ def _write_output(result, out: Path) -> None:
     console.print(f"wrote {out} ({result.duration:.2f} s, {result.sample_rate} Hz"
                   f"{', watermarked' if meta.get('watermark') else ''})"
                   + (f"; tags: {', '.join(meta['tags'])}" if meta.get("tags") else "")
+                  + (f" ({', '.join(meta['tags_from_captions'])} from the nearest training captions)"
+                     if meta.get("tags_from_captions") else "")
                   + (f"; nearest training captions: {'; '.join(f'{c!r} ({s:.2f})' for c, s in meta['nearest_captions'])}"
                      if meta.get("nearest_captions") else "")
                   + (f"; accent: {meta['accent']} ({_ACCENT_FROM.get(meta.get('accent_from'), '')})"
