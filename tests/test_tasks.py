@@ -222,6 +222,10 @@ def test_read_prompt_reads_tags_and_keeps_fields_of_the_anchor():
     assert read_prompt("a reel in D major on fiddle", music, "music") == \
         ["domain=music", "genre=reel", "instrument=violin", "key=D", "mode=major"]
     assert "key=A" not in read_prompt("a lively air", music, "music")  # the article "a" is not the key A
+    # a real recording's album called "music" is not read from every prompt that says music
+    assert read_prompt("dreamy music on a harp", music + ["album=music", "album=Legacy Soundtrack", "instrument=harp"],
+                       "music") == \
+        ["domain=music", "instrument=harp"]
 
 
 def test_sfx_duration_determinism_and_prompt_changes_output(sfx_model, codec):

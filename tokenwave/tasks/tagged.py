@@ -82,7 +82,7 @@ def read_prompt(prompt: str, vocab_tags: list[str], domain: str, cooccur: dict[s
             continue
         best = None
         for v in values:
-            if not v:
+            if not v or v.lower() == domain:  # a value named like the domain ("album=music") is said by any prompt
                 continue
             if f == "key":
                 pat = r"(?:\bin\s+%s(?![\w#])|\b%s\s+(?:major|minor)\b)" % (re.escape(v.lower()), re.escape(v.lower()))
