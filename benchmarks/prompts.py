@@ -101,6 +101,7 @@ def bench_task(name: str, items: list[dict], candidates: list[Path], seconds: fl
                 got = tagger.predict(wav_p.wav, sr)
                 per["tag_accuracy"].append(float(np.mean([got.get(f) == v for f, v in it["tags"].items()])))
                 per["read"].append({"tags": wav_p.metadata["tags"],
+                                    "tags_from_captions": wav_p.metadata.get("tags_from_captions", []),
                                     "nearest_captions": wav_p.metadata.get("nearest_captions", [])})
                 bar.advance()
         clap_ratio = float(np.sum(per["clap_prompt"]) / max(np.sum(per["clap_canonical"]), 1e-9))
@@ -158,6 +159,10 @@ def main(argv: list[str] | None = None) -> dict:
         items = prompts[t][:4] if args.quick else prompts[t]
         figures[t], tg = bench_task(t, items, cands[t], args.seconds)
         targets += tg
+        if not cands[t]:  # a rerun without candidates keeps the earlier run's candidates, each with its own command
+            figures[t]["models"].update({k: m for k, m in previous.get("figures", {}).get(t, {}).get("models", {}).items()
+                                         if k.startswith("candidate ")})
+            targets += kept_targets(previous, lambda x, t=t: x["name"].startswith(f"{t}_candidate_"))
     result = write_result(name, command_line(__file__, argv), targets, figures, args.quick)
     plot(figures, RESULTS_DIR / f"{name}.png")
     return result
