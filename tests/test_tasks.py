@@ -222,6 +222,19 @@ def test_read_prompt_reads_tags_and_keeps_fields_of_the_anchor():
     assert read_prompt("a reel in D major on fiddle", music, "music") == \
         ["domain=music", "genre=reel", "instrument=violin", "key=D", "mode=major"]
     assert "key=A" not in read_prompt("a lively air", music, "music")  # the article "a" is not the key A
+    for said in ("a reel in a drawing room", "a melancholy reel in a minor key", "A reel in a hall"):
+        assert not any(t.startswith("key=") for t in read_prompt(said, music, "music")), said
+    assert "key=A" in read_prompt("a reel in A minor", music, "music")
+    assert "key=D" in read_prompt("a reel in d major", music, "music")  # other keys in any case
+    # the training paraphrases' words for a value are read as it; a value's own name wins over another's word for it
+    music += ["instrument=fiddle", "instrument=reed organ", "instrument=string ensemble", "genre=chorale",
+              "genre=tune"]
+    assert read_prompt("a hymn on an old harmonium", music, "music") == \
+        ["domain=music", "genre=chorale", "instrument=reed organ"]
+    assert "instrument=string ensemble" in read_prompt("lush strings swelling", music, "music")
+    assert "instrument=violin" in read_prompt("a reel on violin", music, "music")
+    assert "instrument=fiddle" in read_prompt("a reel on fiddle", music, "music")
+    assert not any(t.startswith("genre=") for t in read_prompt("a sorrowful melody", music, "music"))
     # a real recording's album called "music" is not read from every prompt that says music
     assert read_prompt("dreamy music on a harp", music + ["album=music", "album=Legacy Soundtrack", "instrument=harp"],
                        "music") == \

@@ -5,7 +5,7 @@ samples codes, the flow model integrates continuous latents from noise (``--gene
 
 Reading the prompt: for each tag field, the values named in the prompt (whole words, case-insensitive) are found;
 the one named first wins. Yes/no fields (``reverb``, ``thunder``…) are "yes" when the prompt names the field or a
-synonym and "no" after "no"/"without". Keys need "in D" or "D major/minor". The tags read are returned in the
+synonym and "no" after "no"/"without". Keys need "in D" or "D major/minor" (the key A a capital: "in a hall" is no key). The tags read are returned in the
 metadata, so a user sees how a prompt was understood; the model was trained with tags left out at random, so a
 prompt naming only some of them is in its training distribution. Tags are also explicit controls (``tags=
 ["key=D", "tempo=fast"]``, ``--tag key=D``): each replaces what the prompt said of its field. A text-conditioned
@@ -31,6 +31,7 @@ from tokenwave.audio import load_audio, resample
 from tokenwave.codec import load_codec
 from tokenwave.conditioning import Conditioning
 from tokenwave.conditioning.melody import NO_PITCH, fit_length, load_melody, pitch_classes
+from tokenwave.data.captions import GENRE_WORDS, INSTRUMENT_WORDS
 from tokenwave.errors import AudioFileError, AudioNotFoundError, InvalidArgumentError
 from tokenwave.flow.sample import decode_long, sample_long
 from tokenwave.lm.generate import long_windows
@@ -50,6 +51,13 @@ VALUE_SYNONYMS = {"footsteps": ("steps", "walking"), "applause": ("clapping", "c
                   "engine": ("motor",), "siren": ("sirens",), "bell": ("bells", "chime"), "clock": ("ticking",),
                   "whoosh": ("swoosh", "swish"), "violin": ("fiddle",), "choir": ("voices", "singers")}
 NEGATIONS = r"(?:no|without|dry,? no)\s+(?:\w+\s+)?"
+# the words the text-conditioned models' training paraphrases use for instruments and genres (data.captions), read as
+# those values too ("hymn": chorale, "harmonium": reed organ, "strings": string ensemble), but for a word prompts use
+# in its everyday sense ("melody")
+for _table in (INSTRUMENT_WORDS, GENRE_WORDS):
+    for _value, _words in _table.items():
+        VALUE_SYNONYMS[_value] = tuple(dict.fromkeys((*VALUE_SYNONYMS.get(_value, ()),
+                                                      *(w for w in _words if w != _value and w != "melody"))))
 
 
 def tag_fields(vocab_tags: list[str]) -> dict[str, list[str]]:
@@ -69,7 +77,8 @@ def read_prompt(prompt: str, vocab_tags: list[str], domain: str, cooccur: dict[s
     """The ``field=value`` tags of ``vocab_tags`` that ``prompt`` names (see the module docstring). ``cooccur``
     (tag -> the fields seen with it in training) keeps, once an anchor tag is read (the first one named whose field
     every clip has, e.g. ``family=rain``), only the fields the training data had beside it."""
-    text = " " + prompt.lower() + " "
+    cased = " " + prompt + " "
+    text = cased.lower()
     out = [f"domain={domain}"]
     for f, values in tag_fields(vocab_tags).items():
         if set(values) <= {"yes", "no"}:
@@ -84,17 +93,29 @@ def read_prompt(prompt: str, vocab_tags: list[str], domain: str, cooccur: dict[s
         for v in values:
             if not v or v.lower() == domain:  # a value named like the domain ("album=music") is said by any prompt
                 continue
-            if f == "key":
-                pat = r"(?:\bin\s+%s(?![\w#])|\b%s\s+(?:major|minor)\b)" % (re.escape(v.lower()), re.escape(v.lower()))
-            else:
-                words = (v.lower(), *VALUE_SYNONYMS.get(v.lower(), ()))
-                pat = r"(?<![\w-])(?:%s)(?:s|es)?(?![\w-])" % "|".join(map(re.escape, words))
-            m = re.search(pat, text)
-            if m and (best is None or (m.start(), -len(v)) < (best[0], -len(best[1]))):
-                best = (m.start(), v)
+            at = _mention(f, v, text, cased)
+            if at is not None and (best is None or (*at, -len(v)) < best[0]):
+                best = ((*at, -len(v)), v)
         if best:
             out.append(f"{f}={best[1]}")
     return keep_cooccurring(out, cooccur)
+
+
+def _mention(field: str, value: str, text: str, cased: str) -> tuple[int, int] | None:
+    """Where a prompt first names ``value`` of ``field``: (its position, 0 for the value's own name or 1 for another
+    of its words: "violin" reads violin, not fiddle's other word), or None. ``text``: the prompt in lower case;
+    ``cased``: as written."""
+    if field == "key":  # the key A only as a capital: "in a room", "a minor key" say the article
+        name = re.escape(value) if value[0] == "A" else "(?i:%s)" % re.escape(value)
+        m = re.search(r"(?:\b(?i:in)\s+%s(?![\w#])|\b%s\s+(?i:major|minor)\b)" % (name, name), cased)
+        return None if m is None else (m.start(), 0)
+    best = None
+    for rank, words in enumerate(((value.lower(),), VALUE_SYNONYMS.get(value.lower(), ()))):
+        if words:
+            m = re.search(r"(?<![\w-])(?:%s)(?:s|es)?(?![\w-])" % "|".join(map(re.escape, words)), text)
+            if m and (best is None or m.start() < best[0]):
+                best = (m.start(), rank)
+    return best
 
 
 def keep_cooccurring(tags: list[str], cooccur: dict[str, list[str]] | None) -> list[str]:
