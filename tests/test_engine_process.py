@@ -57,14 +57,25 @@ def test_a_lone_job_gets_the_thread_engines_codes_and_concurrent_jobs_park_and_f
         assert all(torch.equal(a, r) for a, r in zip(alone, ref))  # the same engine code: bit for bit
         got, jobs = {}, [engine.submit(_job(*spec, seed=i)) for i, spec in enumerate(specs)]
         assert engine.streams == 4
-        readers = [threading.Thread(target=lambda i=i: got.__setitem__(i, _read(jobs[i], 0.01 if i == 1 else 0)))
-                   for i in range(4)]
+        others_done = threading.Event()  # job 1's reader stops after its first chunk until the others are read
+
+        def read(i: int) -> None:
+            parts = []
+            for c in jobs[i].codes():
+                parts.append(c)
+                if i == 1 and len(parts) == 1:
+                    others_done.wait(60)
+            got[i] = torch.cat(parts, -1)
+
+        readers = [threading.Thread(target=read, args=(i,)) for i in range(4)]
         [t.start() for t in readers]
-        [t.join(60) for t in readers]
+        [readers[i].join(60) for i in (0, 2, 3)]
+        others_done.set()
+        readers[1].join(60)
         for i, r in enumerate(ref):
             agree = (got[i] == r).float().mean().item()  # batched matmuls may differ in the last float bits
             assert got[i].shape == r.shape and agree >= 0.97, (i, agree)
-        # the slow reader was parked: its "taken" messages crossed the pipe, its job came back and finished
+        # the reader that fell behind was parked: its "taken" messages crossed the pipe, its job came back and finished
         assert engine.stats["parks"] >= 1 and engine.stats["row_steps"] > engine.stats["steps"]
         assert engine.streams == 0 and tm.wait_until(lambda: engine.n == 0)
         assert all(j.emitted == j.frames == j.taken for j in jobs)

@@ -501,14 +501,15 @@ def test_engine_joins_leaves_parks_and_shifts_like_offline():
             params = SamplingParams(temperature=0.8, top_k=20, cfg_scale=scale, seed=i)
             jobs.append((Job(cond, frames, params), cond, params))
         got = {}
+        others_done = threading.Event()  # the slow consumer stops after its first chunk until the others are read
 
         def consume(i, slow):
             job = jobs[i][0]
             parts = []
             for c in job.codes():
                 parts.append(c)
-                if slow:
-                    time.sleep(0.01)
+                if slow and len(parts) == 1:
+                    others_done.wait(60)
             got[i] = torch.cat(parts, -1)
 
         threads = []
@@ -519,7 +520,9 @@ def test_engine_joins_leaves_parks_and_shifts_like_offline():
             if i == 1:
                 engine.start()
             time.sleep(0.01)
-        [t.join(60) for t in threads]
+        [threads[i].join(60) for i in (0, 2, 3)]
+        others_done.set()
+        threads[1].join(60)
         for i, (job, cond, params) in enumerate(jobs):
             ref = generate(lm, job.frames, cond, params)[0]
             agree = (got[i] == ref).float().mean().item()
