@@ -141,13 +141,16 @@ def readme_headline(src: Sources) -> str:
     """Every shipped model's headline figures: the targets (with their bars and commands) and beside them the
     figures of the same runs that have no bar."""
     rows: list[list[str]] = []
+    used: list[str] = []  # the results files the rows come from, for the machines they were measured on
 
     def trow(model: str, label: str, rel: str, name: str, show: Callable[[Any], str] = fmt) -> None:
+        used.append(rel)
         t = src.target(rel, name)
         quick = " (a `--quick` run)" if src.doc(rel).get("quick") else ""
         rows.append([model, label, f"**{show(t and t['value'])}**", bar(t), met(t), f"`{rel}.json` `{name}`{quick}"])
 
     def frow(model: str, label: str, rel: str, path: str, show: Callable[[Any], str] = fmt) -> None:
+        used.append(rel)
         rows.append([model, label, show(src.get(rel, path)), MISSING, "", f"`{rel}.json` `{path}`"])
 
     for rel, c in (("codec", "codec (`checkpoints/codec`)"), ("codec-v2", "codec v2 (`checkpoints/codec-v2`)")):
@@ -229,7 +232,18 @@ def readme_headline(src: Sources) -> str:
         rel = f"checkpoints/eval/{folder}/config.json"
         rows.append([f"{model} (`checkpoints/eval/{folder}`)", label, pct(src.get(rel, f"validation.{key}")),
                      MISSING, "", f"`{rel}` `validation.{key}`"])
-    return table(["model", "figure", "value", "bar", "", "from"], rows)
+    return table(["model", "figure", "value", "bar", "", "from"], rows) + "\n\n" + machines(src, used)
+
+
+def machines(src: Sources, rels: list[str]) -> str:
+    """Which CPU ran each results file (speed figures move with it: the same code ran several times slower on an
+    AVX2-only AMD EPYC than on an Intel Xeon with AMX)."""
+    by_cpu: dict[str, list[str]] = {}
+    for rel in dict.fromkeys(rels):
+        cpu = (src.doc(rel).get("machine") or {}).get("cpu") or "unknown"
+        by_cpu.setdefault(cpu, []).append(f"`{rel}.json`")
+    return "Measured on: " + "; ".join(f"{cpu}: {', '.join(files)}" for cpu, files in sorted(by_cpu.items())) + \
+        ". Speed figures hold for the CPU that measured them (each file's `machine`)."
 
 
 # ---- model cards ----------------------------------------------------------------------------------------------
