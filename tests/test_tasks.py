@@ -382,10 +382,11 @@ def test_melody_readers(tmp_path):
 def test_the_main_tag_comes_from_the_nearest_training_captions_when_a_prompt_names_none(codec, tmp_path, monkeypatch):
     """A text-conditioned sound-effect model given a prompt that names no family takes it from its training captions
     nearest the prompt (their summed cosine, at least CAPTION_MIN_COSINE each), reports it apart, and keeps the tags
-    the training data had beside it; a family named in the prompt, or set as a control, wins; a prompt far from
-    every caption, or a task that does not read captions (music), takes nothing."""
-    tm.tagged_model(tmp_path / "sfx", codec, melody=False, text=True)
-    sfx = load_task("sfx", tmp_path / "sfx", codec=codec)
+    the training data had beside it (the task's flow model, with no captions of its own, reads the LM's); a family
+    named in the prompt, or set as a control, wins; a prompt far from every caption, or a task that does not read
+    captions (music), takes nothing."""
+    tm.tagged_model(tmp_path / "sfx", codec, melody=False, text=True, flow=True)
+    sfx = load_task("sfx", tmp_path / "sfx", codec=codec, generator="lm")
     assert main_field(sfx.vocab.tags, sfx.generators["lm"].extra["cooccur"]) == "family"
     req = sfx.prepare("a drizzle on the window", 1.0, Sampling(seed=1))
     assert req.from_captions == ["family=rain"] and "family=rain" in req.tags
@@ -400,6 +401,8 @@ def test_the_main_tag_comes_from_the_nearest_training_captions_when_a_prompt_nam
     controlled = sfx.prepare("a drizzle on the window", 1.0, tags=["family=footsteps"])
     assert "family=footsteps" in controlled.tags and controlled.from_captions == []
     assert sfx.prepare("a recipe for lemon cake", 1.0).tags == ["domain=sfx"]  # no caption close enough
+    flow = sfx.prepare("a drizzle on the window", 1.0, generator="flow")  # no captions of its own: the LM's
+    assert sfx.generators["flow"].captions is None and flow.from_captions == ["family=rain"]
     monkeypatch.setitem(CAPTION_TAGS, "sfx", False)
     assert sfx.prepare("a drizzle on the window", 1.0).tags == ["domain=sfx"]
 

@@ -259,7 +259,7 @@ class TaggedTask:
             if tuned is not None:
                 self.decoders[kind] = tuned
         self.level_codecs = {}  # generator kind -> the copy of its codec that measures levels (context_silent)
-        self._caption_cache: dict[tuple[str, str], dict[str, str | None]] = {}  # (kind, field) -> caption -> value
+        self._caption_cache: dict[tuple[str, str, str], dict[str, str | None]] = {}  # (bank, reader, field) -> values
         self.sample_rate = self.codec.sample_rate
         self.frame_rate = self.codec.frame_rate
         self.domain = next((t.split("=", 1)[1] for t in self.vocab.tags if t.startswith("domain=")), task)
@@ -297,30 +297,36 @@ class TaggedTask:
     def _read(self, g: Generator, prompt: str, controls: list[str] | None
               ) -> tuple[list[str], list[str], torch.Tensor | None]:
         """-> (the tags ``g`` is given, those of them taken from the nearest captions, the prompt's sentence embedding
-        for a text-conditioned ``g``, else None)."""
+        for a text-conditioned ``g``, else None). A generator without captions of its own (the task's flow model
+        beside a text-conditioned token LM) reads its sibling's: the same training sounds, the same tag names."""
         cooccur = g.extra.get("cooccur")
         read = read_prompt(prompt, g.vocab.tags, self.domain)
         emb = g.embed(prompt) if g.text is not None else None
         taken: list[str] = []
-        field = main_field(g.vocab.tags, cooccur) if CAPTION_TAGS.get(self.task) and g.captions else None
+        bank = g if g.captions is not None else next((x for x in self.generators.values() if x.captions is not None),
+                                                     None)
+        field = main_field(g.vocab.tags, cooccur) if CAPTION_TAGS.get(self.task) and bank is not None else None
         named = {t.split("=", 1)[0] for t in read}
         if field and field not in named and not any(str(c).split("=", 1)[0].strip().lower() == field
                                                     for c in controls or ()):
-            near = g.captions.nearest(emb, CAPTION_NEAREST)
-            won = vote_captions(near, self.caption_values(g, field), CAPTION_MIN_COSINE)
+            near = bank.captions.nearest(emb if bank is g else bank.embed(prompt), CAPTION_NEAREST)
+            won = vote_captions(near, self.caption_values(bank, field, g), CAPTION_MIN_COSINE)
             if won is not None:
                 taken = [f"{field}={won[0]}"]
                 read = read + taken
         read = keep_cooccurring(sorted(read, key=lambda t: (not t.startswith("domain="), t.split("=", 1)[0])), cooccur)
         return set_tags(read, controls, g.vocab.tags), [t for t in taken if t in read], emb
 
-    def caption_values(self, g: Generator, field: str) -> dict[str, str | None]:
-        """``g``'s training captions -> the value of ``field`` each names (keywords, as a prompt is read), cached."""
-        key = (g.kind, field)
+    def caption_values(self, bank: Generator, field: str, reader: Generator | None = None) -> dict[str, str | None]:
+        """``bank``'s training captions -> the value of ``field`` each names in ``reader``'s tags (default: its own;
+        keywords, as a prompt is read), cached."""
+        reader = reader or bank
+        key = (bank.kind, reader.kind, field)
         if key not in self._caption_cache:
             values = {}
-            for c in g.captions.captions:
-                got = [t.split("=", 1)[1] for t in read_prompt(c, g.vocab.tags, self.domain) if t.startswith(field + "=")]
+            for c in bank.captions.captions:
+                got = [t.split("=", 1)[1] for t in read_prompt(c, reader.vocab.tags, self.domain)
+                       if t.startswith(field + "=")]
                 values[c] = got[0] if got else None
             self._caption_cache[key] = values
         return self._caption_cache[key]
