@@ -35,15 +35,15 @@ FIELDS = {"sfx": "family", "music": "instrument"}
 GRID_K, GRID_COSINE = (1, 3, 5, 10), (0.3, 0.4, 0.45, 0.5, 0.55)
 
 
-def score(rows: list[dict], k: int | None, min_cosine: float) -> dict:
-    """Rows (``want``, keyword-read ``read``, ``near``: nearest captions' values and cosines) -> right / wrong / none
-    counts, reading from captions (``k`` nearest) where keywords named nothing; ``k`` None: keywords alone."""
+def score(rows: list[dict], values: dict[str, str | None], k: int | None, min_cosine: float) -> dict:
+    """Rows (``want``, keyword-read ``read``, ``near``: nearest captions and cosines) and the value each caption names
+    -> right / wrong / none counts, reading from captions (``k`` nearest) where keywords named nothing; ``k`` None:
+    keywords alone."""
     right = wrong = none = 0
     for r in rows:
         got = r["read"]
         if got is None and k:
-            won = vote_captions([(str(i), s) for i, (_, s) in enumerate(r["near"][:k])],
-                                {str(i): v for i, (v, _) in enumerate(r["near"][:k])}, min_cosine)
+            won = vote_captions(r["near"][:k], values, min_cosine)
             got = won[0] if won else None
         if r["want"] == "none":
             right += got is None
@@ -76,15 +76,14 @@ def main() -> None:
             read = read_prompt(it["prompt"], g.vocab.tags, t.domain)
             have = next((x.split("=", 1)[1] for x in read if x.startswith(field + "=")), None)
             near = g.captions.nearest(g.embed(it["prompt"]), max(GRID_K))
-            rows.append({"prompt": it["prompt"], "want": str(it[field]), "read": have,
-                         "near": [(values[c], s) for c, s in near]})
-        keywords = score(rows, None, 0.0)
-        grid = {f"k={k} min_cosine={c}": score(rows, k, c) for k in GRID_K for c in GRID_COSINE}
-        chosen = score(rows, CAPTION_NEAREST, CAPTION_MIN_COSINE)
+            rows.append({"prompt": it["prompt"], "want": str(it[field]), "read": have, "near": near})
+        keywords = score(rows, values, None, 0.0)
+        grid = {f"k={k} min_cosine={c}": score(rows, values, k, c) for k in GRID_K for c in GRID_COSINE}
+        chosen = score(rows, values, CAPTION_NEAREST, CAPTION_MIN_COSINE)
         figures[task] = {"generator": g.kind, "field": field, "prompts": len(rows), "keywords": keywords,
                          "captions_chosen": chosen, "grid": grid,
-                         "per_prompt": [{k: v for k, v in r.items() if k != "near"} | {"nearest": r["near"][:5]}
-                                        for r in rows]}
+                         "per_prompt": [{k: v for k, v in r.items() if k != "near"}
+                                        | {"nearest": [(values[c], s) for c, s in r["near"][:5]]} for r in rows]}
         print(f"{task}: keywords {keywords}; captions (k={CAPTION_NEAREST}, >= {CAPTION_MIN_COSINE}) {chosen}; "
               f"{'read' if CAPTION_TAGS.get(task) else 'not read'} by {task}", flush=True)
         if CAPTION_TAGS.get(task):

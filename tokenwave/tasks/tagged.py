@@ -51,13 +51,20 @@ VALUE_SYNONYMS = {"footsteps": ("steps", "walking"), "applause": ("clapping", "c
                   "engine": ("motor",), "siren": ("sirens",), "bell": ("bells", "chime"), "clock": ("ticking",),
                   "whoosh": ("swoosh", "swish"), "violin": ("fiddle",), "choir": ("voices", "singers")}
 NEGATIONS = r"(?:no|without|dry,? no)\s+(?:\w+\s+)?"
-# the words the text-conditioned models' training paraphrases use for instruments and genres (data.captions), read as
-# those values too ("hymn": chorale, "harmonium": reed organ, "strings": string ensemble), but for a word prompts use
-# in its everyday sense ("melody")
-for _table in (INSTRUMENT_WORDS, GENRE_WORDS):
-    for _value, _words in _table.items():
-        VALUE_SYNONYMS[_value] = tuple(dict.fromkeys((*VALUE_SYNONYMS.get(_value, ()),
-                                                      *(w for w in _words if w != _value and w != "melody"))))
+
+
+def _with_paraphrase_words(synonyms: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """``synonyms`` with the words the text-conditioned models' training paraphrases use for instruments and genres
+    (data.captions) added ("hymn": chorale, "harmonium": reed organ, "strings": string ensemble), but for a word
+    prompts use in its everyday sense ("melody")."""
+    out = dict(synonyms)
+    for table in (INSTRUMENT_WORDS, GENRE_WORDS):
+        for value, words in table.items():
+            out[value] = tuple(dict.fromkeys((*out.get(value, ()), *(w for w in words if w not in (value, "melody")))))
+    return out
+
+
+VALUE_SYNONYMS = _with_paraphrase_words(VALUE_SYNONYMS)
 
 
 def tag_fields(vocab_tags: list[str]) -> dict[str, list[str]]:
@@ -179,7 +186,12 @@ def set_tags(read: list[str], controls: list[str] | tuple[str, ...] | None, voca
                                        f"use one of {', '.join(shown)}{' ...' if len(fields[f]) > 40 else ''}")
         out = [t for t in out if t.split("=", 1)[0] != f] + ([f"{f}={v}"] if v else [])
     # in the order read_prompt gives (the domain, then by field), as the generator was trained on
-    return sorted(out, key=lambda t: (not t.startswith("domain="), t.split("=", 1)[0]))
+    return sorted(out, key=tag_order)
+
+
+def tag_order(tag: str) -> tuple[bool, str]:
+    """Sort key of the order a generator is given its tags in: the domain, then by field."""
+    return not tag.startswith("domain="), tag.split("=", 1)[0]
 
 
 def check_prompt(prompt: str) -> str:
@@ -296,25 +308,27 @@ class TaggedTask:
 
     def _read(self, g: Generator, prompt: str, controls: list[str] | None
               ) -> tuple[list[str], list[str], torch.Tensor | None]:
-        """-> (the tags ``g`` is given, those of them taken from the nearest captions, the prompt's sentence embedding
-        for a text-conditioned ``g``, else None). A generator without captions of its own (the task's flow model
-        beside a text-conditioned token LM) reads its sibling's: the same training sounds, the same tag names."""
+        """-> (the tags ``g`` is given, those of them taken from the nearest captions, and the prompt's sentence
+        embedding when reading them made ``g``'s own, else None). A generator without captions of its own (the task's
+        flow model beside a text-conditioned token LM) reads its sibling's: the same training sounds, the same tag
+        names."""
         cooccur = g.extra.get("cooccur")
         read = read_prompt(prompt, g.vocab.tags, self.domain)
-        emb = g.embed(prompt) if g.text is not None else None
-        taken: list[str] = []
+        emb, taken = None, []
         bank = g if g.captions is not None else next((x for x in self.generators.values() if x.captions is not None),
                                                      None)
         field = main_field(g.vocab.tags, cooccur) if CAPTION_TAGS.get(self.task) and bank is not None else None
         named = {t.split("=", 1)[0] for t in read}
         if field and field not in named and not any(str(c).split("=", 1)[0].strip().lower() == field
                                                     for c in controls or ()):
-            near = bank.captions.nearest(emb if bank is g else bank.embed(prompt), CAPTION_NEAREST)
-            won = vote_captions(near, self.caption_values(bank, field, g), CAPTION_MIN_COSINE)
+            near_emb = bank.embed(prompt)
+            emb = near_emb if bank is g else None
+            won = vote_captions(bank.captions.nearest(near_emb, CAPTION_NEAREST), self.caption_values(bank, field, g),
+                                CAPTION_MIN_COSINE)
             if won is not None:
                 taken = [f"{field}={won[0]}"]
                 read = read + taken
-        read = keep_cooccurring(sorted(read, key=lambda t: (not t.startswith("domain="), t.split("=", 1)[0])), cooccur)
+        read = keep_cooccurring(sorted(read, key=tag_order), cooccur)
         return set_tags(read, controls, g.vocab.tags), [t for t in taken if t in read], emb
 
     def caption_values(self, bank: Generator, field: str, reader: Generator | None = None) -> dict[str, str | None]:
@@ -620,4 +634,4 @@ class TaggedTask:
 
 
 __all__ = ["CAPTION_TAGS", "GENERATORS", "Generator", "TaggedTask", "keep_cooccurring", "main_field", "read_prompt",
-           "tag_cooccurrence", "vote_captions"]
+           "tag_cooccurrence", "tag_order", "vote_captions"]
